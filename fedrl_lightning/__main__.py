@@ -1,0 +1,5 @@
+"""Entry point for ``python -m fedrl_lightning``."""
+
+from fedrl_lightning.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Atomic file writes and safe checkpoint loading."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fedrl_lightning.errors import ConfigError
+
+__all__ = ["atomic_save", "atomic_write_text", "load_checkpoint", "temporary_path"]
+
+
+def temporary_path(path: Path) -> Path:
+    """A sibling path to write to before renaming onto ``path``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename it onto ``path``.
+
+    A crash mid-write leaves the previous ``path`` intact, never a truncated file.
+    """
+    tmp = temporary_path(path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to a temporary file, then rename it onto ``path``."""
+    tmp = temporary_path(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint without executing any code it contains.
+
+    Checkpoints may come from untrusted agents, so they are loaded with
+    ``weights_only=True``: only tensors and plain containers are accepted.
+
+    Args:
+        path: The checkpoint file.
+
+    Returns:
+        The checkpoint dictionary, with tensors on the CPU.
+
+    Raises:
+        ConfigError: If the file is missing, unreadable, or not a plain checkpoint; the
+            message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(f"checkpoint {path}: refused to load ({reason})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"checkpoint {path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(f"checkpoint {path}: has no state_dict")
+    return checkpoint

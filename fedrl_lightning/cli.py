@@ -1,0 +1,134 @@
+"""``python -m fedrl_lightning``: the LightningCLI for federated runs, with one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, NoReturn
+
+from jsonargparse import lazy_instance
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.strategies import RewardWeighted
+from fedrl_lightning.federation.trainer import FederatedTrainer
+from fedrl_lightning.module import ReinforceModule
+from fedrl_lightning.population import AgentPopulation
+
+__all__ = ["FedRLCLI", "main"]
+
+DESCRIPTION = "Federated reinforcement learning on PyTorch Lightning."
+
+
+def one_line(message: str) -> str:
+    """Squeeze a multi-line parser message into one line that keeps the option's name."""
+    lines = [line.strip().rstrip(":") for line in message.strip().splitlines() if line.strip()]
+    return ": ".join(lines[:3])
+
+
+class FedRLArgumentParser(LightningArgumentParser):
+    """A LightningCLI parser whose errors become a :class:`ConfigError` instead of usage text."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        """Raise the parse error as one line."""
+        raise ConfigError(one_line(message))
+
+
+class FedRLCLI(LightningCLI):
+    """LightningCLI with a :class:`FederatedTrainer`, a :class:`ReinforceModule` and an
+    :class:`AgentPopulation` as its ``trainer``, ``model`` and ``data`` sections.
+
+    Args:
+        args: Command-line arguments; ``None`` reads ``sys.argv``.
+    """
+
+    def __init__(self, args: list[str] | None = None) -> None:
+        super().__init__(
+            model_class=ReinforceModule,
+            datamodule_class=AgentPopulation,
+            trainer_class=FederatedTrainer,
+            save_config_callback=None,
+            seed_everything_default=42,
+            parser_kwargs={"description": DESCRIPTION},
+            parser_class=FedRLArgumentParser,
+            auto_configure_optimizers=False,
+            load_from_checkpoint_support=False,
+            args=args,
+        )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Only ``fit``; the run's config is passed by the CLI itself."""
+        return {"fit": {"model", "datamodule", "run_config"}}
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Add the trainer, model and data sections."""
+        parser.add_class_arguments(
+            FederatedTrainer,
+            "trainer",
+            instantiate=False,
+            fail_untyped=False,
+            sub_configs=True,
+            skip={"seed"},
+        )
+        parser.add_lightning_class_args(ReinforceModule, "model")
+        parser.add_class_arguments(AgentPopulation, "data", fail_untyped=False, sub_configs=True)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Default the strategy and size the policy from the environment's spaces."""
+        parser.set_defaults({"trainer.strategy": lazy_instance(RewardWeighted)})
+        parser.link_arguments("data.observation_dim", "model.observation_dim", apply_on="instantiate")
+        parser.link_arguments("data.num_actions", "model.num_actions", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> FederatedTrainer:
+        """Build the federated trainer, seeded from ``--seed_everything``."""
+        config = dict(self._get(self.config_init, "trainer"), **kwargs)
+        return FederatedTrainer(**config, seed=self._run_seed())
+
+    def fit(self, model: ReinforceModule, datamodule: AgentPopulation, **kwargs: Any) -> None:
+        """Run the federated fit, saving the resolved config in the run folder."""
+        run_config = self._parser(self.subcommand).dump(
+            self.config[self.subcommand], skip_none=False
+        )
+        started = time.perf_counter()
+        self.trainer.fit(model, datamodule, run_config=run_config, **kwargs)
+        self.fit_seconds = time.perf_counter() - started
+
+    def after_fit(self) -> None:
+        """Print the run's summary."""
+        history = self.trainer.history
+        last = history[-1]
+        print(
+            f"Finished {len(history)} rounds in {self.fit_seconds:.1f} s: "
+            f"{last['episodes']:,} training episodes, {last['env_steps']:,} environment steps."
+        )
+        print(
+            f"Final eval_reward {last['eval_reward']:.2f} (worst agent "
+            f"{last['eval_reward_min']:.2f}), train_reward {last['train_reward']:.2f}."
+        )
+        print(f"Run folder: {self.trainer.run_dir}")
+
+    def _run_seed(self) -> int:
+        seed = self._get(self.config, "seed_everything")
+        if isinstance(seed, bool):
+            raise ConfigError("--seed_everything must be an integer for a federated run")
+        return int(seed)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the command line and turn configuration errors into one line on stderr.
+
+    Args:
+        args: Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The process exit code.
+    """
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    try:
+        FedRLCLI(args=args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

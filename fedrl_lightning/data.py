@@ -1,0 +1,148 @@
+"""Episodes rolled out with the live policy, served to Lightning as an IterableDataset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset
+
+from fedrl_lightning.policy import CategoricalMLPPolicy, NumpyActor
+from fedrl_lightning.returns import discounted_returns
+
+__all__ = ["EpisodeBatch", "EpisodeDataset"]
+
+GUMBEL_CHUNK = 256  # action-sampling noise drawn per generator call
+
+
+class EpisodeBatch(NamedTuple):
+    """Whole episodes, padded to the longest one.
+
+    Attributes:
+        observations: ``[episodes, steps, observation]`` float32.
+        actions: ``[episodes, steps]`` int64.
+        returns: ``[episodes, steps]`` float32 discounted returns ``G_t``.
+        mask: ``[episodes, steps]`` bool, true on real steps.
+        episode_returns: ``[episodes]`` float32 undiscounted sum of rewards.
+    """
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    returns: torch.Tensor
+    mask: torch.Tensor
+    episode_returns: torch.Tensor
+
+
+class _Episode(NamedTuple):
+    observations: list[np.ndarray]
+    actions: list[int]
+    rewards: list[float]
+
+
+class EpisodeDataset(IterableDataset):
+    """Rolls out ``num_episodes`` episodes with the policy's current weights.
+
+    Each item is one :class:`EpisodeBatch` of ``episodes_per_update`` whole episodes, so a
+    training step that updates the policy changes how the next batch is collected. Rollouts
+    run without gradients; the training step recomputes log-probabilities.
+
+    Args:
+        env: The agent's environment.
+        policy: The live policy; its weights are read afresh for every batch.
+        num_episodes: Episodes to roll out in one pass over the dataset.
+        episodes_per_update: Episodes per batch (the last batch may be smaller).
+        gamma: Discount factor for the returns.
+        env_seed: Seed for the environment's first reset.
+        action_seed: Seed for action sampling.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        policy: CategoricalMLPPolicy,
+        num_episodes: int,
+        episodes_per_update: int,
+        gamma: float,
+        env_seed: int,
+        action_seed: int,
+    ) -> None:
+        super().__init__()
+        self.env = env
+        self.policy = policy
+        self.num_episodes = num_episodes
+        self.episodes_per_update = episodes_per_update
+        self.gamma = gamma
+        self.env_seed = env_seed
+        self.action_seed = action_seed
+
+    def __len__(self) -> int:
+        """Number of batches in one pass.
+
+        Knowing it lets Lightning skip prefetching, so every batch is rolled out only after the
+        previous batch's update: the rollouts stay exactly on-policy.
+        """
+        return -(-self.num_episodes // self.episodes_per_update)
+
+    def __iter__(self) -> Iterator[EpisodeBatch]:
+        rng = np.random.default_rng(self.action_seed)
+        seed: int | None = self.env_seed
+        remaining = self.num_episodes
+        while remaining > 0:
+            count = min(self.episodes_per_update, remaining)
+            actor = self.policy.actor()
+            episodes = []
+            for _ in range(count):
+                episodes.append(self._rollout(actor, rng, seed))
+                seed = None
+            remaining -= count
+            yield self._collate(episodes)
+
+    def _rollout(self, actor: NumpyActor, rng: np.random.Generator, seed: int | None) -> _Episode:
+        env_step, sample = self.env.step, actor.sample
+        observation, _ = self.env.reset(seed=seed)
+        observations: list[np.ndarray] = []
+        actions: list[int] = []
+        rewards: list[float] = []
+        noise = np.empty((0, actor.num_actions), np.float32)
+        done = False
+        step = 0
+        while not done:
+            if step == len(noise):
+                noise = rng.gumbel(size=(GUMBEL_CHUNK, actor.num_actions)).astype(np.float32)
+                step = 0
+            observation = np.asarray(observation, dtype=np.float32)
+            action = int(sample(observation, noise[step]))
+            step += 1
+            observations.append(observation)
+            actions.append(action)
+            observation, reward, terminated, truncated, _ = env_step(action)
+            rewards.append(float(reward))
+            done = terminated or truncated
+        return _Episode(observations, actions, rewards)
+
+    def _collate(self, episodes: list[_Episode]) -> EpisodeBatch:
+        count = len(episodes)
+        steps = max(len(e.actions) for e in episodes)
+        obs_shape = episodes[0].observations[0].shape
+        observations = np.zeros((count, steps, *obs_shape), np.float32)
+        actions = np.zeros((count, steps), np.int64)
+        returns = np.zeros((count, steps), np.float32)
+        mask = np.zeros((count, steps), bool)
+        episode_returns = np.zeros(count, np.float32)
+        for i, episode in enumerate(episodes):
+            length = len(episode.actions)
+            observations[i, :length] = episode.observations
+            actions[i, :length] = episode.actions
+            returns[i, :length] = discounted_returns(episode.rewards, self.gamma)
+            mask[i, :length] = True
+            episode_returns[i] = sum(episode.rewards)
+        return EpisodeBatch(
+            torch.from_numpy(observations),
+            torch.from_numpy(actions),
+            torch.from_numpy(returns),
+            torch.from_numpy(mask),
+            torch.from_numpy(episode_returns),
+        )

@@ -1,0 +1,92 @@
+"""One agent's local fit: a fresh Lightning Trainer, from global weights to a checkpoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from fedrl_lightning.checkpoints import temporary_path
+from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning.module import ReinforceModule
+from fedrl_lightning.population import AgentPopulation
+from fedrl_lightning.seeding import Stream, derive_seed
+
+__all__ = ["LocalFit", "fit_agent"]
+
+
+@dataclass(frozen=True)
+class LocalFit:
+    """Everything one agent's local fit depends on.
+
+    Attributes:
+        agent_id: The agent.
+        round_idx: The federated round, counted from 0.
+        run_seed: The run's seed.
+        model_hparams: Keyword arguments that build the :class:`ReinforceModule`.
+        global_state: The global weights the agent starts from.
+        num_episodes: Episodes to train on.
+        checkpoint_path: Where the agent's checkpoint is written.
+        trainer_kwargs: Extra arguments for the agent's ``lightning.Trainer``.
+    """
+
+    agent_id: int
+    round_idx: int
+    run_seed: int
+    model_hparams: dict[str, Any]
+    global_state: dict[str, torch.Tensor]
+    num_episodes: int
+    checkpoint_path: Path
+    trainer_kwargs: dict[str, Any]
+
+
+def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
+    """Train the global policy on one agent's environment and save the agent's checkpoint.
+
+    The result depends only on ``task`` and ``population``: every random stream is seeded
+    from (run seed, round, agent id), never from which agents ran before.
+
+    Args:
+        task: The fit to run.
+        population: The agents' environments.
+
+    Returns:
+        The path of the agent's checkpoint, written atomically.
+    """
+
+    def seed(stream: Stream) -> int:
+        return derive_seed(task.run_seed, task.round_idx, task.agent_id, stream)
+
+    torch.manual_seed(seed(Stream.TORCH))
+    module = ReinforceModule(**task.model_hparams)
+    module.load_state_dict(task.global_state)
+    env = population.make_env(task.agent_id)
+    dataset = EpisodeDataset(
+        env=env,
+        policy=module.policy,
+        num_episodes=task.num_episodes,
+        episodes_per_update=population.episodes_per_update,
+        gamma=module.hparams.gamma,
+        env_seed=seed(Stream.ENV),
+        action_seed=seed(Stream.ACTIONS),
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        **task.trainer_kwargs,
+    )
+    try:
+        trainer.fit(module, DataLoader(dataset, batch_size=None))
+    finally:
+        env.close()
+    tmp = temporary_path(task.checkpoint_path)
+    trainer.save_checkpoint(tmp, weights_only=True)
+    os.replace(tmp, task.checkpoint_path)
+    return task.checkpoint_path

@@ -1,0 +1,50 @@
+"""Discounted returns and their per-episode normalisation, the two halves of REINFORCE's weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["discounted_returns", "normalize_per_episode"]
+
+NORMALIZE_EPS = 1e-8
+
+
+def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
+    """Return ``G_t = r_t + gamma * G_{t+1}`` for every step of one episode.
+
+    The episode's last reward is not bootstrapped: whatever ended it, nothing follows.
+
+    Args:
+        rewards: The episode's rewards, in order.
+        gamma: The discount factor.
+
+    Returns:
+        The discounted return from each step, in order.
+    """
+    returns = [0.0] * len(rewards)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+def normalize_per_episode(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Standardise each episode's returns to zero mean and unit (sample) standard deviation.
+
+    Args:
+        returns: ``[episodes, steps]`` discounted returns, padded past each episode's end.
+        mask: ``[episodes, steps]``, true on real steps and false on padding.
+
+    Returns:
+        ``(G - mean) / (std + 1e-8)`` per episode, computed over real steps only, and zero on
+        padding. A one-step episode has no spread and normalises to zero.
+    """
+    mask = mask.to(returns.dtype)
+    count = mask.sum(dim=1, keepdim=True)
+    mean = (returns * mask).sum(dim=1, keepdim=True) / count.clamp(min=1)
+    centred = (returns - mean) * mask
+    variance = centred.square().sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)
+    return centred / (variance.sqrt() + NORMALIZE_EPS)

@@ -1,0 +1,38 @@
+"""Seeds derived from (run seed, round, agent id, stream), never from execution order."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+__all__ = ["Stream", "derive_seed"]
+
+
+class Stream(IntEnum):
+    """The independent random streams of a federated run."""
+
+    SAMPLING = 0  # which agents take part in a round
+    ENV = 1  # an agent's environment during its local fit
+    ACTIONS = 2  # an agent's action sampling during its local fit
+    TORCH = 3  # torch's global generator during a local fit
+    EVAL_ENV = 4  # the evaluation environments
+    EVAL_ACTIONS = 5  # action sampling during evaluation
+
+
+def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:
+    """Return a 32-bit seed that depends only on its arguments.
+
+    Args:
+        run_seed: The run's seed (``--seed_everything``).
+        round_idx: The federated round, counted from 0.
+        agent_id: The agent, or -1 for server-side streams.
+        stream: Which random stream the seed is for.
+
+    Returns:
+        A seed in ``[0, 2**32)``, suitable for ``env.reset(seed=...)`` and ``torch.manual_seed``.
+    """
+    sequence = np.random.SeedSequence(
+        entropy=run_seed, spawn_key=(round_idx, agent_id + 1, int(stream))
+    )
+    return int(sequence.generate_state(1)[0])
