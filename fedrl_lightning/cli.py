@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import re
 import sys
 import time
 from typing import Any, NoReturn
@@ -11,7 +13,7 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.strategies import RewardWeighted
+from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.federation.trainer import FederatedTrainer
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
@@ -22,9 +24,22 @@ DESCRIPTION = "Federated reinforcement learning on PyTorch Lightning."
 
 
 def one_line(message: str) -> str:
-    """Squeeze a multi-line parser message into one line that keeps the option's name."""
-    lines = [line.strip().rstrip(":") for line in message.strip().splitlines() if line.strip()]
-    return ": ".join(lines[:3])
+    """Squeeze a multi-line parser message into one line that names the option.
+
+    jsonargparse reports ``Parser key "trainer.strategy": <details>``; this becomes
+    ``--trainer.strategy: <first detail>``, with a list of choices for strategies.
+    """
+    lines = [line.strip(" -:") for line in message.strip().splitlines() if line.strip(" -:")]
+    match = re.match(r'Parser key "([^"]+)":?\s*(.*)', lines[0])
+    if match is None:
+        return ": ".join(lines[:2])
+    key, rest = match.groups()
+    details = [rest] if rest else []
+    details += lines[1:]
+    if key == "trainer.strategy":
+        known = ", ".join(sorted(cls.__name__ for cls in Strategy.__subclasses__()))
+        return f"--{key}: not a known strategy (built in: {known}; or give a class_path)"
+    return f"--{key}: {details[0]}" if details else f"--{key}: invalid value"
 
 
 class FedRLArgumentParser(LightningArgumentParser):
@@ -36,8 +51,10 @@ class FedRLArgumentParser(LightningArgumentParser):
 
 
 class FedRLCLI(LightningCLI):
-    """LightningCLI with a :class:`FederatedTrainer`, a :class:`ReinforceModule` and an
-    :class:`AgentPopulation` as its ``trainer``, ``model`` and ``data`` sections.
+    """The LightningCLI of federated runs.
+
+    Its ``trainer``, ``model`` and ``data`` sections configure a :class:`FederatedTrainer`, a
+    :class:`ReinforceModule` and an :class:`AgentPopulation`.
 
     Args:
         args: Command-line arguments; ``None`` reads ``sys.argv``.
@@ -78,7 +95,9 @@ class FedRLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Default the strategy and size the policy from the environment's spaces."""
         parser.set_defaults({"trainer.strategy": lazy_instance(RewardWeighted)})
-        parser.link_arguments("data.observation_dim", "model.observation_dim", apply_on="instantiate")
+        parser.link_arguments(
+            "data.observation_dim", "model.observation_dim", apply_on="instantiate"
+        )
         parser.link_arguments("data.num_actions", "model.num_actions", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> FederatedTrainer:
@@ -99,8 +118,9 @@ class FedRLCLI(LightningCLI):
         """Print the run's summary."""
         history = self.trainer.history
         last = history[-1]
+        rounds = f"{len(history)} round" + ("s" if len(history) != 1 else "")
         print(
-            f"Finished {len(history)} rounds in {self.fit_seconds:.1f} s: "
+            f"Finished {rounds} in {self.fit_seconds:.1f} s: "
             f"{last['episodes']:,} training episodes, {last['env_steps']:,} environment steps."
         )
         print(
@@ -126,6 +146,10 @@ def main(args: list[str] | None = None) -> int:
         The process exit code.
     """
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    # torch and Lightning import about a million long-lived objects; freezing them keeps the
+    # cyclic garbage collector from rescanning them during the thousands of local-fit steps.
+    gc.collect()
+    gc.freeze()
     try:
         FedRLCLI(args=args)
     except ConfigError as err:

@@ -37,7 +37,7 @@ def quiet_lightning(verbose: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 

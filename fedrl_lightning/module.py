@@ -20,7 +20,9 @@ __all__ = ["ReinforceModule", "reinforce_loss"]
 AGENT_STATS_KEY = "agent_stats"
 
 
-def reinforce_loss(log_probs: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def reinforce_loss(
+    log_probs: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """``-sum_t log pi(a_t|s_t) * G_hat_t``, summed over each episode and averaged over episodes.
 
     Args:

@@ -9,7 +9,9 @@ from fedrl_lightning.seeding import Stream, derive_seed
 __all__ = ["sample_agents"]
 
 
-def sample_agents(num_agents: int, agents_per_round: int, run_seed: int, round_idx: int) -> list[int]:
+def sample_agents(
+    num_agents: int, agents_per_round: int, run_seed: int, round_idx: int
+) -> list[int]:
     """Draw ``agents_per_round`` distinct agents, uniformly, for one round.
 
     The draw depends only on the run seed and the round, so a resumed or re-run experiment

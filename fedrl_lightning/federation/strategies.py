@@ -73,7 +73,7 @@ class Strategy(ABC):
         """The strategy's state, saved in every round checkpoint."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (stateless default)
         """Restore the state saved by :meth:`state_dict`."""
 
 

@@ -177,7 +177,9 @@ class FederatedTrainer:
                         model_hparams=model_hparams,
                         global_state=global_state,
                         num_episodes=self.episodes_per_round,
-                        checkpoint_path=run_dir / "agents" / f"round-{round_idx:04d}-agent-{agent_id:04d}.ckpt",
+                        checkpoint_path=run_dir
+                        / "agents"
+                        / f"round-{round_idx:04d}-agent-{agent_id:04d}.ckpt",
                         trainer_kwargs=trainer_kwargs,
                     )
                     updates.append(self._load_update(fit_agent(task, population), agent_id))

@@ -1,0 +1,162 @@
+import csv
+
+import pytest
+import torch
+import yaml
+from conftest import TINY_CONFIG, run_cli
+
+from fedrl_lightning import ReinforceModule
+from fedrl_lightning.checkpoints import load_checkpoint
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_writes_the_run_folder(tiny_run):
+    cwd, _ = tiny_run
+    run_dir = cwd / "lightning_logs" / "version_0"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["trainer"]["num_rounds"] == 3
+    assert config["data"]["num_agents"] == 3
+    assert config["seed_everything"] == 7
+    assert config["trainer"]["strategy"]["class_path"].endswith("RewardWeighted")
+
+    rows = read_metrics(run_dir)
+    assert [int(r["round"]) for r in rows] == [1, 2, 3]
+    for row in rows:
+        assert 0 <= float(row["eval_reward_min"]) <= float(row["eval_reward"]) <= 100
+        assert 0 <= float(row["train_reward"]) <= 100
+        assert float(row["round_time"]) > 0
+    assert [int(r["episodes"]) for r in rows] == [4, 8, 12]
+    assert [int(r["env_steps"]) for r in rows] == [400, 800, 1200]
+
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == ["last.ckpt", "round-0001.ckpt", "round-0002.ckpt", "round-0003.ckpt"]
+    assert not list((run_dir / "agents").iterdir())  # agent checkpoints deleted once aggregated
+
+
+def test_round_checkpoints_load_as_modules(tiny_run):
+    cwd, _ = tiny_run
+    folder = cwd / "lightning_logs" / "version_0" / "checkpoints"
+    module = ReinforceModule.load_from_checkpoint(folder / "last.ckpt")
+    assert module.hparams.hidden_dim == 16
+    last = load_checkpoint(folder / "last.ckpt")
+    third = load_checkpoint(folder / "round-0003.ckpt")
+    first = load_checkpoint(folder / "round-0001.ckpt")
+    for key, value in last["state_dict"].items():
+        assert torch.equal(value, third["state_dict"][key])
+        assert torch.equal(module.state_dict()[key], value)
+    assert not torch.equal(
+        first["state_dict"]["policy.head.weight"], last["state_dict"]["policy.head.weight"]
+    )
+    assert last["fedrl"]["round"] == 3
+
+
+def test_console_is_quiet_with_a_summary(tiny_run):
+    _, result = tiny_run
+    assert "Finished 3 rounds" in result.stdout
+    assert "Run folder: lightning_logs/version_0" in result.stdout
+    noise = ("GPU available", "LOCAL_RANK", "Trainable params", "Seed set", "`Trainer.fit` stopped")
+    for text in noise:
+        assert text not in result.stdout + result.stderr
+
+
+def test_same_command_twice_gives_identical_results(tiny_run, tmp_path):
+    cwd, _ = tiny_run
+    again = run_cli("fit", "--config", str(TINY_CONFIG), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    first = load_checkpoint(cwd / "lightning_logs/version_0/checkpoints/last.ckpt")["state_dict"]
+    second = load_checkpoint(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt")[
+        "state_dict"
+    ]
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    columns = ("round", "train_reward", "eval_reward", "eval_reward_min", "episodes", "env_steps")
+    rows_a = read_metrics(cwd / "lightning_logs/version_0")
+    rows_b = read_metrics(tmp_path / "lightning_logs/version_0")
+    assert [[r[c] for c in columns] for r in rows_a] == [[r[c] for c in columns] for r in rows_b]
+
+
+def test_overrides_and_strategy_by_name(tmp_path):
+    result = run_cli(
+        "fit",
+        "--config",
+        str(TINY_CONFIG),
+        "--trainer.num_rounds",
+        "1",
+        "--trainer.strategy",
+        "FedAvg",
+        "--model.lr",
+        "0.01",
+        "--data.num_agents",
+        "4",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "lightning_logs/version_0/config.yaml").read_text())
+    assert config["trainer"]["strategy"]["class_path"].endswith("FedAvg")
+    assert config["model"]["lr"] == 0.01
+    assert config["data"]["num_agents"] == 4
+    assert len(read_metrics(tmp_path / "lightning_logs/version_0")) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--trainer.agents_per_round", "4"], "trainer.agents_per_round"),
+        (["--trainer.num_rounds", "0"], "trainer.num_rounds"),
+        (["--data.num_agents", "0"], "data.num_agents"),
+        (["--trainer.episodes_per_round=-2"], "trainer.episodes_per_round"),
+        (["--model.gamma", "1.5"], "model.gamma"),
+        (["--model.gamma", "0"], "model.gamma"),
+        (["--model.lr=-0.1"], "model.lr"),
+        (["--data.env_id", "Nope-v0"], "data.env_id"),
+        (["--trainer.strategy", "Nope"], "trainer.strategy"),
+        (["--config", "missing.yaml"], "missing.yaml"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_option(tmp_path, args, names):
+    config = [] if "--config" in args else ["--config", str(TINY_CONFIG)]
+    result = run_cli("fit", *config, *args, cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    assert names in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_help_documents_every_option(tmp_path):
+    result = run_cli("fit", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for option in (
+        "--seed_everything",
+        "--config",
+        "--print_config",
+        "--trainer.num_rounds",
+        "--trainer.agents_per_round",
+        "--trainer.episodes_per_round",
+        "--trainer.strategy",
+        "--trainer.default_root_dir",
+        "--data.num_agents",
+        "--data.env_id",
+        "--model.lr",
+        "--model.gamma",
+        "--model.hidden_dim",
+    ):
+        assert option in result.stdout, option
+
+
+def test_print_config_round_trips(tmp_path):
+    printed = run_cli("fit", "--config", str(TINY_CONFIG), "--print_config", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    (tmp_path / "printed.yaml").write_text(printed.stdout)
+    config = yaml.safe_load(printed.stdout)
+    assert config["trainer"]["num_rounds"] == 3
+    assert config["model"]["hidden_dim"] == 16
+    again = run_cli("fit", "--config", "printed.yaml", "--print_config", cwd=tmp_path)
+    assert again.stdout == printed.stdout

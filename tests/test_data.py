@@ -1,0 +1,86 @@
+import gymnasium as gym
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+import fedrl_lightning  # noqa: F401
+from fedrl_lightning import EpisodeDataset, ReinforceModule
+from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning.returns import discounted_returns
+
+
+def make_dataset(policy, num_episodes=7, per_update=3, env_id="fedrl/Simple-v0", gamma=0.9):
+    return EpisodeDataset(
+        env=gym.make(env_id),
+        policy=policy,
+        num_episodes=num_episodes,
+        episodes_per_update=per_update,
+        gamma=gamma,
+        env_seed=1,
+        action_seed=2,
+    )
+
+
+def test_batches_hold_whole_episodes():
+    module = ReinforceModule()
+    dataset = make_dataset(module.policy)
+    batches = list(dataset)
+    assert len(dataset) == 3
+    assert [b.actions.shape[0] for b in batches] == [3, 3, 1]
+    for batch in batches:
+        assert batch.observations.shape[1:] == (100, 4)
+        assert batch.mask.all()
+        assert batch.observations.dtype == torch.float32
+
+
+def test_returns_are_discounted_rewards_and_padding_is_masked():
+    module = ReinforceModule(observation_dim=4, num_actions=2)
+    dataset = make_dataset(module.policy, num_episodes=6, per_update=6, env_id="CartPole-v1")
+    (batch,) = list(dataset)
+    lengths = batch.mask.sum(dim=1)
+    assert len(set(lengths.tolist())) > 1  # episodes of different lengths were padded
+    for i, length in enumerate(lengths.tolist()):
+        # CartPole pays 1 per step until the pole falls
+        expected = discounted_returns([1.0] * length, 0.9)
+        assert torch.allclose(batch.returns[i, :length], torch.tensor(expected))
+        assert (batch.returns[i, length:] == 0).all()
+        assert batch.episode_returns[i].item() == length
+
+
+def test_same_seeds_same_episodes():
+    module = ReinforceModule()
+    first = list(make_dataset(module.policy))
+    second = list(make_dataset(module.policy))
+    for a, b in zip(first, second, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_every_batch_is_rolled_out_after_the_previous_update():
+    """The rollout of batch k uses exactly the weights that training step k starts from."""
+    rollout_weights, step_weights = [], []
+
+    class RecordingDataset(EpisodeDataset):
+        def _rollout(self, actor, rng, seed):
+            rollout_weights.append(self.policy.head.weight.detach().clone())
+            return super()._rollout(actor, rng, seed)
+
+    class RecordingModule(ReinforceModule):
+        def training_step(self, batch, batch_idx):
+            step_weights.append(self.policy.head.weight.detach().clone())
+            return super().training_step(batch, batch_idx)
+
+    module = RecordingModule(lr=0.05)
+    dataset = RecordingDataset(gym.make("fedrl/Simple-v0"), module.policy, 5, 1, 0.99, 0, 0)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with quiet_lightning(verbose=False):
+        trainer.fit(module, DataLoader(dataset, batch_size=None))
+    assert len(rollout_weights) == len(step_weights) == 5
+    for rolled, stepped in zip(rollout_weights, step_weights, strict=True):
+        assert torch.equal(rolled, stepped)
+    assert not torch.equal(step_weights[0], step_weights[-1])

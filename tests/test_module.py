@@ -1,0 +1,125 @@
+import copy
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from fedrl_lightning import EpisodeBatch, ReinforceModule
+from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.module import reinforce_loss
+from fedrl_lightning.returns import discounted_returns
+
+
+def fit_on(module, batches):
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with quiet_lightning(verbose=False):
+        trainer.fit(module, DataLoader(batches, batch_size=None))
+    return trainer
+
+
+def three_step_batch(gamma):
+    rewards = [1.0, 0.0, 1.0]
+    observations = torch.tensor(
+        [[[0.5, -1.0, 0.3, 0.0], [1.0, 0.2, -0.4, 2.0], [0.0, 0.1, 0.9, -1.5]]]
+    )
+    return EpisodeBatch(
+        observations=observations,
+        actions=torch.tensor([[0, 1, 1]]),
+        returns=torch.tensor([discounted_returns(rewards, gamma)]),
+        mask=torch.ones(1, 3, dtype=torch.bool),
+        episode_returns=torch.tensor([sum(rewards)]),
+    )
+
+
+def test_reinforce_loss_by_hand():
+    log_probs = torch.tensor([[-0.1, -0.2, -0.3]])
+    weights = torch.tensor([[1.0, -1.0, 0.5]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    assert reinforce_loss(log_probs, weights, mask).item() == pytest.approx(0.1 - 0.2 + 0.15)
+
+
+def test_training_step_loss_on_a_three_step_episode_by_hand():
+    module = ReinforceModule(hidden_dim=8, lr=0.0, gamma=0.5)
+    with torch.no_grad():  # a policy that ignores the state: pi = [0.25, 0.75]
+        module.policy.hidden.weight.zero_()
+        module.policy.head.weight.zero_()
+        module.policy.head.bias.copy_(torch.log(torch.tensor([0.25, 0.75])))
+    fit_on(module, [three_step_batch(gamma=0.5)])
+    # returns [1.25, 0.5, 1.0] normalise to [0.872872, -1.091089, 0.218218]
+    g = [0.8728716, -1.0910895, 0.2182179]
+    expected = -(math.log(0.25) * g[0] + math.log(0.75) * g[1] + math.log(0.75) * g[2])
+    assert module.loss.compute().item() == pytest.approx(expected, abs=1e-5)
+    assert expected == pytest.approx(0.958955, abs=1e-5)
+
+
+def test_one_update_equals_the_textbook_update():
+    torch.manual_seed(0)
+    module = ReinforceModule(hidden_dim=16, lr=0.01, gamma=0.9)
+    reference = copy.deepcopy(module.policy)
+    initial = copy.deepcopy(module.policy)
+    batch = three_step_batch(gamma=0.9)
+
+    # The tutorial's update, step by step: sum of -log pi(a|s) * normalised return.
+    returns = batch.returns[0]
+    weights = (returns - returns.mean()) / (returns.std() + 1e-8)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.01)
+    loss = 0.0
+    for t in range(3):
+        probs = torch.softmax(reference.logits(batch.observations[0, t]), dim=-1)
+        log_prob = torch.distributions.Categorical(probs).log_prob(batch.actions[0, t])
+        loss = loss - log_prob * weights[t]
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+    fit_on(module, [batch])
+    assert module.loss.compute().item() == pytest.approx(loss.item(), abs=1e-6)
+    for ours, theirs in zip(module.policy.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(ours, theirs, atol=1e-6)
+    assert not torch.equal(module.policy.head.weight, initial.head.weight)
+
+
+def test_forward_is_the_deployable_policy():
+    module = ReinforceModule()
+    distribution = module(torch.zeros(3, 4))
+    assert isinstance(distribution, torch.distributions.Categorical)
+    assert distribution.sample().shape == (3,)
+
+
+def test_hyperparameters_are_saved():
+    module = ReinforceModule(observation_dim=6, num_actions=3, hidden_dim=32, lr=0.02, gamma=0.9)
+    assert dict(module.hparams) == {
+        "observation_dim": 6,
+        "num_actions": 3,
+        "hidden_dim": 32,
+        "lr": 0.02,
+        "gamma": 0.9,
+    }
+    assert module.automatic_optimization is False
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"gamma": 0.0}, "model.gamma"),
+        ({"gamma": 1.5}, "model.gamma"),
+        ({"lr": -1e-3}, "model.lr"),
+        ({"hidden_dim": 0}, "model.hidden_dim"),
+    ],
+)
+def test_bad_hyperparameters_name_the_option(kwargs, option):
+    with pytest.raises(ConfigError, match=option):
+        ReinforceModule(**kwargs)
+
+
+def test_gamma_of_one_is_allowed():
+    assert ReinforceModule(gamma=1.0).hparams.gamma == 1.0

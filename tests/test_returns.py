@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+
+from fedrl_lightning.returns import discounted_returns, normalize_per_episode
+
+
+def test_discounted_returns_by_hand():
+    # G_2 = 1, G_1 = 0 + 0.5 * 1, G_0 = 1 + 0.5 * 0.5
+    assert discounted_returns([1.0, 0.0, 1.0], gamma=0.5) == [1.25, 0.5, 1.0]
+
+
+def test_discounted_returns_undiscounted_is_reverse_cumsum():
+    assert discounted_returns([1.0, 2.0, 3.0], gamma=1.0) == [6.0, 5.0, 3.0]
+
+
+def test_normalised_returns_by_hand():
+    returns = [1.25, 0.5, 1.0]
+    mean = sum(returns) / 3
+    std = math.sqrt(sum((g - mean) ** 2 for g in returns) / 2)  # sample std, as torch.std
+    expected = [(g - mean) / (std + 1e-8) for g in returns]
+    got = normalize_per_episode(torch.tensor([returns]), torch.ones(1, 3, dtype=torch.bool))
+    assert got[0].tolist() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx([0.872872, -1.091089, 0.218218], abs=1e-6)
+
+
+def test_normalisation_ignores_padding_and_is_per_episode():
+    short = [3.0, 1.0]
+    long = [1.25, 0.5, 1.0]
+    returns = torch.tensor([short + [99.0], long])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    got = normalize_per_episode(returns, mask)
+    alone_short = normalize_per_episode(torch.tensor([short]), torch.ones(1, 2, dtype=torch.bool))
+    alone_long = normalize_per_episode(torch.tensor([long]), torch.ones(1, 3, dtype=torch.bool))
+    assert torch.allclose(got[0, :2], alone_short[0])
+    assert got[0, 2] == 0
+    assert torch.allclose(got[1], alone_long[0])
+
+
+def test_one_step_episode_normalises_to_zero():
+    got = normalize_per_episode(torch.tensor([[5.0]]), torch.ones(1, 1, dtype=torch.bool))
+    assert got.tolist() == [[0.0]]
