@@ -60,16 +60,21 @@ class AgentPopulation:
     def make_vector_env(self, agent_ids: list[int]) -> gym.vector.VectorEnv:
         """Build one vectorised environment with a sub-environment per entry of ``agent_ids``.
 
-        Uses the environment's native vector implementation when it registers one, and
-        gymnasium's ``SyncVectorEnv`` otherwise.
+        Evaluation seeds each sub-environment on its own, so the environment's native vector
+        implementation is used only when it accepts a list of seeds (it sets
+        ``accepts_seed_list``, as ``fedrl/Simple-v0`` does); otherwise gymnasium's
+        ``SyncVectorEnv`` steps the agents' single environments.
         """
         if self.spec.vector_entry_point is not None:
-            return gym.make_vec(
+            native = gym.make_vec(
                 self.env_id,
                 num_envs=len(agent_ids),
                 vectorization_mode="vector_entry_point",
                 **self.env_kwargs,
             )
+            if getattr(native, "accepts_seed_list", False):
+                return native
+            native.close()
         return gym.vector.SyncVectorEnv([lambda a=a: self.make_env(a) for a in agent_ids])
 
     @staticmethod

@@ -79,6 +79,7 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    accepts_seed_list = True  # reset(seed=[...]) seeds each sub-environment on its own
 
     def __init__(
         self, num_envs: int = 1, noise_scale: float = 0.1, max_episode_steps: int = 100
