@@ -2,7 +2,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
+
+from fedrl_lightning.console import quiet_lightning
 
 TINY_CONFIG = Path(__file__).parent / "configs" / "tiny.yaml"
 
@@ -16,6 +19,20 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def fit_locally(module: L.LightningModule, dataloader: object) -> L.Trainer:
+    """Fit ``module`` for one epoch with a quiet, bare Trainer, as an agent's local fit does."""
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with quiet_lightning(verbose=False):
+        trainer.fit(module, dataloader)
+    return trainer
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,10 @@
 import gymnasium as gym
-import lightning as L
 import torch
+from conftest import fit_locally
 from torch.utils.data import DataLoader
 
 import fedrl_lightning  # noqa: F401
 from fedrl_lightning import EpisodeDataset, ReinforceModule
-from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.returns import discounted_returns
 
 
@@ -71,15 +70,7 @@ def test_every_batch_is_rolled_out_after_the_previous_update():
 
     module = RecordingModule(lr=0.05)
     dataset = RecordingDataset(gym.make("fedrl/Simple-v0"), module.policy, 5, 1, 0.99, 0, 0)
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    with quiet_lightning(verbose=False):
-        trainer.fit(module, DataLoader(dataset, batch_size=None))
+    fit_locally(module, DataLoader(dataset, batch_size=None))
     assert len(rollout_weights) == len(step_weights) == 5
     for rolled, stepped in zip(rollout_weights, step_weights, strict=True):
         assert torch.equal(rolled, stepped)

@@ -1,29 +1,15 @@
 import copy
 import math
 
-import lightning as L
 import pytest
 import torch
+from conftest import fit_locally
 from torch.utils.data import DataLoader
 
 from fedrl_lightning import EpisodeBatch, ReinforceModule
-from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.module import reinforce_loss
 from fedrl_lightning.returns import discounted_returns
-
-
-def fit_on(module, batches):
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    with quiet_lightning(verbose=False):
-        trainer.fit(module, DataLoader(batches, batch_size=None))
-    return trainer
 
 
 def three_step_batch(gamma):
@@ -53,7 +39,7 @@ def test_training_step_loss_on_a_three_step_episode_by_hand():
         module.policy.hidden.weight.zero_()
         module.policy.head.weight.zero_()
         module.policy.head.bias.copy_(torch.log(torch.tensor([0.25, 0.75])))
-    fit_on(module, [three_step_batch(gamma=0.5)])
+    fit_locally(module, DataLoader([three_step_batch(gamma=0.5)], batch_size=None))
     # returns [1.25, 0.5, 1.0] normalise to [0.872872, -1.091089, 0.218218]
     g = [0.8728716, -1.0910895, 0.2182179]
     expected = -(math.log(0.25) * g[0] + math.log(0.75) * g[1] + math.log(0.75) * g[2])
@@ -81,7 +67,7 @@ def test_one_update_equals_the_textbook_update():
     loss.backward()
     optimizer.step()
 
-    fit_on(module, [batch])
+    fit_locally(module, DataLoader([batch], batch_size=None))
     assert module.loss.compute().item() == pytest.approx(loss.item(), abs=1e-6)
     for ours, theirs in zip(module.policy.parameters(), reference.parameters(), strict=True):
         assert torch.allclose(ours, theirs, atol=1e-6)
