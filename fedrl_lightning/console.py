@@ -41,6 +41,6 @@ def quiet_lightning(verbose: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def round_progress(total: int, initial: int, enabled: bool) -> tqdm:
+def round_progress(total: int, enabled: bool) -> tqdm:
     """The progress bar over federated rounds."""
-    return tqdm(total=total, initial=initial, desc="rounds", unit="round", disable=not enabled)
+    return tqdm(total=total, desc="rounds", unit="round", disable=not enabled)

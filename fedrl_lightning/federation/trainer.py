@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
 __all__ = ["FederatedTrainer"]
-
-log = logging.getLogger(__name__)
 
 RUNS_FOLDER = "lightning_logs"
 FEDRL_KEY = "fedrl"
@@ -116,6 +113,7 @@ class FederatedTrainer:
                 f"trainer.agents_per_round ({self.agents_per_round}) must not exceed "
                 f"data.num_agents ({population.num_agents})"
             )
+        self.history = []
         with quiet_lightning(self.verbose):
             loggers = self._make_loggers()
             run_dir = Path(loggers[0].experiment.log_dir)
@@ -161,7 +159,7 @@ class FederatedTrainer:
             "enable_model_summary": self.verbose,
         }
         totals = {"episodes": 0, "env_steps": 0}
-        progress = round_progress(self.num_rounds, 0, self.enable_progress_bar)
+        progress = round_progress(self.num_rounds, self.enable_progress_bar)
         try:
             for round_idx in range(1, self.num_rounds + 1):
                 started = time.perf_counter()
