@@ -8,11 +8,34 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 
 from fedrl_lightning.errors import ConfigError
 
-__all__ = ["atomic_save", "atomic_write_text", "load_checkpoint", "temporary_path"]
+__all__ = [
+    "atomic_save",
+    "atomic_write_text",
+    "load_checkpoint",
+    "policy_checkpoint",
+    "temporary_path",
+]
+
+
+def policy_checkpoint(
+    state_dict: dict[str, torch.Tensor], hyper_parameters: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A checkpoint that ``ReinforceModule.load_from_checkpoint`` can load.
+
+    It holds the weights, the module's hyperparameters and ``extra`` entries, and nothing that
+    needs unpickling beyond tensors and plain containers.
+    """
+    return {
+        "pytorch-lightning_version": L.__version__,
+        "state_dict": state_dict,
+        "hyper_parameters": hyper_parameters,
+        **extra,
+    }
 
 
 def temporary_path(path: Path) -> Path:

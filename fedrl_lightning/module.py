@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning as L
 import torch
 from torch.distributions import Categorical
@@ -16,8 +14,6 @@ from fedrl_lightning.policy import CategoricalMLPPolicy
 from fedrl_lightning.returns import normalize_per_episode
 
 __all__ = ["ReinforceModule", "reinforce_loss"]
-
-AGENT_STATS_KEY = "agent_stats"
 
 
 def reinforce_loss(
@@ -73,6 +69,7 @@ class ReinforceModule(L.LightningModule):
         self.entropy = MeanMetric(nan_strategy="disable")
         self.num_episodes = 0
         self.num_steps = 0
+        self._step_values: dict[str, list[torch.Tensor]] = {}
 
     @override
     def forward(self, observations: torch.Tensor) -> Categorical:
@@ -84,12 +81,25 @@ class ReinforceModule(L.LightningModule):
     ) -> EpisodeBatch:
         return EpisodeBatch(*(tensor.to(device) for tensor in batch))
 
+    def _metrics(self) -> dict[str, MeanMetric]:
+        return {"episode_return": self.episode_return, "loss": self.loss, "entropy": self.entropy}
+
     @override
     def on_train_epoch_start(self) -> None:
-        for metric in (self.episode_return, self.loss, self.entropy):
+        for metric in self._metrics().values():
             metric.reset()
+        self._step_values = {name: [] for name in self._metrics()}
         self.num_episodes = 0
         self.num_steps = 0
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        # Each metric takes the epoch's step values in one update: a torchmetrics update per
+        # step would cost more than the step's arithmetic.
+        for name, metric in self._metrics().items():
+            if self._step_values[name]:
+                metric.update(torch.cat(self._step_values[name]))
+            self._step_values[name] = []
 
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
@@ -105,21 +115,22 @@ class ReinforceModule(L.LightningModule):
 
         with torch.no_grad():
             entropy = -(log_pi.exp() * log_pi).sum(-1)
-            self.entropy.update((entropy * batch.mask).sum() / batch.mask.sum())
-        self.loss.update(loss.detach())
-        self.episode_return.update(batch.episode_returns)
+            mean_entropy = (entropy * batch.mask).sum() / batch.mask.sum()
+        loss = loss.detach()
+        self._step_values["entropy"].append(mean_entropy.reshape(1))
+        self._step_values["loss"].append(loss.reshape(1))
+        self._step_values["episode_return"].append(batch.episode_returns)
         self.num_episodes += batch.actions.shape[0]
         self.num_steps += int(batch.mask.sum())
-        return loss.detach()
+        return loss
 
-    @override
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.num_episodes:
-            checkpoint[AGENT_STATS_KEY] = {
-                "num_episodes": self.num_episodes,
-                "num_steps": self.num_steps,
-                "mean_return": float(self.episode_return.compute()),
-            }
+    def agent_stats(self) -> dict[str, float]:
+        """What the last local fit did: episodes, environment steps and mean episode return."""
+        return {
+            "num_episodes": self.num_episodes,
+            "num_steps": self.num_steps,
+            "mean_return": float(self.episode_return.compute()),
+        }
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -46,14 +46,22 @@ class AgentPopulation:
         self.env_kwargs = dict(env_kwargs or {})
         self.episodes_per_update = episodes_per_update
         self.spec = self._find_spec(env_id)
-        probe = self.make_env(0)
+        probe = self._make(disable_env_checker=False)
         self.observation_dim, self.num_actions = self._check_spaces(probe)
+        probe.reset(seed=0)
         probe.close()
 
     def make_env(self, agent_id: int) -> gym.Env:
-        """Build agent ``agent_id``'s environment."""
+        """Build agent ``agent_id``'s environment.
+
+        gymnasium's passive env checker ran once on the probe built by ``__init__``, so agents'
+        environments skip its wrapper and the per-step cost that comes with it.
+        """
+        return self._make(disable_env_checker=True)
+
+    def _make(self, disable_env_checker: bool) -> gym.Env:
         try:
-            return gym.make(self.env_id, **self.env_kwargs)
+            return gym.make(self.env_id, disable_env_checker=disable_env_checker, **self.env_kwargs)
         except TypeError as err:
             raise ConfigError(f"data.env_kwargs: {err}") from None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,15 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from fedrl_lightning.checkpoints import temporary_path
+from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.data import EpisodeDataset
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["LocalFit", "fit_agent"]
+__all__ = ["AGENT_STATS_KEY", "LocalFit", "fit_agent"]
+
+AGENT_STATS_KEY = "agent_stats"
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,11 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
         trainer.fit(module, DataLoader(dataset, batch_size=None))
     finally:
         env.close()
-    tmp = temporary_path(task.checkpoint_path)
-    trainer.save_checkpoint(tmp, weights_only=True)
-    os.replace(tmp, task.checkpoint_path)
+    # The agent's checkpoint holds what aggregation reads: weights, hyperparameters and the
+    # fit's statistics. Lightning's full checkpoint would add loop state that no one reads,
+    # and costs several times as long to write and to load.
+    checkpoint = policy_checkpoint(
+        module.state_dict(), dict(module.hparams), **{AGENT_STATS_KEY: module.agent_stats()}
+    )
+    atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

@@ -6,20 +6,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 
-from fedrl_lightning.checkpoints import atomic_save, atomic_write_text, load_checkpoint
+from fedrl_lightning.checkpoints import (
+    atomic_save,
+    atomic_write_text,
+    load_checkpoint,
+    policy_checkpoint,
+)
 from fedrl_lightning.console import quiet_lightning, round_progress
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning.federation.client import AGENT_STATS_KEY, LocalFit, fit_agent
 from fedrl_lightning.federation.evaluation import evaluate_policy
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.strategies import AgentUpdate, RewardWeighted, Strategy
-from fedrl_lightning.module import AGENT_STATS_KEY, ReinforceModule
+from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -246,16 +250,17 @@ class FederatedTrainer:
         round_idx: int,
         run_dir: Path,
     ) -> None:
-        checkpoint = {
-            "pytorch-lightning_version": L.__version__,
-            "state_dict": global_state,
-            "hyper_parameters": model_hparams,
-            FEDRL_KEY: {
-                "round": round_idx,
-                "history": self.history,
-                "strategy": self.strategy.state_dict(),
+        checkpoint = policy_checkpoint(
+            global_state,
+            model_hparams,
+            **{
+                FEDRL_KEY: {
+                    "round": round_idx,
+                    "history": self.history,
+                    "strategy": self.strategy.state_dict(),
+                }
             },
-        }
+        )
         folder = run_dir / "checkpoints"
         atomic_save(checkpoint, folder / f"round-{round_idx:04d}.ckpt")
         atomic_save(checkpoint, folder / "last.ckpt")
