@@ -12,11 +12,13 @@ from typing import Any, NoReturn
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.errors import ConfigError, FederationError
+from fedrl_lightning.federation.run_folder import resolve_checkpoint
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.federation.trainer import FederatedTrainer
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
+from fedrl_lightning.resume import check_unchanged, saved_config
 
 __all__ = ["FedRLCLI", "main"]
 
@@ -74,6 +76,26 @@ class FedRLCLI(LightningCLI):
             args=args,
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse the command line; with ``--ckpt_path``, on top of the resumed run's config.
+
+        The checkpoint's config comes first, then the command's own ``--config`` files and
+        options, so ``fit --ckpt_path last`` alone continues the run as it was configured.
+        Options that would change the experiment are refused.
+        """
+        args = list(sys.argv[1:] if args is None else args)
+        self.config = parser.parse_args(args)
+        if self.config.get("subcommand") != "fit" or self.config.fit.get("ckpt_path") is None:
+            return
+        fit = self.config.fit
+        path = resolve_checkpoint(fit.ckpt_path, fit.trainer.default_root_dir)
+        saved = saved_config(path)
+        if saved is not None:
+            at = args.index("fit") + 1
+            self.config = parser.parse_args([*args[:at], "--config", saved, *args[at:]])
+            check_unchanged(saved, self._dump_fit_config(), path)
+        self.config.fit.ckpt_path = str(path)
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         """Only ``fit``; the run's config is passed by the CLI itself."""
@@ -107,18 +129,19 @@ class FedRLCLI(LightningCLI):
 
     def fit(self, model: ReinforceModule, datamodule: AgentPopulation, **kwargs: Any) -> None:
         """Run the federated fit, saving the resolved config in the run folder."""
-        run_config = self._parser(self.subcommand).dump(
-            self.config[self.subcommand], skip_none=False
-        )
+        run_config = self._dump_fit_config()
         started = time.perf_counter()
         self.trainer.fit(model, datamodule, run_config=run_config, **kwargs)
         self.fit_seconds = time.perf_counter() - started
 
     def after_fit(self) -> None:
         """Print the run's summary."""
-        history = self.trainer.history
-        last = history[-1]
-        rounds = f"{len(history)} round" + ("s" if len(history) != 1 else "")
+        trainer = self.trainer
+        last = trainer.history[-1]
+        ran = trainer.completed_rounds - trainer.resumed_round
+        rounds = f"{ran} round" + ("s" if ran != 1 else "")
+        if trainer.resumed_round:
+            rounds += f" (resumed after round {trainer.resumed_round})"
         print(
             f"Finished {rounds} in {self.fit_seconds:.1f} s: "
             f"{last['episodes']:,} training episodes, {last['env_steps']:,} environment steps."
@@ -127,7 +150,13 @@ class FedRLCLI(LightningCLI):
             f"Final eval_reward {last['eval_reward']:.2f} (worst agent "
             f"{last['eval_reward_min']:.2f}), train_reward {last['train_reward']:.2f}."
         )
-        print(f"Run folder: {self.trainer.run_dir}")
+        failed = sum(int(row["num_failed_agents"]) for row in trainer.history)
+        if failed:
+            print(f"{failed} local fits failed and were left out (failed_agents in metrics.csv).")
+        print(f"Run folder: {trainer.run_dir}")
+
+    def _dump_fit_config(self) -> str:
+        return self._parser("fit").dump(self.config.fit, skip_none=False)
 
     def _run_seed(self) -> int:
         seed = self._get(self.config, "seed_everything")
@@ -155,4 +184,7 @@ def main(args: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FederationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -41,6 +41,6 @@ def quiet_lightning(verbose: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def round_progress(total: int, enabled: bool) -> tqdm:
-    """The progress bar over federated rounds."""
-    return tqdm(total=total, desc="rounds", unit="round", disable=not enabled)
+def round_progress(total: int, enabled: bool, done: int = 0) -> tqdm:
+    """The progress bar over federated rounds, starting after the ``done`` rounds."""
+    return tqdm(total=total, initial=done, desc="rounds", unit="round", disable=not enabled)

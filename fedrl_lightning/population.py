@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -22,7 +23,8 @@ class AgentPopulation:
     between rounds.
 
     Args:
-        env_id: A registered gymnasium id, such as ``fedrl/Simple-v0`` or ``CartPole-v1``.
+        env_id: A registered gymnasium id, such as ``fedrl/Simple-v0`` or ``CartPole-v1``;
+            ``module:Env-v0`` first imports ``module``, which registers ``Env-v0``.
         num_agents: How many agents the federation has.
         env_kwargs: Keyword arguments passed to ``gymnasium.make`` for every agent.
         episodes_per_update: Episodes per REINFORCE update (one batch of the episode dataset).
@@ -87,8 +89,15 @@ class AgentPopulation:
 
     @staticmethod
     def _find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+        # As in gymnasium.make, "module:Env-v0" imports the module that registers the env.
+        module, _, name = env_id.rpartition(":")
+        if module:
+            try:
+                importlib.import_module(module)
+            except ImportError as err:
+                raise ConfigError(f"data.env_id: cannot import {module!r} ({err})") from None
         try:
-            return gym.spec(env_id)
+            return gym.spec(name)
         except gym.error.Error as err:
             raise ConfigError(f"data.env_id: unknown environment {env_id!r} ({err})") from None
 

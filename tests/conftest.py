@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,17 +8,27 @@ import pytest
 
 from fedrl_lightning.console import quiet_lightning
 
-TINY_CONFIG = Path(__file__).parent / "configs" / "tiny.yaml"
+TESTS = Path(__file__).parent
+TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
+
+
+def cli_command(*args: str) -> list[str]:
+    """The command line of ``python -m fedrl_lightning``."""
+    return [sys.executable, "-m", "fedrl_lightning", *args]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for the command line: ``tests/`` importable, for ``faults:Crashing-v0``."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run ``python -m fedrl_lightning`` as a user would, in ``cwd``."""
     return subprocess.run(
-        [sys.executable, "-m", "fedrl_lightning", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300
     )
 
 

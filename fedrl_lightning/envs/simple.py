@@ -107,6 +107,7 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         for i in range(self.num_envs):
             self._reset_one(i)
+        self._needs_reset[:] = False  # a reset replaces any pending autoreset
         self._draw_noise()
         return self._state.copy(), {}
 

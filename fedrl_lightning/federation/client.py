@@ -29,7 +29,8 @@ class LocalFit:
         agent_id: The agent.
         round_idx: The federated round, counted from 0.
         run_seed: The run's seed.
-        model_hparams: Keyword arguments that build the :class:`ReinforceModule`.
+        module_class: The module to build: :class:`ReinforceModule` or a subclass.
+        model_hparams: Keyword arguments that build ``module_class``.
         global_state: The global weights the agent starts from.
         num_episodes: Episodes to train on.
         checkpoint_path: Where the agent's checkpoint is written.
@@ -39,6 +40,7 @@ class LocalFit:
     agent_id: int
     round_idx: int
     run_seed: int
+    module_class: type[ReinforceModule]
     model_hparams: dict[str, Any]
     global_state: dict[str, torch.Tensor]
     num_episodes: int
@@ -64,7 +66,7 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
         return derive_seed(task.run_seed, task.round_idx, task.agent_id, stream)
 
     torch.manual_seed(seed(Stream.TORCH))
-    module = ReinforceModule(**task.model_hparams)
+    module = task.module_class(**task.model_hparams)
     module.load_state_dict(task.global_state)
     env = population.make_env(task.agent_id)
     dataset = EpisodeDataset(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 
 from fedrl_lightning.checkpoints import (
@@ -18,19 +19,22 @@ from fedrl_lightning.checkpoints import (
     policy_checkpoint,
 )
 from fedrl_lightning.console import quiet_lightning, round_progress
-from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import AGENT_STATS_KEY, LocalFit, fit_agent
+from fedrl_lightning.errors import ConfigError, FederationError
+from fedrl_lightning.federation.client import LocalFit, fit_agent
 from fedrl_lightning.federation.evaluation import evaluate_policy
+from fedrl_lightning.federation.metrics_csv import RoundCSVLogger
+from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.strategies import AgentUpdate, RewardWeighted, Strategy
+from fedrl_lightning.federation.updates import read_update
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["FederatedTrainer"]
+__all__ = ["FEDRL_KEY", "FederatedTrainer"]
 
-RUNS_FOLDER = "lightning_logs"
 FEDRL_KEY = "fedrl"
+log = logging.getLogger(__name__)
 
 
 class FederatedTrainer:
@@ -42,12 +46,18 @@ class FederatedTrainer:
     on every agent's environment, and saves the round checkpoint. Outputs go to
     ``<default_root_dir>/lightning_logs/version_N/``.
 
+    An agent whose local fit raises, or whose checkpoint is unreadable or holds non-finite
+    weights, is left out of its round's aggregation and listed in ``failed_agents``. The run
+    stops only when fewer than ``min_agents_per_round`` agents of a round succeed.
+
     Args:
-        num_rounds: Federated rounds to run.
+        num_rounds: Federated rounds to run; when resuming, the total including rounds done.
         agents_per_round: Agents sampled per round, without replacement.
         episodes_per_round: Training episodes per sampled agent per round.
         strategy: How agents' weights are combined: ``RewardWeighted`` (the default when
             ``None``), ``FedAvg``, or any ``Strategy`` by ``class_path``.
+        min_agents_per_round: The run stops with an error when fewer agents than this succeed
+            in a round; failed agents are otherwise left out.
         eval_episodes: Evaluation episodes per agent after each round.
         accelerator: Accelerator for local fits (``cpu``, ``gpu``, ``auto``, ...).
         default_root_dir: Folder under which ``lightning_logs/`` is created.
@@ -64,6 +74,7 @@ class FederatedTrainer:
         agents_per_round: int = 5,
         episodes_per_round: int = 10,
         strategy: Strategy | None = None,
+        min_agents_per_round: int = 1,
         eval_episodes: int = 10,
         accelerator: str = "cpu",
         default_root_dir: str = ".",
@@ -76,14 +87,21 @@ class FederatedTrainer:
             ("num_rounds", num_rounds),
             ("agents_per_round", agents_per_round),
             ("episodes_per_round", episodes_per_round),
+            ("min_agents_per_round", min_agents_per_round),
             ("eval_episodes", eval_episodes),
         ):
             if value <= 0:
                 raise ConfigError(f"trainer.{name} must be positive, got {value}")
+        if min_agents_per_round > agents_per_round:
+            raise ConfigError(
+                f"trainer.min_agents_per_round ({min_agents_per_round}) must not exceed "
+                f"trainer.agents_per_round ({agents_per_round})"
+            )
         self.num_rounds = num_rounds
         self.agents_per_round = agents_per_round
         self.episodes_per_round = episodes_per_round
         self.strategy = strategy if strategy is not None else RewardWeighted()
+        self.min_agents_per_round = min_agents_per_round
         self.eval_episodes = eval_episodes
         self.accelerator = accelerator
         self.default_root_dir = Path(default_root_dir)
@@ -91,15 +109,24 @@ class FederatedTrainer:
         self.enable_progress_bar = enable_progress_bar
         self.verbose = verbose
         self.seed = seed
-        self.run_dir: Path | None = None
-        self.history: list[dict[str, float]] = []
+        self.run: RunFolder | None = None
+        self.run_config: str | None = None
+        self.completed_rounds = 0
+        self.resumed_round = 0
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run's folder, once ``fit`` has started."""
+        return self.run.path if self.run is not None else None
 
     def fit(
         self,
         model: ReinforceModule,
         datamodule: AgentPopulation,
         run_config: str | None = None,
-    ) -> list[dict[str, float]]:
+        ckpt_path: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Run every round and return one metrics row per round.
 
         Args:
@@ -107,6 +134,9 @@ class FederatedTrainer:
                 updated in place after every round.
             datamodule: The agents and their environments.
             run_config: The resolved configuration, saved as ``config.yaml`` in the run folder.
+            ckpt_path: Resume from a round checkpoint: ``last`` for the newest run under
+                ``default_root_dir``, or a checkpoint's path. The run continues in that
+                checkpoint's folder, and its result is the same as if it had never stopped.
 
         Returns:
             The per-round metrics, as also written to ``metrics.csv``.
@@ -117,74 +147,98 @@ class FederatedTrainer:
                 f"trainer.agents_per_round ({self.agents_per_round}) must not exceed "
                 f"data.num_agents ({population.num_agents})"
             )
-        self.history = []
+        self.run_config = run_config
+        if ckpt_path is None:
+            self.completed_rounds, self.history = 0, []
+            self.run = RunFolder.create(self.default_root_dir)
+        else:
+            self.run = self._resume(model, resolve_checkpoint(ckpt_path, self.default_root_dir))
+        self.resumed_round = self.completed_rounds
+        self.run.prepare()
+        if run_config is not None:
+            atomic_write_text(run_config, self.run.config)
         with quiet_lightning(self.verbose):
-            loggers = self._make_loggers()
-            run_dir = Path(loggers[0].experiment.log_dir)
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (run_dir / "agents").mkdir(exist_ok=True)
-            self.run_dir = run_dir
-            if run_config is not None:
-                atomic_write_text(run_config, run_dir / "config.yaml")
-            self._run_rounds(model, population, loggers, run_dir)
+            loggers = self._make_loggers(self.run)
+            self._run_rounds(model, population, loggers)
             for logger in loggers:
                 logger.finalize("success")
         return self.history
 
-    def _make_loggers(self) -> list[Logger]:
-        csv = CSVLogger(save_dir=self.default_root_dir, name=RUNS_FOLDER)
-        loggers: list[Logger] = [csv]
+    def state_dict(self) -> dict[str, Any]:
+        """What the next round depends on, besides the global weights.
+
+        Every random stream derives from (seed, round, agent), so the seed and the round
+        counter restore all of them.
+        """
+        return {
+            "round": self.completed_rounds,
+            "seed": self.seed,
+            "history": [dict(row) for row in self.history],
+            "strategy": self.strategy.state_dict(),
+            "config": self.run_config,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output; the seed must be the same."""
+        if int(state["seed"]) != self.seed:
+            raise ConfigError(
+                f"seed {self.seed} differs from the seed of the run being resumed ({state['seed']})"
+            )
+        self.completed_rounds = int(state["round"])
+        self.history = [dict(row) for row in state["history"]]
+        self.strategy.load_state_dict(state["strategy"])
+
+    def _resume(self, model: ReinforceModule, path: Path) -> RunFolder:
+        checkpoint = load_checkpoint(path)
+        state = checkpoint.get(FEDRL_KEY)
+        if not isinstance(state, dict):
+            raise ConfigError(f"checkpoint {path}: not a round checkpoint (no {FEDRL_KEY!r} entry)")
+        try:
+            model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as err:
+            reason = " ".join(str(err).split())
+            raise ConfigError(
+                f"checkpoint {path}: its weights do not fit the model ({reason})"
+            ) from None
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"checkpoint {path}: incomplete round state ({err})") from None
+        if self.completed_rounds > self.num_rounds:
+            raise ConfigError(
+                f"--trainer.num_rounds ({self.num_rounds}) is below the {self.completed_rounds} "
+                f"rounds already done in {path}"
+            )
+        return RunFolder.of_checkpoint(path) or RunFolder.create(self.default_root_dir)
+
+    def _make_loggers(self, run: RunFolder) -> list[Logger]:
+        loggers: list[Logger] = [RoundCSVLogger(run.metrics, rows=self.history)]
         if _TENSORBOARD_AVAILABLE:
             loggers.append(
                 TensorBoardLogger(
-                    save_dir=self.default_root_dir,
-                    name=RUNS_FOLDER,
-                    version=csv.version,
+                    save_dir=str(run.path.parent),
+                    name="",
+                    version=run.path.name,
                     default_hp_metric=False,
+                    purge_step=self.completed_rounds + 1,  # hides events of unfinished rounds
                 )
             )
         return loggers
 
     def _run_rounds(
-        self,
-        model: ReinforceModule,
-        population: AgentPopulation,
-        loggers: list[Logger],
-        run_dir: Path,
+        self, model: ReinforceModule, population: AgentPopulation, loggers: list[Logger]
     ) -> None:
         model_hparams = dict(model.hparams)
         global_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         eval_agents = [a for a in range(population.num_agents) for _ in range(self.eval_episodes)]
         eval_env = population.make_vector_env(eval_agents)
-        trainer_kwargs: dict[str, Any] = {
-            "accelerator": self.accelerator,
-            "devices": 1,
-            "enable_progress_bar": self.verbose,
-            "enable_model_summary": self.verbose,
-        }
-        totals = {"episodes": 0, "env_steps": 0}
-        progress = round_progress(self.num_rounds, self.enable_progress_bar)
+        last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
+        totals = {"episodes": int(last["episodes"]), "env_steps": int(last["env_steps"])}
+        progress = round_progress(self.num_rounds, self.enable_progress_bar, self.completed_rounds)
         try:
-            for round_idx in range(1, self.num_rounds + 1):
+            for round_idx in range(self.completed_rounds + 1, self.num_rounds + 1):
                 started = time.perf_counter()
-                agents = sample_agents(
-                    population.num_agents, self.agents_per_round, self.seed, round_idx
-                )
-                updates = []
-                for agent_id in agents:
-                    task = LocalFit(
-                        agent_id=agent_id,
-                        round_idx=round_idx,
-                        run_seed=self.seed,
-                        model_hparams=model_hparams,
-                        global_state=global_state,
-                        num_episodes=self.episodes_per_round,
-                        checkpoint_path=run_dir
-                        / "agents"
-                        / f"round-{round_idx:04d}-agent-{agent_id:04d}.ckpt",
-                        trainer_kwargs=trainer_kwargs,
-                    )
-                    updates.append(self._load_update(fit_agent(task, population), agent_id))
+                updates, failures = self._train_agents(round_idx, model, global_state, population)
                 global_state = self.strategy.aggregate(global_state, updates)
                 model.load_state_dict(global_state)
                 per_agent = self._evaluate(model, eval_env, eval_agents, round_idx)
@@ -195,37 +249,74 @@ class FederatedTrainer:
                     "train_reward": float(np.mean([u.mean_return for u in updates])),
                     "eval_reward": float(per_agent.mean()),
                     "eval_reward_min": float(per_agent.min()),
+                    "num_failed_agents": len(failures),
+                    "failed_agents": " ".join(str(a) for a in sorted(failures)),
                     "episodes": totals["episodes"],
                     "env_steps": totals["env_steps"],
                     "round_time": time.perf_counter() - started,
                 }
                 self.history.append(row)
-                for logger in loggers:
-                    logger.log_metrics(row, step=round_idx)
-                    logger.save()
-                self._save_round(model_hparams, global_state, round_idx, run_dir)
-                progress.set_postfix(
-                    train=f"{row['train_reward']:.1f}",
-                    eval=f"{row['eval_reward']:.1f}",
-                    worst=f"{row['eval_reward_min']:.1f}",
-                )
+                self.completed_rounds = round_idx
+                self._save_round(model_hparams, global_state, round_idx)
+                self._log(loggers, row)
+                progress.set_postfix(self._progress_fields(row))
                 progress.update()
         finally:
             progress.close()
             eval_env.close()
 
-    def _load_update(self, path: Path, agent_id: int) -> AgentUpdate:
-        checkpoint = load_checkpoint(path)
-        stats = checkpoint[AGENT_STATS_KEY]
-        if not self.keep_agent_checkpoints:
-            path.unlink()
-        return AgentUpdate(
-            agent_id=agent_id,
-            state_dict=checkpoint["state_dict"],
-            num_episodes=int(stats["num_episodes"]),
-            num_steps=int(stats["num_steps"]),
-            mean_return=float(stats["mean_return"]),
-        )
+    def _train_agents(
+        self,
+        round_idx: int,
+        model: ReinforceModule,
+        global_state: dict[str, torch.Tensor],
+        population: AgentPopulation,
+    ) -> tuple[list[AgentUpdate], dict[int, str]]:
+        module_class, model_hparams = type(model), dict(model.hparams)
+        agents = sample_agents(population.num_agents, self.agents_per_round, self.seed, round_idx)
+        trainer_kwargs: dict[str, Any] = {
+            "accelerator": self.accelerator,
+            "devices": 1,
+            "enable_progress_bar": self.verbose,
+            "enable_model_summary": self.verbose,
+        }
+        updates: list[AgentUpdate] = []
+        failures: dict[int, str] = {}
+        for agent_id in agents:
+            path = self.run.agent_checkpoint(round_idx, agent_id)
+            task = LocalFit(
+                agent_id=agent_id,
+                round_idx=round_idx,
+                run_seed=self.seed,
+                module_class=module_class,
+                model_hparams=model_hparams,
+                global_state=global_state,
+                num_episodes=self.episodes_per_round,
+                checkpoint_path=path,
+                trainer_kwargs=trainer_kwargs,
+            )
+            try:
+                fit_agent(task, population)
+                updates.append(read_update(path, agent_id, global_state))
+            except Exception as err:  # an agent's failure, whatever it is, must not end the round
+                failures[agent_id] = f"{type(err).__name__}: {err}".splitlines()[0]
+                log.warning(
+                    "round %d: agent %d failed and is left out (%s)",
+                    round_idx,
+                    agent_id,
+                    failures[agent_id],
+                )
+            finally:
+                if not self.keep_agent_checkpoints:
+                    path.unlink(missing_ok=True)
+        if len(updates) < self.min_agents_per_round:
+            first = min(failures)
+            raise FederationError(
+                f"round {round_idx}: {len(updates)} of {len(agents)} agents succeeded, fewer than "
+                f"trainer.min_agents_per_round ({self.min_agents_per_round}); agent {first} "
+                f"failed with {failures[first]}"
+            )
+        return updates, failures
 
     def _evaluate(
         self,
@@ -244,23 +335,30 @@ class FederatedTrainer:
         return returns.reshape(-1, self.eval_episodes).mean(axis=1)
 
     def _save_round(
-        self,
-        model_hparams: dict[str, Any],
-        global_state: dict[str, torch.Tensor],
-        round_idx: int,
-        run_dir: Path,
+        self, model_hparams: dict[str, Any], global_state: dict[str, torch.Tensor], round_idx: int
     ) -> None:
         checkpoint = policy_checkpoint(
-            global_state,
-            model_hparams,
-            **{
-                FEDRL_KEY: {
-                    "round": round_idx,
-                    "history": self.history,
-                    "strategy": self.strategy.state_dict(),
-                }
-            },
+            global_state, model_hparams, **{FEDRL_KEY: self.state_dict()}
         )
-        folder = run_dir / "checkpoints"
-        atomic_save(checkpoint, folder / f"round-{round_idx:04d}.ckpt")
-        atomic_save(checkpoint, folder / "last.ckpt")
+        atomic_save(checkpoint, self.run.round_checkpoint(round_idx))
+        atomic_save(checkpoint, self.run.last_checkpoint)
+
+    @staticmethod
+    def _log(loggers: list[Logger], row: dict[str, Any]) -> None:
+        numbers = {k: v for k, v in row.items() if isinstance(v, int | float)}
+        for logger in loggers:
+            logger.log_metrics(
+                row if isinstance(logger, RoundCSVLogger) else numbers, step=row["round"]
+            )
+            logger.save()
+
+    @staticmethod
+    def _progress_fields(row: dict[str, Any]) -> dict[str, str]:
+        fields = {
+            "train": f"{row['train_reward']:.1f}",
+            "eval": f"{row['eval_reward']:.1f}",
+            "worst": f"{row['eval_reward_min']:.1f}",
+        }
+        if row["num_failed_agents"]:
+            fields["failed"] = str(row["num_failed_agents"])
+        return fields

@@ -94,3 +94,17 @@ def test_vector_env_autoresets_on_the_next_step():
     _, rewards, terminated, truncated, _ = vector.step(np.zeros(2, dtype=np.int64))
     assert rewards.tolist() == [0.0, 0.0]
     assert not truncated.any() and not terminated.any()
+
+
+def test_vector_env_reset_after_a_finished_episode_starts_clean():
+    used = SimpleVectorEnv(num_envs=2)
+    used.reset(seed=[1, 2])
+    for _ in range(100):
+        used.step(np.zeros(2, dtype=np.int64))  # both episodes end, an autoreset is pending
+    fresh = SimpleVectorEnv(num_envs=2)
+    assert np.array_equal(used.reset(seed=[5, 6])[0], fresh.reset(seed=[5, 6])[0])
+    for _ in range(3):
+        actions = np.ones(2, dtype=np.int64)
+        for a, b in zip(used.step(actions), fresh.step(actions), strict=True):
+            if isinstance(a, np.ndarray):
+                assert np.array_equal(a, b)

@@ -18,6 +18,7 @@ def local_fit(tmp_path, global_state, agent_id=2, name="agent.ckpt"):
         agent_id=agent_id,
         round_idx=3,
         run_seed=7,
+        module_class=ReinforceModule,
         model_hparams={"hidden_dim": 8, "lr": 0.01},
         global_state=global_state,
         num_episodes=3,

@@ -1,0 +1,77 @@
+"""``metrics.csv``: one row per round, always whole on disk."""
+
+from __future__ import annotations
+
+import csv
+import io
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import Logger
+from typing_extensions import override
+
+from fedrl_lightning.checkpoints import atomic_write_text
+
+__all__ = ["RoundCSVLogger"]
+
+
+class RoundCSVLogger(Logger):
+    """A Lightning logger that keeps ``metrics.csv`` as one row per round.
+
+    Lightning's ``CSVLogger`` appends rows, so a process killed mid-write can leave half a
+    row, and it deletes the file when a run folder is reused. This logger holds the rows and
+    rewrites the whole file to a temporary name, then renames it, on every ``save``: the file
+    on disk is always complete. Logging a step that is already present replaces that row, so a
+    resumed run never duplicates a round.
+
+    Args:
+        path: The CSV file to write.
+        rows: Rows already logged (from the checkpoint being resumed), keyed by ``round``.
+    """
+
+    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._rows: dict[int, dict[str, Any]] = {int(row["round"]): row for row in rows or []}
+
+    @property
+    @override
+    def name(self) -> str:
+        return self.path.parent.parent.name
+
+    @property
+    @override
+    def version(self) -> str:
+        return self.path.parent.name
+
+    @property
+    @override
+    def save_dir(self) -> str:
+        return str(self.path.parent.parent.parent)
+
+    @override
+    def log_hyperparams(
+        self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any
+    ) -> None:
+        """Hyperparameters live in ``config.yaml``; the CSV holds only per-round rows."""
+
+    @override
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        key = int(step) if step is not None else int(metrics["round"])
+        self._rows[key] = dict(metrics)
+
+    @override
+    def save(self) -> None:
+        columns: list[str] = []
+        for row in self._rows.values():
+            columns += [key for key in row if key not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self._rows[step] for step in sorted(self._rows))
+        atomic_write_text(buffer.getvalue(), self.path)
+
+    @override
+    def finalize(self, status: str) -> None:
+        self.save()

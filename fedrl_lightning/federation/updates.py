@@ -1,0 +1,63 @@
+"""Reading an agent's checkpoint into an update, and refusing updates that cannot be used."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from fedrl_lightning.checkpoints import load_checkpoint
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.client import AGENT_STATS_KEY
+from fedrl_lightning.federation.strategies import AgentUpdate
+
+__all__ = ["InvalidUpdate", "read_update"]
+
+
+class InvalidUpdate(Exception):
+    """An agent's checkpoint is unreadable, or holds weights that must not be aggregated."""
+
+
+def read_update(path: Path, agent_id: int, reference: dict[str, torch.Tensor]) -> AgentUpdate:
+    """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
+
+    The checkpoint is untrusted: it is loaded with ``weights_only=True``, and its weights must
+    have exactly the global model's names and shapes and be finite.
+
+    Args:
+        path: The agent's checkpoint.
+        agent_id: The agent that wrote it.
+        reference: The global weights the agent started from.
+
+    Raises:
+        InvalidUpdate: With the reason, if the update cannot be used.
+    """
+    try:
+        checkpoint = load_checkpoint(path)
+    except ConfigError as err:
+        raise InvalidUpdate(str(err)) from None
+    state_dict = checkpoint["state_dict"]
+    stats = checkpoint.get(AGENT_STATS_KEY)
+    if not isinstance(stats, dict):
+        raise InvalidUpdate(f"{path}: no {AGENT_STATS_KEY}")
+    if set(state_dict) != set(reference):
+        raise InvalidUpdate(f"{path}: its weights have other names than the global model's")
+    for key, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != reference[key].shape:
+            raise InvalidUpdate(f"{path}: {key} does not have the global model's shape")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InvalidUpdate(f"{path}: {key} has NaN or Inf values")
+    try:
+        update = AgentUpdate(
+            agent_id=agent_id,
+            state_dict=state_dict,
+            num_episodes=int(stats["num_episodes"]),
+            num_steps=int(stats["num_steps"]),
+            mean_return=float(stats["mean_return"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
+    if not math.isfinite(update.mean_return) or update.num_episodes <= 0:
+        raise InvalidUpdate(f"{path}: its training statistics are not usable")
+    return update

@@ -1,0 +1,75 @@
+"""Resuming from the command line: the checkpoint's config, and what a resume may change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedrl_lightning.checkpoints import load_checkpoint
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.trainer import FEDRL_KEY
+
+__all__ = ["RESUMABLE_OPTIONS", "check_unchanged", "saved_config"]
+
+# Options that do not change the experiment, so a resumed run may give them new values.
+RESUMABLE_OPTIONS = frozenset(
+    {
+        "ckpt_path",
+        "trainer.num_rounds",
+        "trainer.min_agents_per_round",
+        "trainer.accelerator",
+        "trainer.default_root_dir",
+        "trainer.keep_agent_checkpoints",
+        "trainer.enable_progress_bar",
+        "trainer.verbose",
+    }
+)
+
+
+def saved_config(path: Path) -> str | None:
+    """The resolved config saved in round checkpoint ``path``, as YAML text.
+
+    Returns ``None`` for a run started from Python without a config.
+
+    Raises:
+        ConfigError: If ``path`` is not a readable round checkpoint.
+    """
+    state = load_checkpoint(path).get(FEDRL_KEY)
+    if not isinstance(state, dict):
+        raise ConfigError(f"checkpoint {path}: not a round checkpoint (no {FEDRL_KEY!r} entry)")
+    config = state.get("config")
+    return config if isinstance(config, str) else None
+
+
+def check_unchanged(saved: str, current: str, path: Path) -> None:
+    """Refuse a resume whose config changes the experiment being resumed.
+
+    Args:
+        saved: The config the run was started with (YAML).
+        current: The config of the resuming command (YAML).
+        path: The checkpoint being resumed, for the message.
+
+    Raises:
+        ConfigError: Naming the first option, outside :data:`RESUMABLE_OPTIONS`, that differs.
+    """
+    before, after = _flatten(yaml.safe_load(saved)), _flatten(yaml.safe_load(current))
+    for key in sorted(before.keys() | after.keys()):
+        if key in RESUMABLE_OPTIONS or before.get(key) == after.get(key):
+            continue
+        raise ConfigError(
+            f"--{key}: the run in {path} has {before.get(key)!r}, this command gives "
+            f"{after.get(key)!r}; a resumed run cannot change its experiment (start a new run "
+            "without --ckpt_path)"
+        )
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` becomes ``{"a.b": 1}``, the options' dotted names."""
+    if not isinstance(config, dict) or not config:
+        return {prefix: config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat

@@ -1,0 +1,162 @@
+import csv
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from conftest import TINY_CONFIG, cli_command, cli_env, run_cli
+
+RUN = "lightning_logs/version_0"
+
+
+def rows_without_timings(cwd):
+    with open(cwd / RUN / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        del row["round_time"]
+    return rows
+
+
+def final_weights(cwd):
+    return torch.load(cwd / RUN / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def assert_same_result(cwd, reference):
+    rows = rows_without_timings(cwd)
+    assert [int(r["round"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert rows == rows_without_timings(reference)
+    expected = final_weights(reference)
+    actual = final_weights(cwd)
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(actual[key], expected[key]), key
+    assert sorted(p.name for p in (cwd / "lightning_logs").iterdir()) == ["version_0"]
+    assert not list((cwd / RUN).glob("**/.*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory):
+    """Uninterrupted runs of the tiny config: 20 rounds, and 12 rounds of 5 episodes."""
+    twenty = tmp_path_factory.mktemp("twenty")
+    assert (
+        run_cli(
+            "fit", "--config", str(TINY_CONFIG), "--trainer.num_rounds", "30", cwd=twenty
+        ).returncode
+        == 0
+    )
+    slow = tmp_path_factory.mktemp("slow")
+    result = run_cli("fit", "--config", str(TINY_CONFIG), *SLOW, cwd=slow)
+    assert result.returncode == 0, result.stderr
+    return {"thirty": twenty, "slow": slow}
+
+
+SLOW = ["--trainer.num_rounds", "12", "--trainer.episodes_per_round", "5"]
+
+
+def test_extending_a_finished_run_matches_running_it_whole(tmp_path, reference_runs):
+    assert (
+        run_cli(
+            "fit", "--config", str(TINY_CONFIG), "--trainer.num_rounds", "20", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    assert len(rows_without_timings(tmp_path)) == 20
+
+    result = run_cli("fit", "--ckpt_path", "last", "--trainer.num_rounds", "30", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resumed after round 20" in result.stdout
+    assert_same_result(tmp_path, reference_runs["thirty"])
+    config = (tmp_path / RUN / "config.yaml").read_text()
+    assert "num_rounds: 30" in config
+
+
+def test_resuming_from_an_earlier_round_checkpoint_redoes_the_later_rounds(
+    tmp_path, reference_runs
+):
+    result = run_cli(
+        "fit", "--config", str(TINY_CONFIG), "--trainer.num_rounds", "30", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    round_8 = tmp_path / RUN / "checkpoints" / "round-0008.ckpt"
+    (tmp_path / RUN / "metrics.csv").write_text("round\n1\n")  # whatever is there is rewritten
+
+    result = run_cli("fit", "--ckpt_path", str(round_8), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resumed after round 8" in result.stdout
+    assert_same_result(tmp_path, reference_runs["thirty"])
+
+
+def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, reference_runs):
+    rng = random.Random()
+    kills = []
+    args = ["fit", "--config", str(TINY_CONFIG), *SLOW]
+    for _ in range(4):
+        process = subprocess.Popen(
+            cli_command(*args),
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        last = tmp_path / RUN / "checkpoints" / "last.ckpt"
+        deadline = time.monotonic() + 120
+        while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first attempt must complete a round to be resumable
+        delay = rng.uniform(0.0, 0.6)
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills.append(round(delay, 3))
+        if process.returncode == 0:
+            break
+        args = ["fit", "--ckpt_path", "last"]
+    else:
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert kills, "the run finished before it could be killed"
+    assert_same_result(tmp_path, reference_runs["slow"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        ["--data.num_agents", "4"],
+        ["--data.env_id", "CartPole-v1"],
+        ["--model.hidden_dim", "32"],
+        ["--seed_everything", "3"],
+        ["--trainer.strategy", "FedAvg"],
+    ],
+)
+def test_resume_refuses_to_change_the_experiment(tmp_path, override):
+    assert run_cli("fit", "--config", str(TINY_CONFIG), cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in (tmp_path / RUN).glob("**/*") if p.is_file()}
+
+    result = run_cli(
+        "fit", "--ckpt_path", "last", *override, "--trainer.num_rounds", "5", cwd=tmp_path
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {override[0]}")
+    assert "last.ckpt" in result.stderr
+    after = {p: p.read_bytes() for p in (tmp_path / RUN).glob("**/*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]
+
+
+def test_resume_below_the_rounds_done_is_refused(tmp_path):
+    assert run_cli("fit", "--config", str(TINY_CONFIG), cwd=tmp_path).returncode == 0
+    result = run_cli("fit", "--ckpt_path", "last", "--trainer.num_rounds", "2", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --trainer.num_rounds (2) is below the 3 rounds")
+
+
+def test_ckpt_path_last_needs_a_run(tmp_path):
+    result = run_cli("fit", "--ckpt_path", "last", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "error: --ckpt_path last: no run to resume in lightning_logs\n"
+    assert not (tmp_path / "lightning_logs").exists()
