@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def policy_checkpoint(
 
 
 def temporary_path(path: Path) -> Path:
-    """A sibling path to write to before renaming onto ``path``."""
+    """A hidden sibling path to write to before renaming onto ``path``."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
@@ -48,16 +49,22 @@ def atomic_save(obj: Any, path: Path) -> None:
 
     A crash mid-write leaves the previous ``path`` intact, never a truncated file.
     """
-    tmp = temporary_path(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    _write_then_rename(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(text: str, path: Path) -> None:
     """Write ``text`` to a temporary file, then rename it onto ``path``."""
+    _write_then_rename(path, lambda tmp: tmp.write_text(text))
+
+
+def _write_then_rename(path: Path, write: Callable[[Path], object]) -> None:
     tmp = temporary_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -79,14 +86,28 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(
+            f"checkpoint {path}: not a readable checkpoint (not a torch.save archive)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0]
-        raise ConfigError(f"checkpoint {path}: refused to load ({reason})") from None
+        raise ConfigError(
+            f"checkpoint {path}: refused to load ({_unpickler_reason(err)})"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"checkpoint {path}: not a readable checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"checkpoint {path}: has no state_dict")
     return checkpoint
+
+
+def _unpickler_reason(err: pickle.UnpicklingError) -> str:
+    """The line of torch's long weights-only message that says what was refused."""
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line.startswith("WeightsUnpickler error:"):
+            return line.removeprefix("WeightsUnpickler error:").strip().split(". ")[0]
+    return str(err).strip().splitlines()[0]

@@ -152,7 +152,10 @@ class FedRLCLI(LightningCLI):
         )
         failed = sum(int(row["num_failed_agents"]) for row in trainer.history)
         if failed:
-            print(f"{failed} local fits failed and were left out (failed_agents in metrics.csv).")
+            print(
+                f"{failed} local fits failed and were left out: failed_agents in metrics.csv "
+                "lists them, --trainer.verbose true shows why."
+            )
         print(f"Run folder: {trainer.run_dir}")
 
     def _dump_fit_config(self) -> str:

@@ -64,7 +64,8 @@ class FederatedTrainer:
         keep_agent_checkpoints: Keep every agent's checkpoint in the run folder's ``agents/``
             instead of deleting it once aggregated.
         enable_progress_bar: Show the progress bar over rounds.
-        verbose: Show Lightning's output for every local fit (banners, bars, summaries).
+        verbose: Show Lightning's output for every local fit (banners, bars, summaries)
+            and why each failed agent failed.
         seed: The run seed; the command line sets it from ``--seed_everything``.
     """
 
@@ -300,12 +301,8 @@ class FederatedTrainer:
                 updates.append(read_update(path, agent_id, global_state))
             except Exception as err:  # an agent's failure, whatever it is, must not end the round
                 failures[agent_id] = f"{type(err).__name__}: {err}".splitlines()[0]
-                log.warning(
-                    "round %d: agent %d failed and is left out (%s)",
-                    round_idx,
-                    agent_id,
-                    failures[agent_id],
-                )
+                if self.verbose:
+                    log.warning("round %d: agent %d failed: %s", round_idx, agent_id, err)
             finally:
                 if not self.keep_agent_checkpoints:
                     path.unlink(missing_ok=True)
