@@ -117,10 +117,9 @@ class FedRLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Default the strategy and size the policy from the environment's spaces."""
         parser.set_defaults({"trainer.strategy": lazy_instance(RewardWeighted)})
-        parser.link_arguments(
-            "data.observation_dim", "model.observation_dim", apply_on="instantiate"
-        )
-        parser.link_arguments("data.num_actions", "model.num_actions", apply_on="instantiate")
+        for name in ("observation_dim", "num_actions", "continuous", "action_low", "action_high"):
+            parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+        parser.link_arguments("seed_everything", "data.seed", apply_on="parse")
 
     def instantiate_trainer(self, **kwargs: Any) -> FederatedTrainer:
         """Build the federated trainer, seeded from ``--seed_everything``."""

@@ -10,12 +10,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from fedrl_lightning.policy import CategoricalMLPPolicy, NumpyActor
+from fedrl_lightning.policy import MLPPolicy, NumpyActor
 from fedrl_lightning.returns import discounted_returns
+from fedrl_lightning.rollouts import Episode, rollout_episode, rollout_wave
 
 __all__ = ["EpisodeBatch", "EpisodeDataset"]
-
-GUMBEL_CHUNK = 256  # action-sampling noise drawn per generator call
 
 
 class EpisodeBatch(NamedTuple):
@@ -23,7 +22,8 @@ class EpisodeBatch(NamedTuple):
 
     Attributes:
         observations: ``[episodes, steps, observation]`` float32.
-        actions: ``[episodes, steps]`` int64.
+        actions: ``[episodes, steps]`` int64 for discrete actions, or
+            ``[episodes, steps, action_dim]`` float32 for continuous ones.
         returns: ``[episodes, steps]`` float32 discounted returns ``G_t``.
         mask: ``[episodes, steps]`` bool, true on real steps.
         episode_returns: ``[episodes]`` float32 undiscounted sum of rewards.
@@ -36,12 +36,6 @@ class EpisodeBatch(NamedTuple):
     episode_returns: torch.Tensor
 
 
-class _Episode(NamedTuple):
-    observations: list[np.ndarray]
-    actions: list[int]
-    rewards: list[float]
-
-
 class EpisodeDataset(IterableDataset):
     """Rolls out ``num_episodes`` episodes with the policy's current weights.
 
@@ -49,8 +43,12 @@ class EpisodeDataset(IterableDataset):
     training step that updates the policy changes how the next batch is collected. Rollouts
     run without gradients; the training step recomputes log-probabilities.
 
+    Given a vector environment, episodes are rolled out in lock-step waves of ``num_envs``:
+    each wave resets every sub-environment and runs until each has finished one episode. When
+    a batch needs fewer episodes than a wave gives, the rest of that wave is not used.
+
     Args:
-        env: The agent's environment.
+        env: The agent's environment, or a vector environment of copies of it.
         policy: The live policy; its weights are read afresh for every batch.
         num_episodes: Episodes to roll out in one pass over the dataset.
         episodes_per_update: Episodes per batch (the last batch may be smaller).
@@ -61,8 +59,8 @@ class EpisodeDataset(IterableDataset):
 
     def __init__(
         self,
-        env: gym.Env,
-        policy: CategoricalMLPPolicy,
+        env: gym.Env | gym.vector.VectorEnv,
+        policy: MLPPolicy,
         num_episodes: int,
         episodes_per_update: int,
         gamma: float,
@@ -90,45 +88,26 @@ class EpisodeDataset(IterableDataset):
         rng = np.random.default_rng(self.action_seed)
         seed: int | None = self.env_seed
         remaining = self.num_episodes
+        vectorised = isinstance(self.env, gym.vector.VectorEnv)
         while remaining > 0:
             count = min(self.episodes_per_update, remaining)
             actor = self.policy.actor()
-            episodes = []
-            for _ in range(count):
-                episodes.append(self._rollout(actor, rng, seed))
+            episodes: list[Episode] = []
+            while len(episodes) < count:
+                if vectorised:
+                    episodes += rollout_wave(self.env, actor, rng, seed)
+                else:
+                    episodes.append(rollout_episode(self.env, actor, rng, seed))
                 seed = None
             remaining -= count
-            yield self._collate(episodes)
+            yield self._collate(episodes[:count], actor)
 
-    def _rollout(self, actor: NumpyActor, rng: np.random.Generator, seed: int | None) -> _Episode:
-        env_step, sample = self.env.step, actor.sample
-        observation, _ = self.env.reset(seed=seed)
-        observations: list[np.ndarray] = []
-        actions: list[int] = []
-        rewards: list[float] = []
-        noise = np.empty((0, actor.num_actions), np.float32)
-        done = False
-        step = 0
-        while not done:
-            if step == len(noise):
-                noise = rng.gumbel(size=(GUMBEL_CHUNK, actor.num_actions)).astype(np.float32)
-                step = 0
-            observation = np.asarray(observation, dtype=np.float32)
-            action = int(sample(observation, noise[step]))
-            step += 1
-            observations.append(observation)
-            actions.append(action)
-            observation, reward, terminated, truncated, _ = env_step(action)
-            rewards.append(float(reward))
-            done = terminated or truncated
-        return _Episode(observations, actions, rewards)
-
-    def _collate(self, episodes: list[_Episode]) -> EpisodeBatch:
+    def _collate(self, episodes: list[Episode], actor: NumpyActor) -> EpisodeBatch:
         count = len(episodes)
         steps = max(len(e.actions) for e in episodes)
         obs_shape = episodes[0].observations[0].shape
         observations = np.zeros((count, steps, *obs_shape), np.float32)
-        actions = np.zeros((count, steps), np.int64)
+        actions = np.zeros((count, steps, *actor.action_shape), actor.action_dtype)
         returns = np.zeros((count, steps), np.float32)
         mask = np.zeros((count, steps), bool)
         episode_returns = np.zeros(count, np.float32)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import lightning as L
 import torch
-from torch.distributions import Categorical
+from torch.distributions import Distribution
 from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.policy import CategoricalMLPPolicy
-from fedrl_lightning.returns import normalize_per_episode
+from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
+from fedrl_lightning.returns import normalize_over_batch, normalize_per_episode
 
 __all__ = ["ReinforceModule", "reinforce_loss"]
+
+NORMALIZERS = {"episode": normalize_per_episode, "batch": normalize_over_batch}
 
 
 def reinforce_loss(
@@ -33,26 +37,41 @@ def reinforce_loss(
 
 
 class ReinforceModule(L.LightningModule):
-    """REINFORCE with per-episode normalised returns, one optimizer step per batch of episodes.
+    """REINFORCE with normalised returns, one optimizer step per batch of episodes.
 
-    Calling the module on observations returns the policy's action distribution, so a trained
-    module deploys as ``module(obs).sample()``.
+    Discrete action spaces get a categorical policy; continuous ones a Gaussian policy with a
+    learned log-std whose actions are clipped to the bounds. Calling the module on
+    observations returns the policy's action distribution, so a trained module deploys as
+    ``module(obs).sample()``.
 
     Args:
         observation_dim: Size of a flat observation (linked from the environment by the CLI).
-        num_actions: Number of discrete actions (linked from the environment by the CLI).
+        num_actions: Number of discrete actions, or the size of a continuous action (linked
+            from the environment by the CLI).
+        continuous: Whether actions are continuous (linked from the environment by the CLI).
+        action_low: Lower bound of each continuous action dimension (linked by the CLI).
+        action_high: Upper bound of each continuous action dimension (linked by the CLI).
         hidden_dim: Width of the policy's hidden layer.
         lr: Adam learning rate of each agent's local optimizer.
         gamma: Discount factor, in (0, 1].
+        normalize_returns: ``episode`` standardises each episode's returns on its own (the
+            tutorial's choice); ``batch`` standardises over every step of the batch, which
+            keeps longer episodes' larger returns and so acts as a baseline.
+        log_std_init: Initial log standard deviation of a Gaussian policy.
     """
 
     def __init__(
         self,
         observation_dim: int = 4,
         num_actions: int = 2,
+        continuous: bool = False,
+        action_low: list[float] | None = None,
+        action_high: list[float] | None = None,
         hidden_dim: int = 64,
         lr: float = 1e-3,
         gamma: float = 0.99,
+        normalize_returns: Literal["episode", "batch"] = "episode",
+        log_std_init: float = 0.0,
     ) -> None:
         super().__init__()
         if hidden_dim <= 0:
@@ -61,9 +80,15 @@ class ReinforceModule(L.LightningModule):
             raise ConfigError(f"model.lr must not be negative, got {lr}")
         if not 0 < gamma <= 1:
             raise ConfigError(f"model.gamma must be in (0, 1], got {gamma}")
+        if normalize_returns not in NORMALIZERS:
+            raise ConfigError(
+                f"model.normalize_returns must be one of {sorted(NORMALIZERS)}, "
+                f"got {normalize_returns!r}"
+            )
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.policy = CategoricalMLPPolicy(observation_dim, num_actions, hidden_dim)
+        self.policy = self._make_policy()
+        self._normalize = NORMALIZERS[normalize_returns]
         self.episode_return = MeanMetric(nan_strategy="disable")
         self.loss = MeanMetric(nan_strategy="disable")
         self.entropy = MeanMetric(nan_strategy="disable")
@@ -71,8 +96,22 @@ class ReinforceModule(L.LightningModule):
         self.num_steps = 0
         self._step_values: dict[str, list[torch.Tensor]] = {}
 
+    def _make_policy(self) -> MLPPolicy:
+        hp = self.hparams
+        if not hp.continuous:
+            return CategoricalMLPPolicy(hp.observation_dim, hp.num_actions, hp.hidden_dim)
+        low = hp.action_low if hp.action_low is not None else [-1.0] * hp.num_actions
+        high = hp.action_high if hp.action_high is not None else [1.0] * hp.num_actions
+        if not len(low) == len(high) == hp.num_actions:
+            raise ConfigError(
+                f"model.action_low and model.action_high need {hp.num_actions} values each"
+            )
+        return GaussianMLPPolicy(
+            hp.observation_dim, hp.num_actions, hp.hidden_dim, low, high, hp.log_std_init
+        )
+
     @override
-    def forward(self, observations: torch.Tensor) -> Categorical:
+    def forward(self, observations: torch.Tensor) -> Distribution:
         return self.policy(observations)
 
     @override
@@ -103,9 +142,8 @@ class ReinforceModule(L.LightningModule):
 
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
-        log_pi = torch.log_softmax(self.policy.logits(batch.observations), dim=-1)
-        log_probs = log_pi.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        weights = normalize_per_episode(batch.returns, batch.mask)
+        log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
+        weights = self._normalize(batch.returns, batch.mask)
         loss = reinforce_loss(log_probs, weights, batch.mask)
 
         optimizer = self.optimizers()
@@ -114,13 +152,12 @@ class ReinforceModule(L.LightningModule):
         optimizer.step()
 
         with torch.no_grad():
-            entropy = -(log_pi.exp() * log_pi).sum(-1)
             mean_entropy = (entropy * batch.mask).sum() / batch.mask.sum()
         loss = loss.detach()
         self._step_values["entropy"].append(mean_entropy.reshape(1))
         self._step_values["loss"].append(loss.reshape(1))
         self._step_values["episode_return"].append(batch.episode_returns)
-        self.num_episodes += batch.actions.shape[0]
+        self.num_episodes += batch.mask.shape[0]
         self.num_steps += int(batch.mask.sum())
         return loss
 

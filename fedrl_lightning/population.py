@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 from gymnasium import spaces
 
 import fedrl_lightning.envs  # noqa: F401  (registers fedrl/* ids)
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.heterogeneity import Heterogeneity
 
 __all__ = ["AgentPopulation"]
 
@@ -20,7 +21,8 @@ class AgentPopulation:
     This is the ``data`` section of the command line: it says where experience comes from.
     Agents are numbered ``0 .. num_agents - 1``; each agent's environment is built fresh for
     every local fit and seeded from (run seed, round, agent id), so no environment stays open
-    between rounds.
+    between rounds. ``heterogeneity`` gives agents their own values of environment attributes,
+    such as CartPole's pole ``length``.
 
     Args:
         env_id: A registered gymnasium id, such as ``fedrl/Simple-v0`` or ``CartPole-v1``;
@@ -28,6 +30,13 @@ class AgentPopulation:
         num_agents: How many agents the federation has.
         env_kwargs: Keyword arguments passed to ``gymnasium.make`` for every agent.
         episodes_per_update: Episodes per REINFORCE update (one batch of the episode dataset).
+        num_envs: Environments each agent steps in lock-step during its rollouts.
+        heterogeneity: Environment attribute to ``[low, high]`` or ``{choices: [...]}``; each
+            agent gets its own value, for example ``{length: [0.1, 0.9]}`` for CartPole.
+        heterogeneity_mode: ``spread`` spaces values evenly over the agents; ``sample`` draws
+            them at random from the seed and the agent id.
+        seed: The run seed, for ``sample`` (the command line links it from
+            ``--seed_everything``).
     """
 
     def __init__(
@@ -36,46 +45,63 @@ class AgentPopulation:
         num_agents: int = 10,
         env_kwargs: dict[str, Any] | None = None,
         episodes_per_update: int = 1,
+        num_envs: int = 1,
+        heterogeneity: dict[str, Any] | None = None,
+        heterogeneity_mode: Literal["spread", "sample"] = "spread",
+        seed: int = 42,
     ) -> None:
-        if num_agents <= 0:
-            raise ConfigError(f"data.num_agents must be positive, got {num_agents}")
-        if episodes_per_update <= 0:
-            raise ConfigError(
-                f"data.episodes_per_update must be positive, got {episodes_per_update}"
-            )
+        for name, value in (
+            ("num_agents", num_agents),
+            ("episodes_per_update", episodes_per_update),
+            ("num_envs", num_envs),
+        ):
+            if value <= 0:
+                raise ConfigError(f"data.{name} must be positive, got {value}")
         self.env_id = env_id
         self.num_agents = num_agents
         self.env_kwargs = dict(env_kwargs or {})
         self.episodes_per_update = episodes_per_update
+        self.num_envs = num_envs
+        self.heterogeneity = Heterogeneity(
+            heterogeneity or {}, num_agents, heterogeneity_mode, seed
+        )
         self.spec = self._find_spec(env_id)
         probe = self._make(disable_env_checker=False)
-        self.observation_dim, self.num_actions = self._check_spaces(probe)
+        self.observation_dim = self._observation_dim(probe)
+        self.continuous, self.num_actions, self.action_low, self.action_high = self._action_spec(
+            probe
+        )
+        self.heterogeneity.apply(probe, 0)  # names a missing attribute now, not mid-run
         probe.reset(seed=0)
         probe.close()
 
+    def agent_parameters(self, agent_id: int) -> dict[str, Any]:
+        """Agent ``agent_id``'s environment attribute values (empty without heterogeneity)."""
+        return self.heterogeneity.values(agent_id)
+
     def make_env(self, agent_id: int) -> gym.Env:
-        """Build agent ``agent_id``'s environment.
+        """Build agent ``agent_id``'s environment, with its own attribute values.
 
         gymnasium's passive env checker ran once on the probe built by ``__init__``, so agents'
         environments skip its wrapper and the per-step cost that comes with it.
         """
-        return self._make(disable_env_checker=True)
+        return self.heterogeneity.apply(self._make(disable_env_checker=True), agent_id)
 
-    def _make(self, disable_env_checker: bool) -> gym.Env:
-        try:
-            return gym.make(self.env_id, disable_env_checker=disable_env_checker, **self.env_kwargs)
-        except TypeError as err:
-            raise ConfigError(f"data.env_kwargs: {err}") from None
+    def make_rollout_env(self, agent_id: int) -> gym.Env | gym.vector.VectorEnv:
+        """What agent ``agent_id``'s rollouts step: its environment, or ``num_envs`` copies."""
+        if self.num_envs == 1:
+            return self.make_env(agent_id)
+        return self.make_vector_env([agent_id] * self.num_envs)
 
     def make_vector_env(self, agent_ids: list[int]) -> gym.vector.VectorEnv:
         """Build one vectorised environment with a sub-environment per entry of ``agent_ids``.
 
-        Evaluation seeds each sub-environment on its own, so the environment's native vector
+        Each sub-environment is seeded on its own, so the environment's native vector
         implementation is used only when it accepts a list of seeds (it sets
-        ``accepts_seed_list``, as ``fedrl/Simple-v0`` does); otherwise gymnasium's
-        ``SyncVectorEnv`` steps the agents' single environments.
+        ``accepts_seed_list``, as ``fedrl/Simple-v0`` does) and agents do not differ;
+        otherwise gymnasium's ``SyncVectorEnv`` steps the agents' own environments.
         """
-        if self.spec.vector_entry_point is not None:
+        if self.spec.vector_entry_point is not None and not self.heterogeneity:
             native = gym.make_vec(
                 self.env_id,
                 num_envs=len(agent_ids),
@@ -86,6 +112,12 @@ class AgentPopulation:
                 return native
             native.close()
         return gym.vector.SyncVectorEnv([lambda a=a: self.make_env(a) for a in agent_ids])
+
+    def _make(self, disable_env_checker: bool) -> gym.Env:
+        try:
+            return gym.make(self.env_id, disable_env_checker=disable_env_checker, **self.env_kwargs)
+        except TypeError as err:
+            raise ConfigError(f"data.env_kwargs: {err}") from None
 
     @staticmethod
     def _find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -101,16 +133,23 @@ class AgentPopulation:
         except gym.error.Error as err:
             raise ConfigError(f"data.env_id: unknown environment {env_id!r} ({err})") from None
 
-    def _check_spaces(self, env: gym.Env) -> tuple[int, int]:
-        obs_space, action_space = env.observation_space, env.action_space
-        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+    def _observation_dim(self, env: gym.Env) -> int:
+        space = env.observation_space
+        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
             raise ConfigError(
-                f"data.env_id: {self.env_id} has observation space {obs_space}; "
-                "a flat Box is required"
+                f"data.env_id: {self.env_id} has observation space {space}; a flat Box is required"
             )
-        if not isinstance(action_space, spaces.Discrete):
-            raise ConfigError(
-                f"data.env_id: {self.env_id} has action space {action_space}; "
-                "a Discrete action space is required"
-            )
-        return int(obs_space.shape[0]), int(action_space.n)
+        return int(space.shape[0])
+
+    def _action_spec(
+        self, env: gym.Env
+    ) -> tuple[bool, int, list[float] | None, list[float] | None]:
+        space = env.action_space
+        if isinstance(space, spaces.Discrete):
+            return False, int(space.n), None, None
+        if isinstance(space, spaces.Box) and len(space.shape) == 1:
+            return True, int(space.shape[0]), space.low.tolist(), space.high.tolist()
+        raise ConfigError(
+            f"data.env_id: {self.env_id} has action space {space}; "
+            "a Discrete or a flat Box action space is required"
+        )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["discounted_returns", "normalize_per_episode"]
+__all__ = ["discounted_returns", "normalize_over_batch", "normalize_per_episode"]
 
 NORMALIZE_EPS = 1e-8
 
@@ -48,3 +48,21 @@ def normalize_per_episode(returns: torch.Tensor, mask: torch.Tensor) -> torch.Te
     centred = (returns - mean) * mask
     variance = centred.square().sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)
     return centred / (variance.sqrt() + NORMALIZE_EPS)
+
+
+def normalize_over_batch(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Standardise returns over every real step of the batch together.
+
+    Subtracting one mean from every episode keeps the difference between long and short
+    episodes, so the mean acts as a baseline; each episode's own normalisation would erase it.
+
+    Args:
+        returns: ``[episodes, steps]`` discounted returns, padded past each episode's end.
+        mask: ``[episodes, steps]``, true on real steps and false on padding.
+
+    Returns:
+        ``(G - mean) / (std + 1e-8)`` over all real steps, and zero on padding.
+    """
+    real = returns[mask]
+    std = real.std() if real.numel() > 1 else real.new_zeros(())
+    return (returns - real.mean()) * mask / (std + NORMALIZE_EPS)

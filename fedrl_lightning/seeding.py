@@ -18,6 +18,7 @@ class Stream(IntEnum):
     TORCH = 3  # torch's global generator during a local fit
     EVAL_ENV = 4  # the evaluation environments
     EVAL_ACTIONS = 5  # action sampling during evaluation
+    HETEROGENEITY = 6  # sampled per-agent environment parameters
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -58,18 +58,20 @@ def test_every_batch_is_rolled_out_after_the_previous_update():
     """The rollout of batch k uses exactly the weights that training step k starts from."""
     rollout_weights, step_weights = [], []
 
-    class RecordingDataset(EpisodeDataset):
-        def _rollout(self, actor, rng, seed):
-            rollout_weights.append(self.policy.head.weight.detach().clone())
-            return super()._rollout(actor, rng, seed)
-
     class RecordingModule(ReinforceModule):
         def training_step(self, batch, batch_idx):
             step_weights.append(self.policy.head.weight.detach().clone())
             return super().training_step(batch, batch_idx)
 
     module = RecordingModule(lr=0.05)
-    dataset = RecordingDataset(gym.make("fedrl/Simple-v0"), module.policy, 5, 1, 0.99, 0, 0)
+    make_actor = module.policy.actor
+
+    def recording_actor():  # the dataset takes an actor for every batch it rolls out
+        rollout_weights.append(module.policy.head.weight.detach().clone())
+        return make_actor()
+
+    module.policy.actor = recording_actor
+    dataset = EpisodeDataset(gym.make("fedrl/Simple-v0"), module.policy, 5, 1, 0.99, 0, 0)
     fit_locally(module, DataLoader(dataset, batch_size=None))
     assert len(rollout_weights) == len(step_weights) == 5
     for rolled, stepped in zip(rollout_weights, step_weights, strict=True):

@@ -86,9 +86,14 @@ def test_hyperparameters_are_saved():
     assert dict(module.hparams) == {
         "observation_dim": 6,
         "num_actions": 3,
+        "continuous": False,
+        "action_low": None,
+        "action_high": None,
         "hidden_dim": 32,
         "lr": 0.02,
         "gamma": 0.9,
+        "normalize_returns": "episode",
+        "log_std_init": 0.0,
     }
     assert module.automatic_optimization is False
 

@@ -23,7 +23,10 @@ def test_vector_env_is_native_only_when_it_takes_per_env_seeds():
     ("kwargs", "option"),
     [
         ({"env_id": "Nope-v0"}, "data.env_id"),
-        ({"env_id": "Pendulum-v1"}, "data.env_id"),
+        ({"env_id": "FrozenLake-v1"}, "data.env_id"),
+        ({"num_envs": 0}, "data.num_envs"),
+        ({"heterogeneity": {"length": [0.9, 0.1]}}, "data.heterogeneity.length"),
+        ({"env_id": "CartPole-v1", "heterogeneity": {"lenght": [0.1, 0.9]}}, "data.heterogeneity"),
         ({"num_agents": 0}, "data.num_agents"),
         ({"episodes_per_update": 0}, "data.episodes_per_update"),
     ],

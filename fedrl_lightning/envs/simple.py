@@ -26,14 +26,18 @@ class SimpleEnv(gym.Env[np.ndarray, np.int64]):
     ``state[1]``) scores about 75 over 100 steps; a random policy scores 50. The registered id
     ``fedrl/Simple-v0`` truncates episodes after 100 steps.
 
+    Agents can differ through ``noise_scale`` and ``drift`` (see ``--data.heterogeneity``).
+
     Args:
         noise_scale: Standard deviation of each random-walk step.
+        drift: Mean of each random-walk step, the same for every coordinate.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, noise_scale: float = 0.1) -> None:
+    def __init__(self, noise_scale: float = 0.1, drift: float = 0.0) -> None:
         self.noise_scale = noise_scale
+        self.drift = drift
         self.observation_space = spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self._state = np.zeros(STATE_DIM, np.float32)
@@ -60,7 +64,7 @@ class SimpleEnv(gym.Env[np.ndarray, np.int64]):
 
     def _draw_noise(self) -> None:
         noise = self.np_random.standard_normal((NOISE_CHUNK, STATE_DIM), dtype=np.float32)
-        self._noise = noise * np.float32(self.noise_scale)
+        self._noise = noise * np.float32(self.noise_scale) + np.float32(self.drift)
         self._t = 0
 
 
@@ -75,6 +79,7 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
     Args:
         num_envs: How many sub-environments to run.
         noise_scale: Standard deviation of each random-walk step.
+        drift: Mean of each random-walk step.
         max_episode_steps: Episode length.
     """
 
@@ -82,10 +87,15 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
     accepts_seed_list = True  # reset(seed=[...]) seeds each sub-environment on its own
 
     def __init__(
-        self, num_envs: int = 1, noise_scale: float = 0.1, max_episode_steps: int = 100
+        self,
+        num_envs: int = 1,
+        noise_scale: float = 0.1,
+        drift: float = 0.0,
+        max_episode_steps: int = 100,
     ) -> None:
         self.num_envs = num_envs
         self.noise_scale = noise_scale
+        self.drift = drift
         self.max_episode_steps = max_episode_steps
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
@@ -138,5 +148,5 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
         noise = np.stack(
             [rng.standard_normal((NOISE_CHUNK, STATE_DIM), dtype=np.float32) for rng in self._rngs]
         )
-        self._noise = noise * np.float32(self.noise_scale)
+        self._noise = noise * np.float32(self.noise_scale) + np.float32(self.drift)
         self._t = 0

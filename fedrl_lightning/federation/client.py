@@ -68,7 +68,7 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
     torch.manual_seed(seed(Stream.TORCH))
     module = task.module_class(**task.model_hparams)
     module.load_state_dict(task.global_state)
-    env = population.make_env(task.agent_id)
+    env = population.make_rollout_env(task.agent_id)
     dataset = EpisodeDataset(
         env=env,
         policy=module.policy,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from fedrl_lightning.policy import CategoricalMLPPolicy
+from fedrl_lightning.policy import MLPPolicy
+from fedrl_lightning.rollouts import rollout_wave
 
 __all__ = ["evaluate_policy"]
 
 
 def evaluate_policy(
-    policy: CategoricalMLPPolicy,
+    policy: MLPPolicy,
     env: gym.vector.VectorEnv,
     env_seeds: list[int],
     action_seed: int,
@@ -28,14 +29,5 @@ def evaluate_policy(
         The undiscounted return of each sub-environment's first episode.
     """
     rng = np.random.default_rng(action_seed)
-    actor = policy.actor()
-    observations, _ = env.reset(seed=env_seeds)
-    returns = np.zeros(env.num_envs)
-    active = np.ones(env.num_envs, dtype=bool)
-    while active.any():
-        noise = rng.gumbel(size=(env.num_envs, actor.num_actions)).astype(np.float32)
-        actions = actor.sample(np.asarray(observations, dtype=np.float32), noise)
-        observations, rewards, terminated, truncated, _ = env.step(actions)
-        returns += np.where(active, rewards, 0.0)
-        active &= ~(terminated | truncated)
-    return returns
+    episodes = rollout_wave(env, policy.actor(), rng, env_seeds)
+    return np.array([sum(episode.rewards) for episode in episodes])

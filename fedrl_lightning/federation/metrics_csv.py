@@ -13,7 +13,19 @@ from typing_extensions import override
 
 from fedrl_lightning.checkpoints import atomic_write_text
 
-__all__ = ["RoundCSVLogger"]
+__all__ = ["RoundCSVLogger", "csv_text"]
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """``rows`` as CSV, with the columns in the order they first appear."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 class RoundCSVLogger(Logger):
@@ -63,14 +75,7 @@ class RoundCSVLogger(Logger):
 
     @override
     def save(self) -> None:
-        columns: list[str] = []
-        for row in self._rows.values():
-            columns += [key for key in row if key not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self._rows[step] for step in sorted(self._rows))
-        atomic_write_text(buffer.getvalue(), self.path)
+        atomic_write_text(csv_text([self._rows[step] for step in sorted(self._rows)]), self.path)
 
     @override
     def finalize(self, status: str) -> None:

@@ -40,6 +40,11 @@ class RunFolder:
         return self.path / "metrics.csv"
 
     @property
+    def agents_table(self) -> Path:
+        """Each agent's environment parameters, ``agents.csv``."""
+        return self.path / "agents.csv"
+
+    @property
     def checkpoints(self) -> Path:
         """The folder of round checkpoints."""
         return self.path / "checkpoints"

@@ -22,7 +22,7 @@ from fedrl_lightning.console import quiet_lightning, round_progress
 from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.client import LocalFit, fit_agent
 from fedrl_lightning.federation.evaluation import evaluate_policy
-from fedrl_lightning.federation.metrics_csv import RoundCSVLogger
+from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text
 from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.strategies import AgentUpdate, RewardWeighted, Strategy
@@ -158,6 +158,11 @@ class FederatedTrainer:
         self.run.prepare()
         if run_config is not None:
             atomic_write_text(run_config, self.run.config)
+        if population.heterogeneity:
+            table = [
+                {"agent": a, **population.agent_parameters(a)} for a in range(population.num_agents)
+            ]
+            atomic_write_text(csv_text(table), self.run.agents_table)
         with quiet_lightning(self.verbose):
             loggers = self._make_loggers(self.run)
             self._run_rounds(model, population, loggers)
@@ -250,6 +255,7 @@ class FederatedTrainer:
                     "train_reward": float(np.mean([u.mean_return for u in updates])),
                     "eval_reward": float(per_agent.mean()),
                     "eval_reward_min": float(per_agent.min()),
+                    **{f"eval_reward/agent_{a}": float(r) for a, r in enumerate(per_agent)},
                     "num_failed_agents": len(failures),
                     "failed_agents": " ".join(str(a) for a in sorted(failures)),
                     "episodes": totals["episodes"],

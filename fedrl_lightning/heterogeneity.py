@@ -1,0 +1,111 @@
+"""Per-agent environment parameters: how each agent's physics differs, reproducibly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control import CartPoleEnv
+
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.seeding import Stream, derive_seed
+
+__all__ = ["Heterogeneity", "refresh_derived"]
+
+Mode = Literal["spread", "sample"]
+
+
+def _cartpole(env: CartPoleEnv) -> None:
+    # CartPole computes these once in __init__; its step uses them, not masspole or length.
+    env.total_mass = env.masspole + env.masscart
+    env.polemass_length = env.masspole * env.length
+
+
+# Environments whose dynamics use quantities derived from other attributes at construction.
+DERIVED: dict[type, Callable[[Any], None]] = {CartPoleEnv: _cartpole}
+
+
+def refresh_derived(env: gym.Env) -> None:
+    """Recompute the quantities ``env`` derives from its attributes, after they changed."""
+    for env_type, refresh in DERIVED.items():
+        if isinstance(env, env_type):
+            refresh(env)
+
+
+class Heterogeneity:
+    """Assigns every agent its own values of some environment attributes.
+
+    Each attribute maps to a range ``[low, high]`` or to ``{"choices": [...]}``. With
+    ``spread``, agent ``k`` of ``n`` gets ``low + (high - low) * k / (n - 1)``, or the
+    ``k``-th choice (cycling); with ``sample``, a uniform draw from the range, or a random
+    choice, seeded by (seed, agent id). Either way an agent's values depend only on the config,
+    the seed and its id.
+
+    Args:
+        spec: Attribute name to range or choices, such as ``{"length": [0.1, 0.9]}``.
+        num_agents: How many agents there are.
+        mode: ``spread`` or ``sample``.
+        seed: The run seed, for ``sample``.
+    """
+
+    def __init__(
+        self, spec: Mapping[str, Any], num_agents: int, mode: Mode = "spread", seed: int = 0
+    ) -> None:
+        if mode not in ("spread", "sample"):
+            raise ConfigError(f"data.heterogeneity_mode must be spread or sample, got {mode!r}")
+        self.spec = {name: self._parse(name, value) for name, value in spec.items()}
+        self.num_agents = num_agents
+        self.mode = mode
+        self.seed = seed
+
+    def __bool__(self) -> bool:
+        """Whether any attribute varies."""
+        return bool(self.spec)
+
+    def values(self, agent_id: int) -> dict[str, Any]:
+        """Agent ``agent_id``'s value of every attribute."""
+        rng = np.random.default_rng(derive_seed(self.seed, 0, agent_id, Stream.HETEROGENEITY))
+        values = {}
+        for name, (kind, items) in self.spec.items():
+            if kind == "range":
+                low, high = items
+                if self.mode == "sample":
+                    values[name] = float(rng.uniform(low, high))
+                else:
+                    fraction = agent_id / (self.num_agents - 1) if self.num_agents > 1 else 0.5
+                    values[name] = float(low + (high - low) * fraction)
+            elif self.mode == "sample":
+                values[name] = items[int(rng.integers(len(items)))]
+            else:
+                values[name] = items[agent_id % len(items)]
+        return values
+
+    def apply(self, env: gym.Env, agent_id: int) -> gym.Env:
+        """Set agent ``agent_id``'s values on ``env`` and refresh what derives from them."""
+        base = env.unwrapped
+        for name, value in self.values(agent_id).items():
+            if not hasattr(base, name):
+                raise ConfigError(
+                    f"data.heterogeneity: {type(base).__name__} has no attribute {name!r}"
+                )
+            setattr(base, name, value)
+        refresh_derived(base)
+        return env
+
+    @staticmethod
+    def _parse(name: str, value: Any) -> tuple[str, list[Any]]:
+        if isinstance(value, Mapping) and set(value) == {"choices"} and value["choices"]:
+            return "choices", list(value["choices"])
+        if (
+            isinstance(value, list | tuple)
+            and len(value) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            and value[0] <= value[1]
+        ):
+            return "range", [float(value[0]), float(value[1])]
+        raise ConfigError(
+            f"data.heterogeneity.{name}: give a range [low, high] with low <= high, or "
+            f"{{choices: [...]}}; got {value!r}"
+        )

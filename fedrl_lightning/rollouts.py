@@ -1,0 +1,92 @@
+"""Rolling out episodes with a numpy actor: one environment, or a vector of them in lock-step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+
+from fedrl_lightning.policy import NumpyActor
+
+__all__ = ["Episode", "rollout_episode", "rollout_wave"]
+
+NOISE_CHUNK = 256  # steps of action-sampling noise drawn per generator call
+
+
+class Episode(NamedTuple):
+    """One episode, step by step.
+
+    Attributes:
+        observations: The observation at each step.
+        actions: The action taken at each step, as the policy sampled it.
+        rewards: The reward of each step.
+    """
+
+    observations: Sequence[np.ndarray]
+    actions: Sequence[Any]
+    rewards: Sequence[float]
+
+
+def rollout_episode(
+    env: gym.Env, actor: NumpyActor, rng: np.random.Generator, seed: int | None
+) -> Episode:
+    """Run one episode in ``env``, resetting it with ``seed``."""
+    env_step, sample, env_action = env.step, actor.sample, actor.env_action
+    observation, _ = env.reset(seed=seed)
+    observations: list[np.ndarray] = []
+    actions: list[Any] = []
+    rewards: list[float] = []
+    noise = np.empty((0, actor.output_dim), np.float32)
+    done = False
+    step = 0
+    while not done:
+        if step == len(noise):
+            noise = actor.noise(rng, NOISE_CHUNK)
+            step = 0
+        observation = np.asarray(observation, dtype=np.float32)
+        action = sample(observation, noise[step])
+        step += 1
+        observations.append(observation)
+        actions.append(action)
+        observation, reward, terminated, truncated, _ = env_step(env_action(action))
+        rewards.append(float(reward))
+        done = terminated or truncated
+    return Episode(observations, actions, rewards)
+
+
+def rollout_wave(
+    env: gym.vector.VectorEnv,
+    actor: NumpyActor,
+    rng: np.random.Generator,
+    seed: int | list[int] | None,
+) -> list[Episode]:
+    """Reset every sub-environment and run them in lock-step until each finished an episode.
+
+    A sub-environment that finishes early idles until the others do; what its autoreset
+    produces meanwhile is not recorded, so no episode runs across a reset.
+
+    Returns:
+        The first episode of each sub-environment, in order.
+    """
+    observations, _ = env.reset(seed=seed)
+    steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    alive = np.ones(env.num_envs, dtype=bool)
+    lengths = np.zeros(env.num_envs, dtype=np.int64)
+    while alive.any():
+        observations = np.asarray(observations, dtype=np.float32)
+        actions = actor.sample(observations, actor.noise(rng, env.num_envs))
+        next_observations, rewards, terminated, truncated, _ = env.step(actor.env_action(actions))
+        steps.append((observations, actions, np.asarray(rewards, dtype=np.float64)))
+        lengths += alive
+        alive &= ~(np.asarray(terminated) | np.asarray(truncated))
+        observations = next_observations
+    return [
+        Episode(
+            [obs[i] for obs, _, _ in steps[:length]],
+            [act[i] for _, act, _ in steps[:length]],
+            [float(rew[i]) for _, _, rew in steps[:length]],
+        )
+        for i, length in enumerate(lengths)
+    ]
