@@ -13,11 +13,19 @@ from typing_extensions import override
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
-from fedrl_lightning.returns import normalize_over_batch, normalize_per_episode
+from fedrl_lightning.returns import (
+    normalize_over_batch,
+    normalize_per_episode,
+    normalize_per_step,
+)
 
 __all__ = ["ReinforceModule", "reinforce_loss"]
 
-NORMALIZERS = {"episode": normalize_per_episode, "batch": normalize_over_batch}
+NORMALIZERS = {
+    "episode": normalize_per_episode,
+    "batch": normalize_over_batch,
+    "step": normalize_per_step,
+}
 
 
 def reinforce_loss(
@@ -56,7 +64,9 @@ class ReinforceModule(L.LightningModule):
         gamma: Discount factor, in (0, 1].
         normalize_returns: ``episode`` standardises each episode's returns on its own (the
             tutorial's choice); ``batch`` standardises over every step of the batch, which
-            keeps longer episodes' larger returns and so acts as a baseline.
+            keeps longer episodes' larger returns and so acts as a baseline; ``step``
+            subtracts, at each step, the batch's mean return from that step (a per-step
+            baseline) and leaves a batch of equally good episodes unchanged.
         log_std_init: Initial log standard deviation of a Gaussian policy.
     """
 
@@ -70,7 +80,7 @@ class ReinforceModule(L.LightningModule):
         hidden_dim: int = 64,
         lr: float = 1e-3,
         gamma: float = 0.99,
-        normalize_returns: Literal["episode", "batch"] = "episode",
+        normalize_returns: Literal["episode", "batch", "step"] = "episode",
         log_std_init: float = 0.0,
     ) -> None:
         super().__init__()

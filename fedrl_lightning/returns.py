@@ -6,7 +6,12 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["discounted_returns", "normalize_over_batch", "normalize_per_episode"]
+__all__ = [
+    "discounted_returns",
+    "normalize_over_batch",
+    "normalize_per_episode",
+    "normalize_per_step",
+]
 
 NORMALIZE_EPS = 1e-8
 
@@ -66,3 +71,27 @@ def normalize_over_batch(returns: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     real = returns[mask]
     std = real.std() if real.numel() > 1 else real.new_zeros(())
     return (returns - real.mean()) * mask / (std + NORMALIZE_EPS)
+
+
+def normalize_per_step(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Subtract a per-step baseline, then scale by the spread over the batch.
+
+    The baseline at step ``t`` is the mean return from ``t`` of the batch's episodes that are
+    still running at ``t``. Episodes that all run equally well give no update at all, while
+    the other normalisations would still push on them; shorter-than-average episodes are
+    pushed away from, longer ones towards.
+
+    Args:
+        returns: ``[episodes, steps]`` discounted returns, padded past each episode's end.
+        mask: ``[episodes, steps]``, true on real steps and false on padding.
+
+    Returns:
+        ``(G_t - mean_t) / (std + 1e-8)``, with the std over all real steps, zero on padding.
+    """
+    weights = mask.to(returns.dtype)
+    running = weights.sum(dim=0, keepdim=True)
+    baseline = (returns * weights).sum(dim=0, keepdim=True) / running.clamp(min=1)
+    advantages = (returns - baseline) * weights
+    real = advantages[mask]
+    std = real.std() if real.numel() > 1 else real.new_zeros(())
+    return advantages / (std + NORMALIZE_EPS)

@@ -82,11 +82,10 @@ def rollout_wave(
         lengths += alive
         alive &= ~(np.asarray(terminated) | np.asarray(truncated))
         observations = next_observations
+    all_observations = np.stack([obs for obs, _, _ in steps])
+    all_actions = np.stack([act for _, act, _ in steps])
+    all_rewards = np.stack([rew for _, _, rew in steps])
     return [
-        Episode(
-            [obs[i] for obs, _, _ in steps[:length]],
-            [act[i] for _, act, _ in steps[:length]],
-            [float(rew[i]) for _, _, rew in steps[:length]],
-        )
-        for i, length in enumerate(lengths)
+        Episode(all_observations[:n, i], all_actions[:n, i], all_rewards[:n, i].tolist())
+        for i, n in enumerate(lengths)
     ]

@@ -29,12 +29,28 @@ def test_fit_writes_the_run_folder(tiny_run):
         assert 0 <= float(row["eval_reward_min"]) <= float(row["eval_reward"]) <= 100
         assert 0 <= float(row["train_reward"]) <= 100
         assert float(row["round_time"]) > 0
+        per_agent = [float(row[f"eval_reward/agent_{a}"]) for a in range(3)]
+        assert sum(per_agent) / 3 == pytest.approx(float(row["eval_reward"]))
+        assert min(per_agent) == pytest.approx(float(row["eval_reward_min"]))
     assert [int(r["episodes"]) for r in rows] == [4, 8, 12]
     assert [int(r["env_steps"]) for r in rows] == [400, 800, 1200]
 
     assert list(run_dir.glob("events.out.tfevents.*"))
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert checkpoints == ["last.ckpt", "round-0001.ckpt", "round-0002.ckpt", "round-0003.ckpt"]
+    assert checkpoints == [
+        "best.ckpt",
+        "last.ckpt",
+        "round-0001.ckpt",
+        "round-0002.ckpt",
+        "round-0003.ckpt",
+    ]
+    best = max(rows, key=lambda row: float(row["eval_reward"]))
+    best_state = torch.load(run_dir / "checkpoints/best.ckpt", weights_only=True)
+    round_state = torch.load(
+        run_dir / f"checkpoints/round-{int(best['round']):04d}.ckpt", weights_only=True
+    )
+    for key, value in round_state["state_dict"].items():
+        assert torch.equal(best_state["state_dict"][key], value)
     assert not list((run_dir / "agents").iterdir())  # agent checkpoints deleted once aggregated
 
 

@@ -1,4 +1,5 @@
 import gymnasium as gym
+import numpy as np
 import torch
 from conftest import fit_locally
 from torch.utils.data import DataLoader
@@ -77,3 +78,45 @@ def test_every_batch_is_rolled_out_after_the_previous_update():
     for rolled, stepped in zip(rollout_weights, step_weights, strict=True):
         assert torch.equal(rolled, stepped)
     assert not torch.equal(step_weights[0], step_weights[-1])
+
+
+class CountingEnv(gym.Env):
+    """Observes the step count; step ``t`` pays ``t + 1``; terminates after ``length`` steps."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length):
+        self.length = length
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = float(self.t)
+        return np.array([self.t], np.float32), reward, self.t == self.length, False, {}
+
+
+def test_returns_stop_at_termination_and_truncation_and_never_cross_a_reset():
+    # Sub-env 0 terminates after 2 steps; sub-env 1 is cut by its time limit after 3.
+    env = gym.vector.SyncVectorEnv(
+        [
+            lambda: gym.wrappers.TimeLimit(CountingEnv(length=2), max_episode_steps=5),
+            lambda: gym.wrappers.TimeLimit(CountingEnv(length=10), max_episode_steps=3),
+        ]
+    )
+    policy = ReinforceModule(observation_dim=1).policy
+    dataset = EpisodeDataset(
+        env, policy, num_episodes=4, episodes_per_update=4, gamma=0.5, env_seed=0, action_seed=0
+    )
+    (batch,) = list(dataset)  # two lock-step waves of two episodes
+    assert batch.mask.sum(1).tolist() == [2, 3, 2, 3]
+    assert batch.episode_returns.tolist() == [3.0, 6.0, 3.0, 6.0]
+    # by hand, gamma 0.5: [1 + 0.5 * 2, 2] and [1 + 0.5 * (2 + 0.5 * 3), 2 + 0.5 * 3, 3]
+    expected = [[2.0, 2.0, 0.0], [2.75, 3.5, 3.0]] * 2
+    assert batch.returns.tolist() == expected
+    assert batch.observations[..., 0].tolist() == [[0, 1, 0], [0, 1, 2]] * 2

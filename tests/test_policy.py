@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from fedrl_lightning.policy import CategoricalMLPPolicy
+from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy
 
 
 def test_numpy_actor_computes_the_torch_logits():
@@ -41,3 +41,37 @@ def test_forward_returns_a_distribution():
     distribution = policy(torch.zeros(5, 4))
     assert isinstance(distribution, torch.distributions.Categorical)
     assert torch.allclose(distribution.probs.sum(-1), torch.ones(5))
+
+
+def gaussian_policy():
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(3, 2, 16, action_low=[-1.0, -2.0], action_high=[1.0, 2.0])
+    with torch.no_grad():
+        policy.log_std.copy_(torch.tensor([-0.5, 0.3]))
+    return policy
+
+
+def test_gaussian_log_probs_and_entropy_match_torch_distributions():
+    policy = gaussian_policy()
+    observations = torch.randn(5, 7, 3)
+    actions = torch.randn(5, 7, 2) * 2
+    log_probs, entropy = policy.log_prob_and_entropy(observations, actions)
+    distribution = policy(observations)
+    assert isinstance(distribution, torch.distributions.Independent)
+    assert torch.allclose(log_probs, distribution.log_prob(actions), atol=1e-5)
+    assert torch.allclose(entropy, distribution.entropy(), atol=1e-6)
+
+
+def test_gaussian_actor_samples_around_the_torch_mean_and_clips_for_the_env():
+    policy = gaussian_policy()
+    actor = policy.actor()
+    observation = np.ones(3, np.float32)
+    mean = policy.outputs(torch.ones(3)).detach().numpy()
+    assert np.allclose(actor.outputs(observation), mean, atol=1e-6)
+    rng = np.random.default_rng(0)
+    n = 40_000
+    samples = actor.sample(np.tile(observation, (n, 1)), actor.noise(rng, n))
+    assert np.allclose(samples.mean(0), mean, atol=0.02)
+    assert np.allclose(samples.std(0), np.exp([-0.5, 0.3]), atol=0.02)
+    clipped = actor.env_action(np.array([[5.0, -5.0]], np.float32))
+    assert clipped.tolist() == [[1.0, -2.0]]

@@ -3,7 +3,12 @@ import math
 import pytest
 import torch
 
-from fedrl_lightning.returns import discounted_returns, normalize_per_episode
+from fedrl_lightning.returns import (
+    discounted_returns,
+    normalize_over_batch,
+    normalize_per_episode,
+    normalize_per_step,
+)
 
 
 def test_discounted_returns_by_hand():
@@ -41,3 +46,37 @@ def test_normalisation_ignores_padding_and_is_per_episode():
 def test_one_step_episode_normalises_to_zero():
     got = normalize_per_episode(torch.tensor([[5.0]]), torch.ones(1, 1, dtype=torch.bool))
     assert got.tolist() == [[0.0]]
+
+
+def padded(rows):
+    width = max(len(r) for r in rows)
+    returns = torch.tensor([r + [0.0] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[True] * len(r) + [False] * (width - len(r)) for r in rows])
+    return returns, mask
+
+
+def test_batch_normalisation_by_hand():
+    returns, mask = padded([[3.0, 1.0], [2.0, 4.0, 5.0]])
+    real = [3.0, 1.0, 2.0, 4.0, 5.0]
+    mean = sum(real) / 5
+    std = math.sqrt(sum((g - mean) ** 2 for g in real) / 4)
+    got = normalize_over_batch(returns, mask)
+    assert got[0].tolist() == pytest.approx([(3 - mean) / std, (1 - mean) / std, 0.0], abs=1e-6)
+    assert got[1].tolist() == pytest.approx([(g - mean) / std for g in [2.0, 4.0, 5.0]], abs=1e-6)
+
+
+def test_per_step_baseline_by_hand():
+    returns, mask = padded([[3.0, 1.0], [5.0, 4.0, 2.0]])
+    # step means over the episodes still running: [4, 2.5, 2]
+    advantages = [[-1.0, -1.5], [1.0, 1.5, 0.0]]
+    real = [-1.0, -1.5, 1.0, 1.5, 0.0]
+    std = math.sqrt(sum(a**2 for a in real) / 4)  # their mean is 0
+    got = normalize_per_step(returns, mask)
+    assert got[0].tolist() == pytest.approx([a / std for a in advantages[0]] + [0.0], abs=1e-6)
+    assert got[1].tolist() == pytest.approx([a / std for a in advantages[1]], abs=1e-6)
+
+
+def test_per_step_baseline_leaves_equal_episodes_alone():
+    returns = torch.tensor([[3.0, 2.0, 1.0]] * 4)
+    got = normalize_per_step(returns, torch.ones(4, 3, dtype=torch.bool))
+    assert torch.equal(got, torch.zeros(4, 3))

@@ -55,6 +55,11 @@ class RunFolder:
         return self.checkpoints / "last.ckpt"
 
     @property
+    def best_checkpoint(self) -> Path:
+        """The round checkpoint with the highest ``eval_reward``, ``checkpoints/best.ckpt``."""
+        return self.checkpoints / "best.ckpt"
+
+    @property
     def agents(self) -> Path:
         """The folder where agents' checkpoints land before aggregation."""
         return self.path / "agents"

@@ -43,7 +43,9 @@ class FederatedTrainer:
     Each round samples ``agents_per_round`` agents without replacement, fits a fresh
     ``lightning.Trainer`` per agent starting from the global weights, saves each agent's
     checkpoint, aggregates the checkpoints with ``strategy``, evaluates the new global policy
-    on every agent's environment, and saves the round checkpoint. Outputs go to
+    on every agent's environment, and saves the round checkpoint (and ``best.ckpt`` when the
+    evaluation return is the highest so far, as Stable-Baselines3's ``EvalCallback`` keeps its
+    best model). Outputs go to
     ``<default_root_dir>/lightning_logs/version_N/``.
 
     An agent whose local fit raises, or whose checkpoint is unreadable or holds non-finite
@@ -345,6 +347,9 @@ class FederatedTrainer:
         )
         atomic_save(checkpoint, self.run.round_checkpoint(round_idx))
         atomic_save(checkpoint, self.run.last_checkpoint)
+        best = max(self.history, key=lambda row: row["eval_reward"])  # the first of equals
+        if best["round"] == round_idx:
+            atomic_save(checkpoint, self.run.best_checkpoint)
 
     @staticmethod
     def _log(loggers: list[Logger], row: dict[str, Any]) -> None:
