@@ -11,7 +11,7 @@ import torch
 
 from fedrl_lightning.errors import ConfigError
 
-__all__ = ["AgentUpdate", "FedAvg", "RewardWeighted", "Strategy", "weighted_average"]
+__all__ = ["AgentUpdate", "FedAvg", "FedAvgM", "RewardWeighted", "Strategy", "weighted_average"]
 
 StateDict = dict[str, torch.Tensor]
 
@@ -118,3 +118,56 @@ class FedAvg(Strategy):
         else:
             weights = [u.num_steps for u in updates]
         return weighted_average([u.state_dict for u in updates], weights)
+
+
+class FedAvgM(FedAvg):
+    """FedAvg with a server learning rate and server momentum (Hsu et al., 2019).
+
+    The round's pseudo-gradient is the experience-weighted mean of the agents' changes,
+    ``delta = sum_k p_k (w_k - w)``. The server keeps ``v = momentum * v + delta`` and moves
+    ``w <- w + server_lr * v``. With ``server_lr`` 1 and ``momentum`` 0 this is FedAvg. A
+    ``server_lr`` equal to the number of agents per round adds every agent's change in full,
+    so one agent that is still learning is not diluted by agents that no longer move.
+
+    Args:
+        weight_by: ``"episodes"`` or ``"steps"``, the experience each agent is weighted by.
+        server_lr: The server's step size on the pseudo-gradient.
+        momentum: The server's momentum, in [0, 1).
+    """
+
+    def __init__(
+        self,
+        weight_by: Literal["episodes", "steps"] = "episodes",
+        server_lr: float = 1.0,
+        momentum: float = 0.0,
+    ) -> None:
+        super().__init__(weight_by)
+        if server_lr <= 0:
+            raise ConfigError(f"trainer.strategy.server_lr must be positive, got {server_lr}")
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"trainer.strategy.momentum must be in [0, 1), got {momentum}")
+        self.server_lr = server_lr
+        self.momentum = momentum
+        self.velocity: StateDict = {}
+
+    def aggregate(self, global_state: StateDict, updates: Sequence[AgentUpdate]) -> StateDict:
+        """Step the global weights along the (momentum-averaged) mean change."""
+        averaged = super().aggregate(global_state, updates)
+        new_state = {}
+        for key, current in global_state.items():
+            delta = averaged[key].to(torch.float64) - current.to(torch.float64)
+            velocity = self.velocity.get(key)
+            velocity = delta if velocity is None else self.momentum * velocity + delta
+            self.velocity[key] = velocity
+            new_state[key] = (current.to(torch.float64) + self.server_lr * velocity).to(
+                current.dtype
+            )
+        return new_state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The server momentum buffer."""
+        return {"velocity": {key: value.clone() for key, value in self.velocity.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the server momentum buffer."""
+        self.velocity = {key: value.clone() for key, value in state["velocity"].items()}
