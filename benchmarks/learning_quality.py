@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from machine import describe_machine
+from runs import fit_config
 
 from fedrl_lightning import ReinforceModule
 from fedrl_lightning.envs import SimpleVectorEnv
@@ -32,23 +31,7 @@ SEEDS = (42, 43, 44)
 
 def final_policy_return(config: Path, seed: int, workdir: Path) -> tuple[float, int]:
     """Fit ``config`` with ``seed`` and return the final policy's mean return and env steps."""
-    root = workdir / f"{config.stem}-{seed}"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fedrl_lightning",
-            "fit",
-            "--config",
-            str(config),
-            f"--seed_everything={seed}",
-            f"--trainer.default_root_dir={root}",
-            "--trainer.enable_progress_bar=false",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    run = root / "lightning_logs" / "version_0"
+    run, _ = fit_config(config, seed, workdir / f"{config.stem}-{seed}")
     module = ReinforceModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
     env_steps = int(np.genfromtxt(run / "metrics.csv", delimiter=",", names=True)["env_steps"][-1])
     env = SimpleVectorEnv(num_envs=EPISODES)

@@ -66,6 +66,8 @@ class Heterogeneity:
 
     def values(self, agent_id: int) -> dict[str, Any]:
         """Agent ``agent_id``'s value of every attribute."""
+        if not self.spec:
+            return {}
         rng = np.random.default_rng(derive_seed(self.seed, 0, agent_id, Stream.HETEROGENEITY))
         values = {}
         for name, (kind, items) in self.spec.items():
@@ -84,6 +86,8 @@ class Heterogeneity:
 
     def apply(self, env: gym.Env, agent_id: int) -> gym.Env:
         """Set agent ``agent_id``'s values on ``env`` and refresh what derives from them."""
+        if not self.spec:
+            return env
         base = env.unwrapped
         for name, value in self.values(agent_id).items():
             if not hasattr(base, name):

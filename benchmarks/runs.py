@@ -1,0 +1,34 @@
+"""Fitting a config through the real command line, for the benchmarks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def fit_config(config: Path, seed: int, root: Path, *overrides: str) -> tuple[Path, float]:
+    """Run ``python -m fedrl_lightning fit`` on ``config`` with ``seed`` under ``root``.
+
+    Returns:
+        The run folder and the command's wall time in seconds.
+    """
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedrl_lightning",
+            "fit",
+            "--config",
+            str(config),
+            f"--seed_everything={seed}",
+            f"--trainer.default_root_dir={root}",
+            "--trainer.enable_progress_bar=false",
+            *overrides,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return root / "lightning_logs" / "version_0", time.perf_counter() - started
