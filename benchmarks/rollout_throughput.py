@@ -4,9 +4,11 @@ Usage::
 
     python benchmarks/rollout_throughput.py
 
-An agent's ``EpisodeDataset`` rolls out 512 episodes with a fresh policy, in batches of 64
-episodes, stepping ``num_envs`` copies of the environment in lock-step. Only steps that belong
-to an episode count; steps a finished sub-environment idles through do not.
+An agent's ``EpisodeDataset`` rolls out episodes in batches of 64, stepping ``num_envs``
+copies of the environment in lock-step. Two policies: a fresh one, whose episodes are short
+and uneven (about 20 steps), and a balancing one, whose episodes all last 500 steps. Only
+steps that belong to an episode count; steps that a finished sub-environment idles through,
+waiting for the rest of its wave, do not.
 """
 
 from __future__ import annotations
@@ -18,19 +20,30 @@ from machine import describe_machine
 
 from fedrl_lightning import AgentPopulation, EpisodeDataset, ReinforceModule
 
-EPISODES = 512
 PER_BATCH = 64
 
 
-def steps_per_second(num_envs: int) -> tuple[float, int]:
+def balance(module: ReinforceModule) -> None:
+    """Make the policy push towards ``theta + 0.2 * theta_dot``: it keeps every pole up."""
+    with torch.no_grad():
+        for parameter in module.policy.parameters():
+            parameter.zero_()
+        module.policy.hidden.weight[0] = torch.tensor([0.0, 0.0, 1.0, 0.2])
+        module.policy.hidden.weight[1] = -module.policy.hidden.weight[0]
+        module.policy.head.weight[1, :2] = torch.tensor([1000.0, -1000.0])
+
+
+def steps_per_second(num_envs: int, balancing: bool) -> tuple[float, int]:
     """Throughput and steps counted for one pass over the dataset."""
     torch.manual_seed(0)
     population = AgentPopulation("CartPole-v1", num_agents=1, num_envs=num_envs)
     module = ReinforceModule(population.observation_dim, population.num_actions)
+    if balancing:
+        balance(module)
     dataset = EpisodeDataset(
         env=population.make_rollout_env(0),
         policy=module.policy,
-        num_episodes=EPISODES,
+        num_episodes=128 if balancing else 512,
         episodes_per_update=PER_BATCH,
         gamma=0.99,
         env_seed=0,
@@ -43,9 +56,11 @@ def steps_per_second(num_envs: int) -> tuple[float, int]:
 
 def main() -> None:
     print(f"machine: {describe_machine()}")
-    for num_envs in (1, 8, 64):
-        rate, steps = steps_per_second(num_envs)
-        print(f"num_envs {num_envs:>2}: {rate:>9,.0f} env steps/s ({steps:,} steps)")
+    for balancing in (False, True):
+        print("balancing policy (500-step episodes)" if balancing else "fresh policy")
+        for num_envs in (1, 8, 64):
+            rate, steps = steps_per_second(num_envs, balancing)
+            print(f"  num_envs {num_envs:>2}: {rate:>9,.0f} env steps/s ({steps:,} steps)")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control import CartPoleEnv
+from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.seeding import Stream, derive_seed
@@ -15,19 +16,20 @@ from fedrl_lightning.seeding import Stream, derive_seed
 __all__ = ["Heterogeneity", "refresh_derived"]
 
 Mode = Literal["spread", "sample"]
+EnvT = TypeVar("EnvT", gym.Env, gym.vector.VectorEnv)
 
 
-def _cartpole(env: CartPoleEnv) -> None:
+def _cartpole(env: CartPoleEnv | CartPoleVectorEnv) -> None:
     # CartPole computes these once in __init__; its step uses them, not masspole or length.
     env.total_mass = env.masspole + env.masscart
     env.polemass_length = env.masspole * env.length
 
 
 # Environments whose dynamics use quantities derived from other attributes at construction.
-DERIVED: dict[type, Callable[[Any], None]] = {CartPoleEnv: _cartpole}
+DERIVED: dict[type, Callable[[Any], None]] = {CartPoleEnv: _cartpole, CartPoleVectorEnv: _cartpole}
 
 
-def refresh_derived(env: gym.Env) -> None:
+def refresh_derived(env: gym.Env | gym.vector.VectorEnv) -> None:
     """Recompute the quantities ``env`` derives from its attributes, after they changed."""
     for env_type, refresh in DERIVED.items():
         if isinstance(env, env_type):
@@ -84,8 +86,16 @@ class Heterogeneity:
                 values[name] = items[agent_id % len(items)]
         return values
 
-    def apply(self, env: gym.Env, agent_id: int) -> gym.Env:
-        """Set agent ``agent_id``'s values on ``env`` and refresh what derives from them."""
+    def fits(self, env: gym.Env | gym.vector.VectorEnv) -> bool:
+        """Whether ``env`` has every attribute that varies."""
+        return all(hasattr(env.unwrapped, name) for name in self.spec)
+
+    def apply(self, env: EnvT, agent_id: int) -> EnvT:
+        """Set agent ``agent_id``'s values on ``env`` and refresh what derives from them.
+
+        ``env`` may also be a native vector environment whose sub-environments all belong to
+        agent ``agent_id``.
+        """
         if not self.spec:
             return env
         base = env.unwrapped

@@ -88,10 +88,20 @@ class AgentPopulation:
         return self.heterogeneity.apply(self._make(disable_env_checker=True), agent_id)
 
     def make_rollout_env(self, agent_id: int) -> gym.Env | gym.vector.VectorEnv:
-        """What agent ``agent_id``'s rollouts step: its environment, or ``num_envs`` copies."""
+        """What agent ``agent_id``'s rollouts step: its environment, or ``num_envs`` copies.
+
+        The copies come from the environment's native vector implementation when it has one
+        with every varying attribute (CartPole's, SimpleEnv's), set to the agent's values;
+        otherwise from gymnasium's ``SyncVectorEnv`` over the agent's own environments.
+        """
         if self.num_envs == 1:
             return self.make_env(agent_id)
-        return self.make_vector_env([agent_id] * self.num_envs)
+        native = self._make_native_vector(self.num_envs)
+        if native is not None and self.heterogeneity.fits(native):
+            return self.heterogeneity.apply(native, agent_id)
+        if native is not None:
+            native.close()
+        return gym.vector.SyncVectorEnv([lambda: self.make_env(agent_id)] * self.num_envs)
 
     def make_vector_env(self, agent_ids: list[int]) -> gym.vector.VectorEnv:
         """Build one vectorised environment with a sub-environment per entry of ``agent_ids``.
@@ -101,17 +111,23 @@ class AgentPopulation:
         ``accepts_seed_list``, as ``fedrl/Simple-v0`` does) and agents do not differ;
         otherwise gymnasium's ``SyncVectorEnv`` steps the agents' own environments.
         """
-        if self.spec.vector_entry_point is not None and not self.heterogeneity:
-            native = gym.make_vec(
-                self.env_id,
-                num_envs=len(agent_ids),
-                vectorization_mode="vector_entry_point",
-                **self.env_kwargs,
-            )
+        if not self.heterogeneity:
+            native = self._make_native_vector(len(agent_ids))
             if getattr(native, "accepts_seed_list", False):
                 return native
-            native.close()
+            if native is not None:
+                native.close()
         return gym.vector.SyncVectorEnv([lambda a=a: self.make_env(a) for a in agent_ids])
+
+    def _make_native_vector(self, num_envs: int) -> gym.vector.VectorEnv | None:
+        if self.spec.vector_entry_point is None:
+            return None
+        return gym.make_vec(
+            self.env_id,
+            num_envs=num_envs,
+            vectorization_mode="vector_entry_point",
+            **self.env_kwargs,
+        )
 
     def _make(self, disable_env_checker: bool) -> gym.Env:
         try:

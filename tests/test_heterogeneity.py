@@ -56,12 +56,21 @@ def test_cartpole_agents_have_their_own_physics():
 
 
 def test_batched_rollout_envs_keep_the_agents_parameters():
+    # CartPole's native vector environment, set to the agent's values
     population = AgentPopulation(
         "CartPole-v1", num_agents=3, num_envs=4, heterogeneity={"length": [0.1, 0.9]}
     )
     vector = population.make_rollout_env(2)
     assert isinstance(vector, gym.vector.VectorEnv) and vector.num_envs == 4
-    assert vector.get_attr("length") == (0.9, 0.9, 0.9, 0.9)
+    assert vector.unwrapped.length == pytest.approx(0.9)
+    assert vector.unwrapped.polemass_length == pytest.approx(0.1 * 0.9)
+    # Acrobot has no native vector environment: copies of the agent's own environment
+    population = AgentPopulation(
+        "Acrobot-v1", num_agents=3, num_envs=2, heterogeneity={"LINK_MASS_1": [0.8, 1.2]}
+    )
+    vector = population.make_rollout_env(0)
+    assert isinstance(vector, gym.vector.SyncVectorEnv)
+    assert vector.get_attr("LINK_MASS_1") == (0.8, 0.8)
 
 
 def test_simple_env_drift_and_noise_scale_are_per_agent():
