@@ -1,7 +1,22 @@
 """fedrl_lightning: federated reinforcement learning on PyTorch Lightning."""
 
 from fedrl_lightning.data import EpisodeBatch, EpisodeDataset
-from fedrl_lightning.federation import FedAvg, FedAvgM, FederatedTrainer, RewardWeighted, Strategy
+from fedrl_lightning.federation import (
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FederatedTrainer,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    MultiKrum,
+    RewardWeighted,
+    Strategy,
+    TrustRegion,
+)
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
 
@@ -9,10 +24,19 @@ __all__ = [
     "AgentPopulation",
     "EpisodeBatch",
     "EpisodeDataset",
+    "FedAdagrad",
+    "FedAdam",
     "FedAvg",
     "FedAvgM",
+    "FedMedian",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedYogi",
     "FederatedTrainer",
+    "Krum",
+    "MultiKrum",
     "ReinforceModule",
     "RewardWeighted",
     "Strategy",
+    "TrustRegion",
 ]

@@ -14,7 +14,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
-from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
+from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
 from fedrl_lightning.federation.trainer import FederatedTrainer
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
@@ -39,7 +39,7 @@ def one_line(message: str) -> str:
     details = [rest] if rest else []
     details += lines[1:]
     if key == "trainer.strategy":
-        known = ", ".join(sorted(cls.__name__ for cls in Strategy.__subclasses__()))
+        known = ", ".join(cls.__name__ for cls in all_strategies())
         return f"--{key}: not a known strategy (built in: {known}; or give a class_path)"
     return f"--{key}: {details[0]}" if details else f"--{key}: invalid value"
 

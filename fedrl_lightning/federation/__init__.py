@@ -2,11 +2,36 @@
 
 from fedrl_lightning.federation.strategies import (
     AgentUpdate,
+    FedAdagrad,
+    FedAdam,
     FedAvg,
     FedAvgM,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    MultiKrum,
     RewardWeighted,
     Strategy,
+    TrustRegion,
 )
 from fedrl_lightning.federation.trainer import FederatedTrainer
 
-__all__ = ["AgentUpdate", "FedAvg", "FedAvgM", "FederatedTrainer", "RewardWeighted", "Strategy"]
+__all__ = [
+    "AgentUpdate",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedMedian",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedYogi",
+    "FederatedTrainer",
+    "Krum",
+    "MultiKrum",
+    "RewardWeighted",
+    "Strategy",
+    "TrustRegion",
+]

@@ -1,0 +1,124 @@
+"""The strategy API: what agents send back, and the base class every strategy implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = [
+    "AgentUpdate",
+    "StateDict",
+    "Strategy",
+    "flatten",
+    "all_strategies",
+    "mean_delta",
+    "unflatten",
+    "weighted_average",
+]
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AgentUpdate:
+    """What one agent sends back after its local fit.
+
+    Attributes:
+        agent_id: The agent.
+        state_dict: The agent's policy weights after local training.
+        num_episodes: Episodes it trained on.
+        num_steps: Environment steps it trained on.
+        mean_return: Its mean undiscounted episode return during local training.
+    """
+
+    agent_id: int
+    state_dict: StateDict
+    num_episodes: int
+    num_steps: int
+    mean_return: float
+
+
+def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
+    """Average state dicts tensor by tensor with weights normalised to sum to one.
+
+    Accumulates in float64 and casts back to each tensor's dtype.
+    """
+    total = float(sum(weights))
+    coefficients = torch.tensor([w / total for w in weights], dtype=torch.float64)
+    averaged = {}
+    for key, reference in states[0].items():
+        stacked = torch.stack([s[key].to(torch.float64) for s in states])
+        combined = torch.tensordot(coefficients, stacked, dims=1)
+        averaged[key] = combined.to(reference.dtype)
+    return averaged
+
+
+class Strategy(ABC):
+    """Combines the updates of one round's agents into the next global weights.
+
+    Strategies do no I/O and know nothing of Trainers. Stateful strategies override
+    :meth:`state_dict` and :meth:`load_state_dict`.
+
+    Attributes:
+        proximal_mu: Weight of the proximal term ``mu / 2 * ||w - w_global||^2`` that agents add
+            to their local loss; 0 for none (only FedProx sets it).
+    """
+
+    proximal_mu: float = 0.0
+
+    @abstractmethod
+    def aggregate(self, global_state: StateDict, updates: Sequence[AgentUpdate]) -> StateDict:
+        """Return the new global weights.
+
+        Args:
+            global_state: The weights every agent started the round from.
+            updates: One update per agent that completed the round, in agent-id order.
+
+        Returns:
+            The new global state dict.
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The strategy's state, saved in every round checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (stateless default)
+        """Restore the state saved by :meth:`state_dict`."""
+
+
+def flatten(state: StateDict) -> torch.Tensor:
+    """All of a state dict's values as one float64 vector, in key order."""
+    return torch.cat([state[key].reshape(-1).to(torch.float64) for key in sorted(state)])
+
+
+def unflatten(vector: torch.Tensor, like: StateDict) -> StateDict:
+    """The inverse of :func:`flatten`, with ``like``'s shapes and dtypes."""
+    state, offset = {}, 0
+    for key in sorted(like):
+        size = like[key].numel()
+        state[key] = vector[offset : offset + size].reshape(like[key].shape).to(like[key].dtype)
+        offset += size
+    return {key: state[key] for key in like}
+
+
+def mean_delta(global_state: StateDict, updates: Sequence[AgentUpdate]) -> torch.Tensor:
+    """FedAvg's episode-weighted average minus the global weights, flattened in float64."""
+    averaged = weighted_average(
+        [u.state_dict for u in updates], [float(u.num_episodes) for u in updates]
+    )
+    return flatten(averaged) - flatten(global_state)
+
+
+def all_strategies() -> list[type[Strategy]]:
+    """Every concrete strategy class defined so far, by name."""
+    found, stack = {}, [Strategy]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            stack.append(sub)
+            if not getattr(sub, "__abstractmethods__", None):
+                found[sub.__name__] = sub
+    return [found[name] for name in sorted(found)]
