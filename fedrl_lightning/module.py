@@ -105,6 +105,28 @@ class ReinforceModule(L.LightningModule):
         self.num_episodes = 0
         self.num_steps = 0
         self._step_values: dict[str, list[torch.Tensor]] = {}
+        self._proximal_mu = 0.0
+        self._anchor: dict[str, torch.Tensor] = {}
+
+    def set_proximal_term(self, anchor: dict[str, torch.Tensor], mu: float) -> None:
+        """Add ``mu / 2 * ||w - anchor||^2`` to the loss, as FedProx's agents do.
+
+        Args:
+            anchor: The global weights the local fit started from, by parameter name.
+            mu: Weight of the term; 0 removes it.
+        """
+        self._proximal_mu = mu
+        self._anchor = {name: anchor[name].detach().clone() for name, _ in self.named_parameters()}
+
+    def _proximal_term(self) -> torch.Tensor:
+        return (
+            self._proximal_mu
+            / 2
+            * sum(
+                (parameter - self._anchor[name].to(parameter.device)).square().sum()
+                for name, parameter in self.named_parameters()
+            )
+        )
 
     def _make_policy(self) -> MLPPolicy:
         hp = self.hparams
@@ -155,6 +177,8 @@ class ReinforceModule(L.LightningModule):
         log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
         weights = self._normalize(batch.returns, batch.mask)
         loss = reinforce_loss(log_probs, weights, batch.mask)
+        if self._proximal_mu:
+            loss = loss + self._proximal_term()
 
         optimizer = self.optimizers()
         optimizer.zero_grad()

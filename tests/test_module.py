@@ -114,3 +114,32 @@ def test_bad_hyperparameters_name_the_option(kwargs, option):
 
 def test_gamma_of_one_is_allowed():
     assert ReinforceModule(gamma=1.0).hparams.gamma == 1.0
+
+
+def test_fedprox_term_adds_mu_over_two_times_the_squared_distance():
+    batch = three_step_batch(gamma=0.5)
+    plain = ReinforceModule(hidden_dim=8, lr=0.0, gamma=0.5)
+    proximal = copy.deepcopy(plain)
+    anchor = {name: p.detach() + 1.0 for name, p in proximal.named_parameters()}
+    proximal.set_proximal_term(anchor, mu=0.2)
+    fit_locally(plain, DataLoader([batch], batch_size=None))
+    fit_locally(proximal, DataLoader([batch], batch_size=None))
+    num_parameters = sum(p.numel() for p in plain.parameters())  # each 1 away from its anchor
+    expected = plain.loss.compute().item() + 0.2 / 2 * num_parameters
+    assert proximal.loss.compute().item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_fedprox_term_pulls_towards_the_anchor():
+    torch.manual_seed(0)
+    free = ReinforceModule(hidden_dim=8, lr=0.05, gamma=0.5)
+    held = copy.deepcopy(free)
+    anchor = {name: p.detach().clone() for name, p in held.named_parameters()}
+    held.set_proximal_term(anchor, mu=50.0)
+    batches = [three_step_batch(gamma=0.5)] * 20
+    fit_locally(free, DataLoader(batches, batch_size=None))
+    fit_locally(held, DataLoader(batches, batch_size=None))
+
+    def distance(module):
+        return sum((p - anchor[n]).square().sum() for n, p in module.named_parameters())
+
+    assert distance(held) < 0.5 * distance(free)

@@ -160,3 +160,21 @@ def test_ckpt_path_last_needs_a_run(tmp_path):
     assert result.returncode == 2
     assert result.stderr == "error: --ckpt_path last: no run to resume in lightning_logs\n"
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_resuming_a_fedadam_run_midway_is_bit_identical(tmp_path):
+    fedadam = ["--config", str(TINY_CONFIG), "--trainer.strategy", "FedAdam"]
+    reference = tmp_path / "whole"
+    reference.mkdir()
+    assert run_cli("fit", *fedadam, "--trainer.num_rounds", "6", cwd=reference).returncode == 0
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    assert run_cli("fit", *fedadam, "--trainer.num_rounds", "3", cwd=stopped).returncode == 0
+    state = torch.load(stopped / RUN / "checkpoints/last.ckpt", weights_only=True)
+    assert set(state["fedrl"]["strategy"]["buffers"]) == {
+        "m",
+        "v",
+    }  # the server's moments ride along
+    result = run_cli("fit", "--ckpt_path", "last", "--trainer.num_rounds", "6", cwd=stopped)
+    assert result.returncode == 0, result.stderr
+    assert_same_result(stopped, reference)

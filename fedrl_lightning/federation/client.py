@@ -35,6 +35,7 @@ class LocalFit:
         num_episodes: Episodes to train on.
         checkpoint_path: Where the agent's checkpoint is written.
         trainer_kwargs: Extra arguments for the agent's ``lightning.Trainer``.
+        proximal_mu: Weight of FedProx's proximal term in the local loss (0: none).
     """
 
     agent_id: int
@@ -46,6 +47,7 @@ class LocalFit:
     num_episodes: int
     checkpoint_path: Path
     trainer_kwargs: dict[str, Any]
+    proximal_mu: float = 0.0
 
 
 def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
@@ -68,6 +70,8 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
     torch.manual_seed(seed(Stream.TORCH))
     module = task.module_class(**task.model_hparams)
     module.load_state_dict(task.global_state)
+    if task.proximal_mu:
+        module.set_proximal_term(task.global_state, task.proximal_mu)
     env = population.make_rollout_env(task.agent_id)
     dataset = EpisodeDataset(
         env=env,

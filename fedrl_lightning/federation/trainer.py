@@ -303,6 +303,7 @@ class FederatedTrainer:
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=path,
                 trainer_kwargs=trainer_kwargs,
+                proximal_mu=self.strategy.proximal_mu,
             )
             try:
                 fit_agent(task, population)

@@ -1,8 +1,24 @@
+import copy
+
 import pytest
 import torch
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg, FedAvgM, RewardWeighted
+from fedrl_lightning.federation.strategies import (
+    AgentUpdate,
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    MultiKrum,
+    RewardWeighted,
+    TrustRegion,
+)
 
 
 def update(agent_id, value, episodes=10, steps=1000, mean_return=50.0):
@@ -43,9 +59,22 @@ def test_fedavg_by_steps_by_hand():
     assert result["b"].item() == pytest.approx(0.75 * 1.0 + 0.25 * 5.0)
 
 
-@pytest.mark.parametrize(
-    "strategy", [RewardWeighted(), FedAvg(), FedAvg(weight_by="steps"), FedAvgM(momentum=0.9)]
-)
+AVERAGING = [
+    RewardWeighted(),
+    FedAvg(),
+    FedAvg(weight_by="steps"),
+    FedProx(),
+    FedAvgM(momentum=0.9),
+    FedMedian(),
+    FedTrimmedAvg(),
+    Krum(),
+    MultiKrum(),
+    TrustRegion(max_norm=100.0),
+]
+EVERY_STRATEGY = [*AVERAGING, FedAvgM(server_lr=3.0), FedAdagrad(), FedAdam(), FedYogi()]
+
+
+@pytest.mark.parametrize("strategy", AVERAGING, ids=lambda s: type(s).__name__)
 def test_identical_updates_aggregate_to_themselves(strategy):
     updates = [update(i, 0.3, episodes=i + 1, steps=10 * i + 5, mean_return=i) for i in range(4)]
     result = strategy.aggregate(GLOBAL, updates)
@@ -53,11 +82,11 @@ def test_identical_updates_aggregate_to_themselves(strategy):
     assert result["w"].dtype == torch.float32
 
 
-@pytest.mark.parametrize("strategy", [RewardWeighted(), FedAvg(), FedAvgM(server_lr=3.0)])
+@pytest.mark.parametrize("strategy", EVERY_STRATEGY, ids=lambda s: type(s).__name__)
 def test_agent_order_does_not_matter(strategy):
     updates = [update(i, float(i), episodes=i + 1, mean_return=10.0 * i) for i in range(5)]
-    forward = strategy.aggregate(GLOBAL, updates)
-    backward = strategy.aggregate(GLOBAL, updates[::-1])
+    forward = copy.deepcopy(strategy).aggregate(GLOBAL, updates)  # fresh state for each
+    backward = copy.deepcopy(strategy).aggregate(GLOBAL, updates[::-1])
     assert torch.allclose(forward["w"], backward["w"], atol=1e-7)
 
 
@@ -90,3 +119,76 @@ def test_fedavgm_state_round_trips_and_defaults_to_fedavg():
     )
     plain = FedAvgM().aggregate(GLOBAL, following)
     assert torch.allclose(plain["w"], FedAvg().aggregate(GLOBAL, following)["w"])
+
+
+def values(updates_result):
+    return updates_result["b"].item()
+
+
+def test_fedmedian_by_hand():
+    assert (
+        values(FedMedian().aggregate(GLOBAL, [update(i, v) for i, v in enumerate([1, 5, 3])])) == 3
+    )
+    even = [update(i, v) for i, v in enumerate([1.0, 2.0, 10.0, 20.0])]
+    assert values(FedMedian().aggregate(GLOBAL, even)) == pytest.approx(6.0)
+
+
+def test_fedtrimmedavg_by_hand():
+    updates = [update(i, v) for i, v in enumerate([1.0, 2.0, 3.0, 100.0])]
+    assert values(FedTrimmedAvg(beta=0.25).aggregate(GLOBAL, updates)) == pytest.approx(2.5)
+    assert values(FedTrimmedAvg(beta=0.0).aggregate(GLOBAL, updates)) == pytest.approx(26.5)
+
+
+def test_krum_by_hand():
+    # squared distance between values a and b: (a - b)^2 * (1 + 4 + 1); one neighbour each
+    updates = [update(i, v) for i, v in enumerate([0.0, 1.0, 5.0])]
+    assert values(Krum(num_byzantine=0).aggregate(GLOBAL, updates)) == 0.0  # tie: lowest id
+    # scores with one neighbour: 6, 1.5, 73.5, 1.5 -> keep values 1 and 1.5
+    updates = [update(i, v) for i, v in enumerate([0.0, 1.0, 5.0, 1.5])]
+    result = MultiKrum(num_byzantine=1, num_selected=2).aggregate(GLOBAL, updates)
+    assert values(result) == pytest.approx(1.25)
+
+
+def test_krum_never_selects_an_outlier():
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        honest = [1.0 + 0.01 * torch.randn((), generator=generator).item() for _ in range(6)]
+        outlier = 1.0 + (-1) ** trial * 5.0
+        updates = [update(i, v) for i, v in enumerate([*honest, outlier])]
+        assert abs(values(Krum(num_byzantine=1).aggregate(GLOBAL, updates)) - 1.0) < 0.05
+        assert abs(values(MultiKrum(num_byzantine=1).aggregate(GLOBAL, updates)) - 1.0) < 0.05
+
+
+def test_trust_region_clips_each_change_by_hand():
+    # a change of value v has norm |v| * sqrt(6); max_norm sqrt(6) clips 4 to 1
+    updates = [update(0, 0.5), update(1, 4.0)]
+    result = TrustRegion(max_norm=6**0.5).aggregate(GLOBAL, updates)
+    assert values(result) == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_adaptive_server_optimizers_by_hand():
+    tau = 1e-3
+    # one round, change d = 2: m = (1 - b1) d; Adam and Yogi v = (1 - b2) d^2, Adagrad v = d^2
+    adam = FedAdam(server_lr=0.5, beta1=0.9, beta2=0.99, tau=tau).aggregate(
+        GLOBAL, [update(0, 2.0)]
+    )
+    assert values(adam) == pytest.approx(0.5 * 0.2 / (0.04**0.5 + tau))
+    adagrad = FedAdagrad(server_lr=0.5, tau=tau).aggregate(GLOBAL, [update(0, 2.0)])
+    assert values(adagrad) == pytest.approx(0.5 * 2.0 / (2.0 + tau))
+    # Yogi's second round: d = 1 - b, v = v1 - 0.01 d^2 sign(v1 - d^2)
+    yogi = FedYogi(server_lr=0.5, beta1=0.9, beta2=0.99, tau=tau)
+    b = values(yogi.aggregate(GLOBAL, [update(0, 2.0)]))
+    second = values(
+        yogi.aggregate({"w": torch.zeros(2) + b, "b": torch.tensor(b)}, [update(0, 1.0)])
+    )
+    m1, v1 = 0.2, 0.04
+    d = 1.0 - b
+    m2 = 0.9 * m1 + 0.1 * d
+    v2 = v1 - 0.01 * d**2 * (1 if v1 > d**2 else -1)
+    assert second == pytest.approx(b + 0.5 * m2 / (v2**0.5 + tau), rel=1e-5)
+
+
+def test_fedprox_aggregates_like_fedavg_and_asks_for_a_proximal_term():
+    updates = [update(0, 1.0, episodes=10), update(1, 5.0, episodes=30)]
+    assert values(FedProx(mu=0.1).aggregate(GLOBAL, updates)) == pytest.approx(4.0)
+    assert FedProx(mu=0.1).proximal_mu == 0.1 and FedAvg().proximal_mu == 0.0
