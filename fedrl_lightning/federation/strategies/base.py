@@ -114,11 +114,11 @@ def mean_delta(global_state: StateDict, updates: Sequence[AgentUpdate]) -> torch
 
 
 def all_strategies() -> list[type[Strategy]]:
-    """Every concrete strategy class defined so far, by name."""
+    """Every concrete strategy this package defines, by name."""
     found, stack = {}, [Strategy]
     while stack:
         for sub in stack.pop().__subclasses__():
             stack.append(sub)
-            if not getattr(sub, "__abstractmethods__", None):
+            if sub.__module__.startswith(__package__) and not sub.__abstractmethods__:
                 found[sub.__name__] = sub
     return [found[name] for name in sorted(found)]
