@@ -89,7 +89,9 @@ class FedAvgM(ServerOptimizer):
 class _AdaptiveServer(ServerOptimizer):
     """``m = b1 m + (1 - b1) delta``; ``w += server_lr * m / (sqrt(v) + tau)``; ``v`` varies."""
 
-    def __init__(self, server_lr: float, beta1: float, beta2: float, tau: float) -> None:
+    def __init__(
+        self, server_lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3
+    ) -> None:
         super().__init__(server_lr)
         _check_beta("beta1", beta1)
         _check_beta("beta2", beta2)
@@ -134,11 +136,6 @@ class FedAdam(_AdaptiveServer):
         tau: Adaptivity: added to ``sqrt(v)``.
     """
 
-    def __init__(
-        self, server_lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3
-    ) -> None:
-        super().__init__(server_lr, beta1, beta2, tau)
-
     def _second_moment(self, v: torch.Tensor, squared: torch.Tensor) -> torch.Tensor:
         return self.beta2 * v + (1 - self.beta2) * squared
 
@@ -152,11 +149,6 @@ class FedYogi(_AdaptiveServer):
         beta2: Second-moment decay.
         tau: Adaptivity: added to ``sqrt(v)``.
     """
-
-    def __init__(
-        self, server_lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3
-    ) -> None:
-        super().__init__(server_lr, beta1, beta2, tau)
 
     def _second_moment(self, v: torch.Tensor, squared: torch.Tensor) -> torch.Tensor:
         return v - (1 - self.beta2) * squared * torch.sign(v - squared)
