@@ -68,19 +68,19 @@ class Heterogeneity:
 
     def values(self, agent_id: int) -> dict[str, Any]:
         """Agent ``agent_id``'s value of every attribute."""
-        if not self.spec:
-            return {}
-        rng = np.random.default_rng(derive_seed(self.seed, 0, agent_id, Stream.HETEROGENEITY))
+        rng = None
+        if self.mode == "sample":
+            rng = np.random.default_rng(derive_seed(self.seed, 0, agent_id, Stream.HETEROGENEITY))
         values = {}
         for name, (kind, items) in self.spec.items():
             if kind == "range":
                 low, high = items
-                if self.mode == "sample":
+                if rng is not None:
                     values[name] = float(rng.uniform(low, high))
                 else:
                     fraction = agent_id / (self.num_agents - 1) if self.num_agents > 1 else 0.5
                     values[name] = float(low + (high - low) * fraction)
-            elif self.mode == "sample":
+            elif rng is not None:
                 values[name] = items[int(rng.integers(len(items)))]
             else:
                 values[name] = items[agent_id % len(items)]
@@ -96,8 +96,6 @@ class Heterogeneity:
         ``env`` may also be a native vector environment whose sub-environments all belong to
         agent ``agent_id``.
         """
-        if not self.spec:
-            return env
         base = env.unwrapped
         for name, value in self.values(agent_id).items():
             if not hasattr(base, name):
