@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -19,6 +20,7 @@ __all__ = [
     "atomic_write_text",
     "load_checkpoint",
     "policy_checkpoint",
+    "serialized_size",
     "temporary_path",
 ]
 
@@ -37,6 +39,13 @@ def policy_checkpoint(
         "hyper_parameters": hyper_parameters,
         **extra,
     }
+
+
+def serialized_size(obj: Any) -> int:
+    """The bytes ``torch.save`` writes for ``obj``: what sending it as a file costs."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getbuffer().nbytes
 
 
 def temporary_path(path: Path) -> Path:

@@ -55,6 +55,8 @@ class EpisodeDataset(IterableDataset):
         gamma: Discount factor for the returns.
         env_seed: Seed for the environment's first reset.
         action_seed: Seed for action sampling.
+        random_actions: Act uniformly at random instead of with the policy (a Byzantine
+            agent's ``random_action`` attack); the policy still trains on these episodes.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class EpisodeDataset(IterableDataset):
         gamma: float,
         env_seed: int,
         action_seed: int,
+        random_actions: bool = False,
     ) -> None:
         super().__init__()
         self.env = env
@@ -75,6 +78,7 @@ class EpisodeDataset(IterableDataset):
         self.gamma = gamma
         self.env_seed = env_seed
         self.action_seed = action_seed
+        self.random_actions = random_actions
 
     def __len__(self) -> int:
         """Number of batches in one pass.
@@ -91,7 +95,7 @@ class EpisodeDataset(IterableDataset):
         vectorised = isinstance(self.env, gym.vector.VectorEnv)
         while remaining > 0:
             count = min(self.episodes_per_update, remaining)
-            actor = self.policy.actor()
+            actor = self.policy.random_actor() if self.random_actions else self.policy.actor()
             episodes: list[Episode] = []
             while len(episodes) < count:
                 if vectorised:

@@ -19,6 +19,7 @@ __all__ = [
     "NumpyActor",
     "NumpyCategoricalActor",
     "NumpyGaussianActor",
+    "NumpyUniformActor",
 ]
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -60,6 +61,10 @@ class MLPPolicy(nn.Module, ABC):
     def actor(self) -> NumpyActor:
         """A numpy actor that samples from this policy's current weights."""
 
+    @abstractmethod
+    def random_actor(self) -> NumpyActor:
+        """A numpy actor that ignores the weights and acts uniformly at random."""
+
     def _numpy_weights(self) -> list[np.ndarray]:
         # On CPU these are zero-copy views, so the actor always acts with the live weights; on
         # an accelerator they are a copy taken now.
@@ -100,6 +105,10 @@ class CategoricalMLPPolicy(MLPPolicy):
     def actor(self) -> NumpyCategoricalActor:
         """A numpy actor over the live weights."""
         return NumpyCategoricalActor(*self._numpy_weights())
+
+    def random_actor(self) -> NumpyCategoricalActor:
+        """A numpy actor with all-zero weights: equal logits, so uniform actions."""
+        return NumpyCategoricalActor(*(np.zeros_like(w) for w in self._numpy_weights()))
 
 
 class GaussianMLPPolicy(MLPPolicy):
@@ -149,6 +158,15 @@ class GaussianMLPPolicy(MLPPolicy):
     def actor(self) -> NumpyGaussianActor:
         """A numpy actor over the live weights."""
         return NumpyGaussianActor(
+            *self._numpy_weights(),
+            log_std=self.log_std.detach().cpu().numpy(),
+            action_low=self.action_low,
+            action_high=self.action_high,
+        )
+
+    def random_actor(self) -> NumpyUniformActor:
+        """A numpy actor that acts uniformly at random within the action bounds."""
+        return NumpyUniformActor(
             *self._numpy_weights(),
             log_std=self.log_std.detach().cpu().numpy(),
             action_low=self.action_low,
@@ -289,3 +307,15 @@ class NumpyGaussianActor(NumpyActor):
     def env_action(self, actions: np.ndarray) -> np.ndarray:
         """Actions clipped to the action space's bounds."""
         return np.clip(actions, self._low, self._high)
+
+
+class NumpyUniformActor(NumpyGaussianActor):
+    """Ignores observations and draws actions uniformly within the action bounds."""
+
+    def noise(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Uniform noise on ``[0, 1)``."""
+        return rng.random((count, self.output_dim), dtype=np.float32)
+
+    def sample(self, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Actions ``low + noise * (high - low)``, one per observation."""
+        return self._low + noise * (self._high - self._low)

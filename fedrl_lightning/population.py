@@ -9,6 +9,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 import fedrl_lightning.envs  # noqa: F401  (registers fedrl/* ids)
+from fedrl_lightning.byzantine import Byzantine
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.heterogeneity import Heterogeneity
 
@@ -35,6 +36,12 @@ class AgentPopulation:
             agent gets its own value, for example ``{length: [0.1, 0.9]}`` for CartPole.
         heterogeneity_mode: ``spread`` spaces values evenly over the agents; ``sample`` draws
             them at random from the seed and the agent id.
+        byzantine: Agents that misbehave: ``{agents: count or [ids], attack: name}`` with
+            attack ``sign_flip`` (sends the global weights minus ``scale`` (2.5) times its
+            change), ``random_noise`` (the global weights plus Gaussian noise of std
+            ``noise_std`` (1.0)), ``zero`` (no change), ``random_action`` (acts uniformly at
+            random while training) or ``reward_flip`` (trains on negated rewards). A count
+            picks agents at random from the seed; ``agents.csv`` lists them.
         seed: The run seed, for ``sample`` (the command line links it from
             ``--seed_everything``).
     """
@@ -48,6 +55,7 @@ class AgentPopulation:
         num_envs: int = 1,
         heterogeneity: dict[str, Any] | None = None,
         heterogeneity_mode: Literal["spread", "sample"] = "spread",
+        byzantine: dict[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
         for name, value in (
@@ -65,6 +73,7 @@ class AgentPopulation:
         self.heterogeneity = Heterogeneity(
             heterogeneity or {}, num_agents, heterogeneity_mode, seed
         )
+        self.byzantine = Byzantine(byzantine or {}, num_agents, seed)
         self.spec = self._find_spec(env_id)
         probe = self._make(disable_env_checker=False)
         self.observation_dim = self._observation_dim(probe)

@@ -19,6 +19,7 @@ class Stream(IntEnum):
     EVAL_ENV = 4  # the evaluation environments
     EVAL_ACTIONS = 5  # action sampling during evaluation
     HETEROGENEITY = 6  # sampled per-agent environment parameters
+    BYZANTINE = 7  # which agents are Byzantine, and their random_noise updates
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -6,7 +6,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 
+from fedrl_lightning import AgentPopulation, ReinforceModule
 from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning.federation.client import LocalFit, fit_agent
 
 TESTS = Path(__file__).parent
 TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
@@ -44,6 +46,31 @@ def fit_locally(module: L.LightningModule, dataloader: object) -> L.Trainer:
     with quiet_lightning(verbose=False):
         trainer.fit(module, dataloader)
     return trainer
+
+
+TRAINER_KWARGS = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
+
+
+def fit_one_agent(tmp_path, global_state, agent_id=2, name="agent.ckpt", byzantine=None):
+    """Fit agent ``agent_id`` of a 4-agent Simple population for 3 episodes, as round 3 does."""
+    task = LocalFit(
+        agent_id=agent_id,
+        round_idx=3,
+        run_seed=7,
+        module_class=ReinforceModule,
+        model_hparams={"hidden_dim": 8, "lr": 0.01},
+        global_state=global_state,
+        num_episodes=3,
+        checkpoint_path=tmp_path / name,
+        trainer_kwargs=TRAINER_KWARGS,
+    )
+    with quiet_lightning(verbose=False):
+        return fit_agent(task, AgentPopulation(num_agents=4, byzantine=byzantine))
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,8 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
     module.load_state_dict(task.global_state)
     if task.proximal_mu:
         module.set_proximal_term(task.global_state, task.proximal_mu)
-    env = population.make_rollout_env(task.agent_id)
+    byzantine = population.byzantine
+    env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
     dataset = EpisodeDataset(
         env=env,
         policy=module.policy,
@@ -81,6 +82,7 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
         gamma=module.hparams.gamma,
         env_seed=seed(Stream.ENV),
         action_seed=seed(Stream.ACTIONS),
+        random_actions=byzantine.acts_randomly(task.agent_id),
     )
     trainer = L.Trainer(
         max_epochs=1,
@@ -93,11 +95,14 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
         trainer.fit(module, DataLoader(dataset, batch_size=None))
     finally:
         env.close()
+    sent = byzantine.corrupt_update(
+        task.agent_id, module.state_dict(), task.global_state, seed(Stream.BYZANTINE)
+    )
     # The agent's checkpoint holds what aggregation reads: weights, hyperparameters and the
     # fit's statistics. Lightning's full checkpoint would add loop state that no one reads,
     # and costs several times as long to write and to load.
     checkpoint = policy_checkpoint(
-        module.state_dict(), dict(module.hparams), **{AGENT_STATS_KEY: module.agent_stats()}
+        sent, dict(module.hparams), **{AGENT_STATS_KEY: module.agent_stats()}
     )
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from fedrl_lightning.checkpoints import (
     atomic_write_text,
     load_checkpoint,
     policy_checkpoint,
+    serialized_size,
 )
 from fedrl_lightning.console import quiet_lightning, round_progress
 from fedrl_lightning.errors import ConfigError, FederationError
@@ -35,6 +36,22 @@ __all__ = ["FEDRL_KEY", "FederatedTrainer"]
 
 FEDRL_KEY = "fedrl"
 log = logging.getLogger(__name__)
+
+
+class TrainedRound(NamedTuple):
+    """What a round's local fits produced.
+
+    Attributes:
+        agents: The agents sampled, in order.
+        updates: The updates of the agents that succeeded.
+        failures: Why each failed agent failed, by agent id.
+        bytes_received: The size of the checkpoints the agents sent back.
+    """
+
+    agents: list[int]
+    updates: list[AgentUpdate]
+    failures: dict[int, str]
+    bytes_received: int
 
 
 class FederatedTrainer:
@@ -160,11 +177,8 @@ class FederatedTrainer:
         self.run.prepare()
         if run_config is not None:
             atomic_write_text(run_config, self.run.config)
-        if population.heterogeneity:
-            table = [
-                {"agent": a, **population.agent_parameters(a)} for a in range(population.num_agents)
-            ]
-            atomic_write_text(csv_text(table), self.run.agents_table)
+        if population.heterogeneity or population.byzantine:
+            atomic_write_text(csv_text(self._agent_table(population)), self.run.agents_table)
         with quiet_lightning(self.verbose):
             loggers = self._make_loggers(self.run)
             self._run_rounds(model, population, loggers)
@@ -246,7 +260,10 @@ class FederatedTrainer:
         try:
             for round_idx in range(self.completed_rounds + 1, self.num_rounds + 1):
                 started = time.perf_counter()
-                updates, failures = self._train_agents(round_idx, model, global_state, population)
+                sent_bytes = serialized_size(policy_checkpoint(global_state, model_hparams))
+                trained = self._train_agents(round_idx, model, global_state, population)
+                updates, failures = trained.updates, trained.failures
+                byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 global_state = self.strategy.aggregate(global_state, updates)
                 model.load_state_dict(global_state)
                 per_agent = self._evaluate(model, eval_env, eval_agents, round_idx)
@@ -260,6 +277,10 @@ class FederatedTrainer:
                     **{f"eval_reward/agent_{a}": float(r) for a, r in enumerate(per_agent)},
                     "num_failed_agents": len(failures),
                     "failed_agents": " ".join(str(a) for a in sorted(failures)),
+                    "num_byzantine_agents": len(byzantine),
+                    "byzantine_agents": " ".join(str(a) for a in sorted(byzantine)),
+                    "bytes_sent": len(trained.agents) * sent_bytes,
+                    "bytes_received": trained.bytes_received,
                     "episodes": totals["episodes"],
                     "env_steps": totals["env_steps"],
                     "round_time": time.perf_counter() - started,
@@ -280,7 +301,7 @@ class FederatedTrainer:
         model: ReinforceModule,
         global_state: dict[str, torch.Tensor],
         population: AgentPopulation,
-    ) -> tuple[list[AgentUpdate], dict[int, str]]:
+    ) -> TrainedRound:
         module_class, model_hparams = type(model), dict(model.hparams)
         agents = sample_agents(population.num_agents, self.agents_per_round, self.seed, round_idx)
         trainer_kwargs: dict[str, Any] = {
@@ -291,6 +312,7 @@ class FederatedTrainer:
         }
         updates: list[AgentUpdate] = []
         failures: dict[int, str] = {}
+        bytes_received = 0
         for agent_id in agents:
             path = self.run.agent_checkpoint(round_idx, agent_id)
             task = LocalFit(
@@ -307,6 +329,7 @@ class FederatedTrainer:
             )
             try:
                 fit_agent(task, population)
+                bytes_received += path.stat().st_size
                 updates.append(read_update(path, agent_id, global_state))
             except Exception as err:  # an agent's failure, whatever it is, must not end the round
                 failures[agent_id] = f"{type(err).__name__}: {err}".splitlines()[0]
@@ -322,7 +345,7 @@ class FederatedTrainer:
                 f"trainer.min_agents_per_round ({self.min_agents_per_round}); agent {first} "
                 f"failed with {failures[first]}"
             )
-        return updates, failures
+        return TrainedRound(agents, updates, failures, bytes_received)
 
     def _evaluate(
         self,
@@ -351,6 +374,16 @@ class FederatedTrainer:
         best = max(self.history, key=lambda row: row["eval_reward"])  # the first of equals
         if best["round"] == round_idx:
             atomic_save(checkpoint, self.run.best_checkpoint)
+
+    @staticmethod
+    def _agent_table(population: AgentPopulation) -> list[dict[str, Any]]:
+        table = []
+        for agent_id in range(population.num_agents):
+            entry = {"agent": agent_id, **population.agent_parameters(agent_id)}
+            if population.byzantine:
+                entry["byzantine"] = population.byzantine.attack_of(agent_id) or ""
+            table.append(entry)
+        return table
 
     @staticmethod
     def _log(loggers: list[Logger], row: dict[str, Any]) -> None:

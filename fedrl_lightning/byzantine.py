@@ -1,0 +1,137 @@
+"""Byzantine agents: which agents misbehave, and how (the attacks studied by FedPG-BR)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.seeding import Stream, derive_seed
+
+__all__ = ["ATTACKS", "Byzantine"]
+
+# Attacks on the update an agent sends, and attacks on the experience it trains on.
+UPDATE_ATTACKS = ("sign_flip", "random_noise", "zero")
+TRAINING_ATTACKS = ("random_action", "reward_flip")
+ATTACKS = UPDATE_ATTACKS + TRAINING_ATTACKS
+KEYS = ("agents", "attack", "scale", "noise_std")
+
+
+class Byzantine:
+    """Which agents are Byzantine, and the attack they all run.
+
+    With ``delta`` the change an honest local fit made to the global weights ``w``:
+
+    - ``sign_flip`` sends ``w - scale * delta`` (``scale`` 2.5 by default);
+    - ``random_noise`` sends ``w + noise``, each coordinate drawn from ``N(0, noise_std^2)``
+      and seeded by (run seed, round, agent);
+    - ``zero`` sends ``w`` unchanged;
+    - ``random_action`` trains on episodes in which the agent acts uniformly at random;
+    - ``reward_flip`` trains on negated rewards.
+
+    Byzantine agents report their training statistics as they are; the update attacks change
+    only the weights.
+
+    Args:
+        spec: ``{"agents": count or list of agent ids, "attack": name}``, plus ``scale`` for
+            ``sign_flip`` and ``noise_std`` for ``random_noise``. A count picks that many
+            agents at random from the run seed. Empty: every agent is honest.
+        num_agents: How many agents there are.
+        seed: The run seed.
+    """
+
+    def __init__(self, spec: Mapping[str, Any], num_agents: int, seed: int) -> None:
+        unknown = sorted(set(spec) - set(KEYS))
+        if unknown:
+            raise ConfigError(
+                f"data.byzantine.{unknown[0]}: unknown key; expected {', '.join(KEYS)}"
+            )
+        self.attack: str | None = spec.get("attack") if spec else None
+        if spec and self.attack not in ATTACKS:
+            raise ConfigError(
+                f"data.byzantine.attack must be one of {', '.join(ATTACKS)}, got {self.attack!r}"
+            )
+        self.scale = float(spec.get("scale", 2.5))
+        self.noise_std = float(spec.get("noise_std", 1.0))
+        if self.noise_std < 0:
+            raise ConfigError(f"data.byzantine.noise_std must be >= 0, got {self.noise_std}")
+        self.agents = self._pick(spec.get("agents", 0) if spec else 0, num_agents, seed)
+        if spec and not self.agents:
+            raise ConfigError("data.byzantine.agents names no agent")
+
+    def __bool__(self) -> bool:
+        return bool(self.agents)
+
+    def attack_of(self, agent_id: int) -> str | None:
+        """The attack agent ``agent_id`` runs, or ``None`` if it is honest."""
+        return self.attack if agent_id in self.agents else None
+
+    def wrap_training_env(
+        self, env: gym.Env | gym.vector.VectorEnv, agent_id: int
+    ) -> gym.Env | gym.vector.VectorEnv:
+        """Agent ``agent_id``'s training environment, with rewards negated for ``reward_flip``."""
+        if self.attack_of(agent_id) != "reward_flip":
+            return env
+        if isinstance(env, gym.vector.VectorEnv):
+            return gym.wrappers.vector.TransformReward(env, np.negative)
+        return gym.wrappers.TransformReward(env, lambda reward: -reward)
+
+    def acts_randomly(self, agent_id: int) -> bool:
+        """Whether agent ``agent_id`` acts uniformly at random while training."""
+        return self.attack_of(agent_id) == "random_action"
+
+    def corrupt_update(
+        self,
+        agent_id: int,
+        state: dict[str, torch.Tensor],
+        global_state: dict[str, torch.Tensor],
+        seed: int,
+    ) -> dict[str, torch.Tensor]:
+        """The weights agent ``agent_id`` sends instead of ``state``; ``state`` if honest.
+
+        Args:
+            agent_id: The agent.
+            state: The weights its local fit produced.
+            global_state: The global weights it started from.
+            seed: Seed for ``random_noise``.
+        """
+        attack = self.attack_of(agent_id)
+        if attack not in UPDATE_ATTACKS:
+            return state
+        generator = torch.Generator().manual_seed(seed)
+        sent = {}
+        for key, weights in state.items():
+            start = global_state[key].to(weights.device, weights.dtype)
+            if attack == "sign_flip":
+                sent[key] = start - self.scale * (weights - start)
+            elif attack == "random_noise":
+                noise = torch.randn(weights.shape, generator=generator, dtype=weights.dtype)
+                sent[key] = start + self.noise_std * noise.to(weights.device)
+            else:
+                sent[key] = start.clone()
+        return sent
+
+    @staticmethod
+    def _pick(agents: int | list[int], num_agents: int, seed: int) -> frozenset[int]:
+        if isinstance(agents, bool) or not isinstance(agents, int | list):
+            raise ConfigError(
+                f"data.byzantine.agents must be a count or a list of agent ids, got {agents!r}"
+            )
+        if isinstance(agents, int):
+            if not 0 <= agents <= num_agents:
+                raise ConfigError(
+                    f"data.byzantine.agents must be between 0 and data.num_agents "
+                    f"({num_agents}), got {agents}"
+                )
+            rng = np.random.default_rng(derive_seed(seed, 0, -1, Stream.BYZANTINE))
+            return frozenset(int(a) for a in rng.choice(num_agents, agents, replace=False))
+        for agent in agents:
+            if isinstance(agent, bool) or not isinstance(agent, int) or not 0 <= agent < num_agents:
+                raise ConfigError(
+                    f"data.byzantine.agents: {agent!r} is not an agent id in 0..{num_agents - 1}"
+                )
+        return frozenset(agents)

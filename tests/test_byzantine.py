@@ -1,0 +1,195 @@
+import csv
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_CONFIG, fit_one_agent, run_cli
+
+from fedrl_lightning import AgentPopulation, ReinforceModule
+from fedrl_lightning.byzantine import Byzantine
+from fedrl_lightning.checkpoints import load_checkpoint
+from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.client import AGENT_STATS_KEY
+
+GLOBAL = {"w": torch.tensor([1.0, -2.0]), "b": torch.tensor([0.5])}
+TRAINED = {"w": torch.tensor([1.5, -2.0]), "b": torch.tensor([0.25])}
+
+
+def test_a_count_picks_that_many_agents_from_the_seed():
+    picked = Byzantine({"agents": 3, "attack": "zero"}, num_agents=10, seed=1).agents
+    assert len(picked) == 3 and picked <= set(range(10))
+    assert Byzantine({"agents": 3, "attack": "zero"}, num_agents=10, seed=1).agents == picked
+    others = {Byzantine({"agents": 3, "attack": "zero"}, 10, seed).agents for seed in range(2, 8)}
+    assert len(others | {picked}) > 1
+    listed = Byzantine({"agents": [4, 7], "attack": "zero"}, num_agents=10, seed=1)
+    assert listed.agents == {4, 7}
+    assert [listed.attack_of(a) for a in (3, 4, 7)] == [None, "zero", "zero"]
+
+
+def test_sign_flip_sends_the_change_times_minus_scale():
+    byzantine = Byzantine({"agents": [0], "attack": "sign_flip"}, num_agents=2, seed=0)
+    sent = byzantine.corrupt_update(0, TRAINED, GLOBAL, seed=3)
+    # w - 2.5 * (trained - w), by hand
+    assert torch.equal(sent["w"], torch.tensor([1.0 - 2.5 * 0.5, -2.0]))
+    assert torch.equal(sent["b"], torch.tensor([0.5 + 2.5 * 0.25]))
+    assert byzantine.corrupt_update(1, TRAINED, GLOBAL, seed=3) is TRAINED  # honest agent
+
+
+def test_zero_sends_the_global_weights_and_random_noise_ignores_the_fit():
+    zero = Byzantine({"agents": [0], "attack": "zero"}, 1, 0).corrupt_update(0, TRAINED, GLOBAL, 3)
+    assert all(torch.equal(zero[k], GLOBAL[k]) for k in GLOBAL)
+
+    noisy = Byzantine({"agents": [0], "attack": "random_noise", "noise_std": 0.1}, 1, 0)
+    big = {"w": torch.zeros(20000)}
+    sent = noisy.corrupt_update(0, {"w": torch.full((20000,), 9.0)}, big, seed=3)["w"]
+    assert sent.mean().abs() < 0.01 and sent.std() == pytest.approx(0.1, rel=0.05)
+    again = noisy.corrupt_update(0, {"w": torch.full((20000,), 9.0)}, big, seed=3)["w"]
+    other = noisy.corrupt_update(0, {"w": torch.full((20000,), 9.0)}, big, seed=4)["w"]
+    assert torch.equal(sent, again) and not torch.equal(sent, other)
+
+
+@pytest.mark.parametrize(
+    ("spec", "option"),
+    [
+        ({"agents": 3, "attack": "flip"}, "data.byzantine.attack"),
+        ({"agents": 11, "attack": "zero"}, "data.byzantine.agents"),
+        ({"agents": [0, 10], "attack": "zero"}, "data.byzantine.agents"),
+        ({"agents": 0, "attack": "zero"}, "data.byzantine.agents"),
+        ({"agents": 2, "attack": "zero", "power": 3}, "data.byzantine.power"),
+    ],
+)
+def test_bad_specs_name_the_option(spec, option):
+    with pytest.raises(ConfigError, match=option):
+        Byzantine(spec, num_agents=10, seed=0)
+
+
+def test_reward_flip_negates_training_rewards_only():
+    population = AgentPopulation(
+        "CartPole-v1", num_agents=2, num_envs=3, byzantine={"agents": [1], "attack": "reward_flip"}
+    )
+    for agent, sign in ((0, 1.0), (1, -1.0)):
+        env = population.byzantine.wrap_training_env(population.make_rollout_env(agent), agent)
+        env.reset(seed=0)
+        assert np.array_equal(env.step(np.zeros(3, np.int64))[1], sign * np.ones(3))
+        single = population.byzantine.wrap_training_env(population.make_env(agent), agent)
+        single.reset(seed=0)
+        assert single.step(0)[1] == sign
+
+
+def test_random_action_ignores_a_confident_policy():
+    module = ReinforceModule(observation_dim=4, num_actions=2)
+    with torch.no_grad():
+        module.policy.head.bias.copy_(torch.tensor([20.0, -20.0]))  # always action 0
+
+    def actions(random_actions: bool) -> torch.Tensor:
+        dataset = EpisodeDataset(
+            env=gym.make("CartPole-v1"),
+            policy=module.policy,
+            num_episodes=20,
+            episodes_per_update=20,
+            gamma=0.99,
+            env_seed=0,
+            action_seed=0,
+            random_actions=random_actions,
+        )
+        batch = next(iter(dataset))
+        return batch.actions[batch.mask].float()
+
+    assert actions(random_actions=False).mean() == 0.0
+    assert actions(random_actions=True).mean() == pytest.approx(0.5, abs=0.1)
+
+
+def test_random_action_on_a_box_space_stays_in_bounds():
+    module = ReinforceModule(
+        observation_dim=3, num_actions=1, continuous=True, action_low=[-2.0], action_high=[2.0]
+    )
+    dataset = EpisodeDataset(
+        env=gym.make("Pendulum-v1"),
+        policy=module.policy,
+        num_episodes=2,
+        episodes_per_update=2,
+        gamma=0.99,
+        env_seed=0,
+        action_seed=0,
+        random_actions=True,
+    )
+    actions = next(iter(dataset)).actions.flatten()
+    assert actions.min() >= -2.0 and actions.max() <= 2.0
+    assert actions.min() < -1.5 and actions.max() > 1.5 and actions.mean().abs() < 0.3
+
+
+def test_a_sign_flipping_agent_sends_its_honest_fit_flipped(tmp_path):
+    torch.manual_seed(0)
+    start = ReinforceModule(hidden_dim=8).state_dict()
+    honest = load_checkpoint(fit_one_agent(tmp_path, start, name="honest.ckpt"))
+    flipped = load_checkpoint(
+        fit_one_agent(
+            tmp_path, start, name="flip.ckpt", byzantine={"agents": [2], "attack": "sign_flip"}
+        )
+    )
+    assert flipped[AGENT_STATS_KEY] == honest[AGENT_STATS_KEY]  # it reports its real fit
+    for key, w in start.items():
+        expected = w - 2.5 * (honest["state_dict"][key] - w)
+        assert torch.allclose(flipped["state_dict"][key], expected, atol=1e-6)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_byzantine_agents_and_traffic_are_in_the_run_outputs(tmp_path):
+    result = run_cli(
+        "fit",
+        "--config",
+        str(TINY_CONFIG),
+        "--data.byzantine",
+        "{agents: [0, 2], attack: random_noise}",
+        "--trainer.keep_agent_checkpoints",
+        "true",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "lightning_logs" / "version_0"
+    assert read_csv(run / "agents.csv") == [
+        {"agent": "0", "byzantine": "random_noise"},
+        {"agent": "1", "byzantine": ""},
+        {"agent": "2", "byzantine": "random_noise"},
+    ]
+    rows = read_csv(run / "metrics.csv")
+    assert len(rows) == 3
+    round_size = (run / "checkpoints" / "round-0001.ckpt").stat().st_size
+    for row in rows:
+        agents = sorted(
+            int(p.name.split("-")[-1].split(".")[0])
+            for p in (run / "agents").glob(f"round-{int(row['round']):04d}-agent-*.ckpt")
+        )
+        assert len(agents) == 2  # agents_per_round
+        byzantine = [a for a in agents if a in (0, 2)]
+        assert row["byzantine_agents"] == " ".join(map(str, byzantine))
+        assert int(row["num_byzantine_agents"]) == len(byzantine)
+        received = sum(
+            (run / "agents" / f"round-{int(row['round']):04d}-agent-{a:04d}.ckpt").stat().st_size
+            for a in agents
+        )
+        assert int(row["bytes_received"]) == received
+        # each agent is sent the global weights and hyperparameters: a round checkpoint less
+        # its round state
+        assert 0 < int(row["bytes_sent"]) / 2 < round_size
+    assert any(row["byzantine_agents"] for row in rows)
+
+
+def test_a_bad_attack_is_one_line_naming_the_option(tmp_path):
+    result = run_cli(
+        "fit",
+        "--config",
+        str(TINY_CONFIG),
+        "--data.byzantine",
+        "{agents: 1, attack: lie}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "data.byzantine.attack" in result.stderr
+    assert not (tmp_path / "lightning_logs").exists()
