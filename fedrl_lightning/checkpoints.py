@@ -17,6 +17,7 @@ from fedrl_lightning.errors import ConfigError
 
 __all__ = [
     "atomic_save",
+    "atomic_write_bytes",
     "atomic_write_text",
     "load_checkpoint",
     "policy_checkpoint",
@@ -59,6 +60,11 @@ def atomic_save(obj: Any, path: Path) -> None:
     A crash mid-write leaves the previous ``path`` intact, never a truncated file.
     """
     _write_then_rename(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` to a temporary file, then rename it onto ``path``."""
+    _write_then_rename(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(text: str, path: Path) -> None:

@@ -1,9 +1,13 @@
 """Failures on purpose, for the tests of failing agents.
 
 ``faults:Crashing-v0`` is an environment whose every step raises. ``FlakyModule`` fails some
-local fits: it raises, or returns NaN weights, with given probabilities drawn from torch's
-generator, which each local fit seeds from (run seed, round, agent).
+local fits: it raises, returns NaN weights, ends its process (a lost Ray worker) or hangs,
+with given probabilities drawn from torch's generator, which each local fit seeds from
+(run seed, round, agent). Ending the process and hanging are only for the Ray executor.
 """
+
+import os
+import time
 
 import gymnasium as gym
 import torch
@@ -21,15 +25,29 @@ gym.register("Crashing-v0", entry_point=CrashingEnv, max_episode_steps=100)
 
 
 class FlakyModule(ReinforceModule):
-    def __init__(self, crash_prob: float = 0.0, nan_prob: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        crash_prob: float = 0.0,
+        nan_prob: float = 0.0,
+        exit_prob: float = 0.0,
+        hang_prob: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.poison = False
 
     def on_train_start(self):
         draw = torch.rand(()).item()
-        if draw < self.hparams.crash_prob:
+        bounds = torch.tensor(
+            [self.hparams[k] for k in ("crash_prob", "nan_prob", "exit_prob", "hang_prob")]
+        ).cumsum(0)
+        if draw < bounds[0]:
             raise RuntimeError("injected crash in the local fit")
-        self.poison = draw < self.hparams.crash_prob + self.hparams.nan_prob
+        self.poison = draw < bounds[1]
+        if bounds[1] <= draw < bounds[2]:
+            os._exit(1)
+        if bounds[2] <= draw < bounds[3]:
+            time.sleep(3600)
 
     def on_train_end(self):
         if self.poison:

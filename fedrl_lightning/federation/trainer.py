@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -21,13 +21,15 @@ from fedrl_lightning.checkpoints import (
 )
 from fedrl_lightning.console import quiet_lightning, round_progress
 from fedrl_lightning.errors import ConfigError, FederationError
-from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning.federation.client import LocalFit
 from fedrl_lightning.federation.evaluation import evaluate_policy
+from fedrl_lightning.federation.executor import Executor, SequentialExecutor, describe_failure
 from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text
+from fedrl_lightning.federation.ray_executor import RayExecutor
 from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.strategies import AgentUpdate, RewardWeighted, Strategy
-from fedrl_lightning.federation.updates import read_update
+from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
@@ -36,6 +38,13 @@ __all__ = ["FEDRL_KEY", "FederatedTrainer"]
 
 FEDRL_KEY = "fedrl"
 log = logging.getLogger(__name__)
+
+
+def evaluated_agents(num_agents: int, count: int | None) -> list[int]:
+    """``count`` agent ids evenly spaced over ``0 .. num_agents - 1``; all of them if ``None``."""
+    if count is None or count >= num_agents:
+        return list(range(num_agents))
+    return sorted({int(a) for a in np.linspace(0, num_agents - 1, count).round()})
 
 
 class TrainedRound(NamedTuple):
@@ -78,7 +87,21 @@ class FederatedTrainer:
         min_agents_per_round: The run stops with an error when fewer agents than this succeed
             in a round; failed agents are otherwise left out.
         eval_episodes: Evaluation episodes per agent after each round.
+        eval_agents: How many agents the global policy is evaluated on after each round:
+            that many ids evenly spaced over the population (the first and the last
+            included), the same every round, so evaluation costs the same whatever the
+            population's size. ``None``: every agent.
         accelerator: Accelerator for local fits (``cpu``, ``gpu``, ``auto``, ...).
+        executor: Where local fits run: ``sequential``, one after another in this process,
+            or ``ray``, as Ray tasks in parallel (``pip install 'fedrl_lightning[ray]'``).
+            Both give the same weights and metrics.
+        num_workers: With ``executor: ray``, the CPUs of the local Ray instance, one fit per
+            CPU; ``None``: all of this machine's.
+        ray_address: With ``executor: ray``, an existing cluster to join (``auto`` or
+            ``ray://host:port``); ``None`` starts a local Ray instance.
+        round_timeout: With ``executor: ray``, seconds a round waits for its local fits;
+            fits still running then are cancelled and count as failed agents. ``None``: no
+            limit.
         default_root_dir: Folder under which ``lightning_logs/`` is created.
         keep_agent_checkpoints: Keep every agent's checkpoint in the run folder's ``agents/``
             instead of deleting it once aggregated.
@@ -96,7 +119,12 @@ class FederatedTrainer:
         strategy: Strategy | None = None,
         min_agents_per_round: int = 1,
         eval_episodes: int = 10,
+        eval_agents: int | None = 10,
         accelerator: str = "cpu",
+        executor: Literal["sequential", "ray"] = "sequential",
+        num_workers: int | None = None,
+        ray_address: str | None = None,
+        round_timeout: float | None = None,
         default_root_dir: str = ".",
         keep_agent_checkpoints: bool = False,
         enable_progress_bar: bool = True,
@@ -109,9 +137,14 @@ class FederatedTrainer:
             ("episodes_per_round", episodes_per_round),
             ("min_agents_per_round", min_agents_per_round),
             ("eval_episodes", eval_episodes),
+            ("eval_agents", eval_agents),
+            ("num_workers", num_workers),
+            ("round_timeout", round_timeout),
         ):
-            if value <= 0:
+            if value is not None and value <= 0:
                 raise ConfigError(f"trainer.{name} must be positive, got {value}")
+        if executor not in ("sequential", "ray"):
+            raise ConfigError(f"trainer.executor must be sequential or ray, got {executor!r}")
         if min_agents_per_round > agents_per_round:
             raise ConfigError(
                 f"trainer.min_agents_per_round ({min_agents_per_round}) must not exceed "
@@ -123,7 +156,12 @@ class FederatedTrainer:
         self.strategy = strategy if strategy is not None else RewardWeighted()
         self.min_agents_per_round = min_agents_per_round
         self.eval_episodes = eval_episodes
+        self.eval_agents = eval_agents
         self.accelerator = accelerator
+        self.executor = executor
+        self.num_workers = num_workers
+        self.ray_address = ray_address
+        self.round_timeout = round_timeout
         self.default_root_dir = Path(default_root_dir)
         self.keep_agent_checkpoints = keep_agent_checkpoints
         self.enable_progress_bar = enable_progress_bar
@@ -179,11 +217,16 @@ class FederatedTrainer:
             atomic_write_text(run_config, self.run.config)
         if population.heterogeneity or population.byzantine:
             atomic_write_text(csv_text(self._agent_table(population)), self.run.agents_table)
+        executor = self._make_executor()
         with quiet_lightning(self.verbose):
-            loggers = self._make_loggers(self.run)
-            self._run_rounds(model, population, loggers)
-            for logger in loggers:
-                logger.finalize("success")
+            executor.open(population, self.verbose)
+            try:
+                loggers = self._make_loggers(self.run)
+                self._run_rounds(model, population, executor, loggers)
+                for logger in loggers:
+                    logger.finalize("success")
+            finally:
+                executor.close()
         return self.history
 
     def state_dict(self) -> dict[str, Any]:
@@ -233,6 +276,11 @@ class FederatedTrainer:
             )
         return RunFolder.of_checkpoint(path) or RunFolder.create(self.default_root_dir)
 
+    def _make_executor(self) -> Executor:
+        if self.executor == "sequential":
+            return SequentialExecutor()
+        return RayExecutor(self.num_workers, self.ray_address, self.round_timeout)
+
     def _make_loggers(self, run: RunFolder) -> list[Logger]:
         loggers: list[Logger] = [RoundCSVLogger(run.metrics, rows=self.history)]
         if _TENSORBOARD_AVAILABLE:
@@ -248,11 +296,16 @@ class FederatedTrainer:
         return loggers
 
     def _run_rounds(
-        self, model: ReinforceModule, population: AgentPopulation, loggers: list[Logger]
+        self,
+        model: ReinforceModule,
+        population: AgentPopulation,
+        executor: Executor,
+        loggers: list[Logger],
     ) -> None:
         model_hparams = dict(model.hparams)
         global_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        eval_agents = [a for a in range(population.num_agents) for _ in range(self.eval_episodes)]
+        evaluated = evaluated_agents(population.num_agents, self.eval_agents)
+        eval_agents = [a for a in evaluated for _ in range(self.eval_episodes)]
         eval_env = population.make_vector_env(eval_agents)
         last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
         totals = {"episodes": int(last["episodes"]), "env_steps": int(last["env_steps"])}
@@ -261,7 +314,7 @@ class FederatedTrainer:
             for round_idx in range(self.completed_rounds + 1, self.num_rounds + 1):
                 started = time.perf_counter()
                 sent_bytes = serialized_size(policy_checkpoint(global_state, model_hparams))
-                trained = self._train_agents(round_idx, model, global_state, population)
+                trained = self._train_agents(round_idx, model, global_state, executor)
                 updates, failures = trained.updates, trained.failures
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 global_state = self.strategy.aggregate(global_state, updates)
@@ -274,7 +327,10 @@ class FederatedTrainer:
                     "train_reward": float(np.mean([u.mean_return for u in updates])),
                     "eval_reward": float(per_agent.mean()),
                     "eval_reward_min": float(per_agent.min()),
-                    **{f"eval_reward/agent_{a}": float(r) for a, r in enumerate(per_agent)},
+                    **{
+                        f"eval_reward/agent_{a}": float(r)
+                        for a, r in zip(evaluated, per_agent, strict=True)
+                    },
                     "num_failed_agents": len(failures),
                     "failed_agents": " ".join(str(a) for a in sorted(failures)),
                     "num_byzantine_agents": len(byzantine),
@@ -300,44 +356,49 @@ class FederatedTrainer:
         round_idx: int,
         model: ReinforceModule,
         global_state: dict[str, torch.Tensor],
-        population: AgentPopulation,
+        executor: Executor,
     ) -> TrainedRound:
-        module_class, model_hparams = type(model), dict(model.hparams)
-        agents = sample_agents(population.num_agents, self.agents_per_round, self.seed, round_idx)
+        agents = sample_agents(
+            executor.population.num_agents, self.agents_per_round, self.seed, round_idx
+        )
         trainer_kwargs: dict[str, Any] = {
             "accelerator": self.accelerator,
             "devices": 1,
             "enable_progress_bar": self.verbose,
             "enable_model_summary": self.verbose,
         }
-        updates: list[AgentUpdate] = []
-        failures: dict[int, str] = {}
-        bytes_received = 0
-        for agent_id in agents:
-            path = self.run.agent_checkpoint(round_idx, agent_id)
-            task = LocalFit(
+        tasks = [
+            LocalFit(
                 agent_id=agent_id,
                 round_idx=round_idx,
                 run_seed=self.seed,
-                module_class=module_class,
-                model_hparams=model_hparams,
+                module_class=type(model),
+                model_hparams=dict(model.hparams),
                 global_state=global_state,
                 num_episodes=self.episodes_per_round,
-                checkpoint_path=path,
+                checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
                 proximal_mu=self.strategy.proximal_mu,
             )
+            for agent_id in agents
+        ]
+        failures = executor.run(tasks)
+        updates: list[AgentUpdate] = []
+        bytes_received = 0
+        for task in tasks:
+            path = task.checkpoint_path
             try:
-                fit_agent(task, population)
-                bytes_received += path.stat().st_size
-                updates.append(read_update(path, agent_id, global_state))
-            except Exception as err:  # an agent's failure, whatever it is, must not end the round
-                failures[agent_id] = f"{type(err).__name__}: {err}".splitlines()[0]
-                if self.verbose:
-                    log.warning("round %d: agent %d failed: %s", round_idx, agent_id, err)
+                if task.agent_id not in failures:
+                    bytes_received += path.stat().st_size
+                    updates.append(read_update(path, task.agent_id, global_state))
+            except (OSError, InvalidUpdate) as err:
+                failures[task.agent_id] = describe_failure(err)
             finally:
                 if not self.keep_agent_checkpoints:
                     path.unlink(missing_ok=True)
+        if self.verbose:
+            for agent_id, reason in sorted(failures.items()):
+                log.warning("round %d: agent %d failed: %s", round_idx, agent_id, reason)
         if len(updates) < self.min_agents_per_round:
             first = min(failures)
             raise FederationError(

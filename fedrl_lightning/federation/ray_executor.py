@@ -1,0 +1,136 @@
+"""Running a round's local fits as Ray tasks, on this machine or on a Ray cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fedrl_lightning.checkpoints import atomic_write_bytes
+from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning.federation.executor import Executor, describe_failure
+from fedrl_lightning.population import AgentPopulation
+
+__all__ = ["RayExecutor"]
+
+
+def fit_remotely(
+    task: LocalFit,
+    global_state: dict[str, torch.Tensor],
+    population: AgentPopulation,
+    verbose: bool,
+) -> bytes:
+    """A Ray task's body: fit one agent on the worker and return its checkpoint's bytes.
+
+    The checkpoint is written under the same file name as on the driver: ``torch.save`` names
+    the archive's folder after the file, so the bytes are the same as a sequential run's.
+    """
+    with quiet_lightning(verbose), tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / task.checkpoint_path.name
+        task = dataclasses.replace(task, global_state=global_state, checkpoint_path=path)
+        return fit_agent(task, population).read_bytes()
+
+
+class RayExecutor(Executor):
+    """Runs every sampled agent's local fit as a Ray task, each with its own fresh Trainer.
+
+    The global weights go to the workers once per round through Ray's object store. Each task
+    returns its agent's checkpoint as bytes, which the driver writes to the run folder and
+    then loads like any other agent checkpoint, with ``weights_only=True``. Returning bytes
+    rather than a path needs no storage shared between the machines of a cluster.
+
+    Args:
+        num_workers: CPUs of the local Ray instance, one local fit per CPU; ``None``: all of
+            this machine's. Not used when joining a cluster.
+        address: ``auto`` or ``ray://host:port`` joins an existing cluster; ``None`` starts a
+            local Ray instance, unless this process has already initialised Ray.
+        round_timeout: Seconds a round waits for its fits; fits still running then are
+            cancelled and count as failed. ``None``: wait as long as they take.
+    """
+
+    def __init__(
+        self,
+        num_workers: int | None = None,
+        address: str | None = None,
+        round_timeout: float | None = None,
+    ) -> None:
+        self.num_workers = num_workers
+        self.address = address
+        self.round_timeout = round_timeout
+        self._started_ray = False
+
+    def open(self, population: AgentPopulation, verbose: bool) -> None:
+        """Start or join Ray, and put the population in its object store."""
+        super().open(population, verbose)
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError(
+                "trainer.executor ray needs Ray: pip install 'fedrl_lightning[ray]'"
+            ) from None
+        self._ray = ray
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=self.address,
+                    num_cpus=self.num_workers if self.address is None else None,
+                    include_dashboard=False,
+                    log_to_driver=verbose,
+                    logging_level=logging.INFO if verbose else logging.ERROR,
+                )
+            except (ConnectionError, ValueError, RuntimeError) as err:
+                raise ConfigError(
+                    f"trainer.ray_address {self.address!r}: cannot start or join Ray ({err})"
+                ) from None
+            self._started_ray = True
+        self._population = ray.put(population)
+        self._fit = ray.remote(num_cpus=1, max_retries=0)(fit_remotely)
+
+    def run(self, tasks: Sequence[LocalFit]) -> dict[int, str]:
+        """Submit every fit, wait up to the round timeout, and write the checkpoints back."""
+        ray = self._ray
+        if not tasks:
+            return {}
+        global_state = ray.put(tasks[0].global_state)
+        submitted: dict[Any, LocalFit] = {
+            self._fit.remote(
+                dataclasses.replace(task, global_state={}),
+                global_state,
+                self._population,
+                self.verbose,
+            ): task
+            for task in tasks
+        }
+        ready, late = ray.wait(
+            list(submitted), num_returns=len(submitted), timeout=self.round_timeout
+        )
+        failures: dict[int, str] = {}
+        for ref in late:
+            ray.cancel(ref, force=True)
+            failures[submitted[ref].agent_id] = (
+                f"TimeoutError: no result within trainer.round_timeout ({self.round_timeout} s)"
+            )
+        for ref in ready:
+            task = submitted[ref]
+            try:
+                checkpoint = ray.get(ref)
+            except ray.exceptions.RayTaskError as err:
+                failures[task.agent_id] = describe_failure(err.cause or err)
+            except ray.exceptions.RayError as err:  # a lost worker, a cancelled task
+                failures[task.agent_id] = describe_failure(err)
+            else:
+                atomic_write_bytes(checkpoint, task.checkpoint_path)
+        return failures
+
+    def close(self) -> None:
+        """Shut Ray down if this executor started it."""
+        if self._started_ray:
+            self._ray.shutdown()
+            self._started_ray = False

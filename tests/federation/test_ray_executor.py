@@ -1,0 +1,111 @@
+import csv
+import os
+
+import pytest
+import torch
+from conftest import TESTS, TINY_CONFIG, run_cli
+from faults import FlakyModule
+
+from fedrl_lightning import AgentPopulation, FederatedTrainer
+from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning.federation.sampling import sample_agents
+
+ray = pytest.importorskip("ray")
+
+AGENTS_PER_ROUND = 4
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A 2-CPU Ray instance whose workers can import the tests' fault injection."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), previous or ""])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    if previous is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = previous
+
+
+def run(tmp_path, executor, num_rounds=3, round_timeout=None, **faults):
+    torch.manual_seed(0)
+    model = FlakyModule(hidden_dim=8, **faults)
+    trainer = FederatedTrainer(
+        num_rounds=num_rounds,
+        agents_per_round=AGENTS_PER_ROUND,
+        episodes_per_round=2,
+        eval_episodes=2,
+        default_root_dir=str(tmp_path / executor),
+        enable_progress_bar=False,
+        executor=executor,
+        round_timeout=round_timeout,
+        seed=3,
+    )
+    population = AgentPopulation(
+        num_agents=6,
+        heterogeneity={"noise_scale": [0.0, 0.5]},
+        byzantine={"agents": [1], "attack": "sign_flip"},
+    )
+    with quiet_lightning(verbose=False):
+        history = trainer.fit(model, population)
+    return model, history
+
+
+def without_times(history):
+    return [{k: v for k, v in row.items() if k != "round_time"} for row in history]
+
+
+def test_ray_gives_the_same_weights_and_metrics_as_sequential(tmp_path, local_ray):
+    faults = {"crash_prob": 0.2, "nan_prob": 0.2}  # failures must match too
+    sequential_model, sequential = run(tmp_path, "sequential", num_rounds=4, **faults)
+    ray_model, on_ray = run(tmp_path, "ray", num_rounds=4, **faults)
+
+    assert without_times(on_ray) == without_times(sequential)
+    assert sum(row["num_failed_agents"] for row in sequential) > 0
+    for key, value in sequential_model.state_dict().items():
+        assert torch.equal(ray_model.state_dict()[key], value), key
+
+
+def test_a_lost_worker_fails_its_agent_only(tmp_path, local_ray):
+    _, history = run(tmp_path, "ray", num_rounds=2, exit_prob=0.3)
+    lost = [row for row in history if row["num_failed_agents"]]
+    assert lost, "no worker was lost; pick another seed"
+    for row in history:
+        assert row["num_failed_agents"] < AGENTS_PER_ROUND
+        assert set(map(int, row["failed_agents"].split())) <= set(
+            sample_agents(6, AGENTS_PER_ROUND, 3, row["round"])
+        )
+
+
+def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
+    _, history = run(tmp_path, "ray", num_rounds=1, round_timeout=30.0, hang_prob=0.4)
+    (row,) = history
+    assert 0 < row["num_failed_agents"] < AGENTS_PER_ROUND
+    assert 30.0 <= row["round_time"] < 60.0
+
+
+def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run):
+    result = run_cli(
+        "fit",
+        "--config",
+        str(TINY_CONFIG),
+        "--trainer.executor",
+        "ray",
+        "--trainer.num_workers",
+        "2",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("\n") <= 1  # no Ray or Lightning chatter; at most the bar
+
+    def metrics(folder):
+        with open(folder / "lightning_logs/version_0/metrics.csv", newline="") as f:
+            return without_times(list(csv.DictReader(f)))
+
+    assert metrics(tmp_path) == metrics(tiny_run[0])
+    ray_weights = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt")
+    sequential_weights = torch.load(tiny_run[0] / "lightning_logs/version_0/checkpoints/last.ckpt")
+    for key, value in sequential_weights["state_dict"].items():
+        assert torch.equal(ray_weights["state_dict"][key], value)
