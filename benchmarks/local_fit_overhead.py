@@ -1,0 +1,87 @@
+"""Fixed cost of one local fit, and resident memory over 500 of them.
+
+Usage::
+
+    python benchmarks/local_fit_overhead.py [--fits 500] [--warmup 50]
+
+Each local fit is the real one (``fit_agent``: build the module, a fresh ``lightning.Trainer``,
+fit, save the agent checkpoint), on ``fedrl/Simple-v0`` episodes cut to a single step, so
+what is measured is the fixed cost of building and tearing everything down, not learning.
+Resident memory (``VmRSS``) is read after every fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from machine import describe_machine
+
+from fedrl_lightning import AgentPopulation, ReinforceModule
+from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning.federation.client import LocalFit, fit_agent
+
+TRAINER_KWARGS = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
+
+
+def resident_mb() -> float:
+    """This process's resident memory in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fits", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=50)
+    args = parser.parse_args()
+    print(f"machine: {describe_machine()}")
+    population = AgentPopulation(num_agents=10, env_kwargs={"max_episode_steps": 1})
+    model = ReinforceModule(observation_dim=population.observation_dim, num_actions=2)
+    global_state = {k: v.clone() for k, v in model.state_dict().items()}
+    seconds, memory = [], []
+    with tempfile.TemporaryDirectory() as folder, quiet_lightning(verbose=False):
+        for i in range(args.warmup + args.fits):
+            task = LocalFit(
+                agent_id=i % population.num_agents,
+                round_idx=i,
+                run_seed=0,
+                module_class=ReinforceModule,
+                model_hparams=dict(model.hparams),
+                global_state=global_state,
+                num_episodes=1,
+                checkpoint_path=Path(folder) / "agent.ckpt",
+                trainer_kwargs=TRAINER_KWARGS,
+            )
+            started = time.perf_counter()
+            fit_agent(task, population)
+            seconds.append(time.perf_counter() - started)
+            memory.append(resident_mb())
+    measured = np.array(seconds[args.warmup :]) * 1000
+    print(f"torch threads: {torch.get_num_threads()}")
+    print(
+        f"fixed cost per local fit over {args.fits} fits: median {np.median(measured):.1f} ms, "
+        f"p90 {np.percentile(measured, 90):.1f} ms"
+    )
+    after_warmup = memory[args.warmup - 1]
+    print(
+        f"resident memory: {after_warmup:.1f} MB after {args.warmup} warm-up fits, "
+        f"{memory[-1]:.1f} MB after {args.fits} more (growth {memory[-1] - after_warmup:+.1f} MB, "
+        f"peak {max(memory):.1f} MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Seconds per round and peak memory for 10, 100 and 1,000 agents, 10 sampled per round.
+
+Usage::
+
+    python benchmarks/population_scaling.py [--agents 10 100 1000] [--rounds 20]
+
+Each population size is fitted in its own process through the command line's ``main``, on
+``fedrl/Simple-v0`` with the default config's local training, and ``--trainer.eval_agents``
+at its default (10 evenly spaced agents). The figures are the mean ``round_time`` over the
+rounds after the first, and the process's peak resident memory (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from machine import describe_machine
+
+
+def child(num_agents: int, rounds: int) -> None:
+    """Fit one population size in this process and print its figures as JSON."""
+    from fedrl_lightning.cli import main
+
+    with tempfile.TemporaryDirectory() as root:
+        code = main(
+            [
+                "fit",
+                "--config=configs/default.yaml",
+                f"--data.num_agents={num_agents}",
+                "--trainer.agents_per_round=10",
+                f"--trainer.num_rounds={rounds}",
+                f"--trainer.default_root_dir={root}",
+                "--trainer.enable_progress_bar=false",
+            ]
+        )
+        if code:
+            raise SystemExit(code)
+        with open(Path(root) / "lightning_logs/version_0/metrics.csv", newline="") as f:
+            times = [float(row["round_time"]) for row in csv.DictReader(f)]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds_per_round": float(np.mean(times[1:])), "peak_mb": peak_mb}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.rounds)
+        return
+    print(f"machine: {describe_machine()}")
+    print("| agents | sampled per round | seconds per round | peak memory |")
+    print("|---|---|---|---|")
+    for num_agents in args.agents:
+        output = subprocess.run(
+            [sys.executable, __file__, f"--child={num_agents}", f"--rounds={args.rounds}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        figures = json.loads(output.strip().splitlines()[-1])
+        print(
+            f"| {num_agents} | 10 | {figures['seconds_per_round']:.3f} | "
+            f"{figures['peak_mb']:.0f} MB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
