@@ -45,7 +45,7 @@ def main() -> None:
             run, seconds = fit_config(CONFIG, SEED, Path(root) / executor, *overrides, *extra)
             with open(run / "metrics.csv", newline="") as f:
                 rows = list(csv.DictReader(f))
-            weights = torch.load(run / "checkpoints" / "last.ckpt")["state_dict"]
+            weights = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
             per_round = float(np.mean([float(r["round_time"]) for r in rows[1:]]))
             results[executor] = (seconds, per_round, rows, weights)
             print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import inf
 from typing import Any
 
 import gymnasium as gym
@@ -33,8 +34,9 @@ class Byzantine:
     - ``random_action`` trains on episodes in which the agent acts uniformly at random;
     - ``reward_flip`` trains on negated rewards.
 
-    Byzantine agents report their training statistics as they are; the update attacks change
-    only the weights.
+    Every agent reports the statistics of the episodes it trained on: the update attacks change
+    only the weights sent, while ``reward_flip`` reports the negated returns it trained on and
+    ``random_action`` the returns of its random episodes.
 
     Args:
         spec: ``{"agents": count or list of agent ids, "attack": name}``, plus ``scale`` for
@@ -55,10 +57,8 @@ class Byzantine:
             raise ConfigError(
                 f"data.byzantine.attack must be one of {', '.join(ATTACKS)}, got {self.attack!r}"
             )
-        self.scale = float(spec.get("scale", 2.5))
-        self.noise_std = float(spec.get("noise_std", 1.0))
-        if self.noise_std < 0:
-            raise ConfigError(f"data.byzantine.noise_std must be >= 0, got {self.noise_std}")
+        self.scale = self._number(spec, "scale", 2.5)
+        self.noise_std = self._number(spec, "noise_std", 1.0)
         self.agents = self._pick(spec.get("agents", 0) if spec else 0, num_agents, seed)
         if spec and not self.agents:
             raise ConfigError("data.byzantine.agents names no agent")
@@ -114,6 +114,13 @@ class Byzantine:
             else:
                 sent[key] = start.clone()
         return sent
+
+    @staticmethod
+    def _number(spec: Mapping[str, Any], key: str, default: float) -> float:
+        value = spec.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < inf:
+            raise ConfigError(f"data.byzantine.{key} must be a finite number >= 0, got {value!r}")
+        return float(value)
 
     @staticmethod
     def _pick(agents: int | list[int], num_agents: int, seed: int) -> frozenset[int]:

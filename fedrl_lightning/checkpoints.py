@@ -21,7 +21,7 @@ __all__ = [
     "atomic_write_text",
     "load_checkpoint",
     "policy_checkpoint",
-    "serialized_size",
+    "serialize",
     "temporary_path",
 ]
 
@@ -42,11 +42,15 @@ def policy_checkpoint(
     }
 
 
-def serialized_size(obj: Any) -> int:
-    """The bytes ``torch.save`` writes for ``obj``: what sending it as a file costs."""
+def serialize(obj: Any) -> bytes:
+    """What ``torch.save`` writes for ``obj``.
+
+    In memory, the archive's inner folder has a fixed name, so the bytes depend only on
+    ``obj``; saving to a file would name that folder after the file.
+    """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    return buffer.getbuffer().nbytes
+    return buffer.getvalue()
 
 
 def temporary_path(path: Path) -> Path:
@@ -57,9 +61,10 @@ def temporary_path(path: Path) -> Path:
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename it onto ``path``.
 
-    A crash mid-write leaves the previous ``path`` intact, never a truncated file.
+    A crash mid-write leaves the previous ``path`` intact, never a truncated file. The bytes
+    depend only on ``obj``, not on the file's name or the process that writes it.
     """
-    _write_then_rename(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write_bytes(serialize(obj), path)
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> None:

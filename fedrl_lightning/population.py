@@ -6,6 +6,7 @@ import importlib
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 from gymnasium import spaces
 
 import fedrl_lightning.envs  # noqa: F401  (registers fedrl/* ids)
@@ -80,6 +81,13 @@ class AgentPopulation:
         self.continuous, self.num_actions, self.action_low, self.action_high = self._action_spec(
             probe
         )
+        if self.continuous and self.byzantine.attack == "random_action":
+            bounds = np.array([self.action_low, self.action_high])
+            if not np.isfinite(bounds).all():
+                raise ConfigError(
+                    "data.byzantine.attack random_action needs finite action bounds; "
+                    f"{env_id} has {probe.action_space}"
+                )
         self.heterogeneity.apply(probe, 0)  # names a missing attribute now, not mid-run
         probe.reset(seed=0)
         probe.close()

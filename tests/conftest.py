@@ -5,6 +5,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from fedrl_lightning import AgentPopulation, ReinforceModule
 from fedrl_lightning.console import quiet_lightning
@@ -56,7 +57,13 @@ TRAINER_KWARGS = {
 }
 
 
-def fit_one_agent(tmp_path, global_state, agent_id=2, name="agent.ckpt", byzantine=None):
+def fit_one_agent(
+    tmp_path: Path,
+    global_state: dict[str, torch.Tensor],
+    agent_id: int = 2,
+    name: str = "agent.ckpt",
+    byzantine: dict | None = None,
+) -> Path:
     """Fit agent ``agent_id`` of a 4-agent Simple population for 3 episodes, as round 3 does."""
     task = LocalFit(
         agent_id=agent_id,

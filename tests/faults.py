@@ -17,7 +17,7 @@ from fedrl_lightning.envs.simple import SimpleEnv
 
 
 class CrashingEnv(SimpleEnv):
-    def step(self, action):
+    def step(self, action: object) -> tuple:
         raise RuntimeError("injected crash in step")
 
 
@@ -31,12 +31,12 @@ class FlakyModule(ReinforceModule):
         nan_prob: float = 0.0,
         exit_prob: float = 0.0,
         hang_prob: float = 0.0,
-        **kwargs,
-    ):
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)
         self.poison = False
 
-    def on_train_start(self):
+    def on_train_start(self) -> None:
         draw = torch.rand(()).item()
         bounds = torch.tensor(
             [self.hparams[k] for k in ("crash_prob", "nan_prob", "exit_prob", "hang_prob")]
@@ -49,7 +49,7 @@ class FlakyModule(ReinforceModule):
         if bounds[2] <= draw < bounds[3]:
             time.sleep(3600)
 
-    def on_train_end(self):
+    def on_train_end(self) -> None:
         if self.poison:
             with torch.no_grad():
                 self.policy.head.weight.fill_(float("nan"))

@@ -58,6 +58,8 @@ def test_zero_sends_the_global_weights_and_random_noise_ignores_the_fit():
         ({"agents": [0, 10], "attack": "zero"}, "data.byzantine.agents"),
         ({"agents": 0, "attack": "zero"}, "data.byzantine.agents"),
         ({"agents": 2, "attack": "zero", "power": 3}, "data.byzantine.power"),
+        ({"agents": 2, "attack": "sign_flip", "scale": "big"}, "data.byzantine.scale"),
+        ({"agents": 2, "attack": "random_noise", "noise_std": -1}, "data.byzantine.noise_std"),
     ],
 )
 def test_bad_specs_name_the_option(spec, option):

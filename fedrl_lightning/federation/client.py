@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,10 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
     """Train the global policy on one agent's environment and save the agent's checkpoint.
 
     The result depends only on ``task`` and ``population``: every random stream is seeded
-    from (run seed, round, agent id), never from which agents ran before.
+    from (run seed, round, agent id), never from which agents ran before. torch runs on one
+    thread during the fit, as in a Ray worker, so the sums in every update add up in the same
+    order whichever executor runs it; the policies are small, and parallelism comes from
+    running agents side by side.
 
     Args:
         task: The fit to run.
@@ -63,7 +68,22 @@ def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
     Returns:
         The path of the agent's checkpoint, written atomically.
     """
+    with one_torch_thread():
+        return _fit(task, population)
 
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block, and restore the thread count after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     def seed(stream: Stream) -> int:
         return derive_seed(task.run_seed, task.round_idx, task.agent_id, stream)
 

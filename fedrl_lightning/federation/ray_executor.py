@@ -27,13 +27,9 @@ def fit_remotely(
     population: AgentPopulation,
     verbose: bool,
 ) -> bytes:
-    """A Ray task's body: fit one agent on the worker and return its checkpoint's bytes.
-
-    The checkpoint is written under the same file name as on the driver: ``torch.save`` names
-    the archive's folder after the file, so the bytes are the same as a sequential run's.
-    """
+    """A Ray task's body: fit one agent on the worker and return its checkpoint's bytes."""
     with quiet_lightning(verbose), tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / task.checkpoint_path.name
+        path = Path(folder) / "agent.ckpt"
         task = dataclasses.replace(task, global_state=global_state, checkpoint_path=path)
         return fit_agent(task, population).read_bytes()
 
@@ -52,7 +48,8 @@ class RayExecutor(Executor):
         address: ``auto`` or ``ray://host:port`` joins an existing cluster; ``None`` starts a
             local Ray instance, unless this process has already initialised Ray.
         round_timeout: Seconds a round waits for its fits; fits still running then are
-            cancelled and count as failed. ``None``: wait as long as they take.
+            cancelled and count as failed. Which fits that cuts short depends on timing.
+            ``None``: wait as long as they take.
     """
 
     def __init__(
@@ -69,12 +66,8 @@ class RayExecutor(Executor):
     def open(self, population: AgentPopulation, verbose: bool) -> None:
         """Start or join Ray, and put the population in its object store."""
         super().open(population, verbose)
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(
-                "trainer.executor ray needs Ray: pip install 'fedrl_lightning[ray]'"
-            ) from None
+        import ray
+
         self._ray = ray
         if not ray.is_initialized():
             try:
@@ -86,9 +79,12 @@ class RayExecutor(Executor):
                     logging_level=logging.INFO if verbose else logging.ERROR,
                 )
             except (ConnectionError, ValueError, RuntimeError) as err:
-                raise ConfigError(
-                    f"trainer.ray_address {self.address!r}: cannot start or join Ray ({err})"
-                ) from None
+                option = (
+                    f"trainer.ray_address {self.address!r}: cannot join Ray"
+                    if self.address is not None
+                    else f"trainer.num_workers {self.num_workers}: cannot start Ray"
+                )
+                raise ConfigError(f"{option} ({str(err).splitlines()[0]})") from None
             self._started_ray = True
         self._population = ray.put(population)
         self._fit = ray.remote(num_cpus=1, max_retries=0)(fit_remotely)
@@ -126,7 +122,10 @@ class RayExecutor(Executor):
             except ray.exceptions.RayError as err:  # a lost worker, a cancelled task
                 failures[task.agent_id] = describe_failure(err)
             else:
-                atomic_write_bytes(checkpoint, task.checkpoint_path)
+                try:
+                    atomic_write_bytes(checkpoint, task.checkpoint_path)
+                except OSError as err:
+                    failures[task.agent_id] = describe_failure(err)
         return failures
 
     def close(self) -> None:

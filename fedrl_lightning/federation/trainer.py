@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from fedrl_lightning.checkpoints import (
     atomic_write_text,
     load_checkpoint,
     policy_checkpoint,
-    serialized_size,
+    serialize,
 )
 from fedrl_lightning.console import quiet_lightning, round_progress
 from fedrl_lightning.errors import ConfigError, FederationError
@@ -89,8 +90,8 @@ class FederatedTrainer:
         eval_episodes: Evaluation episodes per agent after each round.
         eval_agents: How many agents the global policy is evaluated on after each round:
             that many ids evenly spaced over the population (the first and the last
-            included), the same every round, so evaluation costs the same whatever the
-            population's size. ``None``: every agent.
+            included, for two or more), the same every round, so evaluation costs the same
+            whatever the population's size. ``None``: every agent.
         accelerator: Accelerator for local fits (``cpu``, ``gpu``, ``auto``, ...).
         executor: Where local fits run: ``sequential``, one after another in this process,
             or ``ray``, as Ray tasks in parallel (``pip install 'fedrl_lightning[ray]'``).
@@ -101,7 +102,8 @@ class FederatedTrainer:
             ``ray://host:port``); ``None`` starts a local Ray instance.
         round_timeout: With ``executor: ray``, seconds a round waits for its local fits;
             fits still running then are cancelled and count as failed agents. ``None``: no
-            limit.
+            limit. When it cuts fits short, which ones depends on timing, so such a round is
+            no longer reproducible.
         default_root_dir: Folder under which ``lightning_logs/`` is created.
         keep_agent_checkpoints: Keep every agent's checkpoint in the run folder's ``agents/``
             instead of deleting it once aggregated.
@@ -145,6 +147,8 @@ class FederatedTrainer:
                 raise ConfigError(f"trainer.{name} must be positive, got {value}")
         if executor not in ("sequential", "ray"):
             raise ConfigError(f"trainer.executor must be sequential or ray, got {executor!r}")
+        if executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise ConfigError("trainer.executor ray needs Ray: pip install 'fedrl_lightning[ray]'")
         if min_agents_per_round > agents_per_round:
             raise ConfigError(
                 f"trainer.min_agents_per_round ({min_agents_per_round}) must not exceed "
@@ -219,8 +223,8 @@ class FederatedTrainer:
             atomic_write_text(csv_text(self._agent_table(population)), self.run.agents_table)
         executor = self._make_executor()
         with quiet_lightning(self.verbose):
-            executor.open(population, self.verbose)
             try:
+                executor.open(population, self.verbose)
                 loggers = self._make_loggers(self.run)
                 self._run_rounds(model, population, executor, loggers)
                 for logger in loggers:
@@ -313,7 +317,7 @@ class FederatedTrainer:
         try:
             for round_idx in range(self.completed_rounds + 1, self.num_rounds + 1):
                 started = time.perf_counter()
-                sent_bytes = serialized_size(policy_checkpoint(global_state, model_hparams))
+                sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams)))
                 trained = self._train_agents(round_idx, model, global_state, executor)
                 updates, failures = trained.updates, trained.failures
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]

@@ -37,4 +37,4 @@ def test_fresh_trainers_do_not_leak(tmp_path):
             memory.append(resident_mb())
     growth = memory[-1] - memory[WARMUP - 1]
     assert growth <= 50, f"resident memory grew by {growth:.1f} MB over {FITS} local fits"
-    assert torch.load(tmp_path / "agent.ckpt")["agent_stats"]["num_steps"] == 1
+    assert torch.load(tmp_path / "agent.ckpt", weights_only=True)["agent_stats"]["num_steps"] == 1

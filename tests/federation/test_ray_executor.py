@@ -80,9 +80,11 @@ def test_a_lost_worker_fails_its_agent_only(tmp_path, local_ray):
 
 
 def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
+    # With this seed, of the 4 agents sampled (0, 3, 4, 5) only agent 3 hangs, so the other
+    # three finish on the second CPU whatever order Ray runs them in.
     _, history = run(tmp_path, "ray", num_rounds=1, round_timeout=30.0, hang_prob=0.4)
     (row,) = history
-    assert 0 < row["num_failed_agents"] < AGENTS_PER_ROUND
+    assert row["failed_agents"] == "3"
     assert 30.0 <= row["round_time"] < 60.0
 
 
@@ -105,7 +107,8 @@ def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run):
             return without_times(list(csv.DictReader(f)))
 
     assert metrics(tmp_path) == metrics(tiny_run[0])
-    ray_weights = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt")
-    sequential_weights = torch.load(tiny_run[0] / "lightning_logs/version_0/checkpoints/last.ckpt")
+    last = "lightning_logs/version_0/checkpoints/last.ckpt"
+    ray_weights = torch.load(tmp_path / last, weights_only=True)
+    sequential_weights = torch.load(tiny_run[0] / last, weights_only=True)
     for key, value in sequential_weights["state_dict"].items():
         assert torch.equal(ray_weights["state_dict"][key], value)
