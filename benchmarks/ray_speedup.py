@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/ray_speedup.py [--rounds 20] [--workers 2]
+    python benchmarks/ray_speedup.py [--rounds 50] [--workers 2] [--eval-episodes 1]
 
 Fits ``configs/cartpole_hetero.yaml`` with 8 agents per round twice through the command line,
 once with ``--trainer.executor sequential`` and once with ``--trainer.executor ray``, with the
@@ -29,14 +29,20 @@ SEED = 42
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=1,
+        help="evaluation episodes per agent per round; evaluation runs on the driver, serially",
+    )
     args = parser.parse_args()
     print(f"machine: {describe_machine()}")
     overrides = [
         "--trainer.agents_per_round=8",
         f"--trainer.num_rounds={args.rounds}",
-        "--trainer.eval_episodes=5",
+        f"--trainer.eval_episodes={args.eval_episodes}",
     ]
     results = {}
     with tempfile.TemporaryDirectory() as root:

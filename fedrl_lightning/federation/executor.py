@@ -19,8 +19,8 @@ def describe_failure(err: BaseException) -> str:
 class Executor(ABC):
     """Runs the local fits of each round, and says which agents failed.
 
-    An executor is opened once per run with the population, runs every round's fits, and is
-    closed when the run ends. Every fit writes its checkpoint to the task's
+    An executor is opened once per run with the population, runs every round's fits (submitted,
+    then collected), and is closed when the run ends. Every fit writes its checkpoint to the task's
     ``checkpoint_path``; the federated loop reads the checkpoints that exist.
     """
 
@@ -30,23 +30,45 @@ class Executor(ABC):
         self.verbose = verbose
 
     @abstractmethod
-    def run(self, tasks: Sequence[LocalFit]) -> dict[int, str]:
-        """Run ``tasks``, which all start from the same global weights.
+    def submit(self, tasks: Sequence[LocalFit]) -> None:
+        """Start a round's fits, which all start from the same global weights.
+
+        Only one round is in flight at a time: :meth:`collect` ends it. An executor that runs
+        fits in parallel starts them now, so they run while the caller evaluates the previous
+        round; one that runs them in this process waits for :meth:`collect`.
+        """
+
+    @abstractmethod
+    def collect(self) -> dict[int, str]:
+        """Wait for the submitted round's fits to end.
 
         Returns:
             Why each agent that failed, failed, by agent id. An agent not listed wrote its
             checkpoint.
         """
 
+    def run(self, tasks: Sequence[LocalFit]) -> dict[int, str]:
+        """Run ``tasks`` and wait for them: :meth:`submit`, then :meth:`collect`."""
+        self.submit(tasks)
+        return self.collect()
+
     def close(self) -> None:  # noqa: B027  (a hook: most executors hold nothing)
         """Release what :meth:`open` acquired."""
 
 
 class SequentialExecutor(Executor):
-    """Runs the local fits one after another, in this process."""
+    """Runs the local fits one after another, in this process, when they are collected."""
 
-    def run(self, tasks: Sequence[LocalFit]) -> dict[int, str]:
+    def __init__(self) -> None:
+        self._tasks: list[LocalFit] = []
+
+    def submit(self, tasks: Sequence[LocalFit]) -> None:
+        """Keep ``tasks`` for :meth:`collect`."""
+        self._tasks = list(tasks)
+
+    def collect(self) -> dict[int, str]:
         """Fit each agent in turn; an exception fails that agent only."""
+        tasks, self._tasks = self._tasks, []
         failures: dict[int, str] = {}
         for task in tasks:
             try:

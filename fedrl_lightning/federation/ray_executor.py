@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,17 @@ class RayExecutor(Executor):
     The global weights go to the workers once per round through Ray's object store. Each task
     returns its agent's checkpoint as bytes, which the driver writes to the run folder and
     then loads like any other agent checkpoint, with ``weights_only=True``. Returning bytes
-    rather than a path needs no storage shared between the machines of a cluster.
+    rather than a path needs no storage shared between the machines of a cluster. A round's
+    fits start as soon as they are submitted, so they run while the driver evaluates and saves
+    the previous round.
 
     Args:
         num_workers: CPUs of the local Ray instance, one local fit per CPU; ``None``: all of
             this machine's. Not used when joining a cluster.
         address: ``auto`` or ``ray://host:port`` joins an existing cluster; ``None`` starts a
             local Ray instance, unless this process has already initialised Ray.
-        round_timeout: Seconds a round waits for its fits; fits still running then are
+        round_timeout: Seconds a round waits for its fits, from when they were submitted
+            (while the driver evaluated the previous round); fits still running then are
             cancelled and count as failed. Which fits that cuts short depends on timing.
             ``None``: wait as long as they take.
     """
@@ -62,6 +66,8 @@ class RayExecutor(Executor):
         self.address = address
         self.round_timeout = round_timeout
         self._started_ray = False
+        self._submitted: dict[Any, LocalFit] = {}
+        self._submitted_at = 0.0
 
     def open(self, population: AgentPopulation, verbose: bool) -> None:
         """Start or join Ray, and put the population in its object store."""
@@ -89,24 +95,33 @@ class RayExecutor(Executor):
         self._population = ray.put(population)
         self._fit = ray.remote(num_cpus=1, max_retries=0)(fit_remotely)
 
-    def run(self, tasks: Sequence[LocalFit]) -> dict[int, str]:
-        """Submit every fit, wait up to the round timeout, and write the checkpoints back."""
+    def submit(self, tasks: Sequence[LocalFit]) -> None:
+        """Send the global weights once, and start a Ray task per fit."""
         ray = self._ray
+        self._submitted_at = time.monotonic()
+        self._submitted = {}
         if not tasks:
-            return {}
+            return
         global_state = ray.put(tasks[0].global_state)
-        submitted: dict[Any, LocalFit] = {
-            self._fit.remote(
+        for task in tasks:
+            ref = self._fit.remote(
                 dataclasses.replace(task, global_state={}),
                 global_state,
                 self._population,
                 self.verbose,
-            ): task
-            for task in tasks
-        }
-        ready, late = ray.wait(
-            list(submitted), num_returns=len(submitted), timeout=self.round_timeout
-        )
+            )
+            self._submitted[ref] = task
+
+    def collect(self) -> dict[int, str]:
+        """Wait up to the round timeout, counted from :meth:`submit`; write the checkpoints."""
+        ray = self._ray
+        submitted, self._submitted = self._submitted, {}
+        if not submitted:
+            return {}
+        timeout = None
+        if self.round_timeout is not None:
+            timeout = max(0.0, self.round_timeout - (time.monotonic() - self._submitted_at))
+        ready, late = ray.wait(list(submitted), num_returns=len(submitted), timeout=timeout)
         failures: dict[int, str] = {}
         for ref in late:
             ray.cancel(ref, force=True)

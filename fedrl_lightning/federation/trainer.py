@@ -48,6 +48,20 @@ def evaluated_agents(num_agents: int, count: int | None) -> list[int]:
     return sorted({int(a) for a in np.linspace(0, num_agents - 1, count).round()})
 
 
+class SubmittedRound(NamedTuple):
+    """A round's local fits, handed to the executor.
+
+    Attributes:
+        tasks: One fit per sampled agent, in order.
+        global_state: The global weights the fits start from.
+        sent_bytes: The size of what each agent is sent: the global policy, as saved.
+    """
+
+    tasks: list[LocalFit]
+    global_state: dict[str, torch.Tensor]
+    sent_bytes: int
+
+
 class TrainedRound(NamedTuple):
     """What a round's local fits produced.
 
@@ -314,15 +328,19 @@ class FederatedTrainer:
         last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
         totals = {"episodes": int(last["episodes"]), "env_steps": int(last["env_steps"])}
         progress = round_progress(self.num_rounds, self.enable_progress_bar, self.completed_rounds)
+        first = self.completed_rounds + 1
         try:
-            for round_idx in range(self.completed_rounds + 1, self.num_rounds + 1):
-                started = time.perf_counter()
-                sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams)))
-                trained = self._train_agents(round_idx, model, global_state, executor)
+            started = time.perf_counter()
+            if first <= self.num_rounds:
+                submitted = self._submit_round(first, model, global_state, executor)
+            for round_idx in range(first, self.num_rounds + 1):
+                trained = self._collect_round(round_idx, submitted, executor)
                 updates, failures = trained.updates, trained.failures
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 global_state = self.strategy.aggregate(global_state, updates)
                 model.load_state_dict(global_state)
+                if round_idx < self.num_rounds:  # the next round's fits run during evaluation
+                    next_round = self._submit_round(round_idx + 1, model, global_state, executor)
                 per_agent = self._evaluate(model, eval_env, eval_agents, round_idx)
                 totals["episodes"] += sum(u.num_episodes for u in updates)
                 totals["env_steps"] += sum(u.num_steps for u in updates)
@@ -339,7 +357,7 @@ class FederatedTrainer:
                     "failed_agents": " ".join(str(a) for a in sorted(failures)),
                     "num_byzantine_agents": len(byzantine),
                     "byzantine_agents": " ".join(str(a) for a in sorted(byzantine)),
-                    "bytes_sent": len(trained.agents) * sent_bytes,
+                    "bytes_sent": len(trained.agents) * submitted.sent_bytes,
                     "bytes_received": trained.bytes_received,
                     "episodes": totals["episodes"],
                     "env_steps": totals["env_steps"],
@@ -351,17 +369,20 @@ class FederatedTrainer:
                 self._log(loggers, row)
                 progress.set_postfix(self._progress_fields(row))
                 progress.update()
+                started = time.perf_counter()
+                if round_idx < self.num_rounds:
+                    submitted = next_round
         finally:
             progress.close()
             eval_env.close()
 
-    def _train_agents(
+    def _submit_round(
         self,
         round_idx: int,
         model: ReinforceModule,
         global_state: dict[str, torch.Tensor],
         executor: Executor,
-    ) -> TrainedRound:
+    ) -> SubmittedRound:
         agents = sample_agents(
             executor.population.num_agents, self.agents_per_round, self.seed, round_idx
         )
@@ -386,15 +407,22 @@ class FederatedTrainer:
             )
             for agent_id in agents
         ]
-        failures = executor.run(tasks)
+        executor.submit(tasks)
+        sent_bytes = len(serialize(policy_checkpoint(global_state, dict(model.hparams))))
+        return SubmittedRound(tasks, global_state, sent_bytes)
+
+    def _collect_round(
+        self, round_idx: int, submitted: SubmittedRound, executor: Executor
+    ) -> TrainedRound:
+        failures = executor.collect()
         updates: list[AgentUpdate] = []
         bytes_received = 0
-        for task in tasks:
+        for task in submitted.tasks:
             path = task.checkpoint_path
             try:
                 if task.agent_id not in failures:
                     bytes_received += path.stat().st_size
-                    updates.append(read_update(path, task.agent_id, global_state))
+                    updates.append(read_update(path, task.agent_id, submitted.global_state))
             except (OSError, InvalidUpdate) as err:
                 failures[task.agent_id] = describe_failure(err)
             finally:
@@ -403,6 +431,7 @@ class FederatedTrainer:
         if self.verbose:
             for agent_id, reason in sorted(failures.items()):
                 log.warning("round %d: agent %d failed: %s", round_idx, agent_id, reason)
+        agents = [task.agent_id for task in submitted.tasks]
         if len(updates) < self.min_agents_per_round:
             first = min(failures)
             raise FederationError(
