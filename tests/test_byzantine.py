@@ -80,44 +80,39 @@ def test_reward_flip_negates_training_rewards_only():
         assert single.step(0)[1] == sign
 
 
+def taken_actions(
+    env_id: str, module: ReinforceModule, episodes: int, random: bool
+) -> torch.Tensor:
+    """The actions of the first batch an agent rolls out on ``env_id``, padding left out."""
+    dataset = EpisodeDataset(
+        env=gym.make(env_id),
+        policy=module.policy,
+        num_episodes=episodes,
+        episodes_per_update=episodes,
+        gamma=0.99,
+        env_seed=0,
+        action_seed=0,
+        random_actions=random,
+    )
+    batch = next(iter(dataset))
+    return batch.actions[batch.mask].float()
+
+
 def test_random_action_ignores_a_confident_policy():
     module = ReinforceModule(observation_dim=4, num_actions=2)
     with torch.no_grad():
         module.policy.head.bias.copy_(torch.tensor([20.0, -20.0]))  # always action 0
-
-    def actions(random_actions: bool) -> torch.Tensor:
-        dataset = EpisodeDataset(
-            env=gym.make("CartPole-v1"),
-            policy=module.policy,
-            num_episodes=20,
-            episodes_per_update=20,
-            gamma=0.99,
-            env_seed=0,
-            action_seed=0,
-            random_actions=random_actions,
-        )
-        batch = next(iter(dataset))
-        return batch.actions[batch.mask].float()
-
-    assert actions(random_actions=False).mean() == 0.0
-    assert actions(random_actions=True).mean() == pytest.approx(0.5, abs=0.1)
+    assert taken_actions("CartPole-v1", module, 20, random=False).mean() == 0.0
+    assert taken_actions("CartPole-v1", module, 20, random=True).mean() == pytest.approx(
+        0.5, abs=0.1
+    )
 
 
 def test_random_action_on_a_box_space_stays_in_bounds():
     module = ReinforceModule(
         observation_dim=3, num_actions=1, continuous=True, action_low=[-2.0], action_high=[2.0]
     )
-    dataset = EpisodeDataset(
-        env=gym.make("Pendulum-v1"),
-        policy=module.policy,
-        num_episodes=2,
-        episodes_per_update=2,
-        gamma=0.99,
-        env_seed=0,
-        action_seed=0,
-        random_actions=True,
-    )
-    actions = next(iter(dataset)).actions.flatten()
+    actions = taken_actions("Pendulum-v1", module, 2, random=True).flatten()
     assert actions.min() >= -2.0 and actions.max() <= 2.0
     assert actions.min() < -1.5 and actions.max() > 1.5 and actions.mean().abs() < 0.3
 
