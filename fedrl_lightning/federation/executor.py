@@ -47,11 +47,6 @@ class Executor(ABC):
             checkpoint.
         """
 
-    def run(self, tasks: Sequence[LocalFit]) -> dict[int, str]:
-        """Run ``tasks`` and wait for them: :meth:`submit`, then :meth:`collect`."""
-        self.submit(tasks)
-        return self.collect()
-
     def close(self) -> None:  # noqa: B027  (a hook: most executors hold nothing)
         """Release what :meth:`open` acquired."""
 

@@ -386,6 +386,7 @@ class FederatedTrainer:
         agents = sample_agents(
             executor.population.num_agents, self.agents_per_round, self.seed, round_idx
         )
+        model_hparams = dict(model.hparams)
         trainer_kwargs: dict[str, Any] = {
             "accelerator": self.accelerator,
             "devices": 1,
@@ -398,7 +399,7 @@ class FederatedTrainer:
                 round_idx=round_idx,
                 run_seed=self.seed,
                 module_class=type(model),
-                model_hparams=dict(model.hparams),
+                model_hparams=model_hparams,
                 global_state=global_state,
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
@@ -408,7 +409,7 @@ class FederatedTrainer:
             for agent_id in agents
         ]
         executor.submit(tasks)
-        sent_bytes = len(serialize(policy_checkpoint(global_state, dict(model.hparams))))
+        sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams)))
         return SubmittedRound(tasks, global_state, sent_bytes)
 
     def _collect_round(
