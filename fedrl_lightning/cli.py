@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
+import os
+import random
 import sys
 import time
 from typing import Any, NoReturn
@@ -17,31 +18,21 @@ from fedrl_lightning.federation.run_folder import resolve_checkpoint
 from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
 from fedrl_lightning.federation.trainer import FederatedTrainer
 from fedrl_lightning.module import ReinforceModule
+from fedrl_lightning.parse_errors import check_config_files, config_error_of, one_line
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.resume import check_unchanged, saved_config
 
 __all__ = ["FedRLCLI", "main"]
 
 DESCRIPTION = "Federated reinforcement learning on PyTorch Lightning."
+PROG = "python -m fedrl_lightning"
+MAX_SEED = 2**32 - 1  # numpy's seeds, and so Lightning's, are unsigned 32-bit integers
 
 
-def one_line(message: str) -> str:
-    """Squeeze a multi-line parser message into one line that names the option.
-
-    jsonargparse reports ``Parser key "trainer.strategy": <details>``; this becomes
-    ``--trainer.strategy: <first detail>``, with a list of choices for strategies.
-    """
-    lines = [line.strip(" -:") for line in message.strip().splitlines() if line.strip(" -:")]
-    match = re.match(r'Parser key "([^"]+)":?\s*(.*)', lines[0])
-    if match is None:
-        return ": ".join(lines[:2])
-    key, rest = match.groups()
-    details = [rest] if rest else []
-    details += lines[1:]
-    if key == "trainer.strategy":
-        known = ", ".join(cls.__name__ for cls in all_strategies())
-        return f"--{key}: not a known strategy (built in: {known}; or give a class_path)"
-    return f"--{key}: {details[0]}" if details else f"--{key}: invalid value"
+def _class_options() -> dict[str, str]:
+    """What to say when an option that takes a class names no known class."""
+    known = ", ".join(cls.__name__ for cls in all_strategies())
+    return {"trainer.strategy": f"not a known strategy (built in: {known}; or give a class_path)"}
 
 
 class FedRLArgumentParser(LightningArgumentParser):
@@ -49,7 +40,7 @@ class FedRLArgumentParser(LightningArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         """Raise the parse error as one line."""
-        raise ConfigError(one_line(message))
+        raise ConfigError(one_line(message, _class_options()))
 
 
 class FedRLCLI(LightningCLI):
@@ -60,16 +51,22 @@ class FedRLCLI(LightningCLI):
 
     Args:
         args: Command-line arguments; ``None`` reads ``sys.argv``.
+        prog: The command's name in usage lines.
     """
 
-    def __init__(self, args: list[str] | None = None) -> None:
+    def __init__(self, args: list[str] | None = None, prog: str = PROG) -> None:
         super().__init__(
             model_class=ReinforceModule,
             datamodule_class=AgentPopulation,
             trainer_class=FederatedTrainer,
             save_config_callback=None,
             seed_everything_default=42,
-            parser_kwargs={"description": DESCRIPTION},
+            parser_kwargs={
+                "description": DESCRIPTION,
+                "prog": prog,
+                "allow_abbrev": False,
+                "fit": {"allow_abbrev": False},
+            },
             parser_class=FedRLArgumentParser,
             auto_configure_optimizers=False,
             load_from_checkpoint_support=False,
@@ -84,8 +81,13 @@ class FedRLCLI(LightningCLI):
         Options that would change the experiment are refused.
         """
         args = list(sys.argv[1:] if args is None else args)
+        check_config_files(args)
         self.config = parser.parse_args(args)
-        if self.config.get("subcommand") != "fit" or self.config.fit.get("ckpt_path") is None:
+        if self.config.get("subcommand") != "fit":
+            return
+        self.config.fit.seed_everything = self._resolve_seed(self.config.fit.seed_everything)
+        self.config.fit.data.seed = self.config.fit.seed_everything
+        if self.config.fit.get("ckpt_path") is None:
             return
         fit = self.config.fit
         path = resolve_checkpoint(fit.ckpt_path, fit.trainer.default_root_dir)
@@ -95,6 +97,34 @@ class FedRLCLI(LightningCLI):
             self.config = parser.parse_args([*args[:at], "--config", saved, *args[at:]])
             check_unchanged(saved, self._dump_fit_config(), path)
         self.config.fit.ckpt_path = str(path)
+
+    @staticmethod
+    def _resolve_seed(seed: Any) -> int:
+        """``--seed_everything``: an integer seed, or ``true`` for a random one, as Lightning.
+
+        A random seed is printed, and recorded in ``config.yaml`` like a given one.
+        """
+        if seed is True:
+            seed = random.randint(0, MAX_SEED)
+            print(f"seed_everything: picked {seed} at random (config.yaml records it)")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(
+                f"--seed_everything: a federated run needs a seed, got {seed!r} "
+                f"(give an integer in [0, {MAX_SEED}], or true to pick one at random)"
+            )
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"--seed_everything must be in [0, {MAX_SEED}], got {seed}")
+        return seed
+
+    def instantiate_classes(self) -> None:
+        """Build the trainer, model and population; a constructor's refusal is one line."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            config_error = config_error_of(err)
+            if config_error is None:
+                raise
+            raise config_error from None
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -119,7 +149,10 @@ class FedRLCLI(LightningCLI):
         parser.set_defaults({"trainer.strategy": lazy_instance(RewardWeighted)})
         for name in ("observation_dim", "num_actions", "continuous", "action_low", "action_high"):
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
-        parser.link_arguments("seed_everything", "data.seed", apply_on="parse")
+        # A placeholder until parse_arguments resolves the seed (``true`` picks one at random).
+        parser.link_arguments(
+            "seed_everything", "data.seed", compute_fn=_placeholder_seed, apply_on="parse"
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> FederatedTrainer:
         """Build the federated trainer, seeded from ``--seed_everything``."""
@@ -161,17 +194,19 @@ class FedRLCLI(LightningCLI):
         return self._parser("fit").dump(self.config.fit, skip_none=False)
 
     def _run_seed(self) -> int:
-        seed = self._get(self.config, "seed_everything")
-        if isinstance(seed, bool):
-            raise ConfigError("--seed_everything must be an integer for a federated run")
-        return int(seed)
+        return int(self._get(self.config, "seed_everything"))
 
 
-def main(args: list[str] | None = None) -> int:
+def _placeholder_seed(seed: Any) -> int:
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+def main(args: list[str] | None = None, prog: str = PROG) -> int:
     """Run the command line and turn configuration errors into one line on stderr.
 
     Args:
         args: Command-line arguments; ``None`` reads ``sys.argv``.
+        prog: The command's name in usage lines.
 
     Returns:
         The process exit code.
@@ -182,7 +217,7 @@ def main(args: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     try:
-        FedRLCLI(args=args)
+        FedRLCLI(args=args, prog=prog)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -190,3 +225,14 @@ def main(args: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def script_main() -> int:
+    """The ``fedrl`` console script: ``python -m fedrl_lightning``, under its own name.
+
+    ``python -m`` puts the current folder on ``sys.path``, so ``--data.env_id mymod:Env-v0``
+    finds ``mymod.py`` there; the script does the same.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return main(prog="fedrl")

@@ -1,0 +1,132 @@
+"""Errors in the command line or its config files, as one line that names the option or file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from fedrl_lightning.errors import ConfigError
+
+__all__ = ["check_config_files", "config_error_of", "one_line", "plain_type"]
+
+HEADER = re.compile(r'Parser key "([^"]+)":?\s*(.*)')
+NESTED = re.compile(r"--([\w.]+): (.*)")
+EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value: (.*))?")
+NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
+NOT_A_CLASS = ("Expected a dot import path", "Expected a path but", "Import path", "No module")
+TYPE_WORDS = {
+    "<class 'int'>": "an integer",
+    "<class 'float'>": "a number",
+    "<class 'bool'>": "true or false",
+    "<class 'str'>": "a string",
+    "<class 'dict'>": "a mapping such as {key: value}",
+    "<class 'list'>": "a list such as [a, b]",
+    "<class 'NoneType'>": "null",
+}
+
+
+def plain_type(expected: str) -> str:
+    """``<class 'int'>`` becomes ``an integer``; ``typing.Literal['a', 'b']`` ``one of a, b``."""
+    literal = re.fullmatch(r"typing\.Literal\[(.*)\]", expected)
+    if literal:
+        return "one of " + ", ".join(v.strip().strip("'\"") for v in literal.group(1).split(","))
+    return TYPE_WORDS.get(expected, expected)
+
+
+def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
+    """Squeeze a parser message into one line that starts with the offending option.
+
+    jsonargparse reports ``Parser key "model.gamma": Expected a <class 'float'>. Got value:
+    abc``, and for an option that takes a class (a strategy) nests the failing argument in a
+    list of union errors. This returns ``--model.gamma: expected a number, got 'abc'``, or
+    ``--trainer.strategy.weight_by: expected one of episodes, steps, got 'stepz'``.
+
+    Args:
+        message: The parser's message.
+        class_options: For options that take a class, by dotted name, the text to show when
+            the value names no known class (the built-in choices).
+
+    Returns:
+        One line, without the ``error:`` prefix.
+    """
+    lines = [_bare(line) for line in message.strip().splitlines() if _bare(line)]
+    match = HEADER.match(lines[0]) if lines else None
+    if match is None:
+        return ": ".join(lines[:2]) if lines else "invalid command line"
+    key, rest = match.groups()
+    details = [rest, *lines[1:]] if rest else lines[1:]
+    given_value = re.search(r"^\s*Given value: (.*)$", message, re.MULTILINE)
+    given = given_value.group(1).strip() if given_value else ""
+    if any("Union subtypes" in detail for detail in details):
+        details = _union_errors(details)
+    for detail in details:
+        if detail.startswith(NOT_A_CLASS) and key in (class_options or {}):
+            return f"--{key}: {class_options[key]}"
+        nested = NESTED.match(detail)
+        if nested:
+            return f"--{key}.{nested.group(1)}: {_reason(nested.group(2), given)}"
+        rejected = NOT_ACCEPTED.match(detail)
+        if rejected:
+            return f"--{key}.{rejected.group(1)}: not an argument of this {key.split('.')[-1]}"
+        return f"--{key}: {_reason(detail, given)}"
+    return f"--{key}: invalid value"
+
+
+def _bare(line: str) -> str:
+    """A message line without its indent, list bullet or closing colon."""
+    line = line.strip()
+    return (line[2:] if line.startswith("- ") else line).removesuffix(":").strip()
+
+
+def _union_errors(details: list[str]) -> list[str]:
+    """The errors listed for an optional option's union, less the ``None`` alternative."""
+    errors = []
+    for detail in details[details.index("Errors") + 1 :] if "Errors" in details else details:
+        if detail.startswith(("Given value", "Subtypes")):
+            break
+        if "Union subtypes" not in detail and detail != "Expected a <class 'NoneType'>":
+            errors.append(detail)
+    return errors
+
+
+def _reason(detail: str, given: str) -> str:
+    expected = EXPECTED.fullmatch(detail)
+    if expected:
+        value = expected.group(2) if expected.group(2) is not None else given
+        return f"expected {plain_type(expected.group(1))}, got {value!r}"
+    return detail[0].lower() + detail[1:] if detail[1:2].islower() else detail
+
+
+def config_error_of(err: BaseException) -> ConfigError | None:
+    """The :class:`ConfigError` that ``err`` is, or was raised from, if any.
+
+    jsonargparse wraps what a class's constructor raises (a strategy refusing its arguments)
+    in errors of its own; the original names the option.
+    """
+    while err is not None:
+        if isinstance(err, ConfigError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def check_config_files(args: list[str]) -> None:
+    """Refuse a ``--config`` file that is missing or not valid YAML, naming the file.
+
+    jsonargparse would report a YAML error without the file's name.
+    """
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag not in ("--config", "-c"):
+            continue
+        path = Path(value)
+        try:
+            yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"--config {value}: cannot read it ({err.strerror})") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"--config {value}: not valid YAML ({where}{problem})") from None
