@@ -1,16 +1,18 @@
-"""What a federated run shows on the console: one progress bar over rounds, nothing else."""
+"""What a federated run shows on the console: progress over rounds, nothing else."""
 
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from tqdm.auto import tqdm
 
-__all__ = ["quiet_lightning", "round_progress"]
+__all__ = ["PlainRoundLog", "RoundProgress", "quiet_lightning", "round_progress"]
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
@@ -41,6 +43,52 @@ def quiet_lightning(verbose: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def round_progress(total: int, enabled: bool, done: int = 0) -> tqdm:
-    """The progress bar over federated rounds, starting after the ``done`` rounds."""
-    return tqdm(total=total, initial=done, desc="rounds", unit="round", disable=not enabled)
+class RoundProgress(Protocol):
+    """What the round loop reports to: tqdm's bar, or :class:`PlainRoundLog`."""
+
+    def set_postfix(self, fields: dict[str, str]) -> None:
+        """Show the newest round's figures."""
+
+    def update(self) -> None:
+        """Count one more round done."""
+
+    def close(self) -> None:
+        """End the display."""
+
+
+class PlainRoundLog:
+    """One plain line per round on stdout, for log files and runs without a progress bar.
+
+    Args:
+        total: The run's last round.
+        done: Rounds already done (a resumed run).
+    """
+
+    def __init__(self, total: int, done: int = 0) -> None:
+        self.total = total
+        self.done = done
+        self.fields: dict[str, str] = {}
+
+    def set_postfix(self, fields: dict[str, str]) -> None:
+        """Keep the newest round's figures for :meth:`update`."""
+        self.fields = dict(fields)
+
+    def update(self) -> None:
+        """Print the round that just ended."""
+        self.done += 1
+        figures = ", ".join(f"{name} {value}" for name, value in self.fields.items())
+        print(f"round {self.done}/{self.total}: {figures}", flush=True)
+
+    def close(self) -> None:
+        """Nothing to end."""
+
+
+def round_progress(total: int, enabled: bool, done: int = 0) -> RoundProgress:
+    """What shows progress over rounds, starting after the ``done`` rounds.
+
+    A progress bar when ``enabled`` and the console is a terminal; otherwise one plain line
+    per round, so that a log file stays readable.
+    """
+    if enabled and sys.stdout.isatty() and sys.stderr.isatty():
+        return tqdm(total=total, initial=done, desc="rounds", unit="round")
+    return PlainRoundLog(total, done)

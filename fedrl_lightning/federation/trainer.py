@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -29,6 +28,11 @@ from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
 from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
 from fedrl_lightning.federation.sampling import sample_agents
+from fedrl_lightning.federation.settings_checks import (
+    check_accelerator,
+    check_executor_options,
+    check_output_folder,
+)
 from fedrl_lightning.federation.strategies import AgentUpdate, RewardWeighted, Strategy
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.module import ReinforceModule
@@ -159,19 +163,22 @@ class FederatedTrainer:
         ):
             if value is not None and value <= 0:
                 raise ConfigError(f"trainer.{name} must be positive, got {value}")
-        if executor not in ("sequential", "ray"):
-            raise ConfigError(f"trainer.executor must be sequential or ray, got {executor!r}")
-        if executor == "ray" and importlib.util.find_spec("ray") is None:
-            raise ConfigError("trainer.executor ray needs Ray: pip install 'fedrl_lightning[ray]'")
         if min_agents_per_round > agents_per_round:
             raise ConfigError(
                 f"trainer.min_agents_per_round ({min_agents_per_round}) must not exceed "
                 f"trainer.agents_per_round ({agents_per_round})"
             )
+        check_executor_options(
+            executor, num_workers=num_workers, ray_address=ray_address, round_timeout=round_timeout
+        )
+        check_output_folder(Path(default_root_dir))
+        if ray_address is None:  # a cluster's workers may have accelerators this machine lacks
+            check_accelerator(accelerator)
         self.num_rounds = num_rounds
         self.agents_per_round = agents_per_round
         self.episodes_per_round = episodes_per_round
         self.strategy = strategy if strategy is not None else RewardWeighted()
+        self.strategy.check_agents_per_round(agents_per_round)
         self.min_agents_per_round = min_agents_per_round
         self.eval_episodes = eval_episodes
         self.eval_agents = eval_agents
@@ -203,7 +210,9 @@ class FederatedTrainer:
         run_config: str | None = None,
         ckpt_path: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Run every round and return one metrics row per round.
+        """Train a federation: each round, sampled agents train locally and the server aggregates.
+
+        Returns one metrics row per round. Every option is below; ``--ckpt_path`` resumes a run.
 
         Args:
             model: The global policy's module; its weights are the starting point and are

@@ -82,6 +82,13 @@ class Strategy(ABC):
             The new global state dict.
         """
 
+    def check_agents_per_round(self, agents_per_round: int) -> None:  # noqa: B027
+        """Refuse, with a :class:`ConfigError`, a round size this strategy cannot work with.
+
+        Args:
+            agents_per_round: The agents sampled per round (``trainer.agents_per_round``).
+        """
+
     def state_dict(self) -> dict[str, Any]:
         """The strategy's state, saved in every round checkpoint."""
         return {}

@@ -81,6 +81,16 @@ class Krum(Strategy):
             )
         self.num_byzantine = num_byzantine
 
+    def check_agents_per_round(self, agents_per_round: int) -> None:
+        """Krum's guarantee needs ``n > 2 f + 2`` updates a round."""
+        needed = 2 * self.num_byzantine + 2
+        if agents_per_round <= needed:
+            raise ConfigError(
+                f"trainer.strategy.num_byzantine ({self.num_byzantine}): {type(self).__name__} "
+                f"needs more than 2 * num_byzantine + 2 = {needed} agents per round, and "
+                f"trainer.agents_per_round is {agents_per_round}"
+            )
+
     def aggregate(self, global_state: StateDict, updates: Sequence[AgentUpdate]) -> StateDict:
         """The weights of the update with the lowest Krum score."""
         stacked = _stacked(updates)
@@ -101,6 +111,15 @@ class MultiKrum(Krum):
         if num_selected is not None and num_selected <= 0:
             raise ConfigError(f"trainer.strategy.num_selected must be positive, got {num_selected}")
         self.num_selected = num_selected
+
+    def check_agents_per_round(self, agents_per_round: int) -> None:
+        """Krum's bound, and no more updates selected than a round has."""
+        super().check_agents_per_round(agents_per_round)
+        if self.num_selected is not None and self.num_selected > agents_per_round:
+            raise ConfigError(
+                f"trainer.strategy.num_selected ({self.num_selected}) must not exceed "
+                f"trainer.agents_per_round ({agents_per_round})"
+            )
 
     def aggregate(self, global_state: StateDict, updates: Sequence[AgentUpdate]) -> StateDict:
         """The mean of the best-scored updates."""

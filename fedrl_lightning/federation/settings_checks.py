@@ -1,0 +1,74 @@
+"""Checks of a run's settings that need the machine: before any run folder is made."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import lightning as L
+
+from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning.errors import ConfigError
+
+__all__ = ["check_accelerator", "check_executor_options", "check_output_folder"]
+
+RAY_ONLY_OPTIONS = ("num_workers", "ray_address", "round_timeout")
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Refuse an accelerator that Lightning cannot find on this machine.
+
+    A ``lightning.Trainer`` is built for it as each local fit will build one, so what fails
+    here would otherwise fail every agent of round 1.
+    """
+    try:
+        with quiet_lightning(verbose=False):
+            L.Trainer(
+                accelerator=accelerator,
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+    except Exception as err:  # Lightning raises several types for an unusable accelerator
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError(f"trainer.accelerator {accelerator!r}: {reason}") from None
+
+
+def check_executor_options(executor: str, **options: object) -> None:
+    """Refuse options that the chosen executor would ignore.
+
+    Args:
+        executor: ``sequential`` or ``ray``.
+        **options: ``num_workers``, ``ray_address`` and ``round_timeout``, as given.
+    """
+    if executor not in ("sequential", "ray"):
+        raise ConfigError(f"trainer.executor must be sequential or ray, got {executor!r}")
+    given = [name for name in RAY_ONLY_OPTIONS if options.get(name) is not None]
+    if executor == "sequential" and given:
+        raise ConfigError(
+            f"trainer.{given[0]} ({options[given[0]]}) is only used with trainer.executor ray; "
+            "remove it, or set it to null, for a sequential run"
+        )
+    if executor == "ray" and options.get("ray_address") and options.get("num_workers"):
+        raise ConfigError(
+            f"trainer.num_workers ({options['num_workers']}) sizes a local Ray instance and is "
+            "ignored when joining a cluster with trainer.ray_address; remove one of them"
+        )
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            "trainer.executor ray needs Ray: pip install -c constraints.txt -e '.[ray]'"
+        )
+
+
+def check_output_folder(root: Path) -> None:
+    """Refuse a ``default_root_dir`` that is not a folder this process can write in."""
+    existing = Path(root).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"trainer.default_root_dir {str(root)!r}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"trainer.default_root_dir {str(root)!r}: {existing} is not writable")
