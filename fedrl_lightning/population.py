@@ -151,6 +151,8 @@ class AgentPopulation:
             return gym.make(self.env_id, disable_env_checker=disable_env_checker, **self.env_kwargs)
         except TypeError as err:
             raise ConfigError(f"data.env_kwargs: {err}") from None
+        except gym.error.DependencyNotInstalled as err:
+            raise ConfigError(f"data.env_id: {self.env_id} needs a missing package: {err}") from None
 
     @staticmethod
     def _find_spec(env_id: str) -> gym.envs.registration.EnvSpec:

@@ -87,7 +87,12 @@ class RunFolder:
     def create(cls, root: Path) -> RunFolder:
         """Make the next free ``version_N`` under ``<root>/lightning_logs``."""
         runs = Path(root) / RUNS_FOLDER
-        runs.mkdir(parents=True, exist_ok=True)
+        try:
+            runs.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"trainer.default_root_dir {str(root)!r}: cannot create {runs} ({err.strerror})"
+            ) from None
         version = max(cls._versions(runs), default=-1) + 1
         while True:
             path = runs / f"version_{version}"

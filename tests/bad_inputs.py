@@ -1,0 +1,144 @@
+"""Every bad input the tests try: each must end in exit 2 and one line that names the culprit.
+
+Each case is (category, arguments after ``fit``, text the error line must contain). Cases run
+on top of ``tests/configs/tiny.yaml`` unless their arguments give a ``--config`` of their own,
+in a folder that already holds a finished run, which they must leave unchanged. Files that
+cases name (``bad.yaml`` and friends) are written by :func:`write_input_files`.
+"""
+
+from pathlib import Path
+
+INPUT_FILES = {
+    "bad_syntax.yaml": "trainer:\n  num_rounds: [1\n",
+    "bad_beta.yaml": (
+        "trainer:\n  strategy:\n    class_path: FedTrimmedAvg\n    init_args:\n      beta: 0.6\n"
+    ),
+    "unknown_key.yaml": "trainer:\n  num_roundz: 3\n",
+    "not_a_checkpoint.ckpt": "this is not a checkpoint\n",
+    "a_file": "",
+}
+
+CASES: list[tuple[str, list[str], str]] = [
+    # Strategy arguments, from flags and from YAML.
+    ("strategy", ["--trainer.strategy", "FedTrimmedAvg", "--trainer.strategy.beta", "0.6"], "beta"),
+    ("strategy", ["--config", "bad_beta.yaml"], "beta"),
+    (
+        "strategy",
+        ["--trainer.strategy", "FedAdam", "--trainer.strategy.server_lr", "-1"],
+        "server_lr",
+    ),
+    (
+        "strategy",
+        ["--trainer.strategy", "FedAvg", "--trainer.strategy.init_args.weight_by", "stepz"],
+        "weight_by: expected one of episodes, steps",
+    ),
+    ("strategy", ["--trainer.strategy", "FedAvg", "--trainer.strategy.mu", "1"], "strategy.mu"),
+    ("strategy", ["--trainer.strategy", "Nope"], "not a known strategy"),
+    ("strategy", ["--trainer.strategy", "FedProx", "--trainer.strategy.mu", "-1"], "mu"),
+    (
+        "strategy",
+        ["--trainer.strategy", "TrustRegion", "--trainer.strategy.max_norm", "0"],
+        "max_norm",
+    ),
+    ("strategy", ["--trainer.strategy", "FedAvgM", "--trainer.strategy.momentum", "1"], "momentum"),
+    # Robust strategies whose round is too small.
+    ("round size", ["--trainer.strategy", "Krum"], "num_byzantine"),
+    (
+        "round size",
+        ["--trainer.strategy", "MultiKrum", "--trainer.strategy.num_byzantine", "3"],
+        "num_byzantine",
+    ),
+    (
+        "round size",
+        [
+            "--trainer.agents_per_round",
+            "3",
+            "--data.num_agents",
+            "10",
+            "--trainer.strategy",
+            "MultiKrum",
+            "--trainer.strategy.num_byzantine",
+            "0",
+            "--trainer.strategy.num_selected",
+            "4",
+        ],
+        "num_selected",
+    ),
+    ("round size", ["--trainer.agents_per_round", "4"], "trainer.agents_per_round"),
+    ("round size", ["--trainer.min_agents_per_round", "3"], "trainer.min_agents_per_round"),
+    # The seed.
+    ("seed", ["--seed_everything=-5"], "seed_everything"),
+    ("seed", ["--seed_everything", "false"], "seed_everything"),
+    ("seed", ["--seed_everything", "4294967296"], "seed_everything"),
+    ("seed", ["--seed_everything", "abc"], "seed_everything"),
+    # Accelerators this machine does not have.
+    ("accelerator", ["--trainer.accelerator", "gpu"], "trainer.accelerator"),
+    ("accelerator", ["--trainer.accelerator", "tpu"], "trainer.accelerator"),
+    ("accelerator", ["--trainer.accelerator", "quantum"], "trainer.accelerator"),
+    # Environments.
+    ("environment", ["--data.env_id", "Nope-v0"], "data.env_id"),
+    ("environment", ["--data.env_id", "no_such_module:Env-v0"], "data.env_id"),
+    ("environment", ["--data.env_id", "LunarLander-v3"], "gymnasium[box2d]"),
+    ("environment", ["--data.env_id", "Taxi-v3"], "data.env_id"),
+    ("environment", ["--data.env_kwargs", "{no_such_argument: 1}"], "data.env_kwargs"),
+    ("environment", ["--data.heterogeneity", "{no_such_attribute: [0, 1]}"], "heterogeneity"),
+    ("environment", ["--data.byzantine", "{agents: 5, attack: sign_flip}"], "data.byzantine"),
+    ("environment", ["--data.byzantine", "{agents: 1, attack: nope}"], "data.byzantine"),
+    # Where the run is written.
+    ("output folder", ["--trainer.default_root_dir", "a_file"], "trainer.default_root_dir"),
+    ("output folder", ["--trainer.default_root_dir", "a_file/below"], "trainer.default_root_dir"),
+    ("output folder", ["--trainer.default_root_dir", "/proc/no_such"], "trainer.default_root_dir"),
+    # Options the executor would ignore.
+    ("executor", ["--trainer.num_workers", "2"], "trainer.num_workers"),
+    ("executor", ["--trainer.round_timeout", "60"], "trainer.round_timeout"),
+    ("executor", ["--trainer.ray_address", "auto"], "trainer.ray_address"),
+    ("executor", ["--trainer.executor", "threads"], "trainer.executor"),
+    (
+        "executor",
+        [
+            "--trainer.executor",
+            "ray",
+            "--trainer.ray_address",
+            "auto",
+            "--trainer.num_workers",
+            "2",
+        ],
+        "trainer.num_workers",
+    ),
+    # Option names.
+    ("option name", ["--trainer.num_round", "3"], "--trainer.num_round"),
+    ("option name", ["--trainer.num_roundz", "3"], "--trainer.num_roundz"),
+    ("option name", ["--model.learning_rate", "3"], "--model.learning_rate"),
+    ("option name", ["--nope"], "--nope"),
+    # Values of the wrong type or out of range, by section.
+    ("trainer value", ["--trainer.num_rounds", "abc"], "trainer.num_rounds: expected an integer"),
+    ("trainer value", ["--trainer.num_rounds", "0"], "trainer.num_rounds"),
+    ("trainer value", ["--trainer.episodes_per_round=-2"], "trainer.episodes_per_round"),
+    ("trainer value", ["--trainer.eval_agents", "0"], "trainer.eval_agents"),
+    ("trainer value", ["--trainer.verbose", "maybe"], "trainer.verbose: expected true or false"),
+    ("data value", ["--data.num_agents", "0"], "data.num_agents"),
+    ("data value", ["--data.num_envs", "1.5"], "data.num_envs"),
+    ("data value", ["--data.heterogeneity", "5"], "data.heterogeneity: expected a mapping"),
+    ("model value", ["--model.gamma", "1.5"], "model.gamma"),
+    ("model value", ["--model.gamma", "0"], "model.gamma"),
+    ("model value", ["--model.lr=-0.1"], "model.lr"),
+    ("model value", ["--model.lr", "inf"], "model.lr"),
+    ("model value", ["--model.hidden_dim", "0"], "model.hidden_dim"),
+    ("model value", ["--model.normalize_returns", "x"], "model.normalize_returns: expected one of"),
+    # Config files.
+    ("config file", ["--config", "bad_syntax.yaml"], "bad_syntax.yaml"),
+    ("config file", ["--config", "missing.yaml"], "missing.yaml"),
+    ("config file", ["--config", "unknown_key.yaml"], "num_roundz"),
+    # Resuming.
+    ("resume", ["--ckpt_path", "missing.ckpt"], "missing.ckpt"),
+    ("resume", ["--ckpt_path", "not_a_checkpoint.ckpt"], "not_a_checkpoint.ckpt"),
+    ("resume", ["--ckpt_path", "last", "--model.lr", "0.5"], "model.lr"),
+    ("resume", ["--ckpt_path", "last", "--trainer.num_rounds", "1"], "trainer.num_rounds"),
+    ("resume", ["--ckpt_path", "last", "--seed_everything", "8"], "seed_everything"),
+]
+
+
+def write_input_files(folder: Path) -> None:
+    """Write the files that cases name into ``folder``."""
+    for name, text in INPUT_FILES.items():
+        (folder / name).write_text(text)
