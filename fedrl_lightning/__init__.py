@@ -18,6 +18,7 @@ from fedrl_lightning.federation import (
     TrustRegion,
 )
 from fedrl_lightning.module import ReinforceModule
+from fedrl_lightning.policy_module import PolicyModule
 from fedrl_lightning.population import AgentPopulation
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "FederatedTrainer",
     "Krum",
     "MultiKrum",
+    "PolicyModule",
     "ReinforceModule",
     "RewardWeighted",
     "Strategy",

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import lightning as L
 import torch
-from torch.distributions import Distribution
 from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
+from fedrl_lightning.policy_module import PolicyModule
 from fedrl_lightning.returns import (
     normalize_over_batch,
     normalize_per_episode,
@@ -44,13 +43,12 @@ def reinforce_loss(
     return -(log_probs * weights * mask).sum() / log_probs.shape[0]
 
 
-class ReinforceModule(L.LightningModule):
+class ReinforceModule(PolicyModule):
     """REINFORCE with normalised returns, one optimizer step per batch of episodes.
 
     Discrete action spaces get a categorical policy; continuous ones a Gaussian policy with a
-    learned log-std whose actions are clipped to the bounds. Calling the module on
-    observations returns the policy's action distribution, so a trained module deploys as
-    ``module(obs).sample()``.
+    learned log-std whose actions are clipped to the bounds. ``for_population`` sizes the
+    module for a population's environment, and a trained module acts with ``act(obs)``.
 
     Args:
         observation_dim: Size of a flat observation (linked from the environment by the CLI).
@@ -141,10 +139,6 @@ class ReinforceModule(L.LightningModule):
         return GaussianMLPPolicy(
             hp.observation_dim, hp.num_actions, hp.hidden_dim, low, high, hp.log_std_init
         )
-
-    @override
-    def forward(self, observations: torch.Tensor) -> Distribution:
-        return self.policy(observations)
 
     @override
     def transfer_batch_to_device(

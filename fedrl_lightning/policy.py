@@ -58,6 +58,13 @@ class MLPPolicy(nn.Module, ABC):
         """
 
     @abstractmethod
+    def act(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions the environment accepts for ``[..., observation]`` observations.
+
+        Sampled with torch's random generator, or the most likely with ``deterministic``.
+        """
+
+    @abstractmethod
     def actor(self) -> NumpyActor:
         """A numpy actor that samples from this policy's current weights."""
 
@@ -101,6 +108,13 @@ class CategoricalMLPPolicy(MLPPolicy):
         log_probs = log_pi.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         entropy = -(log_pi.exp() * log_pi).sum(-1)
         return log_probs, entropy
+
+    def act(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Integer actions: sampled, or the argmax of the logits with ``deterministic``."""
+        logits = self.logits(observations)
+        if deterministic:
+            return logits.argmax(dim=-1)
+        return Categorical(logits=logits).sample()
 
     def actor(self) -> NumpyCategoricalActor:
         """A numpy actor over the live weights."""
@@ -154,6 +168,15 @@ class GaussianMLPPolicy(MLPPolicy):
         log_probs = (-0.5 * z.square() - self.log_std - LOG_SQRT_2PI).sum(-1)
         entropy = (self.log_std + 0.5 + LOG_SQRT_2PI).sum().expand(log_probs.shape)
         return log_probs, entropy
+
+    def act(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions sampled (the mean with ``deterministic``), clipped to the action bounds."""
+        actions = self.outputs(observations)
+        if not deterministic:
+            actions = actions + self.log_std.exp() * torch.randn_like(actions)
+        low = torch.as_tensor(self.action_low, device=actions.device)
+        high = torch.as_tensor(self.action_high, device=actions.device)
+        return torch.clamp(actions, low, high)
 
     def actor(self) -> NumpyGaussianActor:
         """A numpy actor over the live weights."""

@@ -216,7 +216,10 @@ class FederatedTrainer:
 
         Args:
             model: The global policy's module; its weights are the starting point and are
-                updated in place after every round.
+                updated in place after every round. Its observation and action sizes must
+                fit the population's environment (``ReinforceModule.for_population`` builds
+                one that does); a module that does not is refused before the run folder
+                exists.
             datamodule: The agents and their environments.
             run_config: The resolved configuration, saved as ``config.yaml`` in the run folder.
             ckpt_path: Resume from a round checkpoint: ``last`` for the newest run under
@@ -232,6 +235,7 @@ class FederatedTrainer:
                 f"trainer.agents_per_round ({self.agents_per_round}) must not exceed "
                 f"data.num_agents ({population.num_agents})"
             )
+        model.check_fits(population)
         self.run_config = run_config
         if ckpt_path is None:
             self.completed_rounds, self.history = 0, []
