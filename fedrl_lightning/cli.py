@@ -224,6 +224,8 @@ def main(args: list[str] | None = None, prog: str = PROG) -> int:
     except FederationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except SystemExit as done:  # --help and --print_config end the parser's way
+        return done.code if isinstance(done.code, int) else 0
     return 0
 
 
