@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     args = parser.parse_args()
     print(f"machine: {describe_machine()}")
-    population = AgentPopulation(num_agents=10, env_kwargs={"max_episode_steps": 1})
+    population = AgentPopulation(num_agents=10, max_episode_steps=1)
     model = ReinforceModule(observation_dim=population.observation_dim, num_actions=2)
     global_state = {k: v.clone() for k, v in model.state_dict().items()}
     seconds, memory = [], []

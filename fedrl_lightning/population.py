@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -15,6 +16,8 @@ from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.heterogeneity import Heterogeneity
 
 __all__ = ["AgentPopulation"]
+
+log = logging.getLogger(__name__)
 
 
 class AgentPopulation:
@@ -33,6 +36,11 @@ class AgentPopulation:
         env_kwargs: Keyword arguments passed to ``gymnasium.make`` for every agent.
         episodes_per_update: Episodes per REINFORCE update (one batch of the episode dataset).
         num_envs: Environments each agent steps in lock-step during its rollouts.
+        max_episode_steps: Steps after which every episode is cut short (truncated, not
+            terminated, through gymnasium's ``TimeLimit``), in training and in evaluation.
+            ``None`` keeps the environment's own limit (500 for ``CartPole-v1``, 100 for
+            ``fedrl/Simple-v0``); an environment without one needs this set, or an episode
+            could run forever.
         heterogeneity: Environment attribute to ``[low, high]`` or ``{choices: [...]}``; each
             agent gets its own value, for example ``{length: [0.1, 0.9]}`` for CartPole.
         heterogeneity_mode: ``spread`` spaces values evenly over the agents; ``sample`` draws
@@ -54,6 +62,7 @@ class AgentPopulation:
         env_kwargs: dict[str, Any] | None = None,
         episodes_per_update: int = 1,
         num_envs: int = 1,
+        max_episode_steps: int | None = None,
         heterogeneity: dict[str, Any] | None = None,
         heterogeneity_mode: Literal["spread", "sample"] = "spread",
         byzantine: dict[str, Any] | None = None,
@@ -76,6 +85,7 @@ class AgentPopulation:
         )
         self.byzantine = Byzantine(byzantine or {}, num_agents, seed)
         self.spec = self._find_spec(env_id)
+        self.max_episode_steps = self._episode_limit(max_episode_steps)
         probe = self._make(disable_env_checker=False)
         self.observation_dim = self._observation_dim(probe)
         self.continuous, self.num_actions, self.action_low, self.action_high = self._action_spec(
@@ -109,7 +119,8 @@ class AgentPopulation:
 
         The copies come from the environment's native vector implementation when it has one
         with every varying attribute (CartPole's, SimpleEnv's), set to the agent's values;
-        otherwise from gymnasium's ``SyncVectorEnv`` over the agent's own environments.
+        otherwise from gymnasium's ``SyncVectorEnv`` over the agent's own environments. Either
+        way episodes truncate after ``max_episode_steps``.
         """
         if self.num_envs == 1:
             return self.make_env(agent_id)
@@ -126,7 +137,8 @@ class AgentPopulation:
         Each sub-environment is seeded on its own, so the environment's native vector
         implementation is used only when it accepts a list of seeds (it sets
         ``accepts_seed_list``, as ``fedrl/Simple-v0`` does) and agents do not differ;
-        otherwise gymnasium's ``SyncVectorEnv`` steps the agents' own environments.
+        otherwise gymnasium's ``SyncVectorEnv`` steps the agents' own environments. Either way
+        episodes truncate after ``max_episode_steps``.
         """
         if not self.heterogeneity:
             native = self._make_native_vector(len(agent_ids))
@@ -137,22 +149,55 @@ class AgentPopulation:
         return gym.vector.SyncVectorEnv([lambda a=a: self.make_env(a) for a in agent_ids])
 
     def _make_native_vector(self, num_envs: int) -> gym.vector.VectorEnv | None:
+        """The native vector environment, or ``None`` when there is none that takes the limit.
+
+        gymnasium passes a registered ``max_episode_steps`` to every vector entry point (as
+        CartPole's and SimpleEnv's take it); one that does not accept the argument cannot cap
+        its episodes, so the caller steps single environments instead.
+        """
         if self.spec.vector_entry_point is None:
             return None
-        return gym.make_vec(
-            self.env_id,
-            num_envs=num_envs,
-            vectorization_mode="vector_entry_point",
-            **self.env_kwargs,
-        )
+        try:
+            return gym.make_vec(
+                self.env_id,
+                num_envs=num_envs,
+                vectorization_mode="vector_entry_point",
+                max_episode_steps=self.max_episode_steps,
+                **self.env_kwargs,
+            )
+        except TypeError as err:
+            log.debug("not using %s's native vector environment: %s", self.env_id, err)
+            return None
 
     def _make(self, disable_env_checker: bool) -> gym.Env:
         try:
-            return gym.make(self.env_id, disable_env_checker=disable_env_checker, **self.env_kwargs)
+            return gym.make(
+                self.env_id,
+                max_episode_steps=self.max_episode_steps,
+                disable_env_checker=disable_env_checker,
+                **self.env_kwargs,
+            )
         except TypeError as err:
             raise ConfigError(f"data.env_kwargs: {err}") from None
         except gym.error.DependencyNotInstalled as err:
             raise ConfigError(f"data.env_id: {self.env_id} needs a missing package: {err}") from None
+
+    def _episode_limit(self, max_episode_steps: int | None) -> int:
+        """The episode length cap: the option's, else the environment's registered one."""
+        if "max_episode_steps" in self.env_kwargs:
+            raise ConfigError(
+                "data.env_kwargs.max_episode_steps: set data.max_episode_steps instead"
+            )
+        if max_episode_steps is None:
+            max_episode_steps = self.spec.max_episode_steps
+            if max_episode_steps is None:
+                raise ConfigError(
+                    f"data.max_episode_steps: {self.env_id} sets no time limit, so an episode "
+                    "may never end; set data.max_episode_steps"
+                )
+        elif isinstance(max_episode_steps, bool) or max_episode_steps <= 0:
+            raise ConfigError(f"data.max_episode_steps must be positive, got {max_episode_steps}")
+        return int(max_episode_steps)
 
     @staticmethod
     def _find_spec(env_id: str) -> gym.envs.registration.EnvSpec:

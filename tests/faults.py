@@ -1,9 +1,12 @@
 """Failures on purpose, for the tests of failing agents.
 
-``faults:Crashing-v0`` is an environment whose every step raises. ``FlakyModule`` fails some
-local fits: it raises, returns NaN weights, ends its process (a lost Ray worker) or hangs,
-with given probabilities drawn from torch's generator, which each local fit seeds from
-(run seed, round, agent). Ending the process and hanging are only for the Ray executor.
+``faults:Crashing-v0`` is an environment whose every step raises. ``faults:Endless-v0`` is
+SimpleEnv with no time limit: it never terminates, and its native vector version takes no step
+limit. So that a broken cap fails a test instead of eating the machine, both raise once an
+episode passes ``RUNAWAY_STEPS``. ``FlakyModule`` fails some local fits: it raises, returns NaN
+weights, ends its process (a lost Ray worker) or hangs, with given probabilities drawn from
+torch's generator, which each local fit seeds from (run seed, round, agent). Ending the process
+and hanging are only for the Ray executor.
 """
 
 import os
@@ -13,7 +16,7 @@ import gymnasium as gym
 import torch
 
 from fedrl_lightning import ReinforceModule
-from fedrl_lightning.envs.simple import SimpleEnv
+from fedrl_lightning.envs.simple import SimpleEnv, SimpleVectorEnv
 
 
 class CrashingEnv(SimpleEnv):
@@ -22,6 +25,36 @@ class CrashingEnv(SimpleEnv):
 
 
 gym.register("Crashing-v0", entry_point=CrashingEnv, max_episode_steps=100)
+
+
+RUNAWAY_STEPS = 10_000
+
+
+class EndlessEnv(SimpleEnv):
+    def reset(self, **kwargs: object) -> tuple:
+        self.steps = 0
+        return super().reset(**kwargs)
+
+    def step(self, action: object) -> tuple:
+        self.steps += 1
+        if self.steps > RUNAWAY_STEPS:
+            raise RuntimeError(f"an episode ran past {RUNAWAY_STEPS} steps")
+        return super().step(action)
+
+
+class EndlessVectorEnv(SimpleVectorEnv):
+    """Takes no ``max_episode_steps``, so it cannot cap its own episodes."""
+
+    def __init__(self, num_envs: int = 1, noise_scale: float = 0.1, drift: float = 0.0) -> None:
+        super().__init__(num_envs, noise_scale, drift, max_episode_steps=RUNAWAY_STEPS + 1)
+
+    def step(self, actions: object) -> tuple:
+        if self._elapsed.max() >= RUNAWAY_STEPS:
+            raise RuntimeError(f"an episode ran past {RUNAWAY_STEPS} steps")
+        return super().step(actions)
+
+
+gym.register("Endless-v0", entry_point=EndlessEnv, vector_entry_point=EndlessVectorEnv)
 
 
 class FlakyModule(ReinforceModule):

@@ -17,7 +17,7 @@ def resident_mb() -> float:
 
 def test_fresh_trainers_do_not_leak(tmp_path):
     """500 local fits, each with its own module, environment and Trainer, after a warm-up."""
-    population = AgentPopulation(num_agents=10, env_kwargs={"max_episode_steps": 1})
+    population = AgentPopulation(num_agents=10, max_episode_steps=1)
     global_state = ReinforceModule(hidden_dim=16).state_dict()
     memory = []
     with quiet_lightning(verbose=False):
