@@ -7,6 +7,8 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from jsonargparse import lazy_instance
@@ -89,6 +91,8 @@ class FedRLCLI(LightningCLI):
             return
         fit = self.config.fit
         path = resolve_checkpoint(fit.ckpt_path, fit.trainer.default_root_dir)
+        if path is None:  # `last` with nothing to resume: the trainer starts at round 1
+            return
         saved = saved_config(path)
         if saved is not None:
             at = args.index("fit") + 1
@@ -158,13 +162,35 @@ class FedRLCLI(LightningCLI):
         print(f"Run folder: {trainer.run_dir}")
 
     def _dump_fit_config(self) -> str:
-        return self._parser("fit").dump(self.config.fit, skip_none=False)
+        """The experiment's resolved config, without ``ckpt_path``, so it reruns from round 1."""
+        config = self.config.fit.clone()
+        config.pop("ckpt_path", None)
+        return self._parser("fit").dump(config, skip_none=False)
 
     def _run_seed(self) -> int:
         seed = self._get(self.config, "seed_everything")
         if isinstance(seed, bool):
             raise ConfigError("--seed_everything must be an integer for a federated run")
         return int(seed)
+
+
+@contextmanager
+def notices_on_stderr() -> Iterator[None]:
+    """Print the package's log records of ``INFO`` and above to stderr, one line each.
+
+    The federated trainer logs what it did to start at ``INFO`` (a run started again at
+    round 1, later rounds discarded); the command line shows it, the Python API does not.
+    """
+    logger = logging.getLogger("fedrl_lightning")
+    handler = logging.StreamHandler(sys.stderr)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -182,7 +208,8 @@ def main(args: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     try:
-        FedRLCLI(args=args)
+        with notices_on_stderr():
+            FedRLCLI(args=args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
