@@ -25,6 +25,12 @@ from fedrl_lightning.resume import check_unchanged, saved_config
 __all__ = ["FedRLCLI", "main"]
 
 DESCRIPTION = "Federated reinforcement learning on PyTorch Lightning."
+PRINT_CONFIG = "--print_config"
+
+
+def is_print_config(arg: str) -> bool:
+    """Whether ``arg`` is ``--print_config`` or ``--print_config=flags``."""
+    return arg.split("=", 1)[0] == PRINT_CONFIG
 
 
 def one_line(message: str) -> str:
@@ -83,22 +89,26 @@ class FedRLCLI(LightningCLI):
 
         The checkpoint's config comes first, then the command's own ``--config`` files and
         options, so ``fit --ckpt_path last`` alone continues the run as it was configured.
-        Options that would change the experiment are refused.
+        Options that would change the experiment are refused. ``--print_config`` prints the
+        config the run will use, that of the resumed run included, and exits.
         """
         args = list(sys.argv[1:] if args is None else args)
-        self.config = parser.parse_args(args)
-        if self.config.get("subcommand") != "fit" or self.config.fit.get("ckpt_path") is None:
-            return
-        fit = self.config.fit
-        path = resolve_checkpoint(fit.ckpt_path, fit.trainer.default_root_dir)
-        if path is None:  # `last` with nothing to resume: the trainer starts at round 1
-            return
-        saved = saved_config(path)
-        if saved is not None:
-            at = args.index("fit") + 1
-            self.config = parser.parse_args([*args[:at], "--config", saved, *args[at:]])
-            check_unchanged(saved, self._dump_fit_config(), path)
-        self.config.fit.ckpt_path = str(path)
+        self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
+        fit = self.config.fit if self.config.get("subcommand") == "fit" else None
+        path = None
+        if fit is not None and fit.get("ckpt_path") is not None:
+            path = resolve_checkpoint(fit.ckpt_path, fit.trainer.default_root_dir)
+        if path is not None:
+            saved = saved_config(path)
+            if saved is not None:
+                at = args.index("fit") + 1
+                args = [*args[:at], "--config", saved, *args[at:]]
+                self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
+                check_unchanged(saved, self._dump_fit_config(), path)
+            self.config.fit.ckpt_path = str(path)
+            args += ["--ckpt_path", str(path)]
+        if any(is_print_config(arg) for arg in args):
+            parser.parse_args(args)  # prints the config and exits
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 from conftest import TINY_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, ReinforceModule
@@ -213,6 +214,68 @@ def test_a_kill_while_discarding_later_rounds_leaves_a_resumable_folder(
 
     assert code == 0, err
     assert_same_run(tmp_path, six_rounds)
+
+
+def test_config_yaml_reruns_the_experiment_even_after_a_resume(
+    tmp_path, tiny_run, monkeypatch, capsys
+):
+    first, rerun = tmp_path / "first", tmp_path / "rerun"
+    first.mkdir(), rerun.mkdir()
+    monkeypatch.chdir(first)
+    assert cli(capsys, "fit", *TINY, "--trainer.num_rounds", "2")[0] == 0
+    code, out, err = cli(capsys, "fit", "--ckpt_path", "last", "--trainer.num_rounds", "3")
+    assert code == 0, err
+    assert "resumed after round 2" in out
+    config = (first / RUN / "config.yaml").read_text()
+    assert "ckpt_path" not in config
+    assert (
+        "ckpt_path" not in without_timings(first / RUN / "checkpoints/last.ckpt")["fedrl"]["config"]
+    )
+    (rerun / "experiment.yaml").write_text(config)
+
+    result = run_cli("fit", "--config", "experiment.yaml", cwd=rerun)  # the real command line
+
+    assert result.returncode == 0, result.stderr
+    assert "resumed" not in result.stdout
+    assert_same_run(rerun, tiny_run[0])
+    assert_same_run(first, tiny_run[0])
+
+
+def test_print_config_with_ckpt_path_prints_the_resumed_run_and_writes_nothing(
+    tmp_path, tiny_run, monkeypatch, capsys
+):
+    copy_run(tiny_run[0], tmp_path)
+    before = folder_hashes(tmp_path)
+
+    result = run_cli(
+        "fit", "--print_config", "--ckpt_path", "last", "--trainer.num_rounds", "5", cwd=tmp_path
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    printed = yaml.safe_load(result.stdout)
+    assert printed["trainer"]["num_rounds"] == 5
+    saved = yaml.safe_load((tmp_path / RUN / "config.yaml").read_text())
+    for section in ("model", "data"):
+        assert printed[section] == saved[section]
+    assert (printed["seed_everything"], printed["model"]["hidden_dim"]) == (7, 16)  # not defaults
+    assert printed["ckpt_path"] == f"{RUN}/checkpoints/last.ckpt"
+    assert folder_hashes(tmp_path) == before
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "fit", "--print_config", "--ckpt_path", "last", "--model.lr", "1")
+    assert code == 2 and err.startswith("error: --model.lr: the run in")
+    assert out == ""
+    assert folder_hashes(tmp_path) == before
+
+
+def test_print_config_with_nothing_to_resume_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as printed:
+        main(["fit", *TINY, "--ckpt_path", "last", "--print_config"])
+    assert printed.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out)["ckpt_path"] == "last"
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_run_folder_as_ckpt_path_resumes_its_last_checkpoint(
