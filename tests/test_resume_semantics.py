@@ -214,6 +214,12 @@ def test_a_kill_while_discarding_later_rounds_leaves_a_resumable_folder(
 
     assert code == 0, err
     assert_same_run(tmp_path, six_rounds)
+    # Killed before last.ckpt was rewritten, the folder was untouched: `last` is round 6. After,
+    # `last` is round 4, and its resume discards the round checkpoints not yet deleted.
+    left = {1: "2 later rounds (5-6)", 2: "2 later rounds (5-6)", 3: "2 later rounds (5-6)"}
+    left[4] = "1 later round (5)"
+    expected = f"resuming {RUN} after round 4: discarded {left[moment]}\n" if moment in left else ""
+    assert err == expected
 
 
 def test_config_yaml_reruns_the_experiment_even_after_a_resume(

@@ -314,11 +314,11 @@ class FederatedTrainer:
             return RunFolder.create(self.default_root_dir)
         discarded = run.rewind(path, self.history)
         if discarded:
-            count = f"{len(discarded)} later round" + ("s" if len(discarded) > 1 else "")
-            span = "-".join(dict.fromkeys(str(r) for r in (discarded[0], discarded[-1])))
+            first, last = discarded[0], discarded[-1]
+            rounds = f"{len(discarded)} later rounds ({first}-{last})"
             self._notice(
-                f"resuming {run.path} after round {self.completed_rounds}: discarded {count} "
-                f"({span})"
+                f"resuming {run.path} after round {self.completed_rounds}: discarded "
+                + (f"1 later round ({first})" if first == last else rounds)
             )
         return run
 
