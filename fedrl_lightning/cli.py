@@ -8,6 +8,8 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from jsonargparse import lazy_instance
@@ -27,6 +29,12 @@ __all__ = ["FedRLCLI", "main"]
 DESCRIPTION = "Federated reinforcement learning on PyTorch Lightning."
 PROG = "python -m fedrl_lightning"
 MAX_SEED = 2**32 - 1  # numpy's seeds, and so Lightning's, are unsigned 32-bit integers
+PRINT_CONFIG = "--print_config"
+
+
+def is_print_config(arg: str) -> bool:
+    """Whether ``arg`` is ``--print_config`` or ``--print_config=flags``."""
+    return arg.split("=", 1)[0] == PRINT_CONFIG
 
 
 def _class_options() -> dict[str, str]:
@@ -78,25 +86,30 @@ class FedRLCLI(LightningCLI):
 
         The checkpoint's config comes first, then the command's own ``--config`` files and
         options, so ``fit --ckpt_path last`` alone continues the run as it was configured.
-        Options that would change the experiment are refused.
+        Options that would change the experiment are refused. ``--print_config`` prints the
+        config the run will use, that of the resumed run included, and exits.
         """
         args = list(sys.argv[1:] if args is None else args)
         check_config_files(args)
-        self.config = parser.parse_args(args)
-        if self.config.get("subcommand") != "fit":
-            return
-        self.config.fit.seed_everything = self._resolve_seed(self.config.fit.seed_everything)
-        self.config.fit.data.seed = self.config.fit.seed_everything
-        if self.config.fit.get("ckpt_path") is None:
-            return
-        fit = self.config.fit
-        path = resolve_checkpoint(fit.ckpt_path, fit.trainer.default_root_dir)
-        saved = saved_config(path)
-        if saved is not None:
-            at = args.index("fit") + 1
-            self.config = parser.parse_args([*args[:at], "--config", saved, *args[at:]])
-            check_unchanged(saved, self._dump_fit_config(), path)
-        self.config.fit.ckpt_path = str(path)
+        self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
+        fit = self.config.fit if self.config.get("subcommand") == "fit" else None
+        path = None
+        if fit is not None and fit.get("ckpt_path") is not None:
+            path = resolve_checkpoint(fit.ckpt_path, fit.trainer.default_root_dir)
+        if path is not None:
+            saved = saved_config(path)
+            if saved is not None:
+                at = args.index("fit") + 1
+                args = [*args[:at], "--config", saved, *args[at:]]
+                self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
+                check_unchanged(saved, self._dump_fit_config(), path)
+            self.config.fit.ckpt_path = str(path)
+            args += ["--ckpt_path", str(path)]
+        if any(is_print_config(arg) for arg in args):
+            parser.parse_args(args)  # prints the config and exits
+        if fit is not None:
+            self.config.fit.seed_everything = self._resolve_seed(self.config.fit.seed_everything)
+            self.config.fit.data.seed = self.config.fit.seed_everything
 
     @staticmethod
     def _resolve_seed(seed: Any) -> int:
@@ -191,7 +204,10 @@ class FedRLCLI(LightningCLI):
         print(f"Run folder: {trainer.run_dir}")
 
     def _dump_fit_config(self) -> str:
-        return self._parser("fit").dump(self.config.fit, skip_none=False)
+        """The experiment's resolved config, without ``ckpt_path``, so it reruns from round 1."""
+        config = self.config.fit.clone()
+        config.pop("ckpt_path", None)
+        return self._parser("fit").dump(config, skip_none=False)
 
     def _run_seed(self) -> int:
         return int(self._get(self.config, "seed_everything"))
@@ -199,6 +215,25 @@ class FedRLCLI(LightningCLI):
 
 def _placeholder_seed(seed: Any) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+@contextmanager
+def notices_on_stderr() -> Iterator[None]:
+    """Print the package's log records of ``INFO`` and above to stderr, one line each.
+
+    The federated trainer logs what it did to start at ``INFO`` (a run started again at
+    round 1, later rounds discarded); the command line shows it, the Python API does not.
+    """
+    logger = logging.getLogger("fedrl_lightning")
+    handler = logging.StreamHandler(sys.stderr)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def main(args: list[str] | None = None, prog: str = PROG) -> int:
@@ -217,7 +252,8 @@ def main(args: list[str] | None = None, prog: str = PROG) -> int:
     gc.collect()
     gc.freeze()
     try:
-        FedRLCLI(args=args, prog=prog)
+        with notices_on_stderr():
+            FedRLCLI(args=args, prog=prog)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -180,7 +180,7 @@ class AgentPopulation:
         except TypeError as err:
             raise ConfigError(f"data.env_kwargs: {err}") from None
         except gym.error.DependencyNotInstalled as err:
-            raise ConfigError(f"data.env_id: {self.env_id} needs a missing package: {err}") from None
+            raise ConfigError(f"data.env_id: {self.env_id} needs a package: {err}") from None
 
     def _episode_limit(self, max_episode_steps: int | None) -> int:
         """The episode length cap: the option's, else the environment's registered one."""

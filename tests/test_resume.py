@@ -155,13 +155,6 @@ def test_resume_below_the_rounds_done_is_refused(tmp_path):
     assert result.stderr.startswith("error: --trainer.num_rounds (2) is below the 3 rounds")
 
 
-def test_ckpt_path_last_needs_a_run(tmp_path):
-    result = run_cli("fit", "--ckpt_path", "last", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr == "error: --ckpt_path last: no run to resume in lightning_logs\n"
-    assert not (tmp_path / "lightning_logs").exists()
-
-
 def test_resuming_a_fedadam_run_midway_is_bit_identical(tmp_path):
     fedadam = ["--config", str(TINY_CONFIG), "--trainer.strategy", "FedAdam"]
     reference = tmp_path / "whole"

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from fedrl_lightning.checkpoints import atomic_write_bytes, atomic_write_text
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.metrics_csv import csv_text
 
-__all__ = ["RUNS_FOLDER", "RunFolder", "resolve_checkpoint"]
+__all__ = ["RUNS_FOLDER", "RunFolder", "best_round", "resolve_checkpoint"]
 
 RUNS_FOLDER = "lightning_logs"
 VERSION_PATTERN = re.compile(r"version_(\d+)")
+ROUND_PATTERN = re.compile(r"round-(\d+)\.ckpt")
+AGENT_PATTERN = re.compile(r"round-(\d+)-agent-\d+\.ckpt")
+# What a start that never completed a round may leave in its folder.
+UNFINISHED_FILES = (
+    "config.yaml",
+    "agents.csv",
+    "metrics.csv",
+    "hparams.yaml",
+    "events.out.tfevents.*",
+    "checkpoints/*.ckpt",
+    "agents/*.ckpt",
+)
+
+
+def best_round(history: Sequence[dict[str, Any]]) -> int:
+    """The round with the highest ``eval_reward`` in ``history``, the first of equals."""
+    return int(max(history, key=lambda row: row["eval_reward"])["round"])
 
 
 class RunFolder:
@@ -72,6 +93,26 @@ class RunFolder:
         """Where agent ``agent_id`` saves its checkpoint in round ``round_idx``."""
         return self.agents / f"round-{round_idx:04d}-agent-{agent_id:04d}.ckpt"
 
+    @property
+    def round_checkpoints(self) -> dict[int, Path]:
+        """The round checkpoints in the folder, by round."""
+        if not self.checkpoints.is_dir():
+            return {}
+        found = ((ROUND_PATTERN.fullmatch(p.name), p) for p in self.checkpoints.iterdir())
+        return {int(match.group(1)): path for match, path in found if match}
+
+    @property
+    def resumable_checkpoint(self) -> Path | None:
+        """The checkpoint a resume continues from; ``None`` when no round was completed.
+
+        That is ``last.ckpt``, or else the newest round checkpoint: a process killed between
+        writing a round's checkpoint and ``last.ckpt`` has still completed that round.
+        """
+        if self.last_checkpoint.is_file():
+            return self.last_checkpoint
+        rounds = self.round_checkpoints
+        return rounds[max(rounds)] if rounds else None
+
     def prepare(self) -> None:
         """Create the sub-folders and remove what an interrupted process left behind.
 
@@ -82,6 +123,61 @@ class RunFolder:
         self.agents.mkdir(exist_ok=True)
         for leftover in self.path.glob("**/.*.tmp"):
             leftover.unlink()
+
+    def clear(self) -> None:
+        """Remove what a start that completed no round left, to start the run again at round 1.
+
+        That is its config, metrics, TensorBoard events, checkpoints and agents' files.
+        """
+        for pattern in UNFINISHED_FILES:
+            for path in self.path.glob(pattern):
+                path.unlink()
+        for leftover in self.path.glob("**/.*.tmp"):
+            leftover.unlink()
+
+    def rewind(self, checkpoint: Path, history: Sequence[dict[str, Any]]) -> list[int]:
+        """Make the folder describe the round of ``checkpoint``, discarding any later rounds.
+
+        ``last.ckpt`` becomes ``checkpoint``, ``metrics.csv`` holds ``history``, ``best.ckpt``
+        is the best round of ``history``, and the later rounds' checkpoints and agents' files
+        are removed. Every write is atomic, and ``last.ckpt`` is written first: a process
+        killed at any moment leaves either the folder as it was, or a folder whose
+        ``last.ckpt`` is ``checkpoint``, whose own resume finishes the job.
+
+        Args:
+            checkpoint: The round checkpoint being resumed, in this folder or elsewhere.
+            history: The metrics of the rounds up to and including that round.
+
+        Returns:
+            The later rounds whose checkpoints were removed, in order.
+        """
+        done = int(history[-1]["round"])
+        resumed = checkpoint.read_bytes()
+        self._replace(self.last_checkpoint, resumed)
+        atomic_write_text(csv_text(list(history)), self.metrics)
+        best = best_round(history)
+        best_source = self.round_checkpoint(best)
+        if best == done:
+            self._replace(self.best_checkpoint, resumed)
+        elif best_source.is_file():
+            self._replace(self.best_checkpoint, best_source.read_bytes())
+        else:  # the best kept round's checkpoint was deleted: no best.ckpt rather than a wrong one
+            self.best_checkpoint.unlink(missing_ok=True)
+        later = sorted(r for r in self.round_checkpoints if r > done)
+        for round_idx in reversed(later):
+            self.round_checkpoint(round_idx).unlink(missing_ok=True)
+        if self.agents.is_dir():
+            for path in self.agents.iterdir():
+                match = AGENT_PATTERN.fullmatch(path.name)
+                if match and int(match.group(1)) > done:
+                    path.unlink(missing_ok=True)
+        return later
+
+    @staticmethod
+    def _replace(path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically, unless it already holds exactly that."""
+        if not path.is_file() or path.read_bytes() != data:
+            atomic_write_bytes(data, path)
 
     @classmethod
     def create(cls, root: Path) -> RunFolder:
@@ -124,24 +220,34 @@ class RunFolder:
         return [int(match.group(1)) for match in found if match]
 
 
-def resolve_checkpoint(ckpt_path: str | Path, root: str | Path) -> Path:
-    """Turn ``--ckpt_path`` into a file: ``last`` is the newest run's ``last.ckpt``.
+def resolve_checkpoint(ckpt_path: str | Path, root: str | Path) -> Path | None:
+    """Turn ``--ckpt_path`` into the checkpoint to resume.
+
+    As in Lightning, ``last`` with nothing to resume is no error: it gives ``None``, and the
+    run starts at round 1.
 
     Args:
-        ckpt_path: ``"last"`` or a path to a round checkpoint.
+        ckpt_path: ``"last"``, the newest run under ``root``; a run folder
+            (``lightning_logs/version_3``), for its ``last.ckpt``; or a round checkpoint.
         root: The ``default_root_dir`` whose ``lightning_logs`` ``last`` searches.
 
+    Returns:
+        The checkpoint file, or ``None`` when ``last`` finds no run, or a newest run that
+        completed no round.
+
     Raises:
-        ConfigError: If ``last`` finds no run, or a run with no completed round.
+        ConfigError: If a run folder given by path completed no round.
     """
-    if str(ckpt_path) != "last":
-        return Path(ckpt_path)
-    run = RunFolder.newest(Path(root))
-    if run is None:
-        raise ConfigError(f"--ckpt_path last: no run to resume in {Path(root) / RUNS_FOLDER}")
-    if not run.last_checkpoint.is_file():
+    if str(ckpt_path) == "last":
+        run = RunFolder.newest(Path(root))
+        return run.resumable_checkpoint if run is not None else None
+    path = Path(ckpt_path)
+    if not path.is_dir():
+        return path
+    checkpoint = RunFolder(path).resumable_checkpoint
+    if checkpoint is None:
         raise ConfigError(
-            f"--ckpt_path last: {run.path} has no completed round to resume "
-            f"({run.last_checkpoint} is missing)"
+            f"--ckpt_path {path}: a folder with no completed round to resume "
+            f"(no {RunFolder(path).last_checkpoint})"
         )
-    return run.last_checkpoint
+    return checkpoint

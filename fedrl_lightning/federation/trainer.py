@@ -26,7 +26,12 @@ from fedrl_lightning.federation.evaluation import evaluate_policy
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor, describe_failure
 from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
-from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
+from fedrl_lightning.federation.run_folder import (
+    RUNS_FOLDER,
+    RunFolder,
+    best_round,
+    resolve_checkpoint,
+)
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
@@ -92,6 +97,10 @@ class FederatedTrainer:
     evaluation return is the highest so far, as Stable-Baselines3's ``EvalCallback`` keeps its
     best model). Outputs go to
     ``<default_root_dir>/lightning_logs/version_N/``.
+
+    What ``fit`` did to start, besides the plain new run or resume (a run started again at
+    round 1, later rounds discarded), is logged at ``INFO`` and kept in ``notices``; the
+    command line prints it.
 
     An agent whose local fit raises, or whose checkpoint is unreadable or holds non-finite
     weights, is left out of its round's aggregation and listed in ``failed_agents``. The run
@@ -197,6 +206,7 @@ class FederatedTrainer:
         self.completed_rounds = 0
         self.resumed_round = 0
         self.history: list[dict[str, Any]] = []
+        self.notices: list[str] = []
 
     @property
     def run_dir(self) -> Path | None:
@@ -223,8 +233,11 @@ class FederatedTrainer:
             datamodule: The agents and their environments.
             run_config: The resolved configuration, saved as ``config.yaml`` in the run folder.
             ckpt_path: Resume from a round checkpoint: ``last`` for the newest run under
-                ``default_root_dir``, or a checkpoint's path. The run continues in that
-                checkpoint's folder, and its result is the same as if it had never stopped.
+                ``default_root_dir``, a run folder for its ``last.ckpt``, or a checkpoint's
+                path. The run continues in that checkpoint's folder, and its result is the
+                same as if it had never stopped; rounds after the checkpoint's are discarded.
+                When ``last`` finds no run, or a newest run that completed no round, the run
+                starts at round 1, in that unfinished folder if there is one.
 
         Returns:
             The per-round metrics, as also written to ``metrics.csv``.
@@ -237,11 +250,15 @@ class FederatedTrainer:
             )
         model.check_fits(population)
         self.run_config = run_config
-        if ckpt_path is None:
-            self.completed_rounds, self.history = 0, []
-            self.run = RunFolder.create(self.default_root_dir)
+        self.notices = []
+        checkpoint = (
+            None if ckpt_path is None else resolve_checkpoint(ckpt_path, self.default_root_dir)
+        )
+        if checkpoint is not None:
+            self.run = self._resume(model, checkpoint)
         else:
-            self.run = self._resume(model, resolve_checkpoint(ckpt_path, self.default_root_dir))
+            self.completed_rounds, self.history = 0, []
+            self.run = self._start(resuming=ckpt_path is not None)
         self.resumed_round = self.completed_rounds
         self.run.prepare()
         if run_config is not None:
@@ -305,7 +322,44 @@ class FederatedTrainer:
                 f"--trainer.num_rounds ({self.num_rounds}) is below the {self.completed_rounds} "
                 f"rounds already done in {path}"
             )
-        return RunFolder.of_checkpoint(path) or RunFolder.create(self.default_root_dir)
+        run = RunFolder.of_checkpoint(path)
+        if run is None:
+            return RunFolder.create(self.default_root_dir)
+        discarded = run.rewind(path, self.history)
+        if discarded:
+            first, last = discarded[0], discarded[-1]
+            rounds = f"{len(discarded)} later rounds ({first}-{last})"
+            self._notice(
+                f"resuming {run.path} after round {self.completed_rounds}: discarded "
+                + (f"1 later round ({first})" if first == last else rounds)
+            )
+        return run
+
+    def _start(self, resuming: bool) -> RunFolder:
+        """The folder of a run starting at round 1: a new one, or an unfinished newest one.
+
+        ``resuming``: ``--ckpt_path last`` found nothing to resume, so, as in Lightning, the
+        run starts afresh; a newest run that completed no round is started again in place.
+        """
+        newest = RunFolder.newest(self.default_root_dir) if resuming else None
+        if newest is not None:
+            newest.clear()
+            self._notice(
+                f"--ckpt_path last: {newest.path} has no completed round; starting it again "
+                "at round 1"
+            )
+            return newest
+        run = RunFolder.create(self.default_root_dir)
+        if resuming:
+            self._notice(
+                f"--ckpt_path last: no run to resume in {self.default_root_dir / RUNS_FOLDER}; "
+                f"starting {run.path} at round 1"
+            )
+        return run
+
+    def _notice(self, message: str) -> None:
+        self.notices.append(message)
+        log.info(message)
 
     def _make_executor(self) -> Executor:
         if self.executor == "sequential":
@@ -479,8 +533,7 @@ class FederatedTrainer:
         )
         atomic_save(checkpoint, self.run.round_checkpoint(round_idx))
         atomic_save(checkpoint, self.run.last_checkpoint)
-        best = max(self.history, key=lambda row: row["eval_reward"])  # the first of equals
-        if best["round"] == round_idx:
+        if best_round(self.history) == round_idx:
             atomic_save(checkpoint, self.run.best_checkpoint)
 
     @staticmethod
