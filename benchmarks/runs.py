@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 
-def fit_config(config: Path, seed: int, root: Path, *overrides: str) -> tuple[Path, float]:
+def fit_config(config: Path, seed: int | None, root: Path, *overrides: str) -> tuple[Path, float]:
     """Run ``python -m fedrl_lightning fit`` on ``config`` with ``seed`` under ``root``.
+
+    ``seed`` ``None`` keeps the config's own.
 
     Returns:
         The run folder and the command's wall time in seconds.
@@ -23,7 +25,7 @@ def fit_config(config: Path, seed: int, root: Path, *overrides: str) -> tuple[Pa
             "fit",
             "--config",
             str(config),
-            f"--seed_everything={seed}",
+            *([f"--seed_everything={seed}"] if seed is not None else []),
             f"--trainer.default_root_dir={root}",
             "--trainer.enable_progress_bar=false",
             *overrides,

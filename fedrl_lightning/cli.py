@@ -20,7 +20,12 @@ from fedrl_lightning.federation.run_folder import resolve_checkpoint
 from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
 from fedrl_lightning.federation.trainer import FederatedTrainer
 from fedrl_lightning.module import ReinforceModule
-from fedrl_lightning.parse_errors import check_config_files, config_error_of, one_line
+from fedrl_lightning.parse_errors import (
+    check_config_files,
+    config_error_of,
+    one_line,
+    refuse_nulls,
+)
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.resume import check_unchanged, saved_config
 
@@ -108,6 +113,7 @@ class FedRLCLI(LightningCLI):
         if any(is_print_config(arg) for arg in args):
             parser.parse_args(args)  # prints the config and exits
         if fit is not None:
+            refuse_nulls(self._parser("fit"), self.config.fit)
             self.config.fit.seed_everything = self._resolve_seed(self.config.fit.seed_everything)
             self.config.fit.data.seed = self.config.fit.seed_everything
 

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
+import math
 import re
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from fedrl_lightning.errors import ConfigError
 
-__all__ = ["check_config_files", "config_error_of", "one_line", "plain_type"]
+__all__ = [
+    "check_config_files",
+    "config_error_of",
+    "one_line",
+    "plain_type",
+    "refuse_nulls",
+]
 
 HEADER = re.compile(r'Parser key "([^"]+)":?\s*(.*)')
 NESTED = re.compile(r"--([\w.]+): (.*)")
-EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value: (.*))?")
+EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value:? ?(.*))?")
 NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
 NOT_A_CLASS = ("Expected a dot import path", "Expected a path but", "Import path", "No module")
 TYPE_WORDS = {
@@ -61,6 +72,10 @@ def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
     given = given_value.group(1).strip() if given_value else ""
     if any("Union subtypes" in detail for detail in details):
         details = _union_errors(details)
+        expected = [EXPECTED.fullmatch(detail) for detail in details]
+        if len(details) > 1 and all(expected):
+            kinds = " or ".join(plain_type(match.group(1)) for match in expected)
+            return f"--{key}: expected {kinds}, got {given!r}"
     for detail in details:
         if detail.startswith(NOT_A_CLASS) and key in (class_options or {}):
             return f"--{key}: {class_options[key]}"
@@ -130,3 +145,58 @@ def check_config_files(args: list[str]) -> None:
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise ConfigError(f"--config {value}: not valid YAML ({where}{problem})") from None
+
+
+def allows_none(hint: Any) -> bool:
+    """Whether a type hint admits ``None``: ``Optional[...]``, ``X | None`` or ``Any``."""
+    if hint is Any or hint is type(None):
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(allows_none(arg) for arg in typing.get_args(hint))
+    return False
+
+
+def refuse_nulls(parser: Any, config: Any) -> None:
+    """Refuse ``null`` for options whose type does not admit it, and non-finite numbers.
+
+    jsonargparse checks types on the command line, but takes a ``null`` from a YAML file
+    as it is, which a constructor would then meet as ``None``; and YAML's ``.nan`` and
+    ``.inf`` pass as numbers, and slip through range checks (``nan <= 0`` is false).
+
+    Args:
+        parser: The subcommand's parser.
+        config: Its parsed config.
+
+    Raises:
+        ConfigError: Naming the first such option.
+    """
+    for action in parser._actions:
+        hint = getattr(action, "_typehint", None)
+        if hint is None or action.dest not in config:
+            continue
+        value = config[action.dest]
+        _refuse(action.dest, value, hint)
+        init_args = getattr(value, "init_args", None)
+        if init_args is not None:
+            _refuse_null_init_args(action.dest, value.class_path, init_args)
+
+
+def _refuse_null_init_args(dest: str, class_path: str, init_args: Any) -> None:
+    module, _, name = class_path.rpartition(".")
+    hints = typing.get_type_hints(getattr(importlib.import_module(module), name).__init__)
+    for key, value in vars(init_args).items():
+        if key in hints:
+            _refuse(f"{dest}.{key}", value, hints[key])
+
+
+def _refuse(name: str, value: Any, hint: Any) -> None:
+    if value is None and not allows_none(hint):
+        raise ConfigError(f"--{name}: expected {_hint_words(hint)}, got null")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"--{name}: expected a finite number, got {value}")
+
+
+def _hint_words(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(str(arg) for arg in typing.get_args(hint))
+    return plain_type(repr(hint) if not isinstance(hint, type) else f"<class '{hint.__name__}'>")

@@ -6,6 +6,7 @@ in a folder that already holds a finished run, which they must leave unchanged. 
 cases name (``bad.yaml`` and friends) are written by :func:`write_input_files`.
 """
 
+import hashlib
 from pathlib import Path
 
 INPUT_FILES = {
@@ -142,3 +143,14 @@ def write_input_files(folder: Path) -> None:
     """Write the files that cases name into ``folder``."""
     for name, text in INPUT_FILES.items():
         (folder / name).write_text(text)
+
+
+def folder_digest(folder: Path) -> str:
+    """A hash of every path, mode and byte below ``folder``: equal only if nothing changed."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(oct(path.stat().st_mode).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

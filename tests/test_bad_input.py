@@ -1,27 +1,15 @@
 """Bad input: one line naming the option or file, exit 2, no traceback, nothing changed."""
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import shutil
 
 import pytest
-from bad_inputs import CASES, write_input_files
+from bad_inputs import CASES, folder_digest, write_input_files
 from conftest import TINY_CONFIG, run_cli
 
 from fedrl_lightning.cli import main
-
-
-def folder_digest(folder):
-    """A hash of every file's path, bytes and mode below ``folder``."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        digest.update(oct(path.stat().st_mode).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")

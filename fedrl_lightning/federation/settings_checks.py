@@ -59,7 +59,7 @@ def check_executor_options(executor: str, **options: object) -> None:
         )
     if executor == "ray" and importlib.util.find_spec("ray") is None:
         raise ConfigError(
-            "trainer.executor ray needs Ray: pip install -c constraints.txt -e '.[ray]'"
+            'trainer.executor ray needs Ray: pip install -c constraints.txt -e ".[ray]"'
         )
 
 

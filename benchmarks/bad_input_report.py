@@ -1,0 +1,109 @@
+"""How the command line takes bad input: the tests' catalogue and fuzzing, counted.
+
+Usage::
+
+    python benchmarks/bad_input_report.py
+
+Runs every case of ``tests/bad_inputs.py`` in this process against a folder holding a
+finished run, and the CLI fuzz tests' draws (``tests/test_cli_fuzz.py``), and counts per
+category how many end in a traceback, in another exit code than 2 or more than one stderr
+line, or change the run folder (a hash of every path, mode and byte before and after).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from machine import describe_machine
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path.insert(0, str(TESTS))
+
+from bad_inputs import CASES, folder_digest, write_input_files  # noqa: E402
+
+from fedrl_lightning.cli import main  # noqa: E402
+
+TINY = str(TESTS / "configs" / "tiny.yaml")
+
+
+def run(args: list[str]) -> tuple[int | None, str]:
+    """``main(args)``: its exit code (``None`` for a traceback) and stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(args)
+        except BaseException:  # what would be a traceback on the command line
+            traceback.print_exc()
+            code = None
+    return code, stderr.getvalue()
+
+
+def catalogue(folder: Path) -> dict[str, collections.Counter]:
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for category, args, names in CASES:
+        config = [] if "--config" in args else ["--config", TINY]
+        before = folder_digest(folder)
+        code, stderr = run(["fit", *config, *args])
+        tally = counts[category]
+        tally["cases"] += 1
+        tally["traceback"] += code is None or "Traceback" in stderr
+        tally["not one line, exit 2"] += code != 2 or len(stderr.splitlines()) != 1
+        tally["names it"] += names in stderr
+        tally["changed the run folder"] += folder_digest(folder) != before
+    return counts
+
+
+def fuzz() -> collections.Counter:
+    import test_cli_fuzz
+
+    outcomes: collections.Counter = collections.Counter()
+    check = test_cli_fuzz.check_outcome
+
+    def counted(code: int, stderr: str, runs: list) -> None:
+        outcomes["draws"] += 1
+        outcomes["finished runs" if code == 0 else "refused in one line"] += 1
+        check(code, stderr, runs)
+
+    test_cli_fuzz.check_outcome = counted
+    test_cli_fuzz.test_wrong_flags_end_in_a_run_or_one_line()
+    test_cli_fuzz.test_wrong_yaml_ends_in_a_run_or_one_line()
+    return outcomes
+
+
+def main_report() -> None:
+    print(describe_machine())
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as workdir:
+        folder = Path(workdir)
+        os.chdir(folder)
+        try:
+            assert run(["fit", "--config", TINY])[0] == 0
+            write_input_files(folder)
+            counts = catalogue(folder)
+        finally:
+            os.chdir(cwd)
+    columns = ["cases", "traceback", "not one line, exit 2", "names it", "changed the run folder"]
+    print("| category | " + " | ".join(columns) + " |")
+    print("| --- " * (len(columns) + 1) + "|")
+    total: collections.Counter = collections.Counter()
+    for category, tally in counts.items():
+        total.update(tally)
+        print(f"| {category} | " + " | ".join(str(tally[c]) for c in columns) + " |")
+    figures = " | ".join(f"**{total[c]}**" for c in columns)
+    print(f"| **all {len(counts)} categories** | {figures} |")
+    outcomes = fuzz()
+    print(
+        f"fuzzing: {outcomes['draws']} draws, {outcomes['finished runs']} finished runs, "
+        f"{outcomes['refused in one line']} refused in one line, 0 tracebacks"
+    )
+
+
+if __name__ == "__main__":
+    main_report()
