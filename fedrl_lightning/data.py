@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from fedrl_lightning.policy import MLPPolicy, NumpyActor
+from fedrl_lightning.actors import NumpyActor
+from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.returns import discounted_returns
 from fedrl_lightning.rollouts import Episode, rollout_episode, rollout_wave
 

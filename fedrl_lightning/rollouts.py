@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from fedrl_lightning.policy import NumpyActor
+from fedrl_lightning.actors import NumpyActor
 
 __all__ = ["Episode", "rollout_episode", "rollout_wave"]
 
