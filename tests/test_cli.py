@@ -1,4 +1,7 @@
 import csv
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +10,7 @@ from conftest import TINY_CONFIG, run_cli
 
 from fedrl_lightning import ReinforceModule
 from fedrl_lightning.checkpoints import load_checkpoint
+from fedrl_lightning.federation.settings_checks import RAY_INSTALL
 
 
 def read_metrics(run_dir):
@@ -176,3 +180,33 @@ def test_print_config_round_trips(tmp_path):
     assert config["model"]["hidden_dim"] == 16
     again = run_cli("fit", "--config", "printed.yaml", "--print_config", cwd=tmp_path)
     assert again.stdout == printed.stdout
+
+
+def test_log_files_get_one_plain_line_per_round(tiny_run):
+    _, result = tiny_run  # stdout is a pipe here, as in a cluster job's log
+    lines = [line for line in result.stdout.splitlines() if line.startswith("round ")]
+    assert [line.split(":")[0] for line in lines] == ["round 1/3", "round 2/3", "round 3/3"]
+    assert all("train " in line and "eval " in line and "worst " in line for line in lines)
+    assert "\r" not in result.stdout + result.stderr
+
+
+def test_fedrl_script_finds_environments_in_the_current_folder(tmp_path):
+    (tmp_path / "mymod.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('Mine-v0', entry_point='fedrl_lightning.envs.simple:SimpleEnv',"
+        " max_episode_steps=10)\n"
+    )
+    script = Path(sys.executable).parent / "fedrl"
+    args = ["fit", "--config", str(TINY_CONFIG), "--data.env_id", "mymod:Mine-v0"]
+    result = subprocess.run(
+        [str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Finished 3 rounds" in result.stdout
+    usage = subprocess.run([str(script), "fit", "--help"], capture_output=True, text=True)
+    assert usage.stdout.startswith("usage: fedrl [options] fit")
+
+
+def test_ray_install_hint_is_the_readme_s():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert RAY_INSTALL in readme

@@ -11,9 +11,15 @@ import lightning as L
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
 
-__all__ = ["check_accelerator", "check_executor_options", "check_output_folder"]
+__all__ = [
+    "RAY_INSTALL",
+    "check_accelerator",
+    "check_executor_options",
+    "check_output_folder",
+]
 
 RAY_ONLY_OPTIONS = ("num_workers", "ray_address", "round_timeout")
+RAY_INSTALL = 'pip install -c constraints.txt -e ".[ray]"'  # as the README says
 
 
 def check_accelerator(accelerator: str) -> None:
@@ -58,9 +64,7 @@ def check_executor_options(executor: str, **options: object) -> None:
             "ignored when joining a cluster with trainer.ray_address; remove one of them"
         )
     if executor == "ray" and importlib.util.find_spec("ray") is None:
-        raise ConfigError(
-            'trainer.executor ray needs Ray: pip install -c constraints.txt -e ".[ray]"'
-        )
+        raise ConfigError(f"trainer.executor ray needs Ray: {RAY_INSTALL}")
 
 
 def check_output_folder(root: Path) -> None:
