@@ -16,6 +16,7 @@ from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
 from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
 from fedrl_lightning.federation.trainer import FederatedTrainer
+from fedrl_lightning.interrupts import RunInterrupted, stop_on_signals
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.resume import check_unchanged, saved_config
@@ -168,7 +169,11 @@ class FedRLCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the command line and turn configuration errors into one line on stderr.
+    """Run the command line and turn configuration errors and signals into one line on stderr.
+
+    SIGINT and SIGTERM stop the run: the line names the round that was running, and the exit
+    code is 128 plus the signal's number (130 and 143), as a shell reports a process that the
+    signal ended.
 
     Args:
         args: Command-line arguments; ``None`` reads ``sys.argv``.
@@ -181,12 +186,16 @@ def main(args: list[str] | None = None) -> int:
     # cyclic garbage collector from rescanning them during the thousands of local-fit steps.
     gc.collect()
     gc.freeze()
-    try:
-        FedRLCLI(args=args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FederationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    with stop_on_signals():  # a second signal while this reports the first one is ignored
+        try:
+            FedRLCLI(args=args)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except FederationError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except RunInterrupted as interrupt:
+            print(interrupt, file=sys.stderr)
+            return interrupt.exit_code
     return 0

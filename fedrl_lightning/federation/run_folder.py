@@ -11,6 +11,7 @@ __all__ = ["RUNS_FOLDER", "RunFolder", "resolve_checkpoint"]
 
 RUNS_FOLDER = "lightning_logs"
 VERSION_PATTERN = re.compile(r"version_(\d+)")
+AGENT_CHECKPOINT_PATTERN = re.compile(r"round-(\d+)-agent-(\d+)\.ckpt")
 
 
 class RunFolder:
@@ -71,6 +72,17 @@ class RunFolder:
     def agent_checkpoint(self, round_idx: int, agent_id: int) -> Path:
         """Where agent ``agent_id`` saves its checkpoint in round ``round_idx``."""
         return self.agents / f"round-{round_idx:04d}-agent-{agent_id:04d}.ckpt"
+
+    def remove_agent_checkpoints(self, after_round: int) -> None:
+        """Remove the agents' checkpoints of the rounds after ``after_round``.
+
+        An interrupted run calls this for the round it did not finish, which a resumed run
+        redoes from the start.
+        """
+        for path in self.agents.glob("round-*-agent-*.ckpt"):
+            match = AGENT_CHECKPOINT_PATTERN.fullmatch(path.name)
+            if match and int(match.group(1)) > after_round:
+                path.unlink(missing_ok=True)
 
     def prepare(self) -> None:
         """Create the sub-folders and remove what an interrupted process left behind.
