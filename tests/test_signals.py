@@ -4,6 +4,7 @@ The runs use ``faults:Slow-v0`` and ``faults:Endless-v0`` (tests/faults.py), who
 hang or crawl on cue, so a signal reaches a run at a known point of a local fit.
 """
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on
 RUN = Path("lightning_logs/version_0")
 SLOW = ["fit", "--config", str(TINY_CONFIG), "--data.env_id", "faults:Slow-v0"]
 STOP_WITHIN = 5.0  # seconds from the signal to the end of the process
+RAY_STOP_WITHIN = 10.0  # ray.shutdown stops Ray's processes gracefully: 1-2 s, more when busy
 LINE = "interrupted during round {}; resume with --ckpt_path last\n"
 
 
@@ -152,6 +154,64 @@ def test_sigterm_stops_a_run_inside_an_endless_episode(tmp_path):
     assert stderr == LINE.format(1)
     assert process.returncode == 143
     assert_nothing_half_written(tmp_path / RUN, completed_rounds=0)
+
+
+def process_tree(root: int) -> dict[tuple[int, str], str]:
+    """``root``'s descendants, by (pid, start time), with their command lines."""
+    parents, processes = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (
+                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            )
+        except OSError:  # a process that just ended
+            continue
+        fields = stat.rpartition(")")[2].split()  # after "pid (command)"
+        pid = int(entry.name)
+        parents[pid], processes[pid] = int(fields[1]), ((pid, fields[19]), command)
+    tree, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid in [p for p, pp in parents.items() if pp == parent]:
+            key, command = processes[pid]
+            tree[key] = command
+            frontier.append(pid)
+    return tree
+
+
+def alive(process: tuple[int, str]) -> bool:
+    pid, started = process
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] != "Z"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray")
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_stops_a_ray_run_and_its_workers(tmp_path):
+    stall, stepped = tmp_path / "stall", tmp_path / "stepped"
+    stall.touch()  # every step hangs, so both workers are inside a local fit of round 1
+    ray = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
+    process = start([*SLOW, *ray], tmp_path, FAULTS_STALL_AFTER=stall, FAULTS_STEPPED=stepped)
+    wait_for(stepped, process)
+    ray_processes = process_tree(process.pid)
+    assert sum(command.startswith("ray::fit_remotely") for command in ray_processes.values())
+
+    seconds, stderr = stop(process, signal.SIGTERM)
+
+    assert seconds < RAY_STOP_WITHIN
+    assert stderr == LINE.format(1)
+    assert process.returncode == 143
+    assert_nothing_half_written(tmp_path / RUN, completed_rounds=0)
+    deadline = time.monotonic() + 10
+    while any(map(alive, ray_processes)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [ray_processes[p] for p in ray_processes if alive(p)] == []
 
 
 def test_signals_in_process_raise_once_wait_for_deferred_work_and_are_restored(tmp_path):
