@@ -19,6 +19,7 @@ from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
 from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
 from fedrl_lightning.federation.trainer import FederatedTrainer
+from fedrl_lightning.interrupts import RunInterrupted, stop_on_signals
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.parse_errors import (
     check_config_files,
@@ -243,7 +244,11 @@ def notices_on_stderr() -> Iterator[None]:
 
 
 def main(args: list[str] | None = None, prog: str = PROG) -> int:
-    """Run the command line and turn configuration errors into one line on stderr.
+    """Run the command line and turn configuration errors and signals into one line on stderr.
+
+    SIGINT and SIGTERM stop the run: the line names the round that was running, and the exit
+    code is 128 plus the signal's number (130 and 143), as a shell reports a process that the
+    signal ended.
 
     Args:
         args: Command-line arguments; ``None`` reads ``sys.argv``.
@@ -257,17 +262,21 @@ def main(args: list[str] | None = None, prog: str = PROG) -> int:
     # cyclic garbage collector from rescanning them during the thousands of local-fit steps.
     gc.collect()
     gc.freeze()
-    try:
-        with notices_on_stderr():
-            FedRLCLI(args=args, prog=prog)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FederationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except SystemExit as done:  # --help and --print_config end the parser's way
-        return done.code if isinstance(done.code, int) else 0
+    with stop_on_signals():  # a second signal while this reports the first one is ignored
+        try:
+            with notices_on_stderr():
+                FedRLCLI(args=args, prog=prog)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except FederationError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except RunInterrupted as interrupt:
+            print(interrupt, file=sys.stderr)
+            return interrupt.exit_code
+        except SystemExit as done:  # --help and --print_config end the parser's way
+            return done.code if isinstance(done.code, int) else 0
     return 0
 
 

@@ -1,9 +1,14 @@
-"""Failures on purpose, for the tests of failing agents.
+"""Failures on purpose, for the tests of failing agents and of stopping runs.
 
 ``faults:Crashing-v0`` is an environment whose every step raises. ``faults:Endless-v0`` is
 SimpleEnv with no time limit: it never terminates, and its native vector version takes no step
 limit. So that a broken cap fails a test instead of eating the machine, both raise once an
-episode passes ``RUNAWAY_STEPS``. ``FlakyModule`` fails some local fits: it raises, returns NaN
+episode passes ``RUNAWAY_STEPS``. ``faults:Slow-v0`` is SimpleEnv, with the same trajectories,
+slowed down by environment variables, which reach Ray's workers too and leave the run's config
+alone: ``FAULTS_STEP_DELAY`` seconds of sleep per step; ``FAULTS_STEPPED``, a file that a step
+creates if it is missing, also while it hangs; and ``FAULTS_STALL_AFTER``, a file from whose
+creation on every step hangs, as a stuck simulator does. ``faults:LongEpisode-v0`` is the same
+with a time limit of 10**9 steps. ``FlakyModule`` fails some local fits: it raises, returns NaN
 weights, ends its process (a lost Ray worker) or hangs, with given probabilities drawn from
 torch's generator, which each local fit seeds from (run seed, round, agent). Ending the process
 and hanging are only for the Ray executor.
@@ -55,6 +60,24 @@ class EndlessVectorEnv(SimpleVectorEnv):
 
 
 gym.register("Endless-v0", entry_point=EndlessEnv, vector_entry_point=EndlessVectorEnv)
+
+
+class SlowEnv(SimpleEnv):
+    def step(self, action: object) -> tuple:
+        stepped = os.environ.get("FAULTS_STEPPED")
+        stall_after = os.environ.get("FAULTS_STALL_AFTER")
+        while True:  # a stalled step recreates FAULTS_STEPPED within a millisecond
+            if stepped and not os.path.exists(stepped):
+                open(stepped, "a").close()
+            if not (stall_after and os.path.exists(stall_after)):
+                break
+            time.sleep(0.001)
+        time.sleep(float(os.environ.get("FAULTS_STEP_DELAY", "0")))
+        return super().step(action)
+
+
+gym.register("Slow-v0", entry_point=SlowEnv, max_episode_steps=100)
+gym.register("LongEpisode-v0", entry_point=SlowEnv, max_episode_steps=10**9)
 
 
 class FlakyModule(ReinforceModule):

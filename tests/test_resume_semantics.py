@@ -135,7 +135,7 @@ def test_last_starts_an_unfinished_newest_run_again_in_its_folder(
     assert metrics(tmp_path, "lightning_logs/version_1") == metrics(tiny_run[0])
     assert_same_checkpoint(unfinished.last_checkpoint, tiny_run[0] / RUN / "checkpoints/last.ckpt")
     assert "faults:Crashing-v0" not in unfinished.config.read_text()
-    assert not list(unfinished.agents.iterdir())
+    assert not unfinished.agents.exists()
     assert not list(unfinished.path.glob("**/.*.tmp"))
     assert not (unfinished.path / "events.out.tfevents.1.host.1.0").exists()
 

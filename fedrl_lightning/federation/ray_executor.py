@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import tempfile
 import time
 from collections.abc import Sequence
@@ -17,9 +18,16 @@ from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.client import LocalFit, fit_agent
 from fedrl_lightning.federation.executor import Executor, describe_failure
+from fedrl_lightning.interrupts import (
+    deferred_signals,
+    interrupted_by,
+    keep_signal_handlers,
+)
 from fedrl_lightning.population import AgentPopulation
 
 __all__ = ["RayExecutor"]
+
+WAIT_SLICE = 0.2  # seconds between looks at SIGINT / SIGTERM while waiting for fits
 
 
 def fit_remotely(
@@ -44,6 +52,12 @@ class RayExecutor(Executor):
     rather than a path needs no storage shared between the machines of a cluster. A round's
     fits start as soon as they are submitted, so they run while the driver evaluates and saves
     the previous round.
+
+    Ray's calls cannot pass on an exception raised by a signal handler, so they run under
+    :func:`~fedrl_lightning.interrupts.deferred_signals`, and a round's fits are awaited in
+    slices of ``WAIT_SLICE`` seconds: SIGINT or SIGTERM stops the driver within one slice.
+    Closing the executor, as an interrupted run does, cancels the fits still running and stops
+    the Ray instance it started, with its workers.
 
     Args:
         num_workers: CPUs of the local Ray instance, one local fit per CPU; ``None``: all of
@@ -75,15 +89,26 @@ class RayExecutor(Executor):
         import ray
 
         self._ray = ray
+        with deferred_signals():
+            self._start_ray()
+            self._population = ray.put(population)
+        self._fit = ray.remote(num_cpus=1, max_retries=0)(fit_remotely)
+
+    def _start_ray(self) -> None:
+        ray = self._ray
         if not ray.is_initialized():
             try:
-                ray.init(
-                    address=self.address,
-                    num_cpus=self.num_workers if self.address is None else None,
-                    include_dashboard=False,
-                    log_to_driver=verbose,
-                    logging_level=logging.INFO if verbose else logging.ERROR,
-                )
+                with keep_signal_handlers():  # ray.init's would end the process at once
+                    ray.init(
+                        address=self.address,
+                        num_cpus=self.num_workers if self.address is None else None,
+                        include_dashboard=False,
+                        log_to_driver=self.verbose,
+                        logging_level=logging.INFO if self.verbose else logging.ERROR,
+                    )
+            except SystemExit:  # Ray's own SIGTERM handlers, while ray.init runs, raise it
+                self._started_ray = True  # so that close() stops what was started
+                raise interrupted_by(signal.SIGTERM) from None
             except (ConnectionError, ValueError, RuntimeError) as err:
                 option = (
                     f"trainer.ray_address {self.address!r}: cannot join Ray"
@@ -92,8 +117,6 @@ class RayExecutor(Executor):
                 )
                 raise ConfigError(f"{option} ({str(err).splitlines()[0]})") from None
             self._started_ray = True
-        self._population = ray.put(population)
-        self._fit = ray.remote(num_cpus=1, max_retries=0)(fit_remotely)
 
     def submit(self, tasks: Sequence[LocalFit]) -> None:
         """Send the global weights once, and start a Ray task per fit."""
@@ -102,49 +125,79 @@ class RayExecutor(Executor):
         self._submitted = {}
         if not tasks:
             return
-        global_state = ray.put(tasks[0].global_state)
-        for task in tasks:
-            ref = self._fit.remote(
-                dataclasses.replace(task, global_state={}),
-                global_state,
-                self._population,
-                self.verbose,
-            )
-            self._submitted[ref] = task
+        with deferred_signals():
+            global_state = ray.put(tasks[0].global_state)
+            for task in tasks:
+                ref = self._fit.remote(
+                    dataclasses.replace(task, global_state={}),
+                    global_state,
+                    self._population,
+                    self.verbose,
+                )
+                self._submitted[ref] = task
 
     def collect(self) -> dict[int, str]:
         """Wait up to the round timeout, counted from :meth:`submit`; write the checkpoints."""
         ray = self._ray
-        submitted, self._submitted = self._submitted, {}
+        submitted = self._submitted
         if not submitted:
             return {}
-        timeout = None
-        if self.round_timeout is not None:
-            timeout = max(0.0, self.round_timeout - (time.monotonic() - self._submitted_at))
-        ready, late = ray.wait(list(submitted), num_returns=len(submitted), timeout=timeout)
+        ready, late = self._wait(list(submitted))
         failures: dict[int, str] = {}
-        for ref in late:
-            ray.cancel(ref, force=True)
-            failures[submitted[ref].agent_id] = (
-                f"TimeoutError: no result within trainer.round_timeout ({self.round_timeout} s)"
-            )
-        for ref in ready:
-            task = submitted[ref]
+        with deferred_signals():
+            for ref in late:
+                ray.cancel(ref, force=True)
+                failures[submitted[ref].agent_id] = (
+                    f"TimeoutError: no result within trainer.round_timeout ({self.round_timeout} s)"
+                )
+            results = [(submitted[ref], self._result(ref)) for ref in ready]
+        self._submitted = {}
+        for task, result in results:
+            if isinstance(result, str):
+                failures[task.agent_id] = result
+                continue
             try:
-                checkpoint = ray.get(ref)
-            except ray.exceptions.RayTaskError as err:
-                failures[task.agent_id] = describe_failure(err.cause or err)
-            except ray.exceptions.RayError as err:  # a lost worker, a cancelled task
+                atomic_write_bytes(result, task.checkpoint_path)
+            except OSError as err:
                 failures[task.agent_id] = describe_failure(err)
-            else:
-                try:
-                    atomic_write_bytes(checkpoint, task.checkpoint_path)
-                except OSError as err:
-                    failures[task.agent_id] = describe_failure(err)
         return failures
 
+    def _wait(self, refs: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Wait for ``refs`` up to the round timeout, in slices that let signals through."""
+        deadline = None
+        if self.round_timeout is not None:
+            deadline = self._submitted_at + self.round_timeout
+        ready: list[Any] = []
+        while refs:
+            timeout = WAIT_SLICE
+            if deadline is not None:
+                timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+            with deferred_signals():
+                done, refs = self._ray.wait(refs, num_returns=len(refs), timeout=timeout)
+            ready += done
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return ready, refs
+
+    def _result(self, ref: Any) -> bytes | str:
+        """A finished fit's checkpoint bytes, or why it failed."""
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            return describe_failure(err.cause or err)
+        except ray.exceptions.RayError as err:  # a lost worker, a cancelled task
+            return describe_failure(err)
+
     def close(self) -> None:
-        """Shut Ray down if this executor started it."""
-        if self._started_ray:
-            self._ray.shutdown()
-            self._started_ray = False
+        """Cancel the fits still running, and shut Ray down if this executor started it."""
+        submitted, self._submitted = self._submitted, {}
+        with deferred_signals():
+            for ref in submitted:
+                self._ray.cancel(ref, force=True)
+            if self._started_ray:
+                # ray.shutdown resets SIGTERM to the default action at its start, then stops
+                # Ray's processes (about a second), and leaves it so.
+                with keep_signal_handlers():
+                    self._ray.shutdown()
+                self._started_ray = False

@@ -113,6 +113,22 @@ class RunFolder:
         rounds = self.round_checkpoints
         return rounds[max(rounds)] if rounds else None
 
+    def tidy(self) -> None:
+        """Remove the ``agents/`` folder if it holds nothing, as when a run has ended."""
+        if self.agents.is_dir() and not any(self.agents.iterdir()):
+            self.agents.rmdir()
+
+    def remove_agent_checkpoints(self, after_round: int) -> None:
+        """Remove the agents' checkpoints of the rounds after ``after_round``.
+
+        An interrupted run calls this for the round it did not finish, and a rewound run for
+        the rounds it discards; a resumed run redoes them from the start.
+        """
+        for path in self.agents.glob("round-*-agent-*.ckpt"):
+            match = AGENT_PATTERN.fullmatch(path.name)
+            if match and int(match.group(1)) > after_round:
+                path.unlink(missing_ok=True)
+
     def prepare(self) -> None:
         """Create the sub-folders and remove what an interrupted process left behind.
 
@@ -166,11 +182,7 @@ class RunFolder:
         later = sorted(r for r in self.round_checkpoints if r > done)
         for round_idx in reversed(later):
             self.round_checkpoint(round_idx).unlink(missing_ok=True)
-        if self.agents.is_dir():
-            for path in self.agents.iterdir():
-                match = AGENT_PATTERN.fullmatch(path.name)
-                if match and int(match.group(1)) > done:
-                    path.unlink(missing_ok=True)
+        self.remove_agent_checkpoints(after_round=done)
         return later
 
     @staticmethod

@@ -40,6 +40,7 @@ from fedrl_lightning.federation.settings_checks import (
 )
 from fedrl_lightning.federation.strategies import AgentUpdate, RewardWeighted, Strategy
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
+from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
@@ -241,6 +242,13 @@ class FederatedTrainer:
 
         Returns:
             The per-round metrics, as also written to ``metrics.csv``.
+
+        Raises:
+            RunInterrupted: When SIGINT or SIGTERM arrives while the rounds run (in the main
+                thread). Its ``round_idx`` is the round that was running. The fits in flight
+                are stopped (Ray's workers too), the unfinished round's agent checkpoints
+                are removed, and the run folder resumes from its last completed round, with
+                the same result as a run never stopped.
         """
         population = datamodule
         if self.agents_per_round > population.num_agents:
@@ -266,15 +274,21 @@ class FederatedTrainer:
         if population.heterogeneity or population.byzantine:
             atomic_write_text(csv_text(self._agent_table(population)), self.run.agents_table)
         executor = self._make_executor()
-        with quiet_lightning(self.verbose):
+        with stop_on_signals(), quiet_lightning(self.verbose):
             try:
                 executor.open(population, self.verbose)
                 loggers = self._make_loggers(self.run)
                 self._run_rounds(model, population, executor, loggers)
                 for logger in loggers:
                     logger.finalize("success")
+            except RunInterrupted as interrupt:
+                if self.completed_rounds < self.num_rounds:
+                    interrupt.round_idx = self.completed_rounds + 1
+                self.run.remove_agent_checkpoints(after_round=self.completed_rounds)
+                raise
             finally:
                 executor.close()
+                self.run.tidy()
         return self.history
 
     def state_dict(self) -> dict[str, Any]:
@@ -430,10 +444,7 @@ class FederatedTrainer:
                     "env_steps": totals["env_steps"],
                     "round_time": time.perf_counter() - started,
                 }
-                self.history.append(row)
-                self.completed_rounds = round_idx
-                self._save_round(model_hparams, global_state, round_idx)
-                self._log(loggers, row)
+                self._commit_round(row, model_hparams, global_state, loggers)
                 progress.set_postfix(self._progress_fields(row))
                 progress.update()
                 started = time.perf_counter()
@@ -524,6 +535,24 @@ class FederatedTrainer:
         action_seed = derive_seed(self.seed, round_idx, -1, Stream.EVAL_ACTIONS)
         returns = evaluate_policy(model.policy, eval_env, seeds, action_seed)
         return returns.reshape(-1, self.eval_episodes).mean(axis=1)
+
+    def _commit_round(
+        self,
+        row: dict[str, Any],
+        model_hparams: dict[str, Any],
+        global_state: dict[str, torch.Tensor],
+        loggers: list[Logger],
+    ) -> None:
+        """Record a finished round: its metrics row, round checkpoint and logs.
+
+        A signal waits until all of it is written, so ``last.ckpt``, ``metrics.csv`` and
+        ``completed_rounds`` always agree on the last completed round.
+        """
+        with deferred_signals():
+            self.history.append(row)
+            self.completed_rounds = row["round"]
+            self._save_round(model_hparams, global_state, row["round"])
+            self._log(loggers, row)
 
     def _save_round(
         self, model_hparams: dict[str, Any], global_state: dict[str, torch.Tensor], round_idx: int
