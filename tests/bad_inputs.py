@@ -81,6 +81,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("environment", ["--data.env_id", "no_such_module:Env-v0"], "data.env_id"),
     ("environment", ["--data.env_id", "LunarLander-v3"], "gymnasium[box2d]"),
     ("environment", ["--data.env_id", "Taxi-v3"], "data.env_id"),
+    ("environment", ["--data.env_id", "faults:Endless-v0"], "data.max_episode_steps"),
+    ("environment", ["--data.max_episode_steps", "0"], "data.max_episode_steps"),
     ("environment", ["--data.env_kwargs", "{no_such_argument: 1}"], "data.env_kwargs"),
     ("environment", ["--data.heterogeneity", "{no_such_attribute: [0, 1]}"], "heterogeneity"),
     ("environment", ["--data.byzantine", "{agents: 5, attack: sign_flip}"], "data.byzantine"),

@@ -115,6 +115,7 @@ def test_last_starts_an_unfinished_newest_run_again_in_its_folder(
     unfinished = RunFolder(tmp_path / "lightning_logs/version_1")
     assert "faults:Crashing-v0" in unfinished.config.read_text()
     # What a process killed in the middle of round 1 would also leave.
+    unfinished.agents.mkdir(exist_ok=True)
     (unfinished.agents / "round-0001-agent-0002.ckpt").write_bytes(b"an agent's checkpoint")
     (unfinished.checkpoints / ".round-0001.ckpt.123.tmp").write_bytes(b"half a file")
     (unfinished.path / "events.out.tfevents.1.host.1.0").write_bytes(b"abandoned events")
