@@ -7,12 +7,18 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from tqdm.auto import tqdm
 
-__all__ = ["PlainRoundLog", "RoundProgress", "quiet_lightning", "round_progress"]
+__all__ = [
+    "PlainRoundLog",
+    "RoundProgress",
+    "progress_fields",
+    "quiet_lightning",
+    "round_progress",
+]
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
@@ -92,3 +98,15 @@ def round_progress(total: int, enabled: bool, done: int = 0) -> RoundProgress:
     if enabled and sys.stdout.isatty() and sys.stderr.isatty():
         return tqdm(total=total, initial=done, desc="rounds", unit="round")
     return PlainRoundLog(total, done)
+
+
+def progress_fields(row: dict[str, Any]) -> dict[str, str]:
+    """What the progress display shows of a round's metrics row."""
+    fields = {
+        "train": f"{row['train_reward']:.1f}",
+        "eval": f"{row['eval_reward']:.1f}",
+        "worst": f"{row['eval_reward_min']:.1f}",
+    }
+    if row["num_failed_agents"]:
+        fields["failed"] = str(row["num_failed_agents"])
+    return fields

@@ -106,6 +106,16 @@ class AgentPopulation:
         """Agent ``agent_id``'s environment attribute values (empty without heterogeneity)."""
         return self.heterogeneity.values(agent_id)
 
+    def agent_table(self) -> list[dict[str, Any]]:
+        """One row per agent: its id, environment attribute values and attack, if any."""
+        table = []
+        for agent_id in range(self.num_agents):
+            entry = {"agent": agent_id, **self.agent_parameters(agent_id)}
+            if self.byzantine:
+                entry["byzantine"] = self.byzantine.attack_of(agent_id) or ""
+            table.append(entry)
+        return table
+
     def make_env(self, agent_id: int) -> gym.Env:
         """Build agent ``agent_id``'s environment, with its own attribute values.
 

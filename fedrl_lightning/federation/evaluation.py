@@ -7,8 +7,46 @@ import numpy as np
 
 from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.rollouts import rollout_wave
+from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["evaluate_policy"]
+__all__ = ["evaluate_policy", "evaluate_round", "evaluated_agents"]
+
+
+def evaluated_agents(num_agents: int, count: int | None) -> list[int]:
+    """``count`` agent ids evenly spaced over ``0 .. num_agents - 1``; all of them if ``None``."""
+    if count is None or count >= num_agents:
+        return list(range(num_agents))
+    return sorted({int(a) for a in np.linspace(0, num_agents - 1, count).round()})
+
+
+def evaluate_round(
+    policy: MLPPolicy,
+    env: gym.vector.VectorEnv,
+    eval_agents: list[int],
+    episodes: int,
+    run_seed: int,
+    round_idx: int,
+) -> np.ndarray:
+    """The global policy's mean return per evaluated agent after round ``round_idx``.
+
+    Args:
+        policy: The global policy.
+        env: One sub-environment per entry of ``eval_agents``.
+        eval_agents: Each evaluated agent's id, ``episodes`` times in a row.
+        episodes: Episodes per agent.
+        run_seed: The run's seed; every episode's seed derives from it, the round and the agent.
+        round_idx: The round just aggregated.
+
+    Returns:
+        One mean return per evaluated agent, in order.
+    """
+    seeds = [
+        (derive_seed(run_seed, round_idx, agent, Stream.EVAL_ENV) + i % episodes) % 2**32
+        for i, agent in enumerate(eval_agents)
+    ]
+    action_seed = derive_seed(run_seed, round_idx, -1, Stream.EVAL_ACTIONS)
+    returns = evaluate_policy(policy, env, seeds, action_seed)
+    return returns.reshape(-1, episodes).mean(axis=1)
 
 
 def evaluate_policy(

@@ -13,7 +13,7 @@ from typing_extensions import override
 
 from fedrl_lightning.checkpoints import atomic_write_text
 
-__all__ = ["RoundCSVLogger", "csv_text"]
+__all__ = ["RoundCSVLogger", "csv_text", "log_round"]
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -80,3 +80,13 @@ class RoundCSVLogger(Logger):
     @override
     def finalize(self, status: str) -> None:
         self.save()
+
+
+def log_round(loggers: list[Logger], row: dict[str, Any]) -> None:
+    """Send a round's metrics row to every logger: all of it to CSV, its numbers to others."""
+    numbers = {k: v for k, v in row.items() if isinstance(v, int | float)}
+    for logger in loggers:
+        logger.log_metrics(
+            row if isinstance(logger, RoundCSVLogger) else numbers, step=row["round"]
+        )
+        logger.save()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -17,14 +17,14 @@ from fedrl_lightning.checkpoints import (
     atomic_write_text,
     load_checkpoint,
     policy_checkpoint,
-    serialize,
 )
-from fedrl_lightning.console import quiet_lightning, round_progress
-from fedrl_lightning.errors import ConfigError, FederationError
+from fedrl_lightning.console import progress_fields, quiet_lightning, round_progress
+from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.client import LocalFit
-from fedrl_lightning.federation.evaluation import evaluate_policy
-from fedrl_lightning.federation.executor import Executor, SequentialExecutor, describe_failure
-from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text
+from fedrl_lightning.federation.evaluation import evaluate_round, evaluated_agents
+from fedrl_lightning.federation.executor import Executor, SequentialExecutor
+from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
+from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text, log_round
 from fedrl_lightning.federation.ray_executor import RayExecutor
 from fedrl_lightning.federation.run_folder import (
     RUNS_FOLDER,
@@ -38,54 +38,15 @@ from fedrl_lightning.federation.settings_checks import (
     check_executor_options,
     check_output_folder,
 )
-from fedrl_lightning.federation.strategies import AgentUpdate, RewardWeighted, Strategy
-from fedrl_lightning.federation.updates import InvalidUpdate, read_update
+from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.population import AgentPopulation
-from fedrl_lightning.seeding import Stream, derive_seed
 
 __all__ = ["FEDRL_KEY", "FederatedTrainer"]
 
 FEDRL_KEY = "fedrl"
 log = logging.getLogger(__name__)
-
-
-def evaluated_agents(num_agents: int, count: int | None) -> list[int]:
-    """``count`` agent ids evenly spaced over ``0 .. num_agents - 1``; all of them if ``None``."""
-    if count is None or count >= num_agents:
-        return list(range(num_agents))
-    return sorted({int(a) for a in np.linspace(0, num_agents - 1, count).round()})
-
-
-class SubmittedRound(NamedTuple):
-    """A round's local fits, handed to the executor.
-
-    Attributes:
-        tasks: One fit per sampled agent, in order.
-        global_state: The global weights the fits start from.
-        sent_bytes: The size of what each agent is sent: the global policy, as saved.
-    """
-
-    tasks: list[LocalFit]
-    global_state: dict[str, torch.Tensor]
-    sent_bytes: int
-
-
-class TrainedRound(NamedTuple):
-    """What a round's local fits produced.
-
-    Attributes:
-        agents: The agents sampled, in order.
-        updates: The updates of the agents that succeeded.
-        failures: Why each failed agent failed, by agent id.
-        bytes_received: The size of the checkpoints the agents sent back.
-    """
-
-    agents: list[int]
-    updates: list[AgentUpdate]
-    failures: dict[int, str]
-    bytes_received: int
 
 
 class FederatedTrainer:
@@ -272,7 +233,7 @@ class FederatedTrainer:
         if run_config is not None:
             atomic_write_text(run_config, self.run.config)
         if population.heterogeneity or population.byzantine:
-            atomic_write_text(csv_text(self._agent_table(population)), self.run.agents_table)
+            atomic_write_text(csv_text(population.agent_table()), self.run.agents_table)
         executor = self._make_executor()
         with stop_on_signals(), quiet_lightning(self.verbose):
             try:
@@ -415,14 +376,22 @@ class FederatedTrainer:
             if first <= self.num_rounds:
                 submitted = self._submit_round(first, model, global_state, executor)
             for round_idx in range(first, self.num_rounds + 1):
-                trained = self._collect_round(round_idx, submitted, executor)
+                trained = collect_round(
+                    executor,
+                    submitted,
+                    self.min_agents_per_round,
+                    self.keep_agent_checkpoints,
+                    self.verbose,
+                )
                 updates, failures = trained.updates, trained.failures
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 global_state = self.strategy.aggregate(global_state, updates)
                 model.load_state_dict(global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
                     next_round = self._submit_round(round_idx + 1, model, global_state, executor)
-                per_agent = self._evaluate(model, eval_env, eval_agents, round_idx)
+                per_agent = evaluate_round(
+                    model.policy, eval_env, eval_agents, self.eval_episodes, self.seed, round_idx
+                )
                 totals["episodes"] += sum(u.num_episodes for u in updates)
                 totals["env_steps"] += sum(u.num_steps for u in updates)
                 row = {
@@ -445,7 +414,7 @@ class FederatedTrainer:
                     "round_time": time.perf_counter() - started,
                 }
                 self._commit_round(row, model_hparams, global_state, loggers)
-                progress.set_postfix(self._progress_fields(row))
+                progress.set_postfix(progress_fields(row))
                 progress.update()
                 started = time.perf_counter()
                 if round_idx < self.num_rounds:
@@ -486,55 +455,7 @@ class FederatedTrainer:
             )
             for agent_id in agents
         ]
-        executor.submit(tasks)
-        sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams)))
-        return SubmittedRound(tasks, global_state, sent_bytes)
-
-    def _collect_round(
-        self, round_idx: int, submitted: SubmittedRound, executor: Executor
-    ) -> TrainedRound:
-        failures = executor.collect()
-        updates: list[AgentUpdate] = []
-        bytes_received = 0
-        for task in submitted.tasks:
-            path = task.checkpoint_path
-            try:
-                if task.agent_id not in failures:
-                    bytes_received += path.stat().st_size
-                    updates.append(read_update(path, task.agent_id, submitted.global_state))
-            except (OSError, InvalidUpdate) as err:
-                failures[task.agent_id] = describe_failure(err)
-            finally:
-                if not self.keep_agent_checkpoints:
-                    path.unlink(missing_ok=True)
-        if self.verbose:
-            for agent_id, reason in sorted(failures.items()):
-                log.warning("round %d: agent %d failed: %s", round_idx, agent_id, reason)
-        agents = [task.agent_id for task in submitted.tasks]
-        if len(updates) < self.min_agents_per_round:
-            first = min(failures)
-            raise FederationError(
-                f"round {round_idx}: {len(updates)} of {len(agents)} agents succeeded, fewer than "
-                f"trainer.min_agents_per_round ({self.min_agents_per_round}); agent {first} "
-                f"failed with {failures[first]}"
-            )
-        return TrainedRound(agents, updates, failures, bytes_received)
-
-    def _evaluate(
-        self,
-        model: ReinforceModule,
-        eval_env: Any,
-        eval_agents: list[int],
-        round_idx: int,
-    ) -> np.ndarray:
-        seeds = [
-            (derive_seed(self.seed, round_idx, agent, Stream.EVAL_ENV) + i % self.eval_episodes)
-            % 2**32
-            for i, agent in enumerate(eval_agents)
-        ]
-        action_seed = derive_seed(self.seed, round_idx, -1, Stream.EVAL_ACTIONS)
-        returns = evaluate_policy(model.policy, eval_env, seeds, action_seed)
-        return returns.reshape(-1, self.eval_episodes).mean(axis=1)
+        return submit_round(executor, tasks, model_hparams)
 
     def _commit_round(
         self,
@@ -552,7 +473,7 @@ class FederatedTrainer:
             self.history.append(row)
             self.completed_rounds = row["round"]
             self._save_round(model_hparams, global_state, row["round"])
-            self._log(loggers, row)
+            log_round(loggers, row)
 
     def _save_round(
         self, model_hparams: dict[str, Any], global_state: dict[str, torch.Tensor], round_idx: int
@@ -564,33 +485,3 @@ class FederatedTrainer:
         atomic_save(checkpoint, self.run.last_checkpoint)
         if best_round(self.history) == round_idx:
             atomic_save(checkpoint, self.run.best_checkpoint)
-
-    @staticmethod
-    def _agent_table(population: AgentPopulation) -> list[dict[str, Any]]:
-        table = []
-        for agent_id in range(population.num_agents):
-            entry = {"agent": agent_id, **population.agent_parameters(agent_id)}
-            if population.byzantine:
-                entry["byzantine"] = population.byzantine.attack_of(agent_id) or ""
-            table.append(entry)
-        return table
-
-    @staticmethod
-    def _log(loggers: list[Logger], row: dict[str, Any]) -> None:
-        numbers = {k: v for k, v in row.items() if isinstance(v, int | float)}
-        for logger in loggers:
-            logger.log_metrics(
-                row if isinstance(logger, RoundCSVLogger) else numbers, step=row["round"]
-            )
-            logger.save()
-
-    @staticmethod
-    def _progress_fields(row: dict[str, Any]) -> dict[str, str]:
-        fields = {
-            "train": f"{row['train_reward']:.1f}",
-            "eval": f"{row['eval_reward']:.1f}",
-            "worst": f"{row['eval_reward_min']:.1f}",
-        }
-        if row["num_failed_agents"]:
-            fields["failed"] = str(row["num_failed_agents"])
-        return fields

@@ -3,7 +3,7 @@ import torch
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
 from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.federation.trainer import evaluated_agents
+from fedrl_lightning.federation.evaluation import evaluated_agents
 
 
 def test_evaluated_agents_are_evenly_spaced_and_include_both_ends():

@@ -1,0 +1,108 @@
+"""One round's local fits: sending them to the executor, and reading back what agents sent."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from fedrl_lightning.checkpoints import policy_checkpoint, serialize
+from fedrl_lightning.errors import FederationError
+from fedrl_lightning.federation.client import LocalFit
+from fedrl_lightning.federation.executor import Executor, describe_failure
+from fedrl_lightning.federation.strategies import AgentUpdate
+from fedrl_lightning.federation.updates import InvalidUpdate, read_update
+
+__all__ = ["SubmittedRound", "TrainedRound", "collect_round", "submit_round"]
+
+log = logging.getLogger(__name__)
+
+
+class SubmittedRound(NamedTuple):
+    """A round's local fits, handed to the executor.
+
+    Attributes:
+        round_idx: The round.
+        tasks: One fit per sampled agent, in order.
+        global_state: The global weights the fits start from.
+        sent_bytes: The size of what each agent is sent: the global policy, as saved.
+    """
+
+    round_idx: int
+    tasks: list[LocalFit]
+    global_state: dict[str, torch.Tensor]
+    sent_bytes: int
+
+
+class TrainedRound(NamedTuple):
+    """What a round's local fits produced.
+
+    Attributes:
+        agents: The agents sampled, in order.
+        updates: The updates of the agents that succeeded.
+        failures: Why each failed agent failed, by agent id.
+        bytes_received: The size of the checkpoints the agents sent back.
+    """
+
+    agents: list[int]
+    updates: list[AgentUpdate]
+    failures: dict[int, str]
+    bytes_received: int
+
+
+def submit_round(
+    executor: Executor,
+    tasks: list[LocalFit],
+    model_hparams: dict[str, Any],
+) -> SubmittedRound:
+    """Start ``tasks``, one round's fits from the same global weights, on ``executor``."""
+    executor.submit(tasks)
+    global_state = tasks[0].global_state
+    sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams)))
+    return SubmittedRound(tasks[0].round_idx, tasks, global_state, sent_bytes)
+
+
+def collect_round(
+    executor: Executor,
+    submitted: SubmittedRound,
+    min_agents: int,
+    keep_agent_checkpoints: bool = False,
+    verbose: bool = False,
+) -> TrainedRound:
+    """Wait for a submitted round and read every agent's checkpoint as an update.
+
+    An agent whose fit failed, or whose checkpoint is unreadable or invalid, is a failure.
+    Agents' checkpoints are deleted once read, unless ``keep_agent_checkpoints``.
+
+    Raises:
+        FederationError: If fewer than ``min_agents`` agents succeeded.
+    """
+    failures = executor.collect()
+    updates: list[AgentUpdate] = []
+    bytes_received = 0
+    for task in submitted.tasks:
+        path: Path = task.checkpoint_path
+        try:
+            if task.agent_id not in failures:
+                bytes_received += path.stat().st_size
+                updates.append(read_update(path, task.agent_id, submitted.global_state))
+        except (OSError, InvalidUpdate) as err:
+            failures[task.agent_id] = describe_failure(err)
+        finally:
+            if not keep_agent_checkpoints:
+                path.unlink(missing_ok=True)
+    round_idx = submitted.round_idx
+    if verbose:
+        for agent_id, reason in sorted(failures.items()):
+            log.warning("round %d: agent %d failed: %s", round_idx, agent_id, reason)
+    agents = [task.agent_id for task in submitted.tasks]
+    if len(updates) < min_agents:
+        first = min(failures)
+        raise FederationError(
+            f"round {round_idx}: {len(updates)} of {len(agents)} agents succeeded, fewer than "
+            f"trainer.min_agents_per_round ({min_agents}); agent {first} "
+            f"failed with {failures[first]}"
+        )
+    return TrainedRound(agents, updates, failures, bytes_received)
