@@ -1,3 +1,4 @@
+import csv
 import os
 import subprocess
 import sys
@@ -33,6 +34,15 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300
     )
+
+
+def metrics_without_timings(cwd: Path, run: str = "lightning_logs/version_0") -> list[dict]:
+    """The rows of a run's ``metrics.csv`` without ``round_time``, the one column that varies."""
+    with open(cwd / run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        del row["round_time"]
+    return rows
 
 
 def fit_locally(module: L.LightningModule, dataloader: object) -> L.Trainer:

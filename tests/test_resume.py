@@ -1,4 +1,3 @@
-import csv
 import random
 import signal
 import subprocess
@@ -6,17 +5,9 @@ import time
 
 import pytest
 import torch
-from conftest import TINY_CONFIG, cli_command, cli_env, run_cli
+from conftest import TINY_CONFIG, cli_command, cli_env, metrics_without_timings, run_cli
 
 RUN = "lightning_logs/version_0"
-
-
-def rows_without_timings(cwd):
-    with open(cwd / RUN / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        del row["round_time"]
-    return rows
 
 
 def final_weights(cwd):
@@ -24,9 +15,9 @@ def final_weights(cwd):
 
 
 def assert_same_result(cwd, reference):
-    rows = rows_without_timings(cwd)
+    rows = metrics_without_timings(cwd)
     assert [int(r["round"]) for r in rows] == list(range(1, len(rows) + 1))
-    assert rows == rows_without_timings(reference)
+    assert rows == metrics_without_timings(reference)
     expected = final_weights(reference)
     actual = final_weights(cwd)
     assert actual.keys() == expected.keys()
@@ -62,7 +53,7 @@ def test_extending_a_finished_run_matches_running_it_whole(tmp_path, reference_r
         ).returncode
         == 0
     )
-    assert len(rows_without_timings(tmp_path)) == 20
+    assert len(metrics_without_timings(tmp_path)) == 20
 
     result = run_cli("fit", "--ckpt_path", "last", "--trainer.num_rounds", "30", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -1,7 +1,6 @@
 """What ``--ckpt_path`` does to the run folder: nothing to resume, earlier rounds, run folders,
 and the config a run saves (``config.yaml``) or a resume would use (``--print_config``)."""
 
-import csv
 import hashlib
 import os
 import pathlib
@@ -11,6 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import TINY_CONFIG, run_cli
+from conftest import metrics_without_timings as metrics
 
 from fedrl_lightning import AgentPopulation, ReinforceModule
 from fedrl_lightning.cli import main
@@ -42,14 +42,6 @@ def cli(capsys, *args):
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def metrics(cwd, run=RUN):
-    with open(cwd / run / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        del row["round_time"]
-    return rows
 
 
 def without_timings(checkpoint):

@@ -47,6 +47,7 @@ def run(tmp_path, executor, num_rounds=3, round_timeout=None, **faults):
         num_agents=6,
         heterogeneity={"noise_scale": [0.0, 0.5]},
         byzantine={"agents": [1], "attack": "sign_flip"},
+        max_episode_steps=40,  # the episode cap, truncating on the workers as in this process
     )
     with quiet_lightning(verbose=False):
         history = trainer.fit(model, population)
