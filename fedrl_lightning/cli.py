@@ -17,6 +17,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
+from fedrl_lightning.federation.settings_checks import RAY_ONLY_OPTIONS
 from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
 from fedrl_lightning.federation.trainer import FederatedTrainer
 from fedrl_lightning.interrupts import RunInterrupted, stop_on_signals
@@ -108,6 +109,8 @@ class FedRLCLI(LightningCLI):
                 at = args.index("fit") + 1
                 args = [*args[:at], "--config", saved, *args[at:]]
                 self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
+                args += self._drop_ray_options(own=fit.trainer, merged=self.config.fit.trainer)
+                self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
                 check_unchanged(saved, self._dump_fit_config(), path)
             self.config.fit.ckpt_path = str(path)
             args += ["--ckpt_path", str(path)]
@@ -117,6 +120,22 @@ class FedRLCLI(LightningCLI):
             refuse_nulls(self._parser("fit"), self.config.fit)
             self.config.fit.seed_everything = self._resolve_seed(self.config.fit.seed_everything)
             self.config.fit.data.seed = self.config.fit.seed_everything
+
+    @staticmethod
+    def _drop_ray_options(own: Any, merged: Any) -> list[str]:
+        """Options that reset the Ray settings a resumed run's config brings to a sequential run.
+
+        A Ray run resumed with ``--trainer.executor sequential`` would otherwise inherit its
+        ``num_workers`` (say), which a sequential run refuses; options the command gives
+        itself are kept, and refused.
+        """
+        if merged.executor != "sequential":
+            return []
+        return [
+            f"--trainer.{name}=null"
+            for name in RAY_ONLY_OPTIONS
+            if own[name] is None and merged[name] is not None
+        ]
 
     @staticmethod
     def _resolve_seed(seed: Any) -> int:

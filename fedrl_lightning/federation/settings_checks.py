@@ -13,6 +13,7 @@ from fedrl_lightning.errors import ConfigError
 
 __all__ = [
     "RAY_INSTALL",
+    "RAY_ONLY_OPTIONS",
     "check_accelerator",
     "check_executor_options",
     "check_output_folder",

@@ -91,10 +91,13 @@ def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
 
 
 def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run):
+    """Rounds 1-2 on Ray, then resumed to round 3 in this process: the sequential run's result."""
     result = run_cli(
         "fit",
         "--config",
         str(TINY_CONFIG),
+        "--trainer.num_rounds",
+        "2",
         "--trainer.executor",
         "ray",
         "--trainer.num_workers",
@@ -103,6 +106,20 @@ def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run):
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("\n") <= 1  # no Ray or Lightning chatter; at most the bar
+    # The Ray run's num_workers does not follow it into a sequential resume, which would
+    # refuse it; the command's own Ray options would still be refused.
+    resumed = run_cli(
+        "fit",
+        "--ckpt_path",
+        "last",
+        "--trainer.executor",
+        "sequential",
+        "--trainer.num_rounds",
+        "3",
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "num_workers: null" in (tmp_path / "lightning_logs/version_0/config.yaml").read_text()
 
     def metrics(folder):
         with open(folder / "lightning_logs/version_0/metrics.csv", newline="") as f:
