@@ -43,7 +43,15 @@ def reference_runs(tmp_path_factory):
     return {"thirty": twenty, "slow": slow}
 
 
-SLOW = ["--trainer.num_rounds", "12", "--trainer.episodes_per_round", "5"]
+# An episode cap below SimpleEnv's 100 steps, so that resuming covers truncation by it.
+SLOW = [
+    "--trainer.num_rounds",
+    "12",
+    "--trainer.episodes_per_round",
+    "5",
+    "--data.max_episode_steps",
+    "80",
+]
 
 
 def test_extending_a_finished_run_matches_running_it_whole(tmp_path, reference_runs):
