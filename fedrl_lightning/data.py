@@ -28,6 +28,17 @@ class EpisodeBatch(NamedTuple):
         returns: ``[episodes, steps]`` float32 discounted returns ``G_t``.
         mask: ``[episodes, steps]`` bool, true on real steps.
         episode_returns: ``[episodes]`` float32 undiscounted sum of rewards.
+        rewards: ``[episodes, steps]`` float32 reward of each step, 0 on padding.
+        terminated: ``[episodes]`` bool, true where the episode reached a terminal state.
+        truncated: ``[episodes]`` bool, true where the episode was cut short (by the time
+            limit) without terminating; at most one of ``terminated`` and ``truncated`` is
+            true, and every whole episode has one.
+        final_observations: ``[episodes, observation]`` float32, the observation after each
+            episode's last step (before any reset), from which an actor-critic learner
+            bootstraps the value of a truncated episode.
+
+    The fields after ``episode_returns`` serve actor-critic learners; they come last, so the
+    first five keep their positions.
     """
 
     observations: torch.Tensor
@@ -35,6 +46,10 @@ class EpisodeBatch(NamedTuple):
     returns: torch.Tensor
     mask: torch.Tensor
     episode_returns: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    final_observations: torch.Tensor
 
 
 class EpisodeDataset(IterableDataset):
@@ -116,6 +131,7 @@ class EpisodeDataset(IterableDataset):
         returns = np.zeros((count, steps), np.float32)
         mask = np.zeros((count, steps), bool)
         episode_returns = np.zeros(count, np.float32)
+        rewards = np.zeros((count, steps), np.float32)
         for i, episode in enumerate(episodes):
             length = len(episode.actions)
             observations[i, :length] = episode.observations
@@ -123,10 +139,15 @@ class EpisodeDataset(IterableDataset):
             returns[i, :length] = discounted_returns(episode.rewards, self.gamma)
             mask[i, :length] = True
             episode_returns[i] = sum(episode.rewards)
+            rewards[i, :length] = episode.rewards
         return EpisodeBatch(
             torch.from_numpy(observations),
             torch.from_numpy(actions),
             torch.from_numpy(returns),
             torch.from_numpy(mask),
             torch.from_numpy(episode_returns),
+            torch.from_numpy(rewards),
+            torch.tensor([e.terminated for e in episodes], dtype=torch.bool),
+            torch.tensor([e.truncated for e in episodes], dtype=torch.bool),
+            torch.from_numpy(np.stack([e.final_observation for e in episodes])),
         )

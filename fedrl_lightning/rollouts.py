@@ -22,11 +22,19 @@ class Episode(NamedTuple):
         observations: The observation at each step.
         actions: The action taken at each step, as the policy sampled it.
         rewards: The reward of each step.
+        terminated: The episode reached a terminal state of the environment.
+        truncated: The episode was cut short, by a time limit, without terminating; false
+            when its last step also terminated, so at most one of the two flags is true.
+        final_observation: The observation the environment returned after the last step,
+            float32 (before any reset); a learner bootstraps from it when ``truncated``.
     """
 
     observations: Sequence[np.ndarray]
     actions: Sequence[Any]
     rewards: Sequence[float]
+    terminated: bool
+    truncated: bool
+    final_observation: np.ndarray
 
 
 def rollout_episode(
@@ -53,7 +61,15 @@ def rollout_episode(
         observation, reward, terminated, truncated, _ = env_step(env_action(action))
         rewards.append(float(reward))
         done = terminated or truncated
-    return Episode(observations, actions, rewards)
+    final_observation = np.array(observation, dtype=np.float32)
+    return Episode(
+        observations,
+        actions,
+        rewards,
+        bool(terminated),
+        bool(truncated and not terminated),
+        final_observation,
+    )
 
 
 def rollout_wave(
@@ -65,7 +81,9 @@ def rollout_wave(
     """Reset every sub-environment and run them in lock-step until each finished an episode.
 
     A sub-environment that finishes early idles until the others do; what its autoreset
-    produces meanwhile is not recorded, so no episode runs across a reset.
+    produces meanwhile is not recorded, so no episode runs across a reset. Its final
+    observation is the ``next_obs`` row of the step it finished on, which next-step autoreset
+    (gymnasium's default, and the native vector environments') returns before resetting.
 
     Returns:
         The first episode of each sub-environment, in order.
@@ -74,18 +92,31 @@ def rollout_wave(
     steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     alive = np.ones(env.num_envs, dtype=bool)
     lengths = np.zeros(env.num_envs, dtype=np.int64)
+    ended_terminated = np.zeros(env.num_envs, dtype=bool)
+    final_observations = np.zeros_like(np.asarray(observations, dtype=np.float32))
     while alive.any():
         observations = np.asarray(observations, dtype=np.float32)
         actions = actor.sample(observations, actor.noise(rng, env.num_envs))
         next_observations, rewards, terminated, truncated, _ = env.step(actor.env_action(actions))
         steps.append((observations, actions, np.asarray(rewards, dtype=np.float64)))
         lengths += alive
-        alive &= ~(np.asarray(terminated) | np.asarray(truncated))
+        terminated = np.asarray(terminated, dtype=bool)
+        finished = alive & (terminated | np.asarray(truncated, dtype=bool))
+        final_observations[finished] = np.asarray(next_observations)[finished]
+        ended_terminated |= finished & terminated
+        alive &= ~finished
         observations = next_observations
     all_observations = np.stack([obs for obs, _, _ in steps])
     all_actions = np.stack([act for _, act, _ in steps])
     all_rewards = np.stack([rew for _, _, rew in steps])
     return [
-        Episode(all_observations[:n, i], all_actions[:n, i], all_rewards[:n, i].tolist())
+        Episode(
+            all_observations[:n, i],
+            all_actions[:n, i],
+            all_rewards[:n, i].tolist(),
+            bool(ended_terminated[i]),
+            not ended_terminated[i],
+            final_observations[i],
+        )
         for i, n in enumerate(lengths)
     ]

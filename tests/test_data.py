@@ -120,3 +120,8 @@ def test_returns_stop_at_termination_and_truncation_and_never_cross_a_reset():
     expected = [[2.0, 2.0, 0.0], [2.75, 3.5, 3.0]] * 2
     assert batch.returns.tolist() == expected
     assert batch.observations[..., 0].tolist() == [[0, 1, 0], [0, 1, 2]] * 2
+    # sub-env 0 autoresets while sub-env 1 finishes: its final observation is still [2]
+    assert batch.terminated.tolist() == [True, False] * 2
+    assert batch.truncated.tolist() == [False, True] * 2
+    assert batch.final_observations.tolist() == [[2.0], [3.0]] * 2
+    assert batch.rewards.tolist() == [[1.0, 2.0, 0.0], [1.0, 2.0, 3.0]] * 2

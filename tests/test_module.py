@@ -23,6 +23,10 @@ def three_step_batch(gamma):
         returns=torch.tensor([discounted_returns(rewards, gamma)]),
         mask=torch.ones(1, 3, dtype=torch.bool),
         episode_returns=torch.tensor([sum(rewards)]),
+        rewards=torch.tensor([rewards]),
+        terminated=torch.tensor([True]),
+        truncated=torch.tensor([False]),
+        final_observations=torch.tensor([[0.2, 0.0, 1.1, -1.0]]),
     )
 
 
