@@ -17,6 +17,7 @@ from fedrl_lightning.federation import (
     Strategy,
     TrustRegion,
 )
+from fedrl_lightning.learners import Learner, Reinforce
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.policy_module import PolicyModule
 from fedrl_lightning.population import AgentPopulation
@@ -35,8 +36,10 @@ __all__ = [
     "FedYogi",
     "FederatedTrainer",
     "Krum",
+    "Learner",
     "MultiKrum",
     "PolicyModule",
+    "Reinforce",
     "ReinforceModule",
     "RewardWeighted",
     "Strategy",

@@ -35,9 +35,13 @@ class MLPPolicy(nn.Module, ABC):
         self.hidden = nn.Linear(observation_dim, hidden_dim)
         self.head = nn.Linear(hidden_dim, output_dim)
 
+    def features(self, observations: torch.Tensor) -> torch.Tensor:
+        """The hidden layer's activations, ``[..., hidden_dim]``: the trunk a critic may share."""
+        return torch.relu(self.hidden(observations))
+
     def outputs(self, observations: torch.Tensor) -> torch.Tensor:
         """The head's output for ``[..., observation]`` observations."""
-        return self.head(torch.relu(self.hidden(observations)))
+        return self.head(self.features(observations))
 
     @abstractmethod
     def forward(self, observations: torch.Tensor) -> Distribution:

@@ -42,7 +42,7 @@ def test_a_default_module_on_pendulum_is_refused_before_the_run_starts(tmp_path,
         "model.observation_dim is 4, the environment's is 3; "
         "model.continuous is False, the environment's is True; "
         "model.num_actions is 2, the environment's is 1; "
-        "build it with ReinforceModule.for_population(population, ...)"
+        "build it with Reinforce.for_population(population, ...)"
     )
 
 
@@ -105,5 +105,5 @@ def test_for_population_builds_subclasses_and_refuses_given_sizes(pendulum):
     assert type(model) is Wider and model.width_factor == 3
     assert model.hparams.observation_dim == 3 and model.hparams.continuous
 
-    with pytest.raises(ConfigError, match=r"^ReinforceModule.for_population: observation_dim"):
+    with pytest.raises(ConfigError, match=r"^Reinforce.for_population: observation_dim"):
         ReinforceModule.for_population(pendulum, observation_dim=3)

@@ -1,0 +1,285 @@
+"""The base of every learner: a policy built for the agents' environment, trained and deployed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities.model_helpers import _restricted_classmethod
+from torch.distributions import Distribution
+from torchmetrics import MeanMetric
+from typing_extensions import Self, override
+
+from fedrl_lightning.data import EpisodeBatch
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
+
+if TYPE_CHECKING:
+    from fedrl_lightning.population import AgentPopulation
+
+__all__ = ["ENV_HPARAMS", "Learner", "env_hparams"]
+
+ENV_HPARAMS = ("observation_dim", "num_actions", "continuous", "action_low", "action_high")
+"""The hyperparameters that size a policy, which must match the agents' environment."""
+
+
+def env_hparams(population: AgentPopulation) -> dict[str, Any]:
+    """The values of :data:`ENV_HPARAMS` that fit ``population``'s environment."""
+    return {name: getattr(population, name) for name in ENV_HPARAMS}
+
+
+class Learner(L.LightningModule):
+    """A LightningModule, with manual optimization, whose ``policy`` acts in the agents' env.
+
+    Subclasses call ``super().__init__()``, then ``save_hyperparameters()`` with
+    :data:`ENV_HPARAMS`, ``hidden_dim``, ``lr``, ``gamma`` and ``log_std_init`` among their
+    arguments, then build ``self.policy`` with :meth:`_make_policy` and any other network
+    (a critic) after it. Everything a learner trains is a submodule, so it is in the
+    ``state_dict`` that strategies aggregate. This base gives every learner the same ways to be
+    built for a population, checked against one, loaded and deployed; FedProx's proximal
+    term; and the statistics of a local fit (:meth:`agent_stats`), which a ``training_step``
+    feeds through :meth:`_record_batch` and :meth:`_record`. Calling the module on
+    observations returns the policy's action distribution.
+    """
+
+    policy: MLPPolicy
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.episode_return = MeanMetric(nan_strategy="disable")
+        self.loss = MeanMetric(nan_strategy="disable")
+        self.entropy = MeanMetric(nan_strategy="disable")
+        self.num_episodes = 0
+        self.num_steps = 0
+        self._step_values: dict[str, list[torch.Tensor]] = {}
+        self._proximal_mu = 0.0
+        self._anchor: dict[str, torch.Tensor] = {}
+
+    def _check_hparams(self) -> None:
+        """Refuse the hyperparameters every learner has, once they are saved."""
+        hp = self.hparams
+        if hp.hidden_dim <= 0:
+            raise ConfigError(f"model.hidden_dim must be positive, got {hp.hidden_dim}")
+        if hp.lr < 0:
+            raise ConfigError(f"model.lr must not be negative, got {hp.lr}")
+        if not 0 < hp.gamma <= 1:
+            raise ConfigError(f"model.gamma must be in (0, 1], got {hp.gamma}")
+
+    def _make_policy(self) -> MLPPolicy:
+        """The policy that :data:`ENV_HPARAMS`, ``hidden_dim`` and ``log_std_init`` describe."""
+        hp = self.hparams
+        if not hp.continuous:
+            return CategoricalMLPPolicy(hp.observation_dim, hp.num_actions, hp.hidden_dim)
+        low = hp.action_low if hp.action_low is not None else [-1.0] * hp.num_actions
+        high = hp.action_high if hp.action_high is not None else [1.0] * hp.num_actions
+        if not len(low) == len(high) == hp.num_actions:
+            raise ConfigError(
+                f"model.action_low and model.action_high need {hp.num_actions} values each"
+            )
+        return GaussianMLPPolicy(
+            hp.observation_dim, hp.num_actions, hp.hidden_dim, low, high, hp.log_std_init
+        )
+
+    def set_proximal_term(self, anchor: dict[str, torch.Tensor], mu: float) -> None:
+        """Add ``mu / 2 * ||w - anchor||^2`` over every parameter to the loss, as FedProx does.
+
+        Args:
+            anchor: The global weights the local fit started from, by parameter name.
+            mu: Weight of the term; 0 removes it.
+        """
+        self._proximal_mu = mu
+        self._anchor = {name: anchor[name].detach().clone() for name, _ in self.named_parameters()}
+
+    def _proximal_term(self) -> torch.Tensor:
+        """FedProx's term over all parameters (a critic's too); 0 unless it was set."""
+        return (
+            self._proximal_mu
+            / 2
+            * sum(
+                (parameter - self._anchor[name].to(parameter.device)).square().sum()
+                for name, parameter in self.named_parameters()
+            )
+        )
+
+    @override
+    def transfer_batch_to_device(
+        self, batch: EpisodeBatch, device: torch.device, dataloader_idx: int
+    ) -> EpisodeBatch:
+        return EpisodeBatch(*(tensor.to(device) for tensor in batch))
+
+    def _metrics(self) -> dict[str, MeanMetric]:
+        return {"episode_return": self.episode_return, "loss": self.loss, "entropy": self.entropy}
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        for metric in self._metrics().values():
+            metric.reset()
+        self._step_values = {name: [] for name in self._metrics()}
+        self.num_episodes = 0
+        self.num_steps = 0
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        # Each metric takes the epoch's step values in one update: a torchmetrics update per
+        # step would cost more than the step's arithmetic.
+        for name, metric in self._metrics().items():
+            if self._step_values[name]:
+                metric.update(torch.cat(self._step_values[name]))
+            self._step_values[name] = []
+
+    def _record(self, name: str, value: torch.Tensor) -> None:
+        """Add a detached scalar or vector to the epoch's values of metric ``name``."""
+        self._step_values[name].append(value.detach().reshape(-1))
+
+    def _record_batch(self, batch: EpisodeBatch) -> None:
+        """Count a batch's episodes and steps, and record its episode returns."""
+        self._step_values["episode_return"].append(batch.episode_returns)
+        self.num_episodes += batch.mask.shape[0]
+        self.num_steps += int(batch.mask.sum())
+
+    def agent_stats(self) -> dict[str, float]:
+        """What the last local fit did: episodes, environment steps and mean episode return."""
+        return {
+            "num_episodes": self.num_episodes,
+            "num_steps": self.num_steps,
+            "mean_return": float(self.episode_return.compute()),
+        }
+
+    @override
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        fused = self.device.type in ("cpu", "cuda")
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, fused=fused)
+
+    @classmethod
+    def for_population(cls, population: AgentPopulation, **hparams: Any) -> Self:
+        """Build the module with the observation and action sizes of ``population``'s env.
+
+        Args:
+            population: The agents whose environment the policy will act in.
+            **hparams: The module's other hyperparameters, such as ``hidden_dim`` or ``lr``.
+
+        Returns:
+            The module, sized for the population.
+
+        Raises:
+            ConfigError: If ``hparams`` gives a size that comes from the population.
+        """
+        given = [name for name in ENV_HPARAMS if name in hparams]
+        if given:
+            raise ConfigError(
+                f"{cls.__name__}.for_population: {', '.join(given)} come from the population's "
+                "environment; leave them out"
+            )
+        return cls(**env_hparams(population), **hparams)
+
+    @override
+    @_restricted_classmethod  # as Lightning's: calling it on an instance raises TypeError
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | Path | IO,
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Load a round or agent checkpoint as Lightning does, and return it in eval mode.
+
+        Args:
+            checkpoint_path: The checkpoint, such as ``lightning_logs/version_0/checkpoints/
+                last.ckpt``.
+            map_location: Where to put the tensors, as for ``torch.load``.
+            hparams_file: A YAML or CSV file of hyperparameters that replace the saved ones.
+            strict: Whether the checkpoint's keys must match the module's exactly.
+            weights_only: Load only tensors and plain containers (``None``: torch's default).
+            **kwargs: Hyperparameters that override the saved ones.
+
+        Returns:
+            The module, in eval mode, ready to :meth:`act`.
+        """
+        module = super().load_from_checkpoint(
+            checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs
+        )
+        return module.eval()
+
+    def check_fits(self, population: AgentPopulation) -> None:
+        """Refuse a population whose environment the policy's sizes do not fit.
+
+        Args:
+            population: The agents the module is about to train on.
+
+        Raises:
+            ConfigError: One line that lists every size that differs and says how to fix it.
+        """
+        wanted = env_hparams(population)
+        names = ["observation_dim", "continuous", "num_actions"]
+        if wanted["continuous"] and self.hparams.get("continuous"):
+            names += ["action_low", "action_high"]
+        differences = [
+            f"model.{name} is {self.hparams.get(name)}, the environment's is {wanted[name]}"
+            for name in names
+            if not _same(self.hparams.get(name), wanted[name])
+        ]
+        if differences:
+            raise ConfigError(
+                f"the model does not fit data.env_id {population.env_id}: "
+                f"{'; '.join(differences)}; build it with "
+                f"{type(self).__name__}.for_population(population, ...)"
+            )
+
+    @override
+    def forward(self, observations: torch.Tensor) -> Distribution:
+        return self.policy(observations)
+
+    def act(self, observations: np.ndarray, deterministic: bool = False) -> int | np.ndarray:
+        """Actions for the environment, for one observation or a batch of them.
+
+        The policy runs in eval mode and without gradients; the module's modes are restored
+        afterwards. Sampling uses torch's random generator (seed it with ``torch.manual_seed``).
+
+        Args:
+            observations: One observation, shape ``[observation_dim]``, or a batch of them,
+                ``[batch, observation_dim]``, as a vector environment returns.
+            deterministic: Take the most likely action (discrete) or the mean (continuous)
+                instead of sampling.
+
+        Returns:
+            For a discrete action space, an ``int`` for one observation, or an ``int64``
+            array of shape ``[batch]``. For a continuous one, a ``float32`` array of shape
+            ``[action_dim]`` or ``[batch, action_dim]``, clipped to the action bounds.
+
+        Raises:
+            ValueError: If ``observations`` has the wrong shape.
+        """
+        observations = np.asarray(observations, dtype=np.float32)
+        observation_dim = self.hparams.get("observation_dim")
+        if observations.ndim not in (1, 2) or observations.shape[-1] != observation_dim:
+            raise ValueError(
+                f"observations must have shape [{observation_dim}] or [batch, {observation_dim}], "
+                f"got {list(observations.shape)}"
+            )
+        modes = [(module, module.training) for module in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                actions = self.policy.act(
+                    torch.from_numpy(observations).to(self.device), deterministic
+                )
+        finally:
+            for module, training in modes:
+                module.training = training
+        actions = actions.cpu().numpy()
+        if actions.dtype.kind in "iu":
+            return int(actions) if actions.ndim == 0 else actions.astype(np.int64)
+        return actions.astype(np.float32)
+
+
+def _same(have: Any, wanted: Any) -> bool:
+    """Whether a hyperparameter has the value wanted; bounds compare as the policy's float32."""
+    if isinstance(wanted, list):
+        return bool(np.array_equal(np.asarray(have, np.float32), np.asarray(wanted, np.float32)))
+    return have == wanted

@@ -1,0 +1,112 @@
+"""REINFORCE: the policy gradient with normalised Monte-Carlo returns."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from typing_extensions import override
+
+from fedrl_lightning.data import EpisodeBatch
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.learners.base import Learner
+from fedrl_lightning.returns import (
+    normalize_over_batch,
+    normalize_per_episode,
+    normalize_per_step,
+)
+
+__all__ = ["Reinforce", "reinforce_loss"]
+
+NORMALIZERS = {
+    "episode": normalize_per_episode,
+    "batch": normalize_over_batch,
+    "step": normalize_per_step,
+}
+
+
+def reinforce_loss(
+    log_probs: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """``-sum_t log pi(a_t|s_t) * G_hat_t``, summed over each episode and averaged over episodes.
+
+    Args:
+        log_probs: ``[episodes, steps]`` log-probabilities of the actions taken.
+        weights: ``[episodes, steps]`` normalised returns ``G_hat``.
+        mask: ``[episodes, steps]``, true on real steps.
+
+    Returns:
+        The scalar loss.
+    """
+    return -(log_probs * weights * mask).sum() / log_probs.shape[0]
+
+
+class Reinforce(Learner):
+    """REINFORCE with normalised returns, one optimizer step per batch of episodes.
+
+    Discrete action spaces get a categorical policy; continuous ones a Gaussian policy with a
+    learned log-std whose actions are clipped to the bounds. ``for_population`` sizes the
+    module for a population's environment, and a trained module acts with ``act(obs)``.
+
+    Args:
+        observation_dim: Size of a flat observation (linked from the environment by the CLI).
+        num_actions: Number of discrete actions, or the size of a continuous action (linked
+            from the environment by the CLI).
+        continuous: Whether actions are continuous (linked from the environment by the CLI).
+        action_low: Lower bound of each continuous action dimension (linked by the CLI).
+        action_high: Upper bound of each continuous action dimension (linked by the CLI).
+        hidden_dim: Width of the policy's hidden layer.
+        lr: Adam learning rate of each agent's local optimizer.
+        gamma: Discount factor, in (0, 1].
+        normalize_returns: ``episode`` standardises each episode's returns on its own (the
+            tutorial's choice); ``batch`` standardises over every step of the batch, which
+            keeps longer episodes' larger returns and so acts as a baseline; ``step``
+            subtracts, at each step, the batch's mean return from that step (a per-step
+            baseline) and leaves a batch of equally good episodes unchanged.
+        log_std_init: Initial log standard deviation of a Gaussian policy.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int = 4,
+        num_actions: int = 2,
+        continuous: bool = False,
+        action_low: list[float] | None = None,
+        action_high: list[float] | None = None,
+        hidden_dim: int = 64,
+        lr: float = 1e-3,
+        gamma: float = 0.99,
+        normalize_returns: Literal["episode", "batch", "step"] = "episode",
+        log_std_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self._check_hparams()
+        if normalize_returns not in NORMALIZERS:
+            raise ConfigError(
+                f"model.normalize_returns must be one of {sorted(NORMALIZERS)}, "
+                f"got {normalize_returns!r}"
+            )
+        self.policy = self._make_policy()
+        self._normalize = NORMALIZERS[normalize_returns]
+
+    @override
+    def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
+        log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
+        weights = self._normalize(batch.returns, batch.mask)
+        loss = reinforce_loss(log_probs, weights, batch.mask)
+        if self._proximal_mu:
+            loss = loss + self._proximal_term()
+
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+
+        with torch.no_grad():
+            mean_entropy = (entropy * batch.mask).sum() / batch.mask.sum()
+        loss = loss.detach()
+        self._record("entropy", mean_entropy)
+        self._record("loss", loss)
+        self._record_batch(batch)
+        return loss
