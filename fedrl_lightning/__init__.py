@@ -17,12 +17,14 @@ from fedrl_lightning.federation import (
     Strategy,
     TrustRegion,
 )
-from fedrl_lightning.learners import Learner, Reinforce
+from fedrl_lightning.learners import A2C, PPO, Learner, Reinforce
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.policy_module import PolicyModule
 from fedrl_lightning.population import AgentPopulation
 
 __all__ = [
+    "A2C",
+    "PPO",
     "AgentPopulation",
     "EpisodeBatch",
     "EpisodeDataset",

@@ -1,6 +1,9 @@
 """Learners: one LightningModule per algorithm over a small base."""
 
+from fedrl_lightning.learners.a2c import A2C
+from fedrl_lightning.learners.actor_critic import ActorCritic
 from fedrl_lightning.learners.base import Learner
+from fedrl_lightning.learners.ppo import PPO
 from fedrl_lightning.learners.reinforce import Reinforce
 
-__all__ = ["Learner", "Reinforce"]
+__all__ = ["A2C", "ActorCritic", "Learner", "PPO", "Reinforce"]

@@ -1,0 +1,84 @@
+"""A2C: advantage actor-critic with GAE(lambda), one update per batch of whole episodes."""
+
+from __future__ import annotations
+
+import torch
+from typing_extensions import override
+
+from fedrl_lightning.data import EpisodeBatch
+from fedrl_lightning.learners.actor_critic import ActorCritic, CriticLayout
+from fedrl_lightning.learners.losses import normalize_advantages, value_loss
+
+__all__ = ["A2C"]
+
+
+class A2C(ActorCritic):
+    """Synchronous advantage actor-critic on the episodes of each batch.
+
+    Each batch of whole episodes gives one update: GAE(lambda) advantages from the critic's
+    values (bootstrapped from ``V(final_observation)`` after a truncation, from zero after a
+    termination), the policy gradient weighted by them, the critic's squared error against
+    the GAE returns, and an entropy bonus; one Adam step with the gradient's norm clipped.
+
+    Args:
+        observation_dim: Size of a flat observation (linked from the environment by the CLI).
+        num_actions: Number of discrete actions, or the size of a continuous action.
+        continuous: Whether actions are continuous (a Gaussian policy).
+        action_low: Lower bound of each continuous action dimension.
+        action_high: Upper bound of each continuous action dimension.
+        hidden_dim: Width of the policy's (and a separate critic's) hidden layer.
+        lr: Adam learning rate of each agent's local optimizer.
+        gamma: Discount factor, in (0, 1].
+        log_std_init: Initial log standard deviation of a Gaussian policy.
+        critic: ``separate``: the critic is an MLP of its own; ``shared``: a value head on the
+            policy's hidden layer, which the value loss then trains too.
+        gae_lambda: GAE's lambda, in [0, 1]: 0 is the one-step TD error, 1 the Monte-Carlo
+            return minus the value.
+        ent_coef: Weight of the entropy bonus.
+        vf_coef: Weight of the value loss.
+        max_grad_norm: The gradient's norm is clipped to this before each step.
+        norm_adv: Standardise the advantages over the batch's steps.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int = 4,
+        num_actions: int = 2,
+        continuous: bool = False,
+        action_low: list[float] | None = None,
+        action_high: list[float] | None = None,
+        hidden_dim: int = 64,
+        lr: float = 1e-3,
+        gamma: float = 0.99,
+        log_std_init: float = 0.0,
+        critic: CriticLayout = "separate",
+        gae_lambda: float = 0.95,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        norm_adv: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self._build_networks()
+
+    @override
+    def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
+        hp, mask = self.hparams, batch.mask
+        log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
+        values = self.value(batch.observations)
+        advantages, returns = self.advantages_and_returns(batch, values)
+        advantages = advantages[mask]
+        if hp.norm_adv:
+            advantages = normalize_advantages(advantages)
+
+        pg_loss = -(advantages * log_probs[mask]).mean()
+        v_loss = value_loss(values[mask], returns[mask])
+        entropy_bonus = entropy[mask].mean()
+        loss = pg_loss - hp.ent_coef * entropy_bonus + hp.vf_coef * v_loss
+        self._update(loss)
+
+        self._record("loss", loss)
+        self._record("entropy", entropy_bonus)
+        self._record_batch(batch)
+        return loss.detach()

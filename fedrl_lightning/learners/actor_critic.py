@@ -1,0 +1,100 @@
+"""The base of actor-critic learners: a critic beside the policy, and GAE over episode batches."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from fedrl_lightning.advantages import gae
+from fedrl_lightning.data import EpisodeBatch
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.learners.base import Learner
+
+__all__ = ["CRITICS", "ActorCritic", "CriticLayout"]
+
+CriticLayout = Literal["separate", "shared"]
+"""The ``critic`` hyperparameter's values."""
+
+CRITICS = ("separate", "shared")
+"""Critic layouts: an MLP of its own, or a value head on the policy's hidden layer."""
+
+
+class ActorCritic(Learner):
+    """A :class:`Learner` with a value network ``critic``, federated with the policy.
+
+    Subclasses call ``super().__init__()`` and ``save_hyperparameters()`` (with ``critic``,
+    ``gae_lambda``, ``ent_coef``, ``vf_coef`` and ``max_grad_norm`` among their arguments),
+    then :meth:`_build_networks`. The critic is a submodule, so its weights are in the
+    ``state_dict``: every strategy, attack, FedProx term and traffic count covers them.
+    """
+
+    critic: nn.Module
+
+    def _build_networks(self) -> None:
+        """Check the shared hyperparameters, then build the policy and, after it, the critic."""
+        self._check_hparams()
+        hp = self.hparams
+        if hp.critic not in CRITICS:
+            raise ConfigError(f"model.critic must be one of {list(CRITICS)}, got {hp.critic!r}")
+        if not 0 <= hp.gae_lambda <= 1:
+            raise ConfigError(f"model.gae_lambda must be in [0, 1], got {hp.gae_lambda}")
+        for name in ("ent_coef", "vf_coef"):
+            if hp[name] < 0:
+                raise ConfigError(f"model.{name} must not be negative, got {hp[name]}")
+        if hp.max_grad_norm <= 0:
+            raise ConfigError(f"model.max_grad_norm must be positive, got {hp.max_grad_norm}")
+        self.policy = self._make_policy()
+        if hp.critic == "shared":
+            self.critic = nn.Linear(hp.hidden_dim, 1)
+        else:
+            self.critic = nn.Sequential(
+                nn.Linear(hp.observation_dim, hp.hidden_dim), nn.ReLU(), nn.Linear(hp.hidden_dim, 1)
+            )
+
+    def value(self, observations: torch.Tensor) -> torch.Tensor:
+        """The critic's ``V(s)`` for ``[..., observation]`` observations, shape ``[...]``."""
+        if self.hparams.critic == "shared":
+            return self.critic(self.policy.features(observations)).squeeze(-1)
+        return self.critic(observations).squeeze(-1)
+
+    @torch.no_grad()
+    def advantages_and_returns(
+        self, batch: EpisodeBatch, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE(gamma, lambda) advantages and the critic's targets for a batch, without gradients.
+
+        A truncated episode bootstraps from ``V(final_observation)``, since a time limit is
+        not a terminal state; a terminated one from zero (see :func:`~fedrl_lightning.
+        advantages.gae`).
+
+        Args:
+            batch: Whole episodes, padded.
+            values: ``[episodes, steps]`` the critic's values of the batch's observations.
+
+        Returns:
+            ``(advantages, returns)``, both ``[episodes, steps]`` and zero on padding.
+        """
+        return gae(
+            batch.rewards,
+            values.detach(),
+            self.value(batch.final_observations),
+            batch.terminated,
+            batch.truncated,
+            batch.mask,
+            self.hparams.gamma,
+            self.hparams.gae_lambda,
+        )
+
+    def _update(self, loss: torch.Tensor) -> None:
+        """One optimizer step on ``loss`` (plus FedProx's term), with gradient-norm clipping."""
+        if self._proximal_mu:
+            loss = loss + self._proximal_term()
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(
+            optimizer, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm"
+        )
+        optimizer.step()

@@ -1,0 +1,153 @@
+"""PPO: the clipped surrogate, several epochs of shuffled minibatches over each batch."""
+
+from __future__ import annotations
+
+import torch
+from typing_extensions import override
+
+from fedrl_lightning.data import EpisodeBatch
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.learners.actor_critic import ActorCritic, CriticLayout
+from fedrl_lightning.learners.losses import normalize_advantages, ppo_policy_loss, value_loss
+
+__all__ = ["PPO", "minibatch_indices"]
+
+
+def minibatch_indices(
+    num_samples: int, num_minibatches: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """One shuffled pass over ``num_samples`` steps, split into ``num_minibatches`` minibatches.
+
+    Args:
+        num_samples: Steps in the batch.
+        num_minibatches: Minibatches per pass; the last is smaller when they do not divide
+            ``num_samples``, and there are fewer when there are fewer steps than minibatches.
+        generator: The CPU generator the permutation is drawn from.
+
+    Returns:
+        Index tensors that together hold every step once.
+    """
+    size = -(-num_samples // num_minibatches)
+    return list(torch.randperm(num_samples, generator=generator).split(size))
+
+
+class PPO(ActorCritic):
+    """Proximal policy optimisation on the steps of each batch of whole episodes.
+
+    The dataset rolls each batch out with exactly the module's current weights (it has a
+    length, so Lightning does not prefetch), so the log-probabilities that ``training_step``
+    computes under ``torch.no_grad()`` before its first update on the batch ARE the behaviour
+    policy's. So are the values and the GAE advantages computed with them. The padded
+    ``[episodes, steps]`` batch is flattened to its real steps, and ``update_epochs`` passes
+    go over them in ``num_minibatches`` shuffled minibatches, each one clipped Adam step.
+
+    The shuffling draws from a ``torch.Generator`` whose seed is drawn with ``torch.randint``
+    at the start of each ``training_step``; a local fit seeds torch from (run seed, round,
+    agent) before it builds the module, so the minibatches derive from those three.
+
+    Args:
+        observation_dim: Size of a flat observation (linked from the environment by the CLI).
+        num_actions: Number of discrete actions, or the size of a continuous action.
+        continuous: Whether actions are continuous (a Gaussian policy).
+        action_low: Lower bound of each continuous action dimension.
+        action_high: Upper bound of each continuous action dimension.
+        hidden_dim: Width of the policy's (and a separate critic's) hidden layer.
+        lr: Adam learning rate of each agent's local optimizer.
+        gamma: Discount factor, in (0, 1].
+        log_std_init: Initial log standard deviation of a Gaussian policy.
+        critic: ``separate``: the critic is an MLP of its own; ``shared``: a value head on the
+            policy's hidden layer.
+        gae_lambda: GAE's lambda, in [0, 1].
+        ent_coef: Weight of the entropy bonus.
+        vf_coef: Weight of the value loss.
+        max_grad_norm: The gradient's norm is clipped to this before each step.
+        clip_coef: Half-width of the policy ratio's clip range.
+        update_epochs: Passes over each batch.
+        num_minibatches: Minibatches per pass.
+        norm_adv: Standardise the advantages within each minibatch.
+        clip_vloss: Clip the value's change to ``clip_coef`` in the value loss.
+        target_kl: Stop the batch's passes after one whose approximate KL divergence from
+            the behaviour policy exceeds this; ``None``: never.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int = 4,
+        num_actions: int = 2,
+        continuous: bool = False,
+        action_low: list[float] | None = None,
+        action_high: list[float] | None = None,
+        hidden_dim: int = 64,
+        lr: float = 3e-4,
+        gamma: float = 0.99,
+        log_std_init: float = 0.0,
+        critic: CriticLayout = "separate",
+        gae_lambda: float = 0.95,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        clip_coef: float = 0.2,
+        update_epochs: int = 4,
+        num_minibatches: int = 4,
+        norm_adv: bool = True,
+        clip_vloss: bool = True,
+        target_kl: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        for name in ("update_epochs", "num_minibatches"):
+            if self.hparams[name] < 1:
+                raise ConfigError(f"model.{name} must be at least 1, got {self.hparams[name]}")
+        if clip_coef <= 0:
+            raise ConfigError(f"model.clip_coef must be positive, got {clip_coef}")
+        if target_kl is not None and target_kl <= 0:
+            raise ConfigError(f"model.target_kl must be positive or null, got {target_kl}")
+        self._build_networks()
+
+    def minibatch_generator(self) -> torch.Generator:
+        """A CPU generator for this batch's shuffles, seeded from torch's global generator."""
+        seed = int(torch.randint(0, 2**62, ()))
+        return torch.Generator().manual_seed(seed)
+
+    @override
+    def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
+        hp, mask = self.hparams, batch.mask
+        generator = self.minibatch_generator()
+        observations, actions = batch.observations[mask], batch.actions[mask]
+        with torch.no_grad():  # the behaviour policy: the weights that rolled the batch out
+            old_log_probs, _ = self.policy.log_prob_and_entropy(observations, actions)
+            values = self.value(batch.observations)
+            advantages, returns = self.advantages_and_returns(batch, values)
+        old_values, advantages, returns = values[mask], advantages[mask], returns[mask]
+
+        for _ in range(hp.update_epochs):
+            for idx in minibatch_indices(len(observations), hp.num_minibatches, generator):
+                idx = idx.to(observations.device)
+                new_log_probs, entropy = self.policy.log_prob_and_entropy(
+                    observations[idx], actions[idx]
+                )
+                mb_advantages = advantages[idx]
+                if hp.norm_adv:
+                    mb_advantages = normalize_advantages(mb_advantages)
+                pg_loss = ppo_policy_loss(
+                    new_log_probs, old_log_probs[idx], mb_advantages, hp.clip_coef
+                )
+                v_loss = value_loss(
+                    self.value(observations[idx]),
+                    returns[idx],
+                    old_values[idx],
+                    hp.clip_coef if hp.clip_vloss else None,
+                )
+                entropy_bonus = entropy.mean()
+                loss = pg_loss - hp.ent_coef * entropy_bonus + hp.vf_coef * v_loss
+                self._update(loss)
+                with torch.no_grad():
+                    log_ratio = new_log_probs - old_log_probs[idx]
+                    approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+            if hp.target_kl is not None and approx_kl > hp.target_kl:
+                break
+
+        self._record("loss", loss)
+        self._record("entropy", entropy_bonus)
+        self._record_batch(batch)
+        return loss.detach()
