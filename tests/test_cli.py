@@ -118,7 +118,7 @@ def test_overrides_and_strategy_by_name(tmp_path):
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "lightning_logs/version_0/config.yaml").read_text())
     assert config["trainer"]["strategy"]["class_path"].endswith("FedAvg")
-    assert config["model"]["lr"] == 0.01
+    assert config["model"]["init_args"]["lr"] == 0.01
     assert config["data"]["num_agents"] == 4
     assert len(read_metrics(tmp_path / "lightning_logs/version_0")) == 1
 
@@ -177,7 +177,7 @@ def test_print_config_round_trips(tmp_path):
     (tmp_path / "printed.yaml").write_text(printed.stdout)
     config = yaml.safe_load(printed.stdout)
     assert config["trainer"]["num_rounds"] == 3
-    assert config["model"]["hidden_dim"] == 16
+    assert config["model"]["init_args"]["hidden_dim"] == 16
     again = run_cli("fit", "--config", "printed.yaml", "--print_config", cwd=tmp_path)
     assert again.stdout == printed.stdout
 
