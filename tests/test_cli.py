@@ -164,11 +164,14 @@ def test_help_documents_every_option(tmp_path):
         "--trainer.default_root_dir",
         "--data.num_agents",
         "--data.env_id",
-        "--model.lr",
-        "--model.gamma",
-        "--model.hidden_dim",
+        "--model",
+        "--model.help",
     ):
         assert option in result.stdout, option
+    learner = run_cli("fit", "--model.help", "ReinforceModule", cwd=tmp_path)  # a learner's own
+    assert learner.returncode == 0, learner.stderr
+    for option in ("--model.lr", "--model.gamma", "--model.hidden_dim"):
+        assert option in learner.stdout, option
 
 
 def test_print_config_round_trips(tmp_path):
