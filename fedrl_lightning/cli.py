@@ -28,6 +28,7 @@ from fedrl_lightning.parse_errors import (
     one_line,
     refuse_nulls,
 )
+from fedrl_lightning.policy_module import PolicyModule
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.resume import check_unchanged, saved_config
 
@@ -111,7 +112,10 @@ class FedRLCLI(LightningCLI):
                 self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
                 args += self._drop_ray_options(own=fit.trainer, merged=self.config.fit.trainer)
                 self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
-                check_unchanged(saved, self._dump_fit_config(), path)
+                # Both sides as this parser writes them: a config saved by an older version
+                # (a flat ``model`` section, say) compares by meaning, not by spelling.
+                saved_now = self._dump_fit_config(parser.parse_args(["fit", "--config", saved]))
+                check_unchanged(saved_now, self._dump_fit_config(), path)
             self.config.fit.ckpt_path = str(path)
             args += ["--ckpt_path", str(path)]
         if any(is_print_config(arg) for arg in args):
@@ -180,14 +184,19 @@ class FedRLCLI(LightningCLI):
             sub_configs=True,
             skip={"seed"},
         )
-        parser.add_lightning_class_args(ReinforceModule, "model")
+        parser.add_lightning_class_args(PolicyModule, "model", subclass_mode=True)
         parser.add_class_arguments(AgentPopulation, "data", fail_untyped=False, sub_configs=True)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Default the strategy and size the policy from the environment's spaces."""
-        parser.set_defaults({"trainer.strategy": lazy_instance(RewardWeighted)})
+        parser.set_defaults(
+            {
+                "trainer.strategy": lazy_instance(RewardWeighted),
+                "model": lazy_instance(ReinforceModule),
+            }
+        )
         for name in ("observation_dim", "num_actions", "continuous", "action_low", "action_high"):
-            parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         # A placeholder until parse_arguments resolves the seed (``true`` picks one at random).
         parser.link_arguments(
             "seed_everything", "data.seed", compute_fn=_placeholder_seed, apply_on="parse"
@@ -229,9 +238,13 @@ class FedRLCLI(LightningCLI):
             )
         print(f"Run folder: {trainer.run_dir}")
 
-    def _dump_fit_config(self) -> str:
-        """The experiment's resolved config, without ``ckpt_path``, so it reruns from round 1."""
-        config = self.config.fit.clone()
+    def _dump_fit_config(self, parsed: Any = None) -> str:
+        """The experiment's resolved config, without ``ckpt_path``, so it reruns from round 1.
+
+        Args:
+            parsed: A parsed command line; ``None``: this command's.
+        """
+        config = (self.config if parsed is None else parsed).fit.clone()
         config.pop("ckpt_path", None)
         return self._parser("fit").dump(config, skip_none=False)
 

@@ -62,8 +62,9 @@ def check_unchanged(saved: str, current: str, path: Path) -> None:
     for key in sorted(before.keys() | after.keys()):
         if key in RESUMABLE_OPTIONS or before.get(key) == after.get(key):
             continue
+        option = key.replace(".init_args.", ".")  # --model.lr, as the user writes it
         raise ConfigError(
-            f"--{key}: the run in {path} has {before.get(key)!r}, this command gives "
+            f"--{option}: the run in {path} has {before.get(key)!r}, this command gives "
             f"{after.get(key)!r}; a resumed run cannot change its experiment (start a new run "
             "without --ckpt_path)"
         )

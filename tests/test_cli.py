@@ -118,7 +118,7 @@ def test_overrides_and_strategy_by_name(tmp_path):
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "lightning_logs/version_0/config.yaml").read_text())
     assert config["trainer"]["strategy"]["class_path"].endswith("FedAvg")
-    assert config["model"]["lr"] == 0.01
+    assert config["model"]["init_args"]["lr"] == 0.01
     assert config["data"]["num_agents"] == 4
     assert len(read_metrics(tmp_path / "lightning_logs/version_0")) == 1
 
@@ -164,11 +164,14 @@ def test_help_documents_every_option(tmp_path):
         "--trainer.default_root_dir",
         "--data.num_agents",
         "--data.env_id",
-        "--model.lr",
-        "--model.gamma",
-        "--model.hidden_dim",
+        "--model",
+        "--model.help",
     ):
         assert option in result.stdout, option
+    learner = run_cli("fit", "--model.help", "ReinforceModule", cwd=tmp_path)  # a learner's own
+    assert learner.returncode == 0, learner.stderr
+    for option in ("--model.lr", "--model.gamma", "--model.hidden_dim"):
+        assert option in learner.stdout, option
 
 
 def test_print_config_round_trips(tmp_path):
@@ -177,7 +180,7 @@ def test_print_config_round_trips(tmp_path):
     (tmp_path / "printed.yaml").write_text(printed.stdout)
     config = yaml.safe_load(printed.stdout)
     assert config["trainer"]["num_rounds"] == 3
-    assert config["model"]["hidden_dim"] == 16
+    assert config["model"]["init_args"]["hidden_dim"] == 16
     again = run_cli("fit", "--config", "printed.yaml", "--print_config", cwd=tmp_path)
     assert again.stdout == printed.stdout
 

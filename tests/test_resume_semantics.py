@@ -257,7 +257,10 @@ def test_print_config_with_ckpt_path_prints_the_resumed_run_and_writes_nothing(
     saved = yaml.safe_load((tmp_path / RUN / "config.yaml").read_text())
     for section in ("model", "data"):
         assert printed[section] == saved[section]
-    assert (printed["seed_everything"], printed["model"]["hidden_dim"]) == (7, 16)  # not defaults
+    assert (printed["seed_everything"], printed["model"]["init_args"]["hidden_dim"]) == (
+        7,
+        16,
+    )  # not defaults
     assert printed["ckpt_path"] == f"{RUN}/checkpoints/last.ckpt"
     assert folder_hashes(tmp_path) == before
 
