@@ -18,6 +18,7 @@ from fedrl_lightning.federation import (
     TrustRegion,
 )
 from fedrl_lightning.learners import A2C, PPO, Learner, Reinforce
+from fedrl_lightning.loading import load_module
 from fedrl_lightning.module import ReinforceModule
 from fedrl_lightning.policy_module import PolicyModule
 from fedrl_lightning.population import AgentPopulation
@@ -46,4 +47,5 @@ __all__ = [
     "RewardWeighted",
     "Strategy",
     "TrustRegion",
+    "load_module",
 ]

@@ -16,6 +16,7 @@ import torch
 from fedrl_lightning.errors import ConfigError
 
 __all__ = [
+    "LEARNER_KEY",
     "atomic_save",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -27,19 +28,27 @@ __all__ = [
 
 
 def policy_checkpoint(
-    state_dict: dict[str, torch.Tensor], hyper_parameters: dict[str, Any], **extra: Any
+    state_dict: dict[str, torch.Tensor],
+    hyper_parameters: dict[str, Any],
+    learner: str,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A checkpoint that ``ReinforceModule.load_from_checkpoint`` can load.
+    """A checkpoint that the learner's ``load_from_checkpoint`` and ``load_module`` can load.
 
-    It holds the weights, the module's hyperparameters and ``extra`` entries, and nothing that
-    needs unpickling beyond tensors and plain containers.
+    It holds the weights, the module's hyperparameters, the learner's class name (a name, never
+    a path to import: ``load_module`` looks it up among known learners) and ``extra`` entries,
+    and nothing that needs unpickling beyond tensors and plain containers.
     """
     return {
         "pytorch-lightning_version": L.__version__,
         "state_dict": state_dict,
         "hyper_parameters": hyper_parameters,
+        LEARNER_KEY: learner,
         **extra,
     }
+
+
+LEARNER_KEY = "learner"
 
 
 def serialize(obj: Any) -> bytes:

@@ -21,14 +21,13 @@ from fedrl_lightning.federation.settings_checks import RAY_ONLY_OPTIONS
 from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
 from fedrl_lightning.federation.trainer import FederatedTrainer
 from fedrl_lightning.interrupts import RunInterrupted, stop_on_signals
-from fedrl_lightning.module import ReinforceModule
+from fedrl_lightning.learners import LEARNERS, Learner, Reinforce
 from fedrl_lightning.parse_errors import (
     check_config_files,
     config_error_of,
     one_line,
     refuse_nulls,
 )
-from fedrl_lightning.policy_module import PolicyModule
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.resume import check_unchanged, saved_config
 
@@ -47,8 +46,12 @@ def is_print_config(arg: str) -> bool:
 
 def _class_options() -> dict[str, str]:
     """What to say when an option that takes a class names no known class."""
-    known = ", ".join(cls.__name__ for cls in all_strategies())
-    return {"trainer.strategy": f"not a known strategy (built in: {known}; or give a class_path)"}
+    strategies = ", ".join(cls.__name__ for cls in all_strategies())
+    learners = ", ".join(cls.__name__ for cls in LEARNERS)
+    return {
+        "trainer.strategy": f"not a known strategy (built in: {strategies}; or give a class_path)",
+        "model": f"not a known learner (built in: {learners}; or give a class_path)",
+    }
 
 
 class FedRLArgumentParser(LightningArgumentParser):
@@ -63,7 +66,8 @@ class FedRLCLI(LightningCLI):
     """The LightningCLI of federated runs.
 
     Its ``trainer``, ``model`` and ``data`` sections configure a :class:`FederatedTrainer`, a
-    :class:`ReinforceModule` and an :class:`AgentPopulation`.
+    learner (:class:`Reinforce` by default, ``--model A2C`` or ``--model PPO``) and an
+    :class:`AgentPopulation`.
 
     Args:
         args: Command-line arguments; ``None`` reads ``sys.argv``.
@@ -72,7 +76,7 @@ class FedRLCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, prog: str = PROG) -> None:
         super().__init__(
-            model_class=ReinforceModule,
+            model_class=Learner,
             datamodule_class=AgentPopulation,
             trainer_class=FederatedTrainer,
             save_config_callback=None,
@@ -184,7 +188,7 @@ class FedRLCLI(LightningCLI):
             sub_configs=True,
             skip={"seed"},
         )
-        parser.add_lightning_class_args(PolicyModule, "model", subclass_mode=True)
+        parser.add_lightning_class_args(Learner, "model", subclass_mode=True)
         parser.add_class_arguments(AgentPopulation, "data", fail_untyped=False, sub_configs=True)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -192,7 +196,7 @@ class FedRLCLI(LightningCLI):
         parser.set_defaults(
             {
                 "trainer.strategy": lazy_instance(RewardWeighted),
-                "model": lazy_instance(ReinforceModule),
+                "model": lazy_instance(Reinforce),
             }
         )
         for name in ("observation_dim", "num_actions", "continuous", "action_low", "action_high"):
@@ -207,7 +211,7 @@ class FedRLCLI(LightningCLI):
         config = dict(self._get(self.config_init, "trainer"), **kwargs)
         return FederatedTrainer(**config, seed=self._run_seed())
 
-    def fit(self, model: ReinforceModule, datamodule: AgentPopulation, **kwargs: Any) -> None:
+    def fit(self, model: Learner, datamodule: AgentPopulation, **kwargs: Any) -> None:
         """Run the federated fit, saving the resolved config in the run folder."""
         run_config = self._dump_fit_config()
         started = time.perf_counter()

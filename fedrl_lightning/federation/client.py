@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.data import EpisodeDataset
-from fedrl_lightning.module import ReinforceModule
+from fedrl_lightning.learners import Learner
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -31,7 +31,7 @@ class LocalFit:
         agent_id: The agent.
         round_idx: The federated round, counted from 0.
         run_seed: The run's seed.
-        module_class: The module to build: :class:`ReinforceModule` or a subclass.
+        module_class: The learner to build, such as :class:`~fedrl_lightning.learners.Reinforce`.
         model_hparams: Keyword arguments that build ``module_class``.
         global_state: The global weights the agent starts from.
         num_episodes: Episodes to train on.
@@ -43,7 +43,7 @@ class LocalFit:
     agent_id: int
     round_idx: int
     run_seed: int
-    module_class: type[ReinforceModule]
+    module_class: type[Learner]
     model_hparams: dict[str, Any]
     global_state: dict[str, torch.Tensor]
     num_episodes: int
@@ -122,7 +122,10 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     # fit's statistics. Lightning's full checkpoint would add loop state that no one reads,
     # and costs several times as long to write and to load.
     checkpoint = policy_checkpoint(
-        sent, dict(module.hparams), **{AGENT_STATS_KEY: module.agent_stats()}
+        sent,
+        dict(module.hparams),
+        type(module).__name__,
+        **{AGENT_STATS_KEY: module.agent_stats()},
     )
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

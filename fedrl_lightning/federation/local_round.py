@@ -60,7 +60,8 @@ def submit_round(
     """Start ``tasks``, one round's fits from the same global weights, on ``executor``."""
     executor.submit(tasks)
     global_state = tasks[0].global_state
-    sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams)))
+    learner = tasks[0].module_class.__name__
+    sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams, learner)))
     return SubmittedRound(tasks[0].round_idx, tasks, global_state, sent_bytes)
 
 

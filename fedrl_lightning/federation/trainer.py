@@ -40,7 +40,7 @@ from fedrl_lightning.federation.settings_checks import (
 )
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
-from fedrl_lightning.module import ReinforceModule
+from fedrl_lightning.learners import Learner
 from fedrl_lightning.population import AgentPopulation
 
 __all__ = ["FEDRL_KEY", "FederatedTrainer"]
@@ -177,7 +177,7 @@ class FederatedTrainer:
 
     def fit(
         self,
-        model: ReinforceModule,
+        model: Learner,
         datamodule: AgentPopulation,
         run_config: str | None = None,
         ckpt_path: str | None = None,
@@ -189,7 +189,7 @@ class FederatedTrainer:
         Args:
             model: The global policy's module; its weights are the starting point and are
                 updated in place after every round. Its observation and action sizes must
-                fit the population's environment (``ReinforceModule.for_population`` builds
+                fit the population's environment (``Learner.for_population`` builds
                 one that does); a module that does not is refused before the run folder
                 exists.
             datamodule: The agents and their environments.
@@ -276,7 +276,7 @@ class FederatedTrainer:
         self.history = [dict(row) for row in state["history"]]
         self.strategy.load_state_dict(state["strategy"])
 
-    def _resume(self, model: ReinforceModule, path: Path) -> RunFolder:
+    def _resume(self, model: Learner, path: Path) -> RunFolder:
         checkpoint = load_checkpoint(path)
         state = checkpoint.get(FEDRL_KEY)
         if not isinstance(state, dict):
@@ -357,12 +357,11 @@ class FederatedTrainer:
 
     def _run_rounds(
         self,
-        model: ReinforceModule,
+        model: Learner,
         population: AgentPopulation,
         executor: Executor,
         loggers: list[Logger],
     ) -> None:
-        model_hparams = dict(model.hparams)
         global_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         evaluated = evaluated_agents(population.num_agents, self.eval_agents)
         eval_agents = [a for a in evaluated for _ in range(self.eval_episodes)]
@@ -413,7 +412,7 @@ class FederatedTrainer:
                     "env_steps": totals["env_steps"],
                     "round_time": time.perf_counter() - started,
                 }
-                self._commit_round(row, model_hparams, global_state, loggers)
+                self._commit_round(row, model, global_state, loggers)
                 progress.set_postfix(progress_fields(row))
                 progress.update()
                 started = time.perf_counter()
@@ -426,7 +425,7 @@ class FederatedTrainer:
     def _submit_round(
         self,
         round_idx: int,
-        model: ReinforceModule,
+        model: Learner,
         global_state: dict[str, torch.Tensor],
         executor: Executor,
     ) -> SubmittedRound:
@@ -460,7 +459,7 @@ class FederatedTrainer:
     def _commit_round(
         self,
         row: dict[str, Any],
-        model_hparams: dict[str, Any],
+        model: Learner,
         global_state: dict[str, torch.Tensor],
         loggers: list[Logger],
     ) -> None:
@@ -472,14 +471,17 @@ class FederatedTrainer:
         with deferred_signals():
             self.history.append(row)
             self.completed_rounds = row["round"]
-            self._save_round(model_hparams, global_state, row["round"])
+            self._save_round(model, global_state, row["round"])
             log_round(loggers, row)
 
     def _save_round(
-        self, model_hparams: dict[str, Any], global_state: dict[str, torch.Tensor], round_idx: int
+        self, model: Learner, global_state: dict[str, torch.Tensor], round_idx: int
     ) -> None:
         checkpoint = policy_checkpoint(
-            global_state, model_hparams, **{FEDRL_KEY: self.state_dict()}
+            global_state,
+            dict(model.hparams),
+            type(model).__name__,
+            **{FEDRL_KEY: self.state_dict()},
         )
         atomic_save(checkpoint, self.run.round_checkpoint(round_idx))
         atomic_save(checkpoint, self.run.last_checkpoint)

@@ -6,4 +6,7 @@ from fedrl_lightning.learners.base import Learner
 from fedrl_lightning.learners.ppo import PPO
 from fedrl_lightning.learners.reinforce import Reinforce
 
-__all__ = ["A2C", "ActorCritic", "Learner", "PPO", "Reinforce"]
+__all__ = ["A2C", "LEARNERS", "ActorCritic", "Learner", "PPO", "Reinforce"]
+
+LEARNERS: tuple[type[Learner], ...] = (Reinforce, A2C, PPO)
+"""The learners fedrl_lightning ships, which ``--model NAME`` and ``load_module`` know by name."""
