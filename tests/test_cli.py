@@ -168,9 +168,9 @@ def test_help_documents_every_option(tmp_path):
         "--model.help",
     ):
         assert option in result.stdout, option
-    learner = run_cli("fit", "--model.help", "ReinforceModule", cwd=tmp_path)  # a learner's own
+    learner = run_cli("fit", "--model.help", "PPO", cwd=tmp_path)  # a learner's own options
     assert learner.returncode == 0, learner.stderr
-    for option in ("--model.lr", "--model.gamma", "--model.hidden_dim"):
+    for option in ("--model.lr", "--model.gamma", "--model.hidden_dim", "--model.clip_coef"):
         assert option in learner.stdout, option
 
 
