@@ -2,13 +2,14 @@ import csv
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
+from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.federation.client import LocalFit, fit_agent
 
@@ -43,6 +44,25 @@ def metrics_without_timings(cwd: Path, run: str = "lightning_logs/version_0") ->
     for row in rows:
         del row["round_time"]
     return rows
+
+
+def fit_cartpole_federation(build: object) -> list[dict]:
+    """Ten rounds of a 4-agent CartPole federation, 2 agents a round, seed 0.
+
+    ``build(population)`` makes the learner, under ``torch.manual_seed(0)``; returns the metrics.
+    """
+    population = AgentPopulation(env_id="CartPole-v1", num_agents=4)
+    trainer = FederatedTrainer(
+        num_rounds=10,
+        agents_per_round=2,
+        episodes_per_round=10,
+        eval_episodes=5,
+        default_root_dir=tempfile.mkdtemp(),
+        enable_progress_bar=False,
+        seed=0,
+    )
+    torch.manual_seed(0)
+    return trainer.fit(build(population), population)
 
 
 def fit_locally(module: L.LightningModule, dataloader: object) -> L.Trainer:

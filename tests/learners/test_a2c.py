@@ -1,12 +1,11 @@
 import math
-import tempfile
 
 import numpy as np
 import pytest
 import torch
-from conftest import TRAINER_KWARGS
+from conftest import TRAINER_KWARGS, fit_cartpole_federation
 
-from fedrl_lightning import AgentPopulation, EpisodeBatch, FederatedTrainer
+from fedrl_lightning import AgentPopulation, EpisodeBatch
 from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.federation.client import LocalFit, fit_agent
@@ -130,19 +129,11 @@ def test_continuous_actions_on_pendulum_stay_in_bounds(tmp_path, module_class):
 
 
 def test_a2c_beats_a_random_policy_on_a_cartpole_federation():
-    population = AgentPopulation(env_id="CartPole-v1", num_agents=4)
-    trainer = FederatedTrainer(
-        num_rounds=10,
-        agents_per_round=2,
-        episodes_per_round=10,
-        eval_episodes=5,
-        default_root_dir=tempfile.mkdtemp(),
-        enable_progress_bar=False,
-        seed=0,
+    history = fit_cartpole_federation(
+        lambda population: A2C.for_population(
+            population, hidden_dim=32, lr=1e-2, gae_lambda=1.0, norm_adv=True
+        )
     )
-    torch.manual_seed(0)
-    model = A2C.for_population(population, hidden_dim=32, lr=1e-2, gae_lambda=1.0, norm_adv=True)
-    history = trainer.fit(model, population)
     assert history[-1]["eval_reward"] >= CARTPOLE_RANDOM_RETURN + 60, [
         round(r["eval_reward"]) for r in history
     ]

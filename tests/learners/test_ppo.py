@@ -1,10 +1,9 @@
 import math
-import tempfile
 
 import pytest
 import torch
+from conftest import fit_cartpole_federation
 
-from fedrl_lightning import AgentPopulation, FederatedTrainer
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners import PPO
 from fedrl_lightning.learners.losses import ppo_policy_loss, value_loss
@@ -76,21 +75,11 @@ def test_bad_hyperparameters_name_the_option():
 
 @pytest.mark.parametrize("critic", ["separate", "shared"])
 def test_ppo_beats_a_random_policy_on_a_cartpole_federation(critic):
-    population = AgentPopulation(env_id="CartPole-v1", num_agents=4)
-    trainer = FederatedTrainer(
-        num_rounds=10,
-        agents_per_round=2,
-        episodes_per_round=10,
-        eval_episodes=5,
-        default_root_dir=tempfile.mkdtemp(),
-        enable_progress_bar=False,
-        seed=0,
+    history = fit_cartpole_federation(
+        lambda population: PPO.for_population(
+            population, hidden_dim=32, lr=1e-2, gae_lambda=1.0, critic=critic, target_kl=0.05
+        )
     )
-    torch.manual_seed(0)
-    model = PPO.for_population(
-        population, hidden_dim=32, lr=1e-2, gae_lambda=1.0, critic=critic, target_kl=0.05
-    )
-    history = trainer.fit(model, population)
     final = history[-1]["eval_reward"]
     assert math.isfinite(final)
     assert final >= CARTPOLE_RANDOM_RETURN + 60, [round(r["eval_reward"]) for r in history]
