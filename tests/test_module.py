@@ -98,6 +98,8 @@ def test_hyperparameters_are_saved():
         "gamma": 0.9,
         "normalize_returns": "episode",
         "log_std_init": 0.0,
+        "num_layers": 1,
+        "normalize_observations": False,
     }
     assert module.automatic_optimization is False
 

@@ -68,6 +68,11 @@ class PPO(ActorCritic):
         clip_vloss: Clip the value's change to ``clip_coef`` in the value loss.
         target_kl: Stop the batch's passes after one whose approximate KL divergence from
             the behaviour policy exceeds this; ``None``: never.
+        num_layers: Number of hidden layers of width ``hidden_dim``, in the policy and in a
+            separate critic.
+        normalize_observations: Standardise observations with running statistics (count,
+            mean and M2 per feature) before the policy and the critic see them; a federation
+            pools every agent's statistics, it does not average them.
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class PPO(ActorCritic):
         norm_adv: bool = True,
         clip_vloss: bool = True,
         target_kl: float | None = None,
+        num_layers: int = 1,
+        normalize_observations: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
