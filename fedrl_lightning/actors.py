@@ -76,6 +76,14 @@ class NumpyActor(ABC):
     def sample(self, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Actions for ``[..., observation]`` observations, as stored for training."""
 
+    @abstractmethod
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Log-probabilities of stored ``actions`` at ``[n, observation]`` observations, ``[n]``.
+
+        What the behaviour policy gave the actions it took, as an off-policy correction or
+        PPO's ratio needs.
+        """
+
     def env_action(self, actions: np.ndarray) -> Any:
         """What the environment is given for ``actions``."""
         return actions
@@ -107,6 +115,13 @@ class NumpyCategoricalActor(NumpyActor):
         logits = self.outputs(observations)
         logits += noise
         return logits.argmax(axis=-1)
+
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``log softmax(logits)[action]`` per step."""
+        logits = self.outputs(observations)
+        top = logits.max(axis=-1, keepdims=True)
+        log_normalizer = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
+        return logits[np.arange(len(actions)), actions] - log_normalizer
 
 
 class NumpyGaussianActor(NumpyActor):
@@ -150,6 +165,11 @@ class NumpyGaussianActor(NumpyActor):
         means += np.exp(self._log_std) * noise
         return means
 
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The diagonal Gaussian's log-density of the unclipped actions, per step."""
+        z = (actions - self.outputs(observations)) * np.exp(-self._log_std)
+        return (-0.5 * np.square(z) - self._log_std - LOG_SQRT_2PI).sum(axis=-1)
+
     def env_action(self, actions: np.ndarray) -> np.ndarray:
         """Actions clipped to the action space's bounds."""
         return np.clip(actions, self._low, self._high)
@@ -165,3 +185,8 @@ class NumpyUniformActor(NumpyGaussianActor):
     def sample(self, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Actions ``low + noise * (high - low)``, one per observation."""
         return self._low + noise * (self._high - self._low)
+
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The uniform density's log over the action box, the same for every step."""
+        log_volume = np.log(self._high - self._low).sum()
+        return np.full(len(observations), -log_volume, dtype=np.float32)

@@ -27,6 +27,7 @@ def three_step_batch(gamma):
         terminated=torch.tensor([True]),
         truncated=torch.tensor([False]),
         final_observations=torch.tensor([[0.2, 0.0, 1.1, -1.0]]),
+        log_probs=torch.zeros(1, 3),
     )
 
 
