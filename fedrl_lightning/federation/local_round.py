@@ -15,7 +15,7 @@ from fedrl_lightning.federation.executor import Executor, describe_failure
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 
-__all__ = ["SubmittedRound", "TrainedRound", "collect_round", "submit_round"]
+__all__ = ["SubmittedRound", "TrainedRound", "collect_round", "submit_round", "training_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +113,9 @@ def collect_round(
             f"failed with {failures[first]}"
         )
     return TrainedRound(agents, updates, failures, bytes_received)
+
+
+def training_metrics(updates: list[AgentUpdate]) -> dict[str, float]:
+    """The round's ``train_<name>`` columns: each metric every agent reported, averaged."""
+    names = [n for n in updates[0].metrics if all(n in u.metrics for u in updates[1:])]
+    return {f"train_{n}": sum(u.metrics[n] for u in updates) / len(updates) for n in names}

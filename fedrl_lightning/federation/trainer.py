@@ -24,7 +24,12 @@ from fedrl_lightning.federation.aggregation import aggregate_round
 from fedrl_lightning.federation.client import LocalFit
 from fedrl_lightning.federation.evaluation import evaluate_round, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
-from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
+from fedrl_lightning.federation.local_round import (
+    SubmittedRound,
+    collect_round,
+    submit_round,
+    training_metrics,
+)
 from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text, log_round
 from fedrl_lightning.federation.ray_executor import RayExecutor
 from fedrl_lightning.federation.run_folder import (
@@ -399,6 +404,7 @@ class FederatedTrainer:
                 row = {
                     "round": round_idx,
                     "train_reward": float(np.mean([u.mean_return for u in updates])),
+                    **training_metrics(updates),
                     "eval_reward": float(per_agent.mean()),
                     "eval_reward_min": float(per_agent.min()),
                     **{

@@ -65,6 +65,7 @@ def read_update(
             num_steps=int(stats["num_steps"]),
             mean_return=float(stats["mean_return"]),
             statistics=_fit_statistics(path, checkpoint, reference, statistics),
+            metrics=_metrics(stats.get("metrics", {})),
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
@@ -89,3 +90,14 @@ def _fit_statistics(
             ) from None
         parsed[name] = stats
     return parsed
+
+
+def _metrics(sent: object) -> dict[str, float]:
+    """An agent's training metrics, by name; the finite numbers among what it sent."""
+    if not isinstance(sent, dict):
+        return {}
+    metrics = {}
+    for name, value in sent.items():
+        if isinstance(name, str) and isinstance(value, int | float) and math.isfinite(value):
+            metrics[name] = float(value)
+    return metrics

@@ -177,12 +177,22 @@ class Learner(L.LightningModule):
         self.num_episodes += batch.mask.shape[0]
         self.num_steps += int(batch.mask.sum())
 
-    def agent_stats(self) -> dict[str, float]:
-        """What the last local fit did: episodes, environment steps and mean episode return."""
+    def agent_stats(self) -> dict[str, Any]:
+        """What the last local fit did: episodes, environment steps and mean episode return.
+
+        ``metrics`` holds the mean of each other recorded metric (the loss and the entropy,
+        and whatever a learner adds, such as PPO's ``approx_kl``); the server reports each
+        as a ``train_<name>`` column, averaged over the round's agents.
+        """
         return {
             "num_episodes": self.num_episodes,
             "num_steps": self.num_steps,
             "mean_return": float(self.episode_return.compute()),
+            "metrics": {
+                name: float(metric.compute())
+                for name, metric in self._metrics().items()
+                if name != "episode_return" and metric.update_called
+            },
         }
 
     @override

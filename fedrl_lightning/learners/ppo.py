@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from fedrl_lightning.data import EpisodeBatch
@@ -111,6 +112,16 @@ class PPO(ActorCritic):
         if target_kl is not None and target_kl <= 0:
             raise ConfigError(f"model.target_kl must be positive or null, got {target_kl}")
         self._build_networks()
+        self.approx_kl = MeanMetric(nan_strategy="disable")
+        self.clip_fraction = MeanMetric(nan_strategy="disable")
+
+    @override
+    def _metrics(self) -> dict[str, MeanMetric]:
+        return {
+            **super()._metrics(),
+            "approx_kl": self.approx_kl,
+            "clip_fraction": self.clip_fraction,
+        }
 
     def minibatch_generator(self) -> torch.Generator:
         """A CPU generator for this batch's shuffles, seeded from torch's global generator."""
@@ -149,13 +160,28 @@ class PPO(ActorCritic):
                 entropy_bonus = entropy.mean()
                 loss = pg_loss - hp.ent_coef * entropy_bonus + hp.vf_coef * v_loss
                 self._update(loss)
-                with torch.no_grad():
-                    log_ratio = new_log_probs - old_log_probs[idx]
-                    approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+                approx_kl = self._record_minibatch(
+                    loss, entropy_bonus, new_log_probs - old_log_probs[idx]
+                )
             if hp.target_kl is not None and approx_kl > hp.target_kl:
                 break
 
-        self._record("loss", loss)
-        self._record("entropy", entropy_bonus)
         self._record_batch(batch)
         return loss.detach()
+
+    @torch.no_grad()
+    def _record_minibatch(
+        self, loss: torch.Tensor, entropy: torch.Tensor, log_ratio: torch.Tensor
+    ) -> torch.Tensor:
+        """Record a minibatch's loss, entropy, approximate KL and clip fraction; return the KL.
+
+        The KL estimate is ``mean((r - 1) - log r)`` (Schulman's k3), the ratio ``r`` being
+        the new policy's probability over the behaviour policy's.
+        """
+        ratio = log_ratio.exp()
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        self._record("loss", loss)
+        self._record("entropy", entropy)
+        self._record("approx_kl", approx_kl)
+        self._record("clip_fraction", ((ratio - 1).abs() > self.hparams.clip_coef).float().mean())
+        return approx_kl

@@ -38,6 +38,8 @@ class AgentUpdate:
         statistics: What each of the model's running statistics (an observation
             normalizer's count, mean and M2) observed during the fit, by module name. They
             are pooled as statistics, never given to a strategy; empty when the model has none.
+        metrics: The mean of each training metric the learner recorded in the fit (``loss``,
+            ``entropy``, PPO's ``approx_kl``, ...), by name.
     """
 
     agent_id: int
@@ -46,6 +48,7 @@ class AgentUpdate:
     num_steps: int
     mean_return: float
     statistics: dict[str, RunningMeanStd] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
