@@ -47,23 +47,34 @@ def metrics_without_timings(cwd: Path, run: str = "lightning_logs/version_0") ->
     return rows
 
 
-def fit_cartpole_federation(build: object) -> list[dict]:
-    """Ten rounds of a 4-agent CartPole federation, 2 agents a round, seed 0.
+def fit_cartpole_federation(
+    build: object,
+    num_rounds: int = 10,
+    num_agents: int = 4,
+    episodes_per_round: int = 10,
+    eval_episodes: int = 5,
+    **trainer_options: object,
+) -> tuple[list[dict], FederatedTrainer]:
+    """A CartPole federation, 2 agents a round, seed 0: ten rounds of 4 agents by default.
 
-    ``build(population)`` makes the learner, under ``torch.manual_seed(0)``; returns the metrics.
+    ``build(population)`` makes the learner, under ``torch.manual_seed(0)``.
+
+    Returns:
+        The metrics, and the trainer (its ``run_dir`` holds the run).
     """
-    population = AgentPopulation(env_id="CartPole-v1", num_agents=4)
+    population = AgentPopulation(env_id="CartPole-v1", num_agents=num_agents)
     trainer = FederatedTrainer(
-        num_rounds=10,
+        num_rounds=num_rounds,
         agents_per_round=2,
-        episodes_per_round=10,
-        eval_episodes=5,
+        episodes_per_round=episodes_per_round,
+        eval_episodes=eval_episodes,
         default_root_dir=tempfile.mkdtemp(),
         enable_progress_bar=False,
         seed=0,
+        **trainer_options,
     )
     torch.manual_seed(0)
-    return trainer.fit(build(population), population)
+    return trainer.fit(build(population), population), trainer
 
 
 def fit_locally(module: L.LightningModule, dataloader: object) -> L.Trainer:

@@ -130,7 +130,7 @@ def test_continuous_actions_on_pendulum_stay_in_bounds(tmp_path, module_class):
 
 
 def test_a2c_beats_a_random_policy_on_a_cartpole_federation():
-    history = fit_cartpole_federation(
+    history, _ = fit_cartpole_federation(
         lambda population: A2C.for_population(
             population, hidden_dim=32, lr=1e-2, gae_lambda=1.0, norm_adv=True
         )

@@ -1,14 +1,12 @@
 """Observation normalisation: the same in torch and numpy, pooled as statistics by the server."""
 
-import tempfile
-
 import numpy as np
 import pytest
 import torch
-from conftest import TRAINER_KWARGS, fit_locally
+from conftest import TRAINER_KWARGS, fit_cartpole_federation, fit_locally
 from torch.utils.data import DataLoader
 
-from fedrl_lightning import A2C, PPO, AgentPopulation, FedAvg, FederatedTrainer, Reinforce
+from fedrl_lightning import A2C, PPO, AgentPopulation, FedAvg, Reinforce
 from fedrl_lightning.checkpoints import atomic_save, load_checkpoint
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.data import EpisodeDataset
@@ -107,23 +105,17 @@ def test_a_fit_folds_each_batch_in_after_its_update():
 
 @pytest.mark.parametrize("learner", [Reinforce, A2C, PPO])
 def test_a_federation_pools_every_observation_once(learner):
-    population = AgentPopulation(env_id="CartPole-v1", num_agents=4)
-    trainer = FederatedTrainer(
+    history, trainer = fit_cartpole_federation(
+        lambda population: learner.for_population(population, normalize_observations=True),
         num_rounds=3,
-        agents_per_round=2,
         episodes_per_round=4,
         eval_episodes=2,
         strategy=FedAvg(),
-        default_root_dir=tempfile.mkdtemp(),
-        enable_progress_bar=False,
-        seed=0,
     )
-    torch.manual_seed(0)
-    model = learner.for_population(population, normalize_observations=True)
-    history = trainer.fit(model, population)
     saved = load_checkpoint(trainer.run_dir / "checkpoints" / "last.ckpt")["state_dict"]
     assert float(saved[f"{NORMALIZER}.count"]) == history[-1]["env_steps"]
-    assert torch.equal(saved[f"{NORMALIZER}.mean"], model.policy.normalizer.mean)
+    first = load_checkpoint(trainer.run_dir / "checkpoints" / "round-0001.ckpt")["state_dict"]
+    assert float(first[f"{NORMALIZER}.count"]) == history[0]["env_steps"]
     mean = saved[f"{NORMALIZER}.mean"]
     assert abs(float(mean[2])) < 0.1 and float(saved[f"{NORMALIZER}.m2"][1]) > 0  # CartPole's
 

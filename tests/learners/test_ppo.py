@@ -75,7 +75,7 @@ def test_bad_hyperparameters_name_the_option():
 
 @pytest.mark.parametrize("critic", ["separate", "shared"])
 def test_ppo_beats_a_random_policy_on_a_cartpole_federation(critic):
-    history = fit_cartpole_federation(
+    history, _ = fit_cartpole_federation(
         lambda population: PPO.for_population(
             population, hidden_dim=32, lr=1e-2, gae_lambda=1.0, critic=critic, target_kl=0.05
         )

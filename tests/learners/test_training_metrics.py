@@ -1,27 +1,22 @@
 """Each round reports the learners' training metrics, averaged over its agents."""
 
 import math
-import tempfile
 
 import pytest
-import torch
+from conftest import fit_cartpole_federation
 
-from fedrl_lightning import A2C, PPO, AgentPopulation, FederatedTrainer, Reinforce
+from fedrl_lightning import A2C, PPO, Reinforce
 
 
 def fit(learner: type) -> list[dict]:
-    population = AgentPopulation(env_id="CartPole-v1", num_agents=3)
-    trainer = FederatedTrainer(
+    history, _ = fit_cartpole_federation(
+        lambda population: learner.for_population(population, lr=0.01),
         num_rounds=2,
-        agents_per_round=2,
+        num_agents=3,
         episodes_per_round=4,
         eval_episodes=1,
-        default_root_dir=tempfile.mkdtemp(),
-        enable_progress_bar=False,
-        seed=0,
     )
-    torch.manual_seed(0)
-    return trainer.fit(learner.for_population(population, lr=0.01), population)
+    return history
 
 
 @pytest.mark.parametrize("learner", [Reinforce, A2C, PPO])
