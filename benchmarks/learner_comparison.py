@@ -31,40 +31,43 @@ CONFIGS = {
 GOAL = 475.0
 
 
+def fit_and_measure(learner: str, seed: int, workdir: Path) -> str:
+    """Fit ``learner``'s config with ``seed``, print its figures, and return its table row."""
+    run, seconds = fit_config(CONFIGS[learner], seed, workdir / learner / str(seed))
+    rows = read_metrics(run)
+    steps = int(rows[-1]["env_steps"])
+    reached = first_reaching(rows, GOAL)
+    fresh = fresh_evaluation(run / "checkpoints" / "last.ckpt", run_population(run), seed)
+    to_goal = (
+        f"round {reached.round}, {reached.env_steps:,} steps, {reached.seconds:.1f} s"
+        if reached
+        else "not reached"
+    )
+    print(
+        f"{learner} seed {seed}: {len(rows)} rounds, {steps:,} steps, fit {seconds:.1f} s; "
+        f"mean >= {GOAL:.0f}: {to_goal}; last.ckpt on fresh episodes: mean "
+        f"{fresh.mean():.1f}, worst agent {fresh.min():.1f}",
+        flush=True,
+    )
+    goal_cells = (
+        f"{reached.env_steps:,} | {reached.seconds:.1f} s" if reached else "not reached | -"
+    )
+    fresh_cells = f"{fresh.mean():.1f} / {fresh.min():.1f}"
+    return f"| {learner} | {seed} | {goal_cells} | {steps:,} | {fresh_cells} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learners", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     args = parser.parse_args()
     print(f"machine: {describe_machine()}")
-    table = []
     with tempfile.TemporaryDirectory() as workdir:
-        for learner in args.learners:
-            for seed in args.seeds:
-                run, seconds = fit_config(CONFIGS[learner], seed, Path(workdir) / learner / str(seed))
-                rows = read_metrics(run)
-                reached = first_reaching(rows, GOAL)
-                fresh = fresh_evaluation(run / "checkpoints" / "last.ckpt", run_population(run), seed)
-                to_goal = (
-                    f"round {reached.round}, {reached.env_steps:,} steps, {reached.seconds:.1f} s"
-                    if reached
-                    else "not reached"
-                )
-                print(
-                    f"{learner} seed {seed}: {len(rows)} rounds, {int(rows[-1]['env_steps']):,} "
-                    f"steps, fit {seconds:.1f} s; mean >= {GOAL:.0f}: {to_goal}; last.ckpt on "
-                    f"fresh episodes: mean {fresh.mean():.1f}, worst agent {fresh.min():.1f}",
-                    flush=True,
-                )
-                table.append(
-                    f"| {learner} | {seed} | "
-                    + (
-                        f"{reached.env_steps:,} | {reached.seconds:.1f} s"
-                        if reached
-                        else "not reached | not reached"
-                    )
-                    + f" | {int(rows[-1]['env_steps']):,} | {fresh.mean():.1f} / {fresh.min():.1f} |"
-                )
+        table = [
+            fit_and_measure(learner, seed, Path(workdir))
+            for learner in args.learners
+            for seed in args.seeds
+        ]
     print()
     print(
         f"| learner | seed | env steps to mean {GOAL:.0f} | wall time to it (rounds) "
