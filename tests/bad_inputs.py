@@ -128,6 +128,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model value", ["--model.lr", "inf"], "model.lr"),
     ("model value", ["--model.hidden_dim", "0"], "model.hidden_dim"),
     ("model value", ["--model.num_layers", "0"], "model.num_layers"),
+    ("trainer value", ["--trainer.lr_schedule", "cosine"], "trainer.lr_schedule"),
     (
         "model value",
         ["--model", "PPO", "--model.normalize_observations", "maybe"],

@@ -39,6 +39,8 @@ class LocalFit:
         checkpoint_path: Where the agent's checkpoint is written.
         trainer_kwargs: Extra arguments for the agent's ``lightning.Trainer``.
         proximal_mu: Weight of FedProx's proximal term in the local loss (0: none).
+        lr_scale: The round's factor on the learner's learning rate (the trainer's
+            ``lr_schedule``).
     """
 
     agent_id: int
@@ -51,6 +53,7 @@ class LocalFit:
     checkpoint_path: Path
     trainer_kwargs: dict[str, Any]
     proximal_mu: float = 0.0
+    lr_scale: float = 1.0
 
 
 def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
@@ -93,6 +96,7 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     module.load_state_dict(task.global_state)
     if task.proximal_mu:
         module.set_proximal_term(task.global_state, task.proximal_mu)
+    module.lr_scale = task.lr_scale
     byzantine = population.byzantine
     env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
     dataset = EpisodeDataset(

@@ -99,6 +99,10 @@ class FederatedTrainer:
             fits still running then are cancelled and count as failed agents. ``None``: no
             limit. When it cuts fits short, which ones depends on timing, so such a round is
             no longer reproducible.
+        lr_schedule: The learners' learning rate over rounds: ``constant``, or ``linear``,
+            which scales it by ``1 - (round - 1) / num_rounds`` (CleanRL's annealing, by
+            round), so PPO settles as the run ends. Extending a finished run with a larger
+            ``num_rounds`` changes the schedule of the rounds still to come.
         default_root_dir: Folder under which ``lightning_logs/`` is created.
         keep_agent_checkpoints: Keep every agent's checkpoint in the run folder's ``agents/``
             instead of deleting it once aggregated.
@@ -122,6 +126,7 @@ class FederatedTrainer:
         num_workers: int | None = None,
         ray_address: str | None = None,
         round_timeout: float | None = None,
+        lr_schedule: Literal["constant", "linear"] = "constant",
         default_root_dir: str = ".",
         keep_agent_checkpoints: bool = False,
         enable_progress_bar: bool = True,
@@ -164,6 +169,11 @@ class FederatedTrainer:
         self.num_workers = num_workers
         self.ray_address = ray_address
         self.round_timeout = round_timeout
+        if lr_schedule not in ("constant", "linear"):
+            raise ConfigError(
+                f"trainer.lr_schedule must be constant or linear, got {lr_schedule!r}"
+            )
+        self.lr_schedule = lr_schedule
         self.default_root_dir = Path(default_root_dir)
         self.keep_agent_checkpoints = keep_agent_checkpoints
         self.enable_progress_bar = enable_progress_bar
@@ -460,10 +470,17 @@ class FederatedTrainer:
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
                 proximal_mu=self.strategy.proximal_mu,
+                lr_scale=self._lr_scale(round_idx),
             )
             for agent_id in agents
         ]
         return submit_round(executor, tasks, model_hparams, tuple(model.statistics_modules()))
+
+    def _lr_scale(self, round_idx: int) -> float:
+        """The factor on the learners' learning rate in round ``round_idx``."""
+        if self.lr_schedule == "constant":
+            return 1.0
+        return 1.0 - (round_idx - 1) / self.num_rounds
 
     def _commit_round(
         self,

@@ -59,6 +59,7 @@ class Learner(L.LightningModule):
         self._step_values: dict[str, list[torch.Tensor]] = {}
         self._proximal_mu = 0.0
         self._anchor: dict[str, torch.Tensor] = {}
+        self.lr_scale = 1.0
 
     def _check_hparams(self) -> None:
         """Refuse the hyperparameters every learner has, once they are saved."""
@@ -198,7 +199,8 @@ class Learner(L.LightningModule):
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         fused = self.device.type in ("cpu", "cuda")
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, fused=fused)
+        lr = self.hparams.lr if self.lr_scale == 1.0 else self.hparams.lr * self.lr_scale
+        return torch.optim.Adam(self.parameters(), lr=lr, fused=fused)
 
     @classmethod
     def for_population(cls, population: AgentPopulation, **hparams: Any) -> Self:
