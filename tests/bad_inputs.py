@@ -79,7 +79,7 @@ CASES: list[tuple[str, list[str], str]] = [
     # Environments.
     ("environment", ["--data.env_id", "Nope-v0"], "data.env_id"),
     ("environment", ["--data.env_id", "no_such_module:Env-v0"], "data.env_id"),
-    ("environment", ["--data.env_id", "LunarLander-v3"], "gymnasium[box2d]"),
+    ("environment", ["--data.env_id", "HalfCheetah-v5"], "gymnasium[mujoco]"),
     ("environment", ["--data.env_id", "Taxi-v3"], "data.env_id"),
     ("environment", ["--data.env_id", "faults:Endless-v0"], "data.max_episode_steps"),
     ("environment", ["--data.max_episode_steps", "0"], "data.max_episode_steps"),
