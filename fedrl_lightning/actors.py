@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,35 +22,43 @@ class NumpyActor(ABC):
     draw it in chunks.
 
     Args:
-        hidden_weight: ``[hidden, observation]`` weight of the hidden layer.
-        hidden_bias: ``[hidden]`` bias of the hidden layer.
-        head_weight: ``[outputs, hidden]`` weight of the output layer.
-        head_bias: ``[outputs]`` bias of the output layer.
+        layers: ``(weight, bias)`` of each hidden ReLU layer, first to last: weights
+            ``[hidden, inputs]``, biases ``[hidden]``.
+        head: ``(weight, bias)`` of the output layer: ``[outputs, hidden]`` and ``[outputs]``.
+        normalization: ``(shift, scale)`` float32 arrays: observations become
+            ``clip((obs - shift) * scale, -clip, clip)`` before the first layer; ``None``:
+            taken as they are.
+        clip: The normalised observations' bound.
     """
 
     action_dtype: Any = np.float32
 
     def __init__(
         self,
-        hidden_weight: np.ndarray,
-        hidden_bias: np.ndarray,
-        head_weight: np.ndarray,
-        head_bias: np.ndarray,
+        layers: Sequence[tuple[np.ndarray, np.ndarray]],
+        head: tuple[np.ndarray, np.ndarray],
+        normalization: tuple[np.ndarray, np.ndarray] | None = None,
+        clip: float = 10.0,
     ) -> None:
-        self._w1 = hidden_weight.T
-        self._b1 = hidden_bias
-        self._w2 = head_weight.T
-        self._b2 = head_bias
-        self._zeros = np.zeros_like(hidden_bias)
-        self.output_dim = head_bias.shape[0]
+        self._layers = [(weight.T, bias, np.zeros_like(bias)) for weight, bias in layers]
+        self._w2 = head[0].T
+        self._b2 = head[1]
+        self._normalization = normalization
+        self._clip = clip
+        self.output_dim = head[1].shape[0]
 
     def outputs(self, observations: np.ndarray) -> np.ndarray:
         """The head's output for ``[..., observation]`` observations, as torch computes it."""
+        if self._normalization is not None:
+            shift, scale = self._normalization
+            observations = np.clip((observations - shift) * scale, -self._clip, self._clip)
         # np.dot and a ready-made zero array cost about a third less per call than ``@`` and a
         # Python scalar, which matters at one call per environment step.
-        hidden = np.dot(observations, self._w1)
-        hidden += self._b1
-        np.maximum(hidden, self._zeros, out=hidden)
+        hidden = observations
+        for weight, bias, zeros in self._layers:
+            hidden = np.dot(hidden, weight)
+            hidden += bias
+            np.maximum(hidden, zeros, out=hidden)
         outputs = np.dot(hidden, self._w2)
         outputs += self._b2
         return outputs
@@ -66,6 +75,14 @@ class NumpyActor(ABC):
     @abstractmethod
     def sample(self, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Actions for ``[..., observation]`` observations, as stored for training."""
+
+    @abstractmethod
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Log-probabilities of stored ``actions`` at ``[n, observation]`` observations, ``[n]``.
+
+        What the behaviour policy gave the actions it took, as an off-policy correction or
+        PPO's ratio needs.
+        """
 
     def env_action(self, actions: np.ndarray) -> Any:
         """What the environment is given for ``actions``."""
@@ -99,31 +116,36 @@ class NumpyCategoricalActor(NumpyActor):
         logits += noise
         return logits.argmax(axis=-1)
 
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``log softmax(logits)[action]`` per step."""
+        logits = self.outputs(observations)
+        top = logits.max(axis=-1, keepdims=True)
+        log_normalizer = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
+        return logits[np.arange(len(actions)), actions] - log_normalizer
+
 
 class NumpyGaussianActor(NumpyActor):
     """Samples ``mean + std * noise`` and clips it to the action bounds for the environment.
 
     Args:
-        hidden_weight: ``[hidden, observation]`` weight of the hidden layer.
-        hidden_bias: ``[hidden]`` bias of the hidden layer.
-        head_weight: ``[actions, hidden]`` weight of the output layer.
-        head_bias: ``[actions]`` bias of the output layer.
+        layers: ``(weight, bias)`` of each hidden layer, as for :class:`NumpyActor`.
+        head: ``(weight, bias)`` of the output layer, ``[actions, hidden]`` and ``[actions]``.
         log_std: ``[actions]`` log standard deviation.
         action_low: ``[actions]`` lower bounds.
         action_high: ``[actions]`` upper bounds.
+        normalization: ``(shift, scale)`` of the observations, as for :class:`NumpyActor`.
     """
 
     def __init__(
         self,
-        hidden_weight: np.ndarray,
-        hidden_bias: np.ndarray,
-        head_weight: np.ndarray,
-        head_bias: np.ndarray,
+        layers: Sequence[tuple[np.ndarray, np.ndarray]],
+        head: tuple[np.ndarray, np.ndarray],
         log_std: np.ndarray,
         action_low: np.ndarray,
         action_high: np.ndarray,
+        normalization: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        super().__init__(hidden_weight, hidden_bias, head_weight, head_bias)
+        super().__init__(layers, head, normalization)
         self._log_std = log_std
         self._low = action_low
         self._high = action_high
@@ -143,6 +165,11 @@ class NumpyGaussianActor(NumpyActor):
         means += np.exp(self._log_std) * noise
         return means
 
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The diagonal Gaussian's log-density of the unclipped actions, per step."""
+        z = (actions - self.outputs(observations)) * np.exp(-self._log_std)
+        return (-0.5 * np.square(z) - self._log_std - LOG_SQRT_2PI).sum(axis=-1)
+
     def env_action(self, actions: np.ndarray) -> np.ndarray:
         """Actions clipped to the action space's bounds."""
         return np.clip(actions, self._low, self._high)
@@ -158,3 +185,8 @@ class NumpyUniformActor(NumpyGaussianActor):
     def sample(self, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Actions ``low + noise * (high - low)``, one per observation."""
         return self._low + noise * (self._high - self._low)
+
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The uniform density's log over the action box, the same for every step."""
+        log_volume = np.log(self._high - self._low).sum()
+        return np.full(len(observations), -log_volume, dtype=np.float32)

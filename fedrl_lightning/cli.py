@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import random
@@ -12,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from jsonargparse import lazy_instance
+from jsonargparse import Namespace, lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
@@ -62,6 +64,10 @@ class FedRLArgumentParser(LightningArgumentParser):
         raise ConfigError(one_line(message, _class_options()))
 
 
+SUBCLASS_DEFAULTS: dict[str, type] = {"trainer.strategy": RewardWeighted, "model": Reinforce}
+"""The class each subclass-mode option has when the command line names none."""
+
+
 class FedRLCLI(LightningCLI):
     """The LightningCLI of federated runs.
 
@@ -93,6 +99,17 @@ class FedRLCLI(LightningCLI):
             args=args,
         )
 
+    @override
+    def _parse_ckpt_path(self) -> None:
+        """Leave the model's config as :meth:`parse_arguments` resumed it from the run's config.
+
+        Lightning would re-read the checkpoint's hyperparameters as the default learner's
+        arguments, which fails for any other learner. A run started from Python saved no
+        config; its hyperparameters are read as Lightning reads them.
+        """
+        if not self._resumed_saved_config:
+            super()._parse_ckpt_path()
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse the command line; with ``--ckpt_path``, on top of the resumed run's config.
 
@@ -102,8 +119,9 @@ class FedRLCLI(LightningCLI):
         config the run will use, that of the resumed run included, and exits.
         """
         args = list(sys.argv[1:] if args is None else args)
+        self._resumed_saved_config = False
         check_config_files(args)
-        self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
+        self.config = self._parse(parser, [arg for arg in args if not is_print_config(arg)])
         fit = self.config.fit if self.config.get("subcommand") == "fit" else None
         path = None
         if fit is not None and fit.get("ckpt_path") is not None:
@@ -111,14 +129,15 @@ class FedRLCLI(LightningCLI):
         if path is not None:
             saved = saved_config(path)
             if saved is not None:
+                self._resumed_saved_config = True
                 at = args.index("fit") + 1
                 args = [*args[:at], "--config", saved, *args[at:]]
-                self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
+                self.config = self._parse(parser, [arg for arg in args if not is_print_config(arg)])
                 args += self._drop_ray_options(own=fit.trainer, merged=self.config.fit.trainer)
-                self.config = parser.parse_args([arg for arg in args if not is_print_config(arg)])
+                self.config = self._parse(parser, [arg for arg in args if not is_print_config(arg)])
                 # Both sides as this parser writes them: a config saved by an older version
                 # (a flat ``model`` section, say) compares by meaning, not by spelling.
-                saved_now = self._dump_fit_config(parser.parse_args(["fit", "--config", saved]))
+                saved_now = self._dump_fit_config(self._parse(parser, ["fit", "--config", saved]))
                 check_unchanged(saved_now, self._dump_fit_config(), path)
             self.config.fit.ckpt_path = str(path)
             args += ["--ckpt_path", str(path)]
@@ -128,6 +147,28 @@ class FedRLCLI(LightningCLI):
             refuse_nulls(self._parser("fit"), self.config.fit)
             self.config.fit.seed_everything = self._resolve_seed(self.config.fit.seed_everything)
             self.config.fit.data.seed = self.config.fit.seed_everything
+
+    def _parse(self, parser: LightningArgumentParser, args: list[str]) -> Namespace:
+        """Parse ``args``; a class chosen over a default class gets its own defaults.
+
+        jsonargparse gives a newly chosen class the default instance's arguments that it
+        also accepts (its issue #460), so ``--model PPO`` would train with REINFORCE's
+        learning rate. Parsing again with the chosen classes as the defaults gives them
+        their own defaults, and keeps every value the command line or a config gave.
+        """
+        config = parser.parse_args(args)
+        if config.get("subcommand") != "fit":
+            return config
+        chosen = {}
+        for key, default in SUBCLASS_DEFAULTS.items():
+            class_path = config.fit.get(f"{key}.class_path")
+            if class_path and class_path != f"{default.__module__}.{default.__name__}":
+                module, _, name = class_path.rpartition(".")
+                chosen[key] = lazy_instance(getattr(importlib.import_module(module), name))
+        if not chosen:
+            return config
+        self._parser("fit").set_defaults(chosen)
+        return parser.parse_args(args)
 
     @staticmethod
     def _drop_ray_options(own: Any, merged: Any) -> list[str]:
@@ -193,12 +234,7 @@ class FedRLCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Default the strategy and size the policy from the environment's spaces."""
-        parser.set_defaults(
-            {
-                "trainer.strategy": lazy_instance(RewardWeighted),
-                "model": lazy_instance(Reinforce),
-            }
-        )
+        parser.set_defaults({key: lazy_instance(cls) for key, cls in SUBCLASS_DEFAULTS.items()})
         for name in ("observation_dim", "num_actions", "continuous", "action_low", "action_high"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         # A placeholder until parse_arguments resolves the seed (``true`` picks one at random).

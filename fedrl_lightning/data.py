@@ -36,6 +36,8 @@ class EpisodeBatch(NamedTuple):
         final_observations: ``[episodes, observation]`` float32, the observation after each
             episode's last step (before any reset), from which an actor-critic learner
             bootstraps the value of a truncated episode.
+        log_probs: ``[episodes, steps]`` float32, the log-probability the behaviour policy
+            (the actor that rolled the episode out) gave each action; 0 on padding.
 
     The fields after ``episode_returns`` serve actor-critic learners; they come last, so the
     first five keep their positions.
@@ -50,6 +52,7 @@ class EpisodeBatch(NamedTuple):
     terminated: torch.Tensor
     truncated: torch.Tensor
     final_observations: torch.Tensor
+    log_probs: torch.Tensor
 
 
 class EpisodeDataset(IterableDataset):
@@ -57,7 +60,8 @@ class EpisodeDataset(IterableDataset):
 
     Each item is one :class:`EpisodeBatch` of ``episodes_per_update`` whole episodes, so a
     training step that updates the policy changes how the next batch is collected. Rollouts
-    run without gradients; the training step recomputes log-probabilities.
+    run without gradients; each batch records the log-probabilities its actor gave
+    the actions it took (computed once per batch, batched).
 
     Given a vector environment, episodes are rolled out in lock-step waves of ``num_envs``:
     each wave resets every sub-environment and runs until each has finished one episode. When
@@ -140,6 +144,8 @@ class EpisodeDataset(IterableDataset):
             mask[i, :length] = True
             episode_returns[i] = sum(episode.rewards)
             rewards[i, :length] = episode.rewards
+        log_probs = np.zeros((count, steps), np.float32)
+        log_probs[mask] = actor.log_prob(observations[mask], actions[mask])
         return EpisodeBatch(
             torch.from_numpy(observations),
             torch.from_numpy(actions),
@@ -150,4 +156,5 @@ class EpisodeDataset(IterableDataset):
             torch.tensor([e.terminated for e in episodes], dtype=torch.bool),
             torch.tensor([e.truncated for e in episodes], dtype=torch.bool),
             torch.from_numpy(np.stack([e.final_observation for e in episodes])),
+            torch.from_numpy(log_probs),
         )

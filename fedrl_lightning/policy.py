@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,27 +18,53 @@ from fedrl_lightning.actors import (
     NumpyGaussianActor,
     NumpyUniformActor,
 )
+from fedrl_lightning.observation_normalizer import ObservationNormalizer
 
 __all__ = ["CategoricalMLPPolicy", "GaussianMLPPolicy", "MLPPolicy"]
 
 
 class MLPPolicy(nn.Module, ABC):
-    """A one-hidden-layer MLP whose output parameterises an action distribution.
+    """An MLP of ReLU hidden layers whose output parameterises an action distribution.
+
+    The first hidden layer is ``hidden``, any further ones are ``deeper``, and the output
+    layer is ``head``. With ``normalize_observations``, an :class:`ObservationNormalizer`
+    (``normalizer``) standardises observations before the first layer, in torch and in the
+    numpy actors alike, so whatever acts with the policy acts on what it was trained on.
 
     Args:
         observation_dim: Size of a flat observation.
         output_dim: Size of the head's output (logits or means).
-        hidden_dim: Width of the hidden ReLU layer.
+        hidden_dim: Width of each hidden ReLU layer.
+        num_layers: Number of hidden layers.
+        normalize_observations: Standardise observations with running statistics.
     """
 
-    def __init__(self, observation_dim: int, output_dim: int, hidden_dim: int) -> None:
+    def __init__(
+        self,
+        observation_dim: int,
+        output_dim: int,
+        hidden_dim: int,
+        num_layers: int = 1,
+        normalize_observations: bool = False,
+    ) -> None:
         super().__init__()
+        self.normalizer = ObservationNormalizer(observation_dim) if normalize_observations else None
         self.hidden = nn.Linear(observation_dim, hidden_dim)
+        self.deeper = nn.ModuleList(
+            nn.Linear(hidden_dim, hidden_dim) for _ in range(num_layers - 1)
+        )
         self.head = nn.Linear(hidden_dim, output_dim)
 
+    def normalize(self, observations: torch.Tensor) -> torch.Tensor:
+        """Observations as the first layer sees them: normalised, if the policy normalises."""
+        return observations if self.normalizer is None else self.normalizer(observations)
+
     def features(self, observations: torch.Tensor) -> torch.Tensor:
-        """The hidden layer's activations, ``[..., hidden_dim]``: the trunk a critic may share."""
-        return torch.relu(self.hidden(observations))
+        """The last hidden layer's output, ``[..., hidden_dim]``: the trunk a critic may share."""
+        hidden = torch.relu(self.hidden(self.normalize(observations)))
+        for layer in self.deeper:
+            hidden = torch.relu(layer(hidden))
+        return hidden
 
     def outputs(self, observations: torch.Tensor) -> torch.Tensor:
         """The head's output for ``[..., observation]`` observations."""
@@ -72,12 +99,30 @@ class MLPPolicy(nn.Module, ABC):
     def random_actor(self) -> NumpyActor:
         """A numpy actor that ignores the weights and acts uniformly at random."""
 
-    def _numpy_weights(self) -> list[np.ndarray]:
-        # On CPU these are zero-copy views, so the actor always acts with the live weights; on
-        # an accelerator they are a copy taken now.
-        return [
-            p.detach().cpu().numpy() for p in (*self.hidden.parameters(), *self.head.parameters())
-        ]
+    def _numpy_weights(self) -> dict[str, Any]:
+        """The numpy actor's arguments: the layers' weights and the normalisation, if any.
+
+        On CPU the weights are zero-copy views, so the actor acts with the live weights; on
+        an accelerator they are a copy taken now. The normalisation is taken now: the dataset
+        makes a new actor for every batch, after the statistics change.
+        """
+
+        def numpy(layer: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
+            return layer.weight.detach().cpu().numpy(), layer.bias.detach().cpu().numpy()
+
+        return {
+            "layers": [numpy(layer) for layer in (self.hidden, *self.deeper)],
+            "head": numpy(self.head),
+            "normalization": None if self.normalizer is None else self.normalizer.numpy_affine(),
+        }
+
+    def _zero_weights(self) -> dict[str, Any]:
+        """:meth:`_numpy_weights` with every weight zero, for an actor that ignores them."""
+        weights = self._numpy_weights()
+        zeros = [(np.zeros_like(w), np.zeros_like(b)) for w, b in weights["layers"]]
+        head_weight, head_bias = weights["head"]
+        head = (np.zeros_like(head_weight), np.zeros_like(head_bias))
+        return {"layers": zeros, "head": head, "normalization": None}
 
 
 class CategoricalMLPPolicy(MLPPolicy):
@@ -86,11 +131,22 @@ class CategoricalMLPPolicy(MLPPolicy):
     Args:
         observation_dim: Size of a flat observation.
         num_actions: Number of discrete actions.
-        hidden_dim: Width of the hidden ReLU layer.
+        hidden_dim: Width of each hidden ReLU layer.
+        num_layers: Number of hidden layers.
+        normalize_observations: Standardise observations with running statistics.
     """
 
-    def __init__(self, observation_dim: int, num_actions: int, hidden_dim: int) -> None:
-        super().__init__(observation_dim, num_actions, hidden_dim)
+    def __init__(
+        self,
+        observation_dim: int,
+        num_actions: int,
+        hidden_dim: int,
+        num_layers: int = 1,
+        normalize_observations: bool = False,
+    ) -> None:
+        super().__init__(
+            observation_dim, num_actions, hidden_dim, num_layers, normalize_observations
+        )
 
     def logits(self, observations: torch.Tensor) -> torch.Tensor:
         """Unnormalised action log-probabilities, shape ``[..., num_actions]``."""
@@ -118,11 +174,11 @@ class CategoricalMLPPolicy(MLPPolicy):
 
     def actor(self) -> NumpyCategoricalActor:
         """A numpy actor over the live weights."""
-        return NumpyCategoricalActor(*self._numpy_weights())
+        return NumpyCategoricalActor(**self._numpy_weights())
 
     def random_actor(self) -> NumpyCategoricalActor:
         """A numpy actor with all-zero weights: equal logits, so uniform actions."""
-        return NumpyCategoricalActor(*(np.zeros_like(w) for w in self._numpy_weights()))
+        return NumpyCategoricalActor(**self._zero_weights())
 
 
 class GaussianMLPPolicy(MLPPolicy):
@@ -135,10 +191,12 @@ class GaussianMLPPolicy(MLPPolicy):
     Args:
         observation_dim: Size of a flat observation.
         action_dim: Size of an action.
-        hidden_dim: Width of the hidden ReLU layer.
+        hidden_dim: Width of each hidden ReLU layer.
         action_low: Lower bound of each action dimension.
         action_high: Upper bound of each action dimension.
         log_std_init: Initial log standard deviation.
+        num_layers: Number of hidden layers.
+        normalize_observations: Standardise observations with running statistics.
     """
 
     def __init__(
@@ -149,8 +207,12 @@ class GaussianMLPPolicy(MLPPolicy):
         action_low: Sequence[float],
         action_high: Sequence[float],
         log_std_init: float = 0.0,
+        num_layers: int = 1,
+        normalize_observations: bool = False,
     ) -> None:
-        super().__init__(observation_dim, action_dim, hidden_dim)
+        super().__init__(
+            observation_dim, action_dim, hidden_dim, num_layers, normalize_observations
+        )
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
         self.action_low = np.asarray(action_low, np.float32)
         self.action_high = np.asarray(action_high, np.float32)
@@ -181,7 +243,7 @@ class GaussianMLPPolicy(MLPPolicy):
     def actor(self) -> NumpyGaussianActor:
         """A numpy actor over the live weights."""
         return NumpyGaussianActor(
-            *self._numpy_weights(),
+            **self._numpy_weights(),
             log_std=self.log_std.detach().cpu().numpy(),
             action_low=self.action_low,
             action_high=self.action_high,
@@ -190,7 +252,7 @@ class GaussianMLPPolicy(MLPPolicy):
     def random_actor(self) -> NumpyUniformActor:
         """A numpy actor that acts uniformly at random within the action bounds."""
         return NumpyUniformActor(
-            *self._numpy_weights(),
+            **self._zero_weights(),
             log_std=self.log_std.detach().cpu().numpy(),
             action_low=self.action_low,
             action_high=self.action_high,

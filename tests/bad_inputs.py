@@ -127,6 +127,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model value", ["--model.lr=-0.1"], "model.lr"),
     ("model value", ["--model.lr", "inf"], "model.lr"),
     ("model value", ["--model.hidden_dim", "0"], "model.hidden_dim"),
+    ("model value", ["--model.num_layers", "0"], "model.num_layers"),
+    (
+        "model value",
+        ["--model", "PPO", "--model.normalize_observations", "maybe"],
+        "model.normalize_observations",
+    ),
+    ("model value", ["--model", "PPO", "--model.num_minibatches", "0"], "model.num_minibatches"),
     ("model value", ["--model.normalize_returns", "x"], "model.normalize_returns: expected one of"),
     # Config files.
     ("config file", ["--config", "bad_syntax.yaml"], "bad_syntax.yaml"),

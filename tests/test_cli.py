@@ -213,3 +213,23 @@ def test_fedrl_script_finds_environments_in_the_current_folder(tmp_path):
 def test_ray_install_hint_is_the_readme_s():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert RAY_INSTALL in readme
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model", "PPO"], {"lr": 3e-4, "gae_lambda": 0.95}),  # PPO's own defaults
+        (["--model.lr", "0.001", "--model", "PPO"], {"lr": 0.001}),  # given values stay
+        (["--model", "PPO", "--model.lr", "0.001"], {"lr": 0.001}),
+        (["--model", "A2C", "--model.hidden_dim", "32"], {"lr": 1e-3, "hidden_dim": 32}),
+        (["--trainer.strategy", "FedAvgM"], {"server_lr": 1.0}),
+    ],
+)
+def test_a_chosen_class_gets_its_own_defaults(tmp_path, args, expected):
+    """Not the default class's values for the arguments they share (jsonargparse's #460)."""
+    result = run_cli("fit", *args, "--print_config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    section = config["trainer"]["strategy"] if "strategy" in args[0] else config["model"]
+    for name, value in expected.items():
+        assert section["init_args"][name] == value, name

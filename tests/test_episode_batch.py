@@ -132,3 +132,29 @@ def test_an_episode_that_terminates_on_its_last_allowed_step_is_terminated_only(
     assert ends[:2] == (True, True)  # gymnasium reports both
     assert_consistent(batch)
     assert (batch.terminated.item(), batch.truncated.item()) == (True, False)
+
+
+def test_batches_record_the_behaviour_policys_log_probabilities():
+    """For discrete and continuous actions, and for the Byzantine uniform actor."""
+    for env_id, random_actions in [
+        ("CartPole-v1", False),
+        ("Pendulum-v1", False),
+        ("Pendulum-v1", True),
+    ]:
+        population = AgentPopulation(env_id=env_id, num_agents=1)
+        torch.manual_seed(0)
+        module = ReinforceModule.for_population(population, hidden_dim=8, log_std_init=-0.5)
+        env = population.make_rollout_env(0)
+        dataset = EpisodeDataset(env, module.policy, 3, 3, 0.9, 1, 2, random_actions)
+        (batch,) = list(dataset)
+        env.close()
+        mask = batch.mask
+        assert batch.log_probs.dtype == torch.float32 and (batch.log_probs[~mask] == 0).all()
+        if random_actions:  # uniform over [-2, 2]
+            assert torch.allclose(batch.log_probs[mask], torch.tensor(-math.log(4.0)))
+            continue
+        with torch.no_grad():
+            expected, _ = module.policy.log_prob_and_entropy(
+                batch.observations[mask], batch.actions[mask]
+            )
+        torch.testing.assert_close(batch.log_probs[mask], expected, atol=1e-5, rtol=1e-5)

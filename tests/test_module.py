@@ -27,6 +27,7 @@ def three_step_batch(gamma):
         terminated=torch.tensor([True]),
         truncated=torch.tensor([False]),
         final_observations=torch.tensor([[0.2, 0.0, 1.1, -1.0]]),
+        log_probs=torch.zeros(1, 3),
     )
 
 
@@ -98,6 +99,8 @@ def test_hyperparameters_are_saved():
         "gamma": 0.9,
         "normalize_returns": "episode",
         "log_std_init": 0.0,
+        "num_layers": 1,
+        "normalize_observations": False,
     }
     assert module.automatic_optimization is False
 

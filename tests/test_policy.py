@@ -1,6 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
+from fedrl_lightning import A2C, PPO, Reinforce
+from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy
 
 
@@ -75,3 +78,22 @@ def test_gaussian_actor_samples_around_the_torch_mean_and_clips_for_the_env():
     assert np.allclose(samples.std(0), np.exp([-0.5, 0.3]), atol=0.02)
     clipped = actor.env_action(np.array([[5.0, -5.0]], np.float32))
     assert clipped.tolist() == [[1.0, -2.0]]
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_deeper_policies_act_alike_in_torch_and_numpy(normalize):
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(3, 2, 16, [-1.0, -1.0], [1.0, 1.0], 0.0, 3, normalize)
+    assert len(policy.deeper) == 2 and "deeper.1.weight" in policy.state_dict()
+    observations = np.random.default_rng(0).normal(1.0, 4.0, size=(50, 3)).astype(np.float32)
+    if normalize:
+        policy.normalizer.observe(torch.from_numpy(observations[:20]))
+    with torch.no_grad():
+        means = policy.outputs(torch.from_numpy(observations)).numpy()
+    np.testing.assert_allclose(policy.actor().outputs(observations), means, atol=1e-5)
+
+
+@pytest.mark.parametrize("learner", [Reinforce, A2C, PPO])
+def test_a_policy_needs_a_hidden_layer(learner):
+    with pytest.raises(ConfigError, match="model.num_layers must be at least 1, got 0"):
+        learner(num_layers=0)

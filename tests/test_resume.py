@@ -5,7 +5,14 @@ import time
 
 import pytest
 import torch
-from conftest import TINY_CONFIG, cli_command, cli_env, metrics_without_timings, run_cli
+from conftest import (
+    TINY_CONFIG,
+    TINY_PPO_CONFIG,
+    cli_command,
+    cli_env,
+    metrics_without_timings,
+    run_cli,
+)
 
 RUN = "lightning_logs/version_0"
 
@@ -87,19 +94,23 @@ def test_resuming_from_an_earlier_round_checkpoint_redoes_the_later_rounds(
     assert_same_result(tmp_path, reference_runs["thirty"])
 
 
-def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, reference_runs):
+def fit_with_sigkills(cwd, args):
+    """Run ``fit args`` and SIGKILL it at random moments, resuming until it finishes.
+
+    Returns:
+        The delays, after the first completed round, at which a process was killed.
+    """
     rng = random.Random()
     kills = []
-    args = ["fit", "--config", str(TINY_CONFIG), *SLOW]
     for _ in range(4):
         process = subprocess.Popen(
             cli_command(*args),
-            cwd=tmp_path,
+            cwd=cwd,
             env=cli_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        last = tmp_path / RUN / "checkpoints" / "last.ckpt"
+        last = cwd / RUN / "checkpoints" / "last.ckpt"
         deadline = time.monotonic() + 120
         while not last.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)  # the first attempt must complete a round to be resumable
@@ -114,10 +125,27 @@ def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, refer
             break
         args = ["fit", "--ckpt_path", "last"]
     else:
-        result = run_cli(*args, cwd=tmp_path)
+        result = run_cli(*args, cwd=cwd)
         assert result.returncode == 0, result.stderr
+    return kills
+
+
+def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, reference_runs):
+    kills = fit_with_sigkills(tmp_path, ["fit", "--config", str(TINY_CONFIG), *SLOW])
     assert kills, "the run finished before it could be killed"
     assert_same_result(tmp_path, reference_runs["slow"])
+
+
+def test_ppo_with_observation_normalization_resumes_bit_identically_after_sigkill(tmp_path):
+    args = ["fit", "--config", str(TINY_PPO_CONFIG), *SLOW]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir(), killed.mkdir()
+    result = run_cli(*args, cwd=reference)
+    assert result.returncode == 0, result.stderr
+    kills = fit_with_sigkills(killed, args)
+    assert kills, "the run finished before it could be killed"
+    assert_same_result(killed, reference)
+    assert float(final_weights(killed)["policy.normalizer.count"]) > 0
 
 
 @pytest.mark.parametrize(

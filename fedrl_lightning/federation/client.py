@@ -18,9 +18,10 @@ from fedrl_lightning.learners import Learner
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["AGENT_STATS_KEY", "LocalFit", "fit_agent"]
+__all__ = ["AGENT_STATS_KEY", "FIT_STATISTICS_KEY", "LocalFit", "fit_agent"]
 
 AGENT_STATS_KEY = "agent_stats"
+FIT_STATISTICS_KEY = "fit_statistics"
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,15 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     sent = byzantine.corrupt_update(
         task.agent_id, module.state_dict(), task.global_state, seed(Stream.BYZANTINE)
     )
-    # The agent's checkpoint holds what aggregation reads: weights, hyperparameters and the
-    # fit's statistics. Lightning's full checkpoint would add loop state that no one reads,
-    # and costs several times as long to write and to load.
+    # The agent's checkpoint holds what aggregation reads: weights, hyperparameters, what
+    # the fit did, and what its running statistics observed. Lightning's full checkpoint
+    # would add loop state that no one reads, and costs several times as long to write and
+    # to load.
     checkpoint = policy_checkpoint(
         sent,
         dict(module.hparams),
         type(module).__name__,
-        **{AGENT_STATS_KEY: module.agent_stats()},
+        **{AGENT_STATS_KEY: module.agent_stats(), FIT_STATISTICS_KEY: module.fit_statistics()},
     )
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

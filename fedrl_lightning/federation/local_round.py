@@ -28,12 +28,15 @@ class SubmittedRound(NamedTuple):
         tasks: One fit per sampled agent, in order.
         global_state: The global weights the fits start from.
         sent_bytes: The size of what each agent is sent: the global policy, as saved.
+        statistics: Names of the model's running statistics modules, whose fit statistics
+            every agent must send back.
     """
 
     round_idx: int
     tasks: list[LocalFit]
     global_state: dict[str, torch.Tensor]
     sent_bytes: int
+    statistics: tuple[str, ...] = ()
 
 
 class TrainedRound(NamedTuple):
@@ -56,13 +59,14 @@ def submit_round(
     executor: Executor,
     tasks: list[LocalFit],
     model_hparams: dict[str, Any],
+    statistics: tuple[str, ...] = (),
 ) -> SubmittedRound:
     """Start ``tasks``, one round's fits from the same global weights, on ``executor``."""
     executor.submit(tasks)
     global_state = tasks[0].global_state
     learner = tasks[0].module_class.__name__
     sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams, learner)))
-    return SubmittedRound(tasks[0].round_idx, tasks, global_state, sent_bytes)
+    return SubmittedRound(tasks[0].round_idx, tasks, global_state, sent_bytes, statistics)
 
 
 def collect_round(
@@ -88,7 +92,9 @@ def collect_round(
         try:
             if task.agent_id not in failures:
                 bytes_received += path.stat().st_size
-                updates.append(read_update(path, task.agent_id, submitted.global_state))
+                updates.append(
+                    read_update(path, task.agent_id, submitted.global_state, submitted.statistics)
+                )
         except (OSError, InvalidUpdate) as err:
             failures[task.agent_id] = describe_failure(err)
         finally:

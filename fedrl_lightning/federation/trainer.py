@@ -20,6 +20,7 @@ from fedrl_lightning.checkpoints import (
 )
 from fedrl_lightning.console import progress_fields, quiet_lightning, round_progress
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.aggregation import aggregate_round
 from fedrl_lightning.federation.client import LocalFit
 from fedrl_lightning.federation.evaluation import evaluate_round, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
@@ -384,7 +385,9 @@ class FederatedTrainer:
                 )
                 updates, failures = trained.updates, trained.failures
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
-                global_state = self.strategy.aggregate(global_state, updates)
+                global_state = aggregate_round(
+                    self.strategy, global_state, updates, submitted.statistics
+                )
                 model.load_state_dict(global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
                     next_round = self._submit_round(round_idx + 1, model, global_state, executor)
@@ -454,7 +457,7 @@ class FederatedTrainer:
             )
             for agent_id in agents
         ]
-        return submit_round(executor, tasks, model_hparams)
+        return submit_round(executor, tasks, model_hparams, tuple(model.statistics_modules()))
 
     def _commit_round(
         self,

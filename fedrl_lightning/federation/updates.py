@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import AGENT_STATS_KEY
+from fedrl_lightning.federation.client import AGENT_STATS_KEY, FIT_STATISTICS_KEY
 from fedrl_lightning.federation.strategies import AgentUpdate
+from fedrl_lightning.running_stats import RunningMeanStd
 
 __all__ = ["InvalidUpdate", "read_update"]
 
@@ -19,16 +21,23 @@ class InvalidUpdate(Exception):
     """An agent's checkpoint is unreadable, or holds weights that must not be aggregated."""
 
 
-def read_update(path: Path, agent_id: int, reference: dict[str, torch.Tensor]) -> AgentUpdate:
+def read_update(
+    path: Path,
+    agent_id: int,
+    reference: dict[str, torch.Tensor],
+    statistics: Sequence[str] = (),
+) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
 
-    The checkpoint is untrusted: it is loaded with ``weights_only=True``, and its weights must
-    have exactly the global model's names and shapes and be finite.
+    The checkpoint is untrusted: it is loaded with ``weights_only=True``, its weights must
+    have exactly the global model's names and shapes and be finite, and it must hold valid
+    fit statistics (a count, finite means and non-negative M2s) for each running statistic.
 
     Args:
         path: The agent's checkpoint.
         agent_id: The agent that wrote it.
         reference: The global weights the agent started from.
+        statistics: Names of the model's running statistics modules.
 
     Raises:
         InvalidUpdate: With the reason, if the update cannot be used.
@@ -55,9 +64,28 @@ def read_update(path: Path, agent_id: int, reference: dict[str, torch.Tensor]) -
             num_episodes=int(stats["num_episodes"]),
             num_steps=int(stats["num_steps"]),
             mean_return=float(stats["mean_return"]),
+            statistics=_fit_statistics(path, checkpoint, reference, statistics),
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
     if not math.isfinite(update.mean_return) or update.num_episodes <= 0:
         raise InvalidUpdate(f"{path}: its training statistics are not usable")
     return update
+
+
+def _fit_statistics(
+    path: Path, checkpoint: dict, reference: dict[str, torch.Tensor], names: Sequence[str]
+) -> dict[str, RunningMeanStd]:
+    """The checked fit statistics of each running statistic ``names`` lists."""
+    sent = checkpoint.get(FIT_STATISTICS_KEY, {})
+    parsed = {}
+    for name in names:
+        stats = RunningMeanStd(tuple(reference[f"{name}.mean"].shape))
+        try:
+            stats.load_state_dict(sent[name])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidUpdate(
+                f"{path}: no usable {FIT_STATISTICS_KEY} for {name} ({err})"
+            ) from None
+        parsed[name] = stats
+    return parsed

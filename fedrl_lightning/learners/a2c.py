@@ -38,6 +38,11 @@ class A2C(ActorCritic):
         vf_coef: Weight of the value loss.
         max_grad_norm: The gradient's norm is clipped to this before each step.
         norm_adv: Standardise the advantages over the batch's steps.
+        num_layers: Number of hidden layers of width ``hidden_dim``, in the policy and in a
+            separate critic.
+        normalize_observations: Standardise observations with running statistics (count,
+            mean and M2 per feature) before the policy and the critic see them; a federation
+            pools every agent's statistics, it does not average them.
     """
 
     def __init__(
@@ -57,6 +62,8 @@ class A2C(ActorCritic):
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
         norm_adv: bool = False,
+        num_layers: int = 1,
+        normalize_observations: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -49,15 +49,20 @@ class ActorCritic(Learner):
         if hp.critic == "shared":
             self.critic = nn.Linear(hp.hidden_dim, 1)
         else:
-            self.critic = nn.Sequential(
-                nn.Linear(hp.observation_dim, hp.hidden_dim), nn.ReLU(), nn.Linear(hp.hidden_dim, 1)
-            )
+            layers: list[nn.Module] = [nn.Linear(hp.observation_dim, hp.hidden_dim), nn.ReLU()]
+            for _ in range(hp.num_layers - 1):
+                layers += [nn.Linear(hp.hidden_dim, hp.hidden_dim), nn.ReLU()]
+            self.critic = nn.Sequential(*layers, nn.Linear(hp.hidden_dim, 1))
 
     def value(self, observations: torch.Tensor) -> torch.Tensor:
-        """The critic's ``V(s)`` for ``[..., observation]`` observations, shape ``[...]``."""
+        """The critic's ``V(s)`` for ``[..., observation]`` observations, shape ``[...]``.
+
+        A separate critic sees the observations as the policy's first layer does, normalised
+        with the policy's statistics when it normalises them.
+        """
         if self.hparams.critic == "shared":
             return self.critic(self.policy.features(observations)).squeeze(-1)
-        return self.critic(observations).squeeze(-1)
+        return self.critic(self.policy.normalize(observations)).squeeze(-1)
 
     @torch.no_grad()
     def advantages_and_returns(

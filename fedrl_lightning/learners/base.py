@@ -15,6 +15,7 @@ from typing_extensions import Self, override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.observation_normalizer import ObservationNormalizer
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 
 if TYPE_CHECKING:
@@ -68,12 +69,22 @@ class Learner(L.LightningModule):
             raise ConfigError(f"model.lr must not be negative, got {hp.lr}")
         if not 0 < hp.gamma <= 1:
             raise ConfigError(f"model.gamma must be in (0, 1], got {hp.gamma}")
+        if hp.get("num_layers", 1) < 1:
+            raise ConfigError(f"model.num_layers must be at least 1, got {hp.num_layers}")
 
     def _make_policy(self) -> MLPPolicy:
-        """The policy that :data:`ENV_HPARAMS`, ``hidden_dim`` and ``log_std_init`` describe."""
+        """The policy that :data:`ENV_HPARAMS` and the layout hyperparameters describe.
+
+        ``hidden_dim`` (and ``log_std_init`` for a continuous policy) are required;
+        ``num_layers`` and ``normalize_observations`` are optional, for learners that lack them.
+        """
         hp = self.hparams
+        layout = {
+            "num_layers": hp.get("num_layers", 1),
+            "normalize_observations": hp.get("normalize_observations", False),
+        }
         if not hp.continuous:
-            return CategoricalMLPPolicy(hp.observation_dim, hp.num_actions, hp.hidden_dim)
+            return CategoricalMLPPolicy(hp.observation_dim, hp.num_actions, hp.hidden_dim, **layout)
         low = hp.action_low if hp.action_low is not None else [-1.0] * hp.num_actions
         high = hp.action_high if hp.action_high is not None else [1.0] * hp.num_actions
         if not len(low) == len(high) == hp.num_actions:
@@ -81,7 +92,7 @@ class Learner(L.LightningModule):
                 f"model.action_low and model.action_high need {hp.num_actions} values each"
             )
         return GaussianMLPPolicy(
-            hp.observation_dim, hp.num_actions, hp.hidden_dim, low, high, hp.log_std_init
+            hp.observation_dim, hp.num_actions, hp.hidden_dim, low, high, hp.log_std_init, **layout
         )
 
     def set_proximal_term(self, anchor: dict[str, torch.Tensor], mu: float) -> None:
@@ -121,6 +132,31 @@ class Learner(L.LightningModule):
         self._step_values = {name: [] for name in self._metrics()}
         self.num_episodes = 0
         self.num_steps = 0
+        for normalizer in self.statistics_modules().values():
+            normalizer.start_fit()
+
+    @override
+    def on_train_batch_end(self, outputs: Any, batch: EpisodeBatch, batch_idx: int) -> None:
+        # After the batch's update: the batch was rolled out and trained with the same
+        # statistics, and the next one will be both with these observations folded in.
+        if self.policy.normalizer is not None:
+            self.policy.normalizer.observe(batch.observations[batch.mask])
+
+    def statistics_modules(self) -> dict[str, ObservationNormalizer]:
+        """The running statistics in the module, by name: a federation pools them as statistics.
+
+        Their buffers are in the ``state_dict``, but a strategy never aggregates them; the
+        server pools what each agent observed (:meth:`fit_statistics`) into them instead.
+        """
+        return {
+            name: module
+            for name, module in self.named_modules()
+            if isinstance(module, ObservationNormalizer)
+        }
+
+    def fit_statistics(self) -> dict[str, dict[str, Any]]:
+        """What each of :meth:`statistics_modules` observed in this local fit, by name."""
+        return {name: module.fit_statistics() for name, module in self.statistics_modules().items()}
 
     @override
     def on_train_epoch_end(self) -> None:

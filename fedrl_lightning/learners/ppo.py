@@ -34,10 +34,11 @@ def minibatch_indices(
 class PPO(ActorCritic):
     """Proximal policy optimisation on the steps of each batch of whole episodes.
 
-    The dataset rolls each batch out with exactly the module's current weights (it has a
-    length, so Lightning does not prefetch), so the log-probabilities that ``training_step``
-    computes under ``torch.no_grad()`` before its first update on the batch ARE the behaviour
-    policy's. So are the values and the GAE advantages computed with them. The padded
+    The ratio is taken against the behaviour policy's log-probabilities, which the rollout
+    recorded in the batch (``batch.log_probs``). The dataset rolls each batch out with exactly
+    the module's current weights (it has a length, so Lightning does not prefetch), so the
+    values and GAE advantages computed before the first update are the behaviour policy's
+    critic's. The padded
     ``[episodes, steps]`` batch is flattened to its real steps, and ``update_epochs`` passes
     go over them in ``num_minibatches`` shuffled minibatches, each one clipped Adam step.
 
@@ -68,6 +69,11 @@ class PPO(ActorCritic):
         clip_vloss: Clip the value's change to ``clip_coef`` in the value loss.
         target_kl: Stop the batch's passes after one whose approximate KL divergence from
             the behaviour policy exceeds this; ``None``: never.
+        num_layers: Number of hidden layers of width ``hidden_dim``, in the policy and in a
+            separate critic.
+        normalize_observations: Standardise observations with running statistics (count,
+            mean and M2 per feature) before the policy and the critic see them; a federation
+            pools every agent's statistics, it does not average them.
     """
 
     def __init__(
@@ -92,6 +98,8 @@ class PPO(ActorCritic):
         norm_adv: bool = True,
         clip_vloss: bool = True,
         target_kl: float | None = None,
+        num_layers: int = 1,
+        normalize_observations: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -114,8 +122,8 @@ class PPO(ActorCritic):
         hp, mask = self.hparams, batch.mask
         generator = self.minibatch_generator()
         observations, actions = batch.observations[mask], batch.actions[mask]
-        with torch.no_grad():  # the behaviour policy: the weights that rolled the batch out
-            old_log_probs, _ = self.policy.log_prob_and_entropy(observations, actions)
+        old_log_probs = batch.log_probs[mask]  # the behaviour policy's, from the rollout
+        with torch.no_grad():
             values = self.value(batch.observations)
             advantages, returns = self.advantages_and_returns(batch, values)
         old_values, advantages, returns = values[mask], advantages[mask], returns[mask]

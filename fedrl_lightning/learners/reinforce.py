@@ -64,6 +64,11 @@ class Reinforce(Learner):
             subtracts, at each step, the batch's mean return from that step (a per-step
             baseline) and leaves a batch of equally good episodes unchanged.
         log_std_init: Initial log standard deviation of a Gaussian policy.
+        num_layers: Number of hidden layers of width ``hidden_dim``, in the policy and in a
+            separate critic.
+        normalize_observations: Standardise observations with running statistics (count,
+            mean and M2 per feature) before the policy and the critic see them; a federation
+            pools every agent's statistics, it does not average them.
     """
 
     def __init__(
@@ -78,6 +83,8 @@ class Reinforce(Learner):
         gamma: float = 0.99,
         normalize_returns: Literal["episode", "batch", "step"] = "episode",
         log_std_init: float = 0.0,
+        num_layers: int = 1,
+        normalize_observations: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from conftest import TESTS, TINY_CONFIG, run_cli
+from conftest import TESTS, TINY_CONFIG, TINY_PPO_CONFIG, run_cli
 from faults import FlakyModule
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer
@@ -90,19 +90,31 @@ def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
     assert 30.0 <= row["round_time"] < 60.0
 
 
-def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run):
-    """Rounds 1-2 on Ray, then resumed to round 3 in this process: the sequential run's result."""
+@pytest.mark.parametrize("config", [TINY_CONFIG, TINY_PPO_CONFIG], ids=["reinforce", "ppo_norm"])
+def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config):
+    """Rounds 1-2 on Ray, then resumed to round 3 in this process: the sequential run's result.
+
+    Also for PPO with observation normalisation, whose statistics the server pools.
+    """
+    if config == TINY_CONFIG:
+        sequential = tiny_run[0]
+    else:
+        sequential = tmp_path / "sequential"
+        sequential.mkdir()
+        assert run_cli("fit", "--config", str(config), cwd=sequential).returncode == 0
+    on_ray = tmp_path / "ray"
+    on_ray.mkdir()
     result = run_cli(
         "fit",
         "--config",
-        str(TINY_CONFIG),
+        str(config),
         "--trainer.num_rounds",
         "2",
         "--trainer.executor",
         "ray",
         "--trainer.num_workers",
         "2",
-        cwd=tmp_path,
+        cwd=on_ray,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("\n") <= 1  # no Ray or Lightning chatter; at most the bar
@@ -116,18 +128,19 @@ def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run):
         "sequential",
         "--trainer.num_rounds",
         "3",
-        cwd=tmp_path,
+        cwd=on_ray,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "num_workers: null" in (tmp_path / "lightning_logs/version_0/config.yaml").read_text()
+    assert "num_workers: null" in (on_ray / "lightning_logs/version_0/config.yaml").read_text()
 
     def metrics(folder):
         with open(folder / "lightning_logs/version_0/metrics.csv", newline="") as f:
             return without_times(list(csv.DictReader(f)))
 
-    assert metrics(tmp_path) == metrics(tiny_run[0])
+    assert metrics(on_ray) == metrics(sequential)
     last = "lightning_logs/version_0/checkpoints/last.ckpt"
-    ray_weights = torch.load(tmp_path / last, weights_only=True)
-    sequential_weights = torch.load(tiny_run[0] / last, weights_only=True)
+    ray_weights = torch.load(on_ray / last, weights_only=True)
+    sequential_weights = torch.load(sequential / last, weights_only=True)
+    assert ray_weights["state_dict"].keys() == sequential_weights["state_dict"].keys()
     for key, value in sequential_weights["state_dict"].items():
-        assert torch.equal(ray_weights["state_dict"][key], value)
+        assert torch.equal(ray_weights["state_dict"][key], value), key

@@ -40,6 +40,7 @@ def test_critic_targets_bootstrap_after_truncation_and_not_after_termination():
         terminated=torch.tensor([False, True]),
         truncated=torch.tensor([True, False]),
         final_observations=torch.tensor([[5.0, 0.0], [5.0, 0.0]]),
+        log_probs=torch.zeros(2, 2),
     )
     values = module.value(batch.observations)
     assert values.tolist() == [[1.0, 2.0], [1.0, 2.0]]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from fedrl_lightning.running_stats import RunningMeanStd
 
 __all__ = [
     "AgentUpdate",
@@ -33,6 +35,9 @@ class AgentUpdate:
         num_episodes: Episodes it trained on.
         num_steps: Environment steps it trained on.
         mean_return: Its mean undiscounted episode return during local training.
+        statistics: What each of the model's running statistics (an observation
+            normalizer's count, mean and M2) observed during the fit, by module name. They
+            are pooled as statistics, never given to a strategy; empty when the model has none.
     """
 
     agent_id: int
@@ -40,6 +45,7 @@ class AgentUpdate:
     num_episodes: int
     num_steps: int
     mean_return: float
+    statistics: dict[str, RunningMeanStd] = field(default_factory=dict)
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
