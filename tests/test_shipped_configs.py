@@ -23,6 +23,11 @@ def test_every_environment_has_a_config():
         "cartpole_hetero",
         "acrobot",
         "pendulum",
+        "cartpole_hetero_ppo",
+        "cartpole_hetero_a2c",
+        "acrobot_ppo",
+        "pendulum_hetero_ppo",
+        "lunarlander_ppo",
     } <= names
 
 
