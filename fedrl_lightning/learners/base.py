@@ -199,8 +199,7 @@ class Learner(L.LightningModule):
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         fused = self.device.type in ("cpu", "cuda")
-        lr = self.hparams.lr if self.lr_scale == 1.0 else self.hparams.lr * self.lr_scale
-        return torch.optim.Adam(self.parameters(), lr=lr, fused=fused)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr * self.lr_scale, fused=fused)
 
     @classmethod
     def for_population(cls, population: AgentPopulation, **hparams: Any) -> Self:
