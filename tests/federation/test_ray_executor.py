@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from conftest import TESTS, TINY_CONFIG, TINY_PPO_CONFIG, run_cli
+from conftest import TESTS, TINY_CONFIG, TINY_PPO_CONFIG, metrics_without_timings, run_cli
 from faults import FlakyModule
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer
@@ -92,9 +92,11 @@ def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
 
 @pytest.mark.parametrize("config", [TINY_CONFIG, TINY_PPO_CONFIG], ids=["reinforce", "ppo_norm"])
 def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config):
-    """Rounds 1-2 on Ray, then resumed to round 3 in this process: the sequential run's result.
+    """Three rounds on Ray, round 3 redone in this process: the sequential run's result.
 
-    Also for PPO with observation normalisation, whose statistics the server pools.
+    Also for PPO with observation normalisation (whose statistics the server pools), two
+    hidden layers and a linear learning-rate schedule. Resuming from round 2's checkpoint
+    keeps ``num_rounds``, so the schedule is the sequential run's.
     """
     if config == TINY_CONFIG:
         sequential = tiny_run[0]
@@ -108,8 +110,6 @@ def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, con
         "fit",
         "--config",
         str(config),
-        "--trainer.num_rounds",
-        "2",
         "--trainer.executor",
         "ray",
         "--trainer.num_workers",
@@ -118,16 +118,15 @@ def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, con
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("\n") <= 1  # no Ray or Lightning chatter; at most the bar
+    assert metrics_without_timings(on_ray) == metrics_without_timings(sequential)
     # The Ray run's num_workers does not follow it into a sequential resume, which would
     # refuse it; the command's own Ray options would still be refused.
     resumed = run_cli(
         "fit",
         "--ckpt_path",
-        "last",
+        str(on_ray / "lightning_logs/version_0/checkpoints/round-0002.ckpt"),
         "--trainer.executor",
         "sequential",
-        "--trainer.num_rounds",
-        "3",
         cwd=on_ray,
     )
     assert resumed.returncode == 0, resumed.stderr
