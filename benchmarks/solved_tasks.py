@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fresh_evaluation import FRESH_SEED_BASE, fresh_evaluation, run_population
+from fresh_evaluation import fresh_evaluation, run_population
 from machine import describe_machine
 from runs import fit_config
-
-from fedrl_lightning import AgentPopulation, load_module
 
 SEEDS = (42, 43, 44)
 EPISODES_PER_AGENT = 20
@@ -97,35 +95,6 @@ class SeedResult:
     per_agent_deterministic: np.ndarray
 
 
-def deterministic_evaluation(
-    checkpoint: Path, population: AgentPopulation, seed: int, episodes_per_agent: int
-) -> np.ndarray:
-    """Mean return per agent of ``checkpoint``'s deterministic policy on fresh episodes.
-
-    The episodes are reset with the same seeds as :func:`fresh_evaluation`'s, and actions
-    come from ``module.act(observations, deterministic=True)``.
-
-    Returns:
-        ``[num_agents]`` mean undiscounted return.
-    """
-    module = load_module(checkpoint)
-    agents = [a for a in range(population.num_agents) for _ in range(episodes_per_agent)]
-    env = population.make_vector_env(agents)
-    seeds = [FRESH_SEED_BASE + seed * 10_000 + i for i in range(len(agents))]
-    returns = np.zeros(len(agents))
-    alive = np.ones(len(agents), dtype=bool)
-    try:
-        observations, _ = env.reset(seed=seeds)
-        while alive.any():
-            actions = module.act(np.asarray(observations, dtype=np.float32), deterministic=True)
-            observations, rewards, terminated, truncated, _ = env.step(actions)
-            returns += np.where(alive, rewards, 0.0)
-            alive &= ~(np.asarray(terminated) | np.asarray(truncated))
-    finally:
-        env.close()
-    return returns.reshape(population.num_agents, episodes_per_agent).mean(axis=1)
-
-
 def run_seed(config: Path, seed: int, root: Path) -> SeedResult:
     """Fit ``config`` with ``seed`` under ``root``, then evaluate its ``last.ckpt``."""
     run, seconds = fit_config(config, seed, root)
@@ -138,7 +107,7 @@ def run_seed(config: Path, seed: int, root: Path) -> SeedResult:
         env_steps,
         seconds,
         fresh_evaluation(last, population, seed, EPISODES_PER_AGENT),
-        deterministic_evaluation(last, population, seed, EPISODES_PER_AGENT),
+        fresh_evaluation(last, population, seed, EPISODES_PER_AGENT, deterministic=True),
     )
 
 
