@@ -17,6 +17,7 @@ from jsonargparse import Namespace, lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
+from fedrl_lightning.commands import ALIASES, COMMANDS, command_module, run_command
 from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
 from fedrl_lightning.federation.settings_checks import RAY_ONLY_OPTIONS
@@ -219,6 +220,22 @@ class FedRLCLI(LightningCLI):
         """Only ``fit``; the run's config is passed by the CLI itself."""
         return {"fit": {"model", "datamodule", "run_config"}}
 
+    @override
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Add ``fit``, and list the other subcommands in ``--help``.
+
+        :func:`main` runs ``evaluate``, ``test``, ``report`` and ``export`` itself, before
+        this parser sees them; they are here so that ``--help`` names every subcommand.
+        """
+        super()._add_subcommands(parser, **kwargs)
+        for name in COMMANDS:
+            module = command_module(name)
+            prog = f"{parser.prog} {name}"
+            description = f"The same as {ALIASES[name]}." if name in ALIASES else None
+            parser._subcommands_action.add_subcommand(
+                name, module.build_parser(prog), help=description or module.DESCRIPTION
+            )
+
     def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add the trainer, model and data sections."""
         parser.add_class_arguments(
@@ -336,8 +353,12 @@ def main(args: list[str] | None = None, prog: str = PROG) -> int:
     gc.freeze()
     with stop_on_signals():  # a second signal while this reports the first one is ignored
         try:
+            args = list(sys.argv[1:] if args is None else args)
             with notices_on_stderr():
-                FedRLCLI(args=args, prog=prog)
+                if args and args[0] in COMMANDS:
+                    run_command(args[0], args[1:], prog)
+                else:
+                    FedRLCLI(args=args, prog=prog)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -11,7 +11,7 @@ from fedrl_lightning.checkpoints import atomic_write_bytes, atomic_write_text
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.metrics_csv import csv_text
 
-__all__ = ["RUNS_FOLDER", "RunFolder", "best_round", "resolve_checkpoint"]
+__all__ = ["RUNS_FOLDER", "RunFolder", "best_round", "resolve_checkpoint", "trained_checkpoint"]
 
 RUNS_FOLDER = "lightning_logs"
 VERSION_PATTERN = re.compile(r"version_(\d+)")
@@ -263,3 +263,36 @@ def resolve_checkpoint(ckpt_path: str | Path, root: str | Path) -> Path | None:
             f"(no {RunFolder(path).last_checkpoint})"
         )
     return checkpoint
+
+
+def trained_checkpoint(ckpt_path: str | Path, root: str | Path) -> Path:
+    """The checkpoint a command that uses a trained policy (``evaluate``, ``export``) reads.
+
+    Args:
+        ckpt_path: ``last`` or ``best``, that checkpoint of the newest run under ``root``; a
+            run folder, for its ``last.ckpt``; or a checkpoint file.
+        root: The folder whose ``lightning_logs`` ``last`` and ``best`` search.
+
+    Returns:
+        An existing checkpoint file.
+
+    Raises:
+        ConfigError: Naming ``--ckpt_path`` when it leads to no checkpoint.
+    """
+    if str(ckpt_path) in ("last", "best"):
+        run = RunFolder.newest(Path(root))
+        if run is None:
+            raise ConfigError(f"--ckpt_path {ckpt_path}: no run in {Path(root) / RUNS_FOLDER}")
+        path = run.best_checkpoint if str(ckpt_path) == "best" else run.resumable_checkpoint
+        if path is None or not path.is_file():
+            raise ConfigError(f"--ckpt_path {ckpt_path}: {run.path} has no {ckpt_path}.ckpt")
+        return path
+    path = Path(ckpt_path)
+    if path.is_dir():
+        checkpoint = RunFolder(path).resumable_checkpoint
+        if checkpoint is None:
+            raise ConfigError(f"--ckpt_path {path}: a run folder with no completed round")
+        return checkpoint
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such file or run folder")
+    return path
