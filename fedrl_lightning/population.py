@@ -116,13 +116,18 @@ class AgentPopulation:
             table.append(entry)
         return table
 
-    def make_env(self, agent_id: int) -> gym.Env:
+    def make_env(self, agent_id: int, render_mode: str | None = None) -> gym.Env:
         """Build agent ``agent_id``'s environment, with its own attribute values.
 
         gymnasium's passive env checker ran once on the probe built by ``__init__``, so agents'
         environments skip its wrapper and the per-step cost that comes with it.
+
+        Args:
+            agent_id: The agent.
+            render_mode: gymnasium's ``render_mode``, such as ``rgb_array`` to record videos.
         """
-        return self.heterogeneity.apply(self._make(disable_env_checker=True), agent_id)
+        env = self._make(disable_env_checker=True, render_mode=render_mode)
+        return self.heterogeneity.apply(env, agent_id)
 
     def make_rollout_env(self, agent_id: int) -> gym.Env | gym.vector.VectorEnv:
         """What agent ``agent_id``'s rollouts step: its environment, or ``num_envs`` copies.
@@ -179,12 +184,14 @@ class AgentPopulation:
             log.debug("not using %s's native vector environment: %s", self.env_id, err)
             return None
 
-    def _make(self, disable_env_checker: bool) -> gym.Env:
+    def _make(self, disable_env_checker: bool, render_mode: str | None = None) -> gym.Env:
+        rendering = {"render_mode": render_mode} if render_mode is not None else {}
         try:
             return gym.make(
                 self.env_id,
                 max_episode_steps=self.max_episode_steps,
                 disable_env_checker=disable_env_checker,
+                **rendering,
                 **self.env_kwargs,
             )
         except TypeError as err:

@@ -38,9 +38,16 @@ class Episode(NamedTuple):
 
 
 def rollout_episode(
-    env: gym.Env, actor: NumpyActor, rng: np.random.Generator, seed: int | None
+    env: gym.Env,
+    actor: NumpyActor,
+    rng: np.random.Generator,
+    seed: int | None,
+    deterministic: bool = False,
 ) -> Episode:
-    """Run one episode in ``env``, resetting it with ``seed``."""
+    """Run one episode in ``env``, resetting it with ``seed``.
+
+    ``deterministic`` acts with zero noise: the most likely action, or the Gaussian's mean.
+    """
     env_step, sample, env_action = env.step, actor.sample, actor.env_action
     observation, _ = env.reset(seed=seed)
     observations: list[np.ndarray] = []
@@ -51,7 +58,7 @@ def rollout_episode(
     step = 0
     while not done:
         if step == len(noise):
-            noise = actor.noise(rng, NOISE_CHUNK)
+            noise = _noise(actor, rng, NOISE_CHUNK, deterministic)
             step = 0
         observation = np.asarray(observation, dtype=np.float32)
         action = sample(observation, noise[step])
@@ -77,8 +84,11 @@ def rollout_wave(
     actor: NumpyActor,
     rng: np.random.Generator,
     seed: int | list[int] | None,
+    deterministic: bool = False,
 ) -> list[Episode]:
     """Reset every sub-environment and run them in lock-step until each finished an episode.
+
+    ``deterministic`` acts with zero noise: the most likely action, or the Gaussian's mean.
 
     A sub-environment that finishes early idles until the others do; what its autoreset
     produces meanwhile is not recorded, so no episode runs across a reset. Its final
@@ -96,7 +106,7 @@ def rollout_wave(
     final_observations = np.zeros_like(np.asarray(observations, dtype=np.float32))
     while alive.any():
         observations = np.asarray(observations, dtype=np.float32)
-        actions = actor.sample(observations, actor.noise(rng, env.num_envs))
+        actions = actor.sample(observations, _noise(actor, rng, env.num_envs, deterministic))
         next_observations, rewards, terminated, truncated, _ = env.step(actor.env_action(actions))
         steps.append((observations, actions, np.asarray(rewards, dtype=np.float64)))
         lengths += alive
@@ -120,3 +130,15 @@ def rollout_wave(
         )
         for i, n in enumerate(lengths)
     ]
+
+
+def _noise(
+    actor: NumpyActor, rng: np.random.Generator, count: int, deterministic: bool
+) -> np.ndarray:
+    """``count`` steps of the actor's sampling noise; zeros, drawing nothing, if deterministic.
+
+    Zero Gumbel noise takes the most likely discrete action, zero Gaussian noise the mean.
+    """
+    if deterministic:
+        return np.zeros((count, actor.output_dim), np.float32)
+    return actor.noise(rng, count)

@@ -20,6 +20,8 @@ class Stream(IntEnum):
     EVAL_ACTIONS = 5  # action sampling during evaluation
     HETEROGENEITY = 6  # sampled per-agent environment parameters
     BYZANTINE = 7  # which agents are Byzantine, and their random_noise updates
+    FRESH_ENV = 8  # the evaluate command's episodes, which no run ever uses
+    FRESH_ACTIONS = 9  # the evaluate command's action sampling
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -2,19 +2,188 @@
 
 from __future__ import annotations
 
-from fedrl_lightning.commands.parser import CommandParser
+import inspect
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+
+from fedrl_lightning.agent_evaluation import AgentEvaluation, evaluate_agents
+from fedrl_lightning.checkpoints import atomic_write_text, load_checkpoint
+from fedrl_lightning.commands.parser import CommandParser, agent_ids
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.metrics_csv import csv_text
+from fedrl_lightning.federation.run_folder import trained_checkpoint
+from fedrl_lightning.federation.trainer import FEDRL_KEY
+from fedrl_lightning.loading import load_module
+from fedrl_lightning.population import AgentPopulation
+from fedrl_lightning.videos import check_recordable, record_videos
 
 __all__ = ["DESCRIPTION", "build_parser", "run"]
 
 DESCRIPTION = "Evaluate a trained policy on the run's agents, or on others, over fresh episodes."
+EVALUATION_FILE = "evaluation.csv"
 
 
 def build_parser(prog: str) -> CommandParser:
-    """The ``evaluate`` command's options."""
-    return CommandParser(prog, DESCRIPTION)
+    """The ``evaluate`` command's options; ``--data.*`` default to the run's own population."""
+    parser = CommandParser(prog, DESCRIPTION)
+    parser.add_argument(
+        "--ckpt_path",
+        type=str,
+        default="last",
+        help="last or best (of the newest run), a run folder (its last.ckpt), or a checkpoint.",
+    )
+    parser.add_argument(
+        "--default_root_dir", type=str, default=".", help="Where last and best look for runs."
+    )
+    parser.add_argument("--episodes", type=PositiveInt, default=10, help="Episodes per agent.")
+    parser.add_argument(
+        "--deterministic",
+        type=bool,
+        default=False,
+        help="Take the most likely action (or the Gaussian's mean) instead of sampling.",
+    )
+    parser.add_argument(
+        "--seed",
+        type=NonNegativeInt,
+        default=0,
+        help="Picks the episodes and the action noise; from a stream no run uses, so the "
+        "episodes are fresh whatever the seed.",
+    )
+    parser.add_argument(
+        "--agents", type=str | None, default=None, help="Agents to evaluate, as 0,3,9; all."
+    )
+    parser.add_argument(
+        "--out",
+        type=str | None,
+        default=None,
+        help=f"The CSV to write; default: {EVALUATION_FILE} beside the checkpoint.",
+    )
+    parser.add_argument(
+        "--record_video",
+        type=str | None,
+        default=None,
+        help="A folder for MP4 videos of --video_agents (needs fedrl_lightning[video]).",
+    )
+    parser.add_argument(
+        "--video_agents",
+        type=str | None,
+        default=None,
+        help="Agents to record, as 0,9; default: the first agent evaluated.",
+    )
+    parser.add_argument(
+        "--video_episodes", type=PositiveInt, default=1, help="Episodes to record per agent."
+    )
+    parser.add_class_arguments(
+        AgentPopulation, "data", fail_untyped=False, sub_configs=True, skip={"seed"}
+    )
+    return parser
 
 
 def run(args: list[str], prog: str) -> None:
-    """Evaluate."""
-    raise ConfigError("evaluate: not available yet")
+    """Evaluate a checkpoint's policy; print a per-agent table and write the CSV."""
+    parser = build_parser(prog)
+    first = parser.parse_args(args)
+    checkpoint = trained_checkpoint(first.ckpt_path, first.default_root_dir)
+    module = load_module(checkpoint)
+    saved = _run_config(checkpoint)
+    run_seed = int(saved.get("seed_everything") or 42)
+    parser.set_defaults(_population_defaults(saved.get("data") or {}))
+    config = parser.parse_args(args)
+    population = AgentPopulation(**config.data.as_dict(), seed=run_seed)
+    module.check_fits(population)
+    agents = agent_ids(config.agents, "--agents", population.num_agents)
+    if agents is None:
+        agents = list(range(population.num_agents))
+    video_agents = agent_ids(config.video_agents, "--video_agents", population.num_agents)
+    out = Path(config.out) if config.out is not None else checkpoint.parent / EVALUATION_FILE
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: no folder {out.parent}")
+    if config.record_video is not None:
+        check_recordable(population)
+
+    results = evaluate_agents(
+        module.policy, population, agents, config.episodes, config.seed, config.deterministic
+    )
+    _write_csv(results, out)
+    actions = "deterministic" if config.deterministic else "sampled"
+    print(
+        f"{checkpoint} ({type(module).__name__}{_round_of(checkpoint)}): {len(agents)} agents "
+        f"x {config.episodes} episodes of {population.env_id}, {actions} actions, "
+        f"seed {config.seed}"
+    )
+    print(_table(results))
+    worst = min(results, key=lambda result: result.mean)
+    mean = sum(result.mean for result in results) / len(results)
+    print(f"Mean return {mean:.2f}; worst agent {worst.agent}: {worst.mean:.2f}.")
+    print(f"Wrote {out}")
+    if config.record_video is not None:
+        videos = record_videos(
+            module.policy,
+            population,
+            video_agents or agents[:1],
+            Path(config.record_video),
+            config.seed,
+            config.deterministic,
+            config.video_episodes,
+        )
+        for video in videos:
+            print(f"Wrote {video}")
+
+
+def _run_config(checkpoint: Path) -> dict[str, Any]:
+    """The config of the run that saved ``checkpoint``: from it, or from its run folder."""
+    state = load_checkpoint(checkpoint).get(FEDRL_KEY)
+    text = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(text, str):  # an agent's checkpoint, in <run>/agents/
+        path = checkpoint.parent.parent / "config.yaml"
+        text = path.read_text() if path.is_file() else None
+    config = yaml.safe_load(text) if text else None
+    return config if isinstance(config, dict) else {}
+
+
+def _population_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The saved ``data`` section as parser defaults, keeping only options that exist now."""
+    known = inspect.signature(AgentPopulation).parameters
+    return {f"data.{key}": value for key, value in data.items() if key in known}
+
+
+def _round_of(checkpoint: Path) -> str:
+    state = load_checkpoint(checkpoint).get(FEDRL_KEY)
+    return f", round {state['round']}" if isinstance(state, dict) and "round" in state else ""
+
+
+def _write_csv(results: list[AgentEvaluation], out: Path) -> None:
+    try:
+        atomic_write_text(csv_text([result.row() for result in results]), out)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot write it ({err.strerror})") from None
+
+
+def _table(results: list[AgentEvaluation]) -> str:
+    """The per-agent console table: agent, its parameters, the returns, the mean length."""
+    parameters = list(results[0].parameters)
+    header = ["agent", *parameters, "mean ± std", "min", "max", "episode length"]
+    rows = [
+        [
+            str(result.agent),
+            *(_cell(result.parameters[name]) for name in parameters),
+            f"{result.mean:.1f} ± {result.std:.1f}",
+            f"{result.returns.min():.1f}",
+            f"{result.returns.max():.1f}",
+            f"{result.lengths.mean():.1f}",
+        ]
+        for result in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    )
+
+
+def _cell(value: Any) -> str:
+    """An agent's parameter value in the table: numbers as ``%g``."""
+    return f"{value:.4g}" if isinstance(value, int | float) else str(value)

@@ -9,7 +9,7 @@ from jsonargparse import ArgumentParser
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.parse_errors import one_line
 
-__all__ = ["CommandParser"]
+__all__ = ["CommandParser", "agent_ids"]
 
 
 class CommandParser(ArgumentParser):
@@ -27,3 +27,35 @@ class CommandParser(ArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         """Raise the parse error as one line."""
         raise ConfigError(one_line(message))
+
+
+def agent_ids(value: str | None, option: str, num_agents: int) -> list[int] | None:
+    """Agent ids given as ``0,3,9`` (or ``[0, 3, 9]``), checked against the population.
+
+    Args:
+        value: The option's text; ``None`` when not given.
+        option: The option's name, for the message.
+        num_agents: Agents in the population; ids must be below it.
+
+    Returns:
+        The ids in the order given, or ``None`` when ``value`` is ``None``.
+
+    Raises:
+        ConfigError: For anything but distinct integers in ``[0, num_agents)``.
+    """
+    if value is None:
+        return None
+    text = value.strip().removeprefix("[").removesuffix("]")
+    try:
+        ids = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{option}: expected agent ids such as 0,3,9, got {value!r}") from None
+    outside = [i for i in ids if not 0 <= i < num_agents]
+    if outside:
+        raise ConfigError(
+            f"{option}: agent {outside[0]} is not in the population of {num_agents} agents "
+            f"(ids 0-{num_agents - 1})"
+        )
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{option}: {value!r} names an agent twice")
+    return ids

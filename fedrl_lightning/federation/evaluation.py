@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 
 from fedrl_lightning.policy import MLPPolicy
-from fedrl_lightning.rollouts import rollout_wave
+from fedrl_lightning.rollouts import Episode, rollout_wave
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["evaluate_policy", "evaluate_round", "evaluated_agents"]
+__all__ = ["evaluate_policy", "evaluate_round", "evaluated_agents", "run_episodes"]
 
 
 def evaluated_agents(num_agents: int, count: int | None) -> list[int]:
@@ -54,6 +54,7 @@ def evaluate_policy(
     env: gym.vector.VectorEnv,
     env_seeds: list[int],
     action_seed: int,
+    deterministic: bool = False,
 ) -> np.ndarray:
     """Run one episode in every sub-environment, in lock-step, sampling from the policy.
 
@@ -62,10 +63,22 @@ def evaluate_policy(
         env: A vector environment with next-step autoreset.
         env_seeds: One reset seed per sub-environment.
         action_seed: Seed for action sampling.
+        deterministic: Take the most likely action, or the Gaussian's mean, instead.
 
     Returns:
         The undiscounted return of each sub-environment's first episode.
     """
-    rng = np.random.default_rng(action_seed)
-    episodes = rollout_wave(env, policy.actor(), rng, env_seeds)
+    episodes = run_episodes(policy, env, env_seeds, action_seed, deterministic)
     return np.array([sum(episode.rewards) for episode in episodes])
+
+
+def run_episodes(
+    policy: MLPPolicy,
+    env: gym.vector.VectorEnv,
+    env_seeds: list[int],
+    action_seed: int,
+    deterministic: bool = False,
+) -> list[Episode]:
+    """The first episode of every sub-environment, in lock-step, as :func:`evaluate_policy` runs."""
+    rng = np.random.default_rng(action_seed)
+    return rollout_wave(env, policy.actor(), rng, env_seeds, deterministic)
