@@ -2,6 +2,9 @@
 
 from fedrl_lightning.data import EpisodeBatch, EpisodeDataset
 from fedrl_lightning.federation import (
+    BestCheckpoint,
+    Callback,
+    EarlyStopping,
     FedAdagrad,
     FedAdam,
     FedAvg,
@@ -14,6 +17,7 @@ from fedrl_lightning.federation import (
     Krum,
     MultiKrum,
     RewardWeighted,
+    RoundCheckpoint,
     Strategy,
     TrustRegion,
 )
@@ -27,6 +31,9 @@ __all__ = [
     "A2C",
     "PPO",
     "AgentPopulation",
+    "BestCheckpoint",
+    "Callback",
+    "EarlyStopping",
     "EpisodeBatch",
     "EpisodeDataset",
     "FedAdagrad",
@@ -45,6 +52,7 @@ __all__ = [
     "Reinforce",
     "ReinforceModule",
     "RewardWeighted",
+    "RoundCheckpoint",
     "Strategy",
     "TrustRegion",
     "load_module",

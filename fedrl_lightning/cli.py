@@ -28,6 +28,7 @@ from fedrl_lightning.learners import LEARNERS, Learner, Reinforce
 from fedrl_lightning.parse_errors import (
     check_config_files,
     config_error_of,
+    construction_error,
     one_line,
     refuse_nulls,
 )
@@ -210,9 +211,7 @@ class FedRLCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except Exception as err:
-            config_error = config_error_of(err)
-            if config_error is None:
-                raise
+            config_error = config_error_of(err) or construction_error(err, self.config.fit)
             raise config_error from None
 
     @staticmethod
@@ -283,6 +282,11 @@ class FedRLCLI(LightningCLI):
             f"Finished {rounds} in {self.fit_seconds:.1f} s: "
             f"{last['episodes']:,} training episodes, {last['env_steps']:,} environment steps."
         )
+        if trainer.stop_reason is not None:
+            print(
+                f"Stopped after round {trainer.completed_rounds} of {trainer.num_rounds}: "
+                f"{trainer.stop_reason}."
+            )
         print(
             f"Final eval_reward {last['eval_reward']:.2f} (worst agent "
             f"{last['eval_reward_min']:.2f}), train_reward {last['train_reward']:.2f}."

@@ -21,11 +21,14 @@ __all__ = [
 ]
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+LOGGER_CHATTER = "lightning.pytorch.loggers"  # "Experiment with name ... not found. Creating it."
 
 
 @contextmanager
 def quiet_lightning(verbose: bool) -> Iterator[None]:
     """Silence Lightning's per-fit banners and hints unless ``verbose``.
+
+    Lightning's loggers' notices (MLflow's "creating experiment") are silenced too.
 
     Lightning's info messages (device banners, "fit stopped") and its
     ``PossibleUserWarning`` hints (such as the dataloader worker count, which cannot matter for
@@ -34,10 +37,10 @@ def quiet_lightning(verbose: bool) -> Iterator[None]:
     if verbose:
         yield
         return
-    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    loggers = [logging.getLogger(name) for name in (*LIGHTNING_LOGGERS, LOGGER_CHATTER)]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.ERROR if logger.name == LOGGER_CHATTER else logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=PossibleUserWarning)

@@ -17,6 +17,7 @@ from fedrl_lightning.errors import ConfigError
 __all__ = [
     "check_config_files",
     "config_error_of",
+    "construction_error",
     "one_line",
     "plain_type",
     "refuse_nulls",
@@ -124,6 +125,55 @@ def config_error_of(err: BaseException) -> ConfigError | None:
         if isinstance(err, ConfigError):
             return err
         err = err.__cause__ or err.__context__
+    return None
+
+
+GIVEN_CLASS = re.compile(r"Given value: Namespace\(class_path='([^']+)'")
+
+
+def construction_error(err: BaseException, config: Any) -> ConfigError:
+    """One line for a class of the config whose constructor raised something of its own.
+
+    jsonargparse reports a constructor's exception (``MLFlowLogger`` refusing its tracking
+    URI, say) among the errors of every type the option allows; this names the option and
+    the class, and gives the constructor's own message.
+
+    Args:
+        err: What instantiating the config's classes raised.
+        config: The parsed config, to find which option names the class.
+    """
+    text = str(err)
+    given = GIVEN_CLASS.search(text)
+    reasons = [
+        line.strip()[2:]
+        for line in text.splitlines()
+        if line.strip().startswith("- ") and not line.strip().startswith("- Expected a")
+    ]
+    reason = reasons[0] if reasons else (text.strip().splitlines() or [type(err).__name__])[0]
+    if given is None:
+        return ConfigError(f"could not build the run's classes: {reason}")
+    class_path = given.group(1)
+    plain = config.as_dict() if hasattr(config, "as_dict") else config
+    option = _option_naming(plain, class_path) or "the config"
+    return ConfigError(f"{option}: {class_path.rpartition('.')[2]} could not be built: {reason}")
+
+
+def _option_naming(config: Any, class_path: str, prefix: str = "") -> str | None:
+    """The dotted option whose value has ``class_path``, searching nested sections and lists."""
+    if isinstance(config, list):
+        for item in config:
+            found = _option_naming(item, class_path, prefix)
+            if found:
+                return found
+        return None
+    if not isinstance(config, dict):
+        return None
+    if config.get("class_path") == class_path:
+        return prefix or None
+    for key, value in config.items():
+        found = _option_naming(value, class_path, f"{prefix}.{key}" if prefix else str(key))
+        if found:
+            return found
     return None
 
 

@@ -13,7 +13,6 @@ from fedrl_lightning.federation.trainer import FEDRL_KEY
 
 __all__ = ["RESUMABLE_OPTIONS", "check_unchanged", "saved_config"]
 
-# Options that do not change the experiment, so a resumed run may give them new values.
 RESUMABLE_OPTIONS = frozenset(
     {
         "ckpt_path",
@@ -26,10 +25,14 @@ RESUMABLE_OPTIONS = frozenset(
         "trainer.round_timeout",
         "trainer.default_root_dir",
         "trainer.keep_agent_checkpoints",
+        "trainer.logger",
+        "trainer.callbacks",
         "trainer.enable_progress_bar",
         "trainer.verbose",
     }
 )
+"""Options that do not change the experiment, with what nests under them: a resume may give
+them new values. Loggers and callbacks watch the rounds; they do not change their results."""
 
 
 def saved_config(path: Path) -> str | None:
@@ -60,7 +63,7 @@ def check_unchanged(saved: str, current: str, path: Path) -> None:
     """
     before, after = _flatten(yaml.safe_load(saved)), _flatten(yaml.safe_load(current))
     for key in sorted(before.keys() | after.keys()):
-        if key in RESUMABLE_OPTIONS or before.get(key) == after.get(key):
+        if _resumable(key) or before.get(key) == after.get(key):
             continue
         option = key.replace(".init_args.", ".")  # --model.lr, as the user writes it
         raise ConfigError(
@@ -68,6 +71,12 @@ def check_unchanged(saved: str, current: str, path: Path) -> None:
             f"{after.get(key)!r}; a resumed run cannot change its experiment (start a new run "
             "without --ckpt_path)"
         )
+
+
+def _resumable(key: str) -> bool:
+    """Whether option ``key``, or the option it nests under, is in :data:`RESUMABLE_OPTIONS`."""
+    parts = key.split(".")
+    return any(".".join(parts[:n]) in RESUMABLE_OPTIONS for n in range(1, len(parts) + 1))
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:

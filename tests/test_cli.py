@@ -33,7 +33,7 @@ def test_fit_writes_the_run_folder(tiny_run):
         assert 0 <= float(row["eval_reward_min"]) <= float(row["eval_reward"]) <= 100
         assert 0 <= float(row["train_reward"]) <= 100
         assert float(row["round_time"]) > 0
-        per_agent = [float(row[f"eval_reward/agent_{a}"]) for a in range(3)]
+        per_agent = [float(row[f"eval_reward_per_agent/{a}"]) for a in range(3)]
         assert sum(per_agent) / 3 == pytest.approx(float(row["eval_reward"]))
         assert min(per_agent) == pytest.approx(float(row["eval_reward_min"]))
     assert [int(r["episodes"]) for r in rows] == [4, 8, 12]

@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 from conftest import (
+    TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
     TINY_PPO_CONFIG,
     cli_command,
@@ -146,6 +147,44 @@ def test_ppo_with_observation_normalization_resumes_bit_identically_after_sigkil
     assert kills, "the run finished before it could be killed"
     assert_same_result(killed, reference)
     assert float(final_weights(killed)["policy.normalizer.count"]) > 0
+
+
+def checkpoint_files(cwd):
+    """Each file in the run's checkpoints folder: its round and weights."""
+    files = {}
+    for path in sorted((cwd / RUN / "checkpoints").iterdir()):
+        checkpoint = torch.load(path, weights_only=True)
+        files[path.name] = (checkpoint["fedrl"]["round"], checkpoint["state_dict"])
+    return files
+
+
+def test_callbacks_resume_bit_identically_after_sigkill(tmp_path):
+    """Early stopping, every 2nd round's checkpoint with 3 kept, best by the worst agent."""
+    args = ["fit", "--config", str(TINY_CALLBACKS_CONFIG), *SLOW]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir(), killed.mkdir()
+    result = run_cli(*args, cwd=reference)
+    assert result.returncode == 0, result.stderr
+    assert "Stopped after round 10 of 12: EarlyStopping" in result.stdout
+    kills = fit_with_sigkills(killed, args)
+    assert kills, "the run finished before it could be killed"
+    assert_same_result(killed, reference)
+    expected, actual = checkpoint_files(reference), checkpoint_files(killed)
+    assert (
+        list(actual)
+        == list(expected)
+        == [
+            "best.ckpt",
+            "last.ckpt",
+            "round-0006.ckpt",
+            "round-0008.ckpt",
+            "round-0010.ckpt",
+        ]
+    )
+    for name, (round_idx, weights) in expected.items():
+        assert actual[name][0] == round_idx, name
+        for key, value in weights.items():
+            assert torch.equal(actual[name][1][key], value), (name, key)
 
 
 @pytest.mark.parametrize(

@@ -195,8 +195,9 @@ def test_a_kill_while_discarding_later_rounds_leaves_a_resumable_folder(
 ):
     copy_run(six_rounds, tmp_path)
     monkeypatch.chdir(tmp_path)
-    # Discarding rounds 5-6 writes last.ckpt, metrics.csv and best.ckpt and deletes two round
-    # checkpoints; then the run writes config.yaml and starts round 5.
+    # Discarding rounds 5-6 writes last.ckpt and metrics.csv and deletes two round
+    # checkpoints; then the run writes config.yaml, BestCheckpoint mends best.ckpt, and
+    # round 5 starts.
     with monkeypatch.context() as patch:
         kill_at(patch, moment)
         with pytest.raises(Killed):
@@ -209,8 +210,7 @@ def test_a_kill_while_discarding_later_rounds_leaves_a_resumable_folder(
     assert_same_run(tmp_path, six_rounds)
     # Killed before last.ckpt was rewritten, the folder was untouched: `last` is round 6. After,
     # `last` is round 4, and its resume discards the round checkpoints not yet deleted.
-    left = {1: "2 later rounds (5-6)", 2: "2 later rounds (5-6)", 3: "2 later rounds (5-6)"}
-    left[4] = "1 later round (5)"
+    left = {1: "2 later rounds (5-6)", 2: "2 later rounds (5-6)", 3: "1 later round (5)"}
     expected = f"resuming {RUN} after round 4: discarded {left[moment]}\n" if moment in left else ""
     assert err == expected
 

@@ -1,5 +1,11 @@
 """The federated layer: the outer loop, local fits, aggregation, sampling and evaluation."""
 
+from fedrl_lightning.federation.callbacks import (
+    BestCheckpoint,
+    Callback,
+    EarlyStopping,
+    RoundCheckpoint,
+)
 from fedrl_lightning.federation.strategies import (
     AgentUpdate,
     FedAdagrad,
@@ -20,6 +26,9 @@ from fedrl_lightning.federation.trainer import FederatedTrainer
 
 __all__ = [
     "AgentUpdate",
+    "BestCheckpoint",
+    "Callback",
+    "EarlyStopping",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",
@@ -32,6 +41,7 @@ __all__ = [
     "Krum",
     "MultiKrum",
     "RewardWeighted",
+    "RoundCheckpoint",
     "Strategy",
     "TrustRegion",
 ]

@@ -11,7 +11,7 @@ from fedrl_lightning.checkpoints import atomic_write_bytes, atomic_write_text
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.metrics_csv import csv_text
 
-__all__ = ["RUNS_FOLDER", "RunFolder", "best_round", "resolve_checkpoint", "trained_checkpoint"]
+__all__ = ["RUNS_FOLDER", "RunFolder", "resolve_checkpoint", "trained_checkpoint"]
 
 RUNS_FOLDER = "lightning_logs"
 VERSION_PATTERN = re.compile(r"version_(\d+)")
@@ -27,11 +27,6 @@ UNFINISHED_FILES = (
     "checkpoints/*.ckpt",
     "agents/*.ckpt",
 )
-
-
-def best_round(history: Sequence[dict[str, Any]]) -> int:
-    """The round with the highest ``eval_reward`` in ``history``, the first of equals."""
-    return int(max(history, key=lambda row: row["eval_reward"])["round"])
 
 
 class RunFolder:
@@ -154,11 +149,11 @@ class RunFolder:
     def rewind(self, checkpoint: Path, history: Sequence[dict[str, Any]]) -> list[int]:
         """Make the folder describe the round of ``checkpoint``, discarding any later rounds.
 
-        ``last.ckpt`` becomes ``checkpoint``, ``metrics.csv`` holds ``history``, ``best.ckpt``
-        is the best round of ``history``, and the later rounds' checkpoints and agents' files
-        are removed. Every write is atomic, and ``last.ckpt`` is written first: a process
-        killed at any moment leaves either the folder as it was, or a folder whose
-        ``last.ckpt`` is ``checkpoint``, whose own resume finishes the job.
+        ``last.ckpt`` becomes ``checkpoint``, ``metrics.csv`` holds ``history``, and the later
+        rounds' checkpoints and agents' files are removed (``best.ckpt`` is the
+        ``BestCheckpoint`` callback's to mend). Every write is atomic, and ``last.ckpt`` is
+        written first: a process killed at any moment leaves either the folder as it was, or
+        a folder whose ``last.ckpt`` is ``checkpoint``, whose own resume finishes the job.
 
         Args:
             checkpoint: The round checkpoint being resumed, in this folder or elsewhere.
@@ -168,17 +163,8 @@ class RunFolder:
             The later rounds whose checkpoints were removed, in order.
         """
         done = int(history[-1]["round"])
-        resumed = checkpoint.read_bytes()
-        self._replace(self.last_checkpoint, resumed)
+        self._replace(self.last_checkpoint, checkpoint.read_bytes())
         atomic_write_text(csv_text(list(history)), self.metrics)
-        best = best_round(history)
-        best_source = self.round_checkpoint(best)
-        if best == done:
-            self._replace(self.best_checkpoint, resumed)
-        elif best_source.is_file():
-            self._replace(self.best_checkpoint, best_source.read_bytes())
-        else:  # the best kept round's checkpoint was deleted: no best.ckpt rather than a wrong one
-            self.best_checkpoint.unlink(missing_ok=True)
         later = sorted(r for r in self.round_checkpoints if r > done)
         for round_idx in reversed(later):
             self.round_checkpoint(round_idx).unlink(missing_ok=True)

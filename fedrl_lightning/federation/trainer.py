@@ -7,10 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from lightning.pytorch.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 
 from fedrl_lightning.checkpoints import (
     atomic_save,
@@ -18,26 +15,26 @@ from fedrl_lightning.checkpoints import (
     load_checkpoint,
     policy_checkpoint,
 )
-from fedrl_lightning.console import progress_fields, quiet_lightning, round_progress
+from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.aggregation import aggregate_round
+from fedrl_lightning.federation.callbacks import (
+    BestCheckpoint,
+    Callback,
+    ProgressDisplay,
+    RoundCheckpoint,
+    RoundLogging,
+)
 from fedrl_lightning.federation.client import LocalFit
 from fedrl_lightning.federation.evaluation import evaluate_round, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
-from fedrl_lightning.federation.local_round import (
-    SubmittedRound,
-    collect_round,
-    submit_round,
-    training_metrics,
-)
-from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text, log_round
+from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
+from fedrl_lightning.federation.loggers import LoggerOption
+from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
-from fedrl_lightning.federation.run_folder import (
-    RUNS_FOLDER,
-    RunFolder,
-    best_round,
-    resolve_checkpoint,
-)
+from fedrl_lightning.federation.round_metrics import metric_names, round_row, upgraded_row
+from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
+from fedrl_lightning.federation.run_start import fresh_run, resumed_run
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
@@ -61,10 +58,11 @@ class FederatedTrainer:
     Each round samples ``agents_per_round`` agents without replacement, fits a fresh
     ``lightning.Trainer`` per agent starting from the global weights, saves each agent's
     checkpoint, aggregates the checkpoints with ``strategy``, evaluates the new global policy
-    on every agent's environment, and saves the round checkpoint (and ``best.ckpt`` when the
-    evaluation return is the highest so far, as Stable-Baselines3's ``EvalCallback`` keeps its
-    best model). Outputs go to
-    ``<default_root_dir>/lightning_logs/version_N/``.
+    on every agent's environment, and saves the round checkpoint, ``last.ckpt``. Callbacks
+    (:class:`~fedrl_lightning.federation.callbacks.Callback`) hook around the rounds: by
+    default :class:`RoundCheckpoint` keeps every round's checkpoint and
+    :class:`BestCheckpoint` the best round's, ``best.ckpt``; the metrics go to ``metrics.csv``
+    and the loggers. Outputs go to ``<default_root_dir>/lightning_logs/version_N/``.
 
     What ``fit`` did to start, besides the plain new run or resume (a run started again at
     round 1, later rounds discarded), is logged at ``INFO`` and kept in ``notices``; the
@@ -106,6 +104,13 @@ class FederatedTrainer:
         default_root_dir: Folder under which ``lightning_logs/`` is created.
         keep_agent_checkpoints: Keep every agent's checkpoint in the run folder's ``agents/``
             instead of deleting it once aggregated.
+        logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
+            written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
+            ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
+            ``class_path`` (``MLFlowLogger``, ``WandbLogger``, ...). Each gets every round's
+            numbers with ``step = round``, and the resolved config as hyperparameters.
+        callbacks: Federated callbacks, such as ``EarlyStopping``; a
+            ``RoundCheckpoint()`` and a ``BestCheckpoint()`` are added unless given.
         enable_progress_bar: Show the progress bar over rounds.
         verbose: Show Lightning's output for every local fit (banners, bars, summaries)
             and why each failed agent failed.
@@ -129,6 +134,8 @@ class FederatedTrainer:
         lr_schedule: Literal["constant", "linear"] = "constant",
         default_root_dir: str = ".",
         keep_agent_checkpoints: bool = False,
+        logger: LoggerOption = None,
+        callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
         verbose: bool = False,
         seed: int = 42,
@@ -176,6 +183,12 @@ class FederatedTrainer:
         self.lr_schedule = lr_schedule
         self.default_root_dir = Path(default_root_dir)
         self.keep_agent_checkpoints = keep_agent_checkpoints
+        self.logger = logger
+        self.callbacks = list(callbacks or [])
+        keys = [callback.state_key for callback in self.callbacks]
+        if len(set(keys)) != len(keys):
+            twice = next(key for key in keys if keys.count(key) > 1)
+            raise ConfigError(f"trainer.callbacks: two callbacks have the state key {twice}")
         self.enable_progress_bar = enable_progress_bar
         self.verbose = verbose
         self.seed = seed
@@ -185,6 +198,8 @@ class FederatedTrainer:
         self.resumed_round = 0
         self.history: list[dict[str, Any]] = []
         self.notices: list[str] = []
+        self.should_stop = False
+        self.stop_reason: str | None = None
 
     @property
     def run_dir(self) -> Path | None:
@@ -234,16 +249,21 @@ class FederatedTrainer:
                 f"data.num_agents ({population.num_agents})"
             )
         model.check_fits(population)
+        self.model, self.population = model, population
         self.run_config = run_config
-        self.notices = []
+        self.notices, self.should_stop, self.stop_reason = [], False, None
+        self._hooks = self._run_callbacks()
+        for callback in self._hooks:
+            callback.setup(self, model)
         checkpoint = (
             None if ckpt_path is None else resolve_checkpoint(ckpt_path, self.default_root_dir)
         )
         if checkpoint is not None:
-            self.run = self._resume(model, checkpoint)
+            self._resume(model, checkpoint)
         else:
             self.completed_rounds, self.history = 0, []
-            self.run = self._start(resuming=ckpt_path is not None)
+            self.run, notice = fresh_run(self.default_root_dir, resuming=ckpt_path is not None)
+            self._notice(notice)
         self.resumed_round = self.completed_rounds
         self.run.prepare()
         if run_config is not None:
@@ -254,19 +274,29 @@ class FederatedTrainer:
         with stop_on_signals(), quiet_lightning(self.verbose):
             try:
                 executor.open(population, self.verbose)
-                loggers = self._make_loggers(self.run)
-                self._run_rounds(model, population, executor, loggers)
-                for logger in loggers:
-                    logger.finalize("success")
-            except RunInterrupted as interrupt:
-                if self.completed_rounds < self.num_rounds:
-                    interrupt.round_idx = self.completed_rounds + 1
-                self.run.remove_agent_checkpoints(after_round=self.completed_rounds)
+                self._call("on_fit_start")
+                self._run_rounds(model, population, executor)
+                self._call("on_fit_end")
+            except BaseException as failure:
+                self._call("on_exception", failure)
+                if isinstance(failure, RunInterrupted):
+                    if self.completed_rounds < self.num_rounds:
+                        failure.round_idx = self.completed_rounds + 1
+                    self.run.remove_agent_checkpoints(after_round=self.completed_rounds)
                 raise
             finally:
                 executor.close()
                 self.run.tidy()
         return self.history
+
+    def stop(self, reason: str) -> None:
+        """End the run after the current round, as a callback decides; ``reason`` says why."""
+        self.should_stop, self.stop_reason = True, reason
+
+    def metric_names(self) -> list[str]:
+        """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
+        evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
+        return metric_names(self.model, evaluated)
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -280,6 +310,7 @@ class FederatedTrainer:
             "history": [dict(row) for row in self.history],
             "strategy": self.strategy.state_dict(),
             "config": self.run_config,
+            "callbacks": {c.state_key: c.state_dict() for c in self._hooks if c.state_dict()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -289,10 +320,14 @@ class FederatedTrainer:
                 f"seed {self.seed} differs from the seed of the run being resumed ({state['seed']})"
             )
         self.completed_rounds = int(state["round"])
-        self.history = [dict(row) for row in state["history"]]
+        self.history = [upgraded_row(row) for row in state["history"]]
         self.strategy.load_state_dict(state["strategy"])
+        saved = state.get("callbacks", {})  # none in checkpoints from before callbacks
+        for callback in self._hooks:
+            if callback.state_key in saved:
+                callback.load_state_dict(saved[callback.state_key])
 
-    def _resume(self, model: Learner, path: Path) -> RunFolder:
+    def _resume(self, model: Learner, path: Path) -> None:
         checkpoint = load_checkpoint(path)
         state = checkpoint.get(FEDRL_KEY)
         if not isinstance(state, dict):
@@ -313,84 +348,55 @@ class FederatedTrainer:
                 f"--trainer.num_rounds ({self.num_rounds}) is below the {self.completed_rounds} "
                 f"rounds already done in {path}"
             )
-        run = RunFolder.of_checkpoint(path)
-        if run is None:
-            return RunFolder.create(self.default_root_dir)
-        discarded = run.rewind(path, self.history)
-        if discarded:
-            first, last = discarded[0], discarded[-1]
-            rounds = f"{len(discarded)} later rounds ({first}-{last})"
-            self._notice(
-                f"resuming {run.path} after round {self.completed_rounds}: discarded "
-                + (f"1 later round ({first})" if first == last else rounds)
-            )
-        return run
+        self.run, notice = resumed_run(path, self.default_root_dir, self.history)
+        self._notice(notice)
 
-    def _start(self, resuming: bool) -> RunFolder:
-        """The folder of a run starting at round 1: a new one, or an unfinished newest one.
+    def _notice(self, message: str | None) -> None:
+        if message is not None:
+            self.notices.append(message)
+            log.info(message)
 
-        ``resuming``: ``--ckpt_path last`` found nothing to resume, so, as in Lightning, the
-        run starts afresh; a newest run that completed no round is started again in place.
-        """
-        newest = RunFolder.newest(self.default_root_dir) if resuming else None
-        if newest is not None:
-            newest.clear()
-            self._notice(
-                f"--ckpt_path last: {newest.path} has no completed round; starting it again "
-                "at round 1"
-            )
-            return newest
-        run = RunFolder.create(self.default_root_dir)
-        if resuming:
-            self._notice(
-                f"--ckpt_path last: no run to resume in {self.default_root_dir / RUNS_FOLDER}; "
-                f"starting {run.path} at round 1"
-            )
-        return run
+    def _run_callbacks(self) -> list[Callback]:
+        """Every callback of a run: the loggers', the user's, the checkpoints', the display."""
+        given = self.callbacks
+        defaults = [
+            cls()
+            for cls in (RoundCheckpoint, BestCheckpoint)
+            if not any(isinstance(c, cls) for c in given)
+        ]
+        return [
+            RoundLogging(self.logger),
+            *given,
+            *defaults,
+            ProgressDisplay(self.enable_progress_bar),
+        ]
 
-    def _notice(self, message: str) -> None:
-        self.notices.append(message)
-        log.info(message)
+    def _call(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` of every callback with the trainer and ``args``."""
+        for callback in self._hooks:
+            getattr(callback, hook)(self, *args)
 
     def _make_executor(self) -> Executor:
         if self.executor == "sequential":
             return SequentialExecutor()
         return RayExecutor(self.num_workers, self.ray_address, self.round_timeout)
 
-    def _make_loggers(self, run: RunFolder) -> list[Logger]:
-        loggers: list[Logger] = [RoundCSVLogger(run.metrics, rows=self.history)]
-        if _TENSORBOARD_AVAILABLE:
-            loggers.append(
-                TensorBoardLogger(
-                    save_dir=str(run.path.parent),
-                    name="",
-                    version=run.path.name,
-                    default_hp_metric=False,
-                    purge_step=self.completed_rounds + 1,  # hides events of unfinished rounds
-                )
-            )
-        return loggers
-
-    def _run_rounds(
-        self,
-        model: Learner,
-        population: AgentPopulation,
-        executor: Executor,
-        loggers: list[Logger],
-    ) -> None:
+    def _run_rounds(self, model: Learner, population: AgentPopulation, executor: Executor) -> None:
         global_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         evaluated = evaluated_agents(population.num_agents, self.eval_agents)
         eval_agents = [a for a in evaluated for _ in range(self.eval_episodes)]
         eval_env = population.make_vector_env(eval_agents)
         last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
         totals = {"episodes": int(last["episodes"]), "env_steps": int(last["env_steps"])}
-        progress = round_progress(self.num_rounds, self.enable_progress_bar, self.completed_rounds)
         first = self.completed_rounds + 1
         try:
             started = time.perf_counter()
-            if first <= self.num_rounds:
+            if first <= self.num_rounds and not self.should_stop:
                 submitted = self._submit_round(first, model, global_state, executor)
             for round_idx in range(first, self.num_rounds + 1):
+                if self.should_stop:  # a callback ended the run when it started
+                    break
+                self._call("on_round_start", round_idx)
                 trained = collect_round(
                     executor,
                     submitted,
@@ -398,10 +404,8 @@ class FederatedTrainer:
                     self.keep_agent_checkpoints,
                     self.verbose,
                 )
-                updates, failures = trained.updates, trained.failures
-                byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 global_state = aggregate_round(
-                    self.strategy, global_state, updates, submitted.statistics
+                    self.strategy, global_state, trained.updates, submitted.statistics
                 )
                 model.load_state_dict(global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
@@ -409,36 +413,20 @@ class FederatedTrainer:
                 per_agent = evaluate_round(
                     model.policy, eval_env, eval_agents, self.eval_episodes, self.seed, round_idx
                 )
-                totals["episodes"] += sum(u.num_episodes for u in updates)
-                totals["env_steps"] += sum(u.num_steps for u in updates)
-                row = {
-                    "round": round_idx,
-                    "train_reward": float(np.mean([u.mean_return for u in updates])),
-                    **training_metrics(updates),
-                    "eval_reward": float(per_agent.mean()),
-                    "eval_reward_min": float(per_agent.min()),
-                    **{
-                        f"eval_reward/agent_{a}": float(r)
-                        for a, r in zip(evaluated, per_agent, strict=True)
-                    },
-                    "num_failed_agents": len(failures),
-                    "failed_agents": " ".join(str(a) for a in sorted(failures)),
-                    "num_byzantine_agents": len(byzantine),
-                    "byzantine_agents": " ".join(str(a) for a in sorted(byzantine)),
-                    "bytes_sent": len(trained.agents) * submitted.sent_bytes,
-                    "bytes_received": trained.bytes_received,
-                    "episodes": totals["episodes"],
-                    "env_steps": totals["env_steps"],
-                    "round_time": time.perf_counter() - started,
-                }
-                self._commit_round(row, model, global_state, loggers)
-                progress.set_postfix(progress_fields(row))
-                progress.update()
+                totals["episodes"] += sum(u.num_episodes for u in trained.updates)
+                totals["env_steps"] += sum(u.num_steps for u in trained.updates)
+                byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
+                elapsed = time.perf_counter() - started
+                row = round_row(
+                    submitted, trained, byzantine, evaluated, per_agent, totals, elapsed
+                )
+                self._commit_round(row, model, global_state)
+                if self.should_stop:
+                    break
                 started = time.perf_counter()
                 if round_idx < self.num_rounds:
                     submitted = next_round
         finally:
-            progress.close()
             eval_env.close()
 
     def _submit_round(
@@ -483,33 +471,22 @@ class FederatedTrainer:
         return 1.0 - (round_idx - 1) / self.num_rounds
 
     def _commit_round(
-        self,
-        row: dict[str, Any],
-        model: Learner,
-        global_state: dict[str, torch.Tensor],
-        loggers: list[Logger],
+        self, row: dict[str, Any], model: Learner, global_state: dict[str, torch.Tensor]
     ) -> None:
-        """Record a finished round: its metrics row, round checkpoint and logs.
+        """Record a finished round: the callbacks see its row, then its checkpoint is saved.
 
-        A signal waits until all of it is written, so ``last.ckpt``, ``metrics.csv`` and
+        A signal waits until all of it is done, so ``last.ckpt``, ``metrics.csv`` and
         ``completed_rounds`` always agree on the last completed round.
         """
         with deferred_signals():
             self.history.append(row)
             self.completed_rounds = row["round"]
-            self._save_round(model, global_state, row["round"])
-            log_round(loggers, row)
-
-    def _save_round(
-        self, model: Learner, global_state: dict[str, torch.Tensor], round_idx: int
-    ) -> None:
-        checkpoint = policy_checkpoint(
-            global_state,
-            dict(model.hparams),
-            type(model).__name__,
-            **{FEDRL_KEY: self.state_dict()},
-        )
-        atomic_save(checkpoint, self.run.round_checkpoint(round_idx))
-        atomic_save(checkpoint, self.run.last_checkpoint)
-        if best_round(self.history) == round_idx:
-            atomic_save(checkpoint, self.run.best_checkpoint)
+            self._call("on_round_end", row)
+            checkpoint = policy_checkpoint(
+                global_state,
+                dict(model.hparams),
+                type(model).__name__,
+                **{FEDRL_KEY: self.state_dict()},
+            )
+            atomic_save(checkpoint, self.run.last_checkpoint)
+            self._call("on_round_saved", row["round"], self.run.last_checkpoint)

@@ -126,6 +126,13 @@ class Learner(L.LightningModule):
     def _metrics(self) -> dict[str, MeanMetric]:
         return {"episode_return": self.episode_return, "loss": self.loss, "entropy": self.entropy}
 
+    def metric_names(self) -> list[str]:
+        """The training metrics a local fit reports besides its return, such as ``loss``.
+
+        A round's row has each as ``train_<name>``, averaged over the round's agents.
+        """
+        return [name for name in self._metrics() if name != "episode_return"]
+
     @override
     def on_train_epoch_start(self) -> None:
         for metric in self._metrics().values():

@@ -27,6 +27,6 @@ def test_a_large_population_is_evaluated_on_a_fixed_subset(tmp_path):
     with quiet_lightning(verbose=False):
         history = trainer.fit(ReinforceModule(hidden_dim=8), AgentPopulation(num_agents=1000))
     for row in history:
-        per_agent = {k: v for k, v in row.items() if k.startswith("eval_reward/agent_")}
-        assert list(per_agent) == [f"eval_reward/agent_{a}" for a in (0, 333, 666, 999)]
+        per_agent = {k: v for k, v in row.items() if k.startswith("eval_reward_per_agent/")}
+        assert list(per_agent) == [f"eval_reward_per_agent/{a}" for a in (0, 333, 666, 999)]
         assert row["eval_reward"] == np.mean(list(per_agent.values()))

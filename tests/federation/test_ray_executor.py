@@ -3,7 +3,14 @@ import os
 
 import pytest
 import torch
-from conftest import TESTS, TINY_CONFIG, TINY_PPO_CONFIG, metrics_without_timings, run_cli
+from conftest import (
+    TESTS,
+    TINY_CALLBACKS_CONFIG,
+    TINY_CONFIG,
+    TINY_PPO_CONFIG,
+    metrics_without_timings,
+    run_cli,
+)
 from faults import FlakyModule
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer
@@ -143,3 +150,28 @@ def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, con
     assert ray_weights["state_dict"].keys() == sequential_weights["state_dict"].keys()
     for key, value in sequential_weights["state_dict"].items():
         assert torch.equal(ray_weights["state_dict"][key], value), key
+
+
+def test_a_run_that_callbacks_stop_on_ray_matches_sequential(tmp_path):
+    """Early stopping at round 10 of 12, while round 11's fits already run on the workers."""
+    args = ["--config", str(TINY_CALLBACKS_CONFIG), "--trainer.num_rounds", "12"]
+    args += ["--trainer.episodes_per_round", "5", "--data.max_episode_steps", "80"]
+    sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
+    sequential.mkdir(), on_ray.mkdir()
+    first = run_cli("fit", *args, cwd=sequential)
+    assert first.returncode == 0, first.stderr
+    assert "Stopped after round 10 of 12" in first.stdout
+    ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
+    result = run_cli("fit", *args, *ray_args, cwd=on_ray)
+    assert result.returncode == 0, result.stderr
+    assert "Stopped after round 10 of 12" in result.stdout
+    assert metrics_without_timings(on_ray) == metrics_without_timings(sequential)
+    checkpoints = "lightning_logs/version_0/checkpoints"
+    names = sorted(p.name for p in (sequential / checkpoints).iterdir())
+    assert sorted(p.name for p in (on_ray / checkpoints).iterdir()) == names
+    for name in names:
+        expected = torch.load(sequential / checkpoints / name, weights_only=True)["state_dict"]
+        actual = torch.load(on_ray / checkpoints / name, weights_only=True)["state_dict"]
+        for key, value in expected.items():
+            assert torch.equal(actual[key], value), (name, key)
+    assert not list((on_ray / "lightning_logs/version_0").glob("agents/*.ckpt"))

@@ -1,0 +1,59 @@
+"""The built-in callback that sends every round's metrics row to the run's loggers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from lightning.pytorch.loggers import Logger
+from typing_extensions import override
+
+from fedrl_lightning.federation.callbacks.base import Callback
+from fedrl_lightning.federation.loggers import LoggerOption, run_loggers
+from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, log_round
+
+if TYPE_CHECKING:
+    from fedrl_lightning.federation.trainer import FederatedTrainer
+
+__all__ = ["RoundLogging"]
+
+
+class RoundLogging(Callback):
+    """Log each round's row to ``metrics.csv`` and the trainer's ``logger``, ``step = round``.
+
+    Every logger but the CSV also gets the run's resolved config as hyperparameters at the
+    start (MLflow params, TensorBoard's ``hparams.yaml``). Every run has this callback.
+
+    Args:
+        option: The trainer's ``logger`` option (see :func:`~fedrl_lightning.federation.
+            loggers.run_loggers`).
+    """
+
+    def __init__(self, option: LoggerOption) -> None:
+        self.option = option
+        self.loggers: list[Logger] = []
+
+    @override
+    def on_fit_start(self, trainer: FederatedTrainer) -> None:
+        self.loggers = run_loggers(
+            self.option, trainer.run, trainer.history, trainer.completed_rounds
+        )
+        config = yaml.safe_load(trainer.run_config) if trainer.run_config else None
+        if isinstance(config, dict):
+            for logger in self.loggers:
+                if not isinstance(logger, RoundCSVLogger):
+                    logger.log_hyperparams(config)
+
+    @override
+    def on_round_end(self, trainer: FederatedTrainer, row: dict[str, Any]) -> None:
+        log_round(self.loggers, row)
+
+    @override
+    def on_fit_end(self, trainer: FederatedTrainer) -> None:
+        for logger in self.loggers:
+            logger.finalize("success")
+
+    @override
+    def on_exception(self, trainer: FederatedTrainer, exception: BaseException) -> None:
+        for logger in self.loggers:
+            logger.finalize("failed")

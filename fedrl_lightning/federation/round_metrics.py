@@ -1,0 +1,91 @@
+"""A round's metrics row: what ``metrics.csv``, the loggers and the callbacks see."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fedrl_lightning.federation.local_round import SubmittedRound, TrainedRound, training_metrics
+from fedrl_lightning.learners import Learner
+
+__all__ = ["metric_names", "round_row", "upgraded_row"]
+
+ROUND_COLUMNS = (
+    "round",
+    "train_reward",
+    "eval_reward",
+    "eval_reward_min",
+    "num_failed_agents",
+    "num_byzantine_agents",
+    "bytes_sent",
+    "bytes_received",
+    "episodes",
+    "env_steps",
+    "round_time",
+)
+"""The numeric columns of every row, besides the learner's and the evaluated agents'."""
+
+
+def metric_names(model: Learner, evaluated: Sequence[int]) -> list[str]:
+    """Every numeric column a run of ``model`` evaluated on agents ``evaluated`` reports."""
+    learner = [f"train_{name}" for name in model.metric_names()]
+    agents = [f"eval_reward_per_agent/{agent}" for agent in evaluated]
+    return [*ROUND_COLUMNS, *learner, *agents]
+
+
+def upgraded_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row saved by an earlier version, with today's column names.
+
+    Per-agent returns were ``eval_reward/agent_K``, which MLflow's file store cannot hold
+    beside ``eval_reward`` (a metric's name becomes a file, and ``eval_reward/`` a folder).
+    """
+    old = "eval_reward/agent_"
+    return {
+        (f"eval_reward_per_agent/{key[len(old) :]}" if key.startswith(old) else key): value
+        for key, value in row.items()
+    }
+
+
+def round_row(
+    submitted: SubmittedRound,
+    trained: TrainedRound,
+    byzantine: Sequence[int],
+    evaluated: Sequence[int],
+    per_agent: np.ndarray,
+    totals: dict[str, int],
+    round_time: float,
+) -> dict[str, Any]:
+    """The metrics row of a finished round.
+
+    Args:
+        submitted: The round as it was sent out.
+        trained: What its local fits produced.
+        byzantine: The sampled agents that are Byzantine.
+        evaluated: The agents the new global policy was evaluated on.
+        per_agent: Their mean evaluation returns, in the same order.
+        totals: Episodes and env steps of the run so far, this round's included.
+        round_time: The round's wall time in seconds.
+    """
+    updates, failures = trained.updates, trained.failures
+    return {
+        "round": submitted.round_idx,
+        "train_reward": float(np.mean([u.mean_return for u in updates])),
+        **training_metrics(updates),
+        "eval_reward": float(per_agent.mean()),
+        "eval_reward_min": float(per_agent.min()),
+        **{
+            f"eval_reward_per_agent/{a}": float(r)
+            for a, r in zip(evaluated, per_agent, strict=True)
+        },
+        "num_failed_agents": len(failures),
+        "failed_agents": " ".join(str(a) for a in sorted(failures)),
+        "num_byzantine_agents": len(byzantine),
+        "byzantine_agents": " ".join(str(a) for a in sorted(byzantine)),
+        "bytes_sent": len(trained.agents) * submitted.sent_bytes,
+        "bytes_received": trained.bytes_received,
+        "episodes": totals["episodes"],
+        "env_steps": totals["env_steps"],
+        "round_time": round_time,
+    }
