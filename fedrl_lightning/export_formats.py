@@ -91,10 +91,10 @@ def torchscript_bytes(policy: ExportedPolicy, metadata: dict[str, Any]) -> bytes
     Returns:
         What ``torch.jit.load`` reads.
     """
-    with _quiet_exporter():  # torch.jit.script is deprecated since torch 2.10, not removed
-        scripted = torch.jit.script(policy)
     buffer = io.BytesIO()
-    torch.jit.save(scripted, buffer, _extra_files={METADATA_KEY: json.dumps(metadata)})
+    with _quiet_exporter():  # TorchScript is deprecated in torch 2.13, not removed
+        scripted = torch.jit.script(policy)
+        torch.jit.save(scripted, buffer, _extra_files={METADATA_KEY: json.dumps(metadata)})
     return buffer.getvalue()
 
 

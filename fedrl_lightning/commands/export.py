@@ -53,7 +53,10 @@ def build_parser(prog: str) -> CommandParser:
     parser.add_argument(
         "--format", type=Literal["torchscript", "onnx"], default="torchscript", help="File format."
     )
-    parser.add_argument("--out", type=str, required=True, help="The file to write.")
+    # Checked in run(), not by the parser, whose message would name "out" without its dashes.
+    parser.add_argument(
+        "--out", type=str | None, default=None, help="The file to write (required)."
+    )
     parser.add_argument(
         "--default_root_dir", type=str, default=".", help="Where last and best look for runs."
     )
@@ -77,6 +80,8 @@ def build_parser(prog: str) -> CommandParser:
 def run(args: list[str], prog: str) -> None:
     """Export the checkpoint's policy and print one line saying what was written."""
     config = build_parser(prog).parse_args(args)
+    if config.out is None:
+        raise ConfigError("--out is required: the file to write, such as --out policy.onnx")
     onnx = config.format == "onnx"
     if not onnx and (config.noise_input or config.opset_version is not None):
         given = "--noise_input" if config.noise_input else "--opset_version"
