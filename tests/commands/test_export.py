@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 import torch
 from bad_inputs import folder_digest
-from conftest import TINY_CONFIG, TINY_PPO_CONFIG, run_cli
+from conftest import TINY_CONFIG, TINY_PPO_CONFIG, fit_one_agent, run_cli
 
-from fedrl_lightning import load_module
+from fedrl_lightning import ReinforceModule, load_module
 from fedrl_lightning.cli import main
 from fedrl_lightning.export_formats import METADATA_KEY
 
@@ -213,6 +213,21 @@ def test_ckpt_path_takes_best_a_run_folder_or_a_file(runs, tmp_path):
         extra = {METADATA_KEY: ""}
         torch.jit.load(str(out), _extra_files=extra)
         assert json.loads(extra[METADATA_KEY])["checkpoint"] == str(used)
+
+
+def test_an_agents_checkpoint_exports_without_a_round_or_env_id(tmp_path):
+    torch.manual_seed(0)
+    path = fit_one_agent(tmp_path, ReinforceModule(hidden_dim=8).state_dict())
+    out = tmp_path / "agent.pt"
+    code, stdout, stderr = export("--ckpt_path", str(path), "--out", str(out))
+    assert code == 0, stderr
+    extra = {METADATA_KEY: ""}
+    scripted = torch.jit.load(str(out), _extra_files=extra)
+    described = json.loads(extra[METADATA_KEY])
+    assert described["round"] is None and described["env_id"] is None
+    module = load_module(path)
+    obs = observations(module)
+    assert np.array_equal(scripted(torch.from_numpy(obs)).numpy(), module.act(obs, True))
 
 
 def foreign_checkpoints(folder):
