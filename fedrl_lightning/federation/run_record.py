@@ -101,7 +101,9 @@ def read_run(path: str | Path) -> RunRecord:
     if not folder.path.is_dir():
         raise ConfigError(f"{folder.path}: no such run folder")
     if not folder.metrics.is_file():
-        raise ConfigError(f"{folder.path}: not a run folder (it has no metrics.csv)")
+        newest = RunFolder.newest(folder.path)
+        hint = f"; its newest run is {newest.path}" if newest is not None else ""
+        raise ConfigError(f"{folder.path}: not a run folder (it has no metrics.csv){hint}")
     header, rows = _read_csv(folder.metrics)
     missing = [name for name in REQUIRED if name not in header]
     if missing:
