@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from jsonargparse.typing import PositiveInt
+
 from fedrl_lightning.checkpoints import atomic_write_bytes
 from fedrl_lightning.commands.parser import CommandParser
 from fedrl_lightning.errors import ConfigError
@@ -57,6 +59,9 @@ def build_parser(prog: str) -> CommandParser:
         default="rounds",
         help="The x axis of the learning curve and the traffic: rounds or environment steps.",
     )
+    parser.add_argument(
+        "--dpi", type=PositiveInt, default=100, help="Pixels per inch; figures are 10 inches wide."
+    )
     return parser
 
 
@@ -94,7 +99,7 @@ def run(args: list[str], prog: str) -> None:
     for name, figure in draw_report(runs, labels, options.x).items():
         path = folder / f"{name}.png"
         try:
-            atomic_write_bytes(png_bytes(figure), path)
+            atomic_write_bytes(png_bytes(figure, options.dpi), path)
         except OSError as err:
             raise ConfigError(
                 f"{where} {folder}: cannot write {path.name} ({err.strerror})"

@@ -71,17 +71,17 @@ def learning_curve(runs: Sequence[RunRecord], labels: Sequence[str], x: XAxis) -
     """
     figure = Figure(figsize=(WIDTH, 6.5), layout="constrained")
     evaluation, training = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-    lines = []
+    lines, band_alpha = [], 0.2 if len(runs) == 1 else 0.1  # overlapping bands stay readable
     for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
         colour, xs = f"C{i % 10}", series.x_values(run, x)
         low, high = series.agent_band(run)
         worst = run.column("eval_reward_min")
         style = {"marker": "o", "markersize": 3} if len(xs) < 2 else {}
-        evaluation.fill_between(xs, low, high, color=colour, alpha=0.18, linewidth=0)
+        evaluation.fill_between(xs, low, high, color=colour, alpha=band_alpha, linewidth=0)
         (line,) = evaluation.plot(
             xs, run.column("eval_reward"), color=colour, lw=1.8, label=label, **style
         )
-        evaluation.plot(xs, low if np.isnan(worst).all() else worst, color=colour, ls="--", lw=1)
+        evaluation.plot(xs, low if np.isnan(worst).all() else worst, color=colour, ls="--", lw=0.9)
         training.plot(xs, run.column("train_reward"), color=colour, lw=1.3, label=label, **style)
         lines.append(line)
     kinds = _mark_rounds(evaluation, runs, x)
@@ -172,7 +172,7 @@ def traffic(runs: Sequence[RunRecord], labels: Sequence[str], x: XAxis) -> Figur
         lines.append(line)
     kinds = _mark_rounds(axes, runs, x)
     axes.set(ylabel=f"{unit} per round")
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(0, 1.12 * largest / scale if largest > 0 else 1.0)  # the top line clear
     axes.grid(alpha=0.3)
     _x_axis(axes, x)
     style_handles = [

@@ -236,6 +236,7 @@ def test_a_damaged_run_is_one_line_naming_the_file(plain_run, how):
         (["{run}", "{run}", "--labels", "one"], "--labels: 1 labels for 2 runs"),
         (["{run}", "--labels", "one", "two"], "--labels: 2 labels for 1 runs"),
         (["{run}", "--x", "time"], "--x"),
+        (["{run}", "--dpi", "0"], "--dpi"),
         (["{run}/nowhere"], "{run}/nowhere: no such run folder"),
         (["{run}/checkpoints"], "{run}/checkpoints: not a run folder"),
         (["{run}/../.."], "not a run folder (it has no metrics.csv); its newest run is "),
