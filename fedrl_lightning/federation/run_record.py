@@ -98,6 +98,10 @@ def read_run(path: str | Path) -> RunRecord:
             ``config.yaml`` or ``agents.csv`` cannot be read.
     """
     folder = RunFolder(Path(path))
+    if folder.path.is_file():
+        raise ConfigError(
+            f"{folder.path}: a file; give the run's folder (lightning_logs/version_N)"
+        )
     if not folder.path.is_dir():
         raise ConfigError(f"{folder.path}: no such run folder")
     if not folder.metrics.is_file():

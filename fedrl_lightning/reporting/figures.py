@@ -254,8 +254,12 @@ def _x_axis(axes: Axes, x: XAxis) -> None:
 def _env_steps_axis(axes: Axes, run: RunRecord) -> None:
     """A top axis that reads the rounds of ``run`` as the environment steps taken by then."""
     rounds, steps = run.rounds.astype(np.float64), run.column("env_steps")
-    if len(rounds) < 2 or not np.all(np.diff(steps) > 0):
+    if len(rounds) < 2 or not np.all(np.diff(steps) > 0) or steps[0] <= 0:
         return  # no steps recorded, or not increasing: no one-to-one axis
+    # Round 0 is no step at all; past the last round, steps go on at the last round's pace.
+    pace = (steps[-1] - steps[-2]) / (rounds[-1] - rounds[-2])
+    rounds = np.r_[0.0, rounds, rounds[-1] + 1e6]
+    steps = np.r_[0.0, steps, steps[-1] + pace * 1e6]
     top = axes.secondary_xaxis(
         "top",
         functions=(lambda r: np.interp(r, rounds, steps), lambda s: np.interp(s, steps, rounds)),

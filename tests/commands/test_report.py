@@ -239,6 +239,7 @@ def test_a_damaged_run_is_one_line_naming_the_file(plain_run, how):
         (["{run}", "--dpi", "0"], "--dpi"),
         (["{run}/nowhere"], "{run}/nowhere: no such run folder"),
         (["{run}/checkpoints"], "{run}/checkpoints: not a run folder"),
+        (["{run}/metrics.csv"], "{run}/metrics.csv: a file; give the run's folder"),
         (["{run}/../.."], "not a run folder (it has no metrics.csv); its newest run is "),
         ([], "runs"),
     ],
