@@ -1,26 +1,107 @@
-"""``python -m fedrl_lightning report``: PNG figures of one or more runs, with matplotlib."""
+"""``python -m fedrl_lightning report``: PNG figures of one or more runs, with matplotlib.
+
+One run's figures go to ``RUN/report/``; those of several runs, overlaid, go to the first
+run's ``report/compare/``, so that comparing never overwrites a run's own report; ``--out``
+puts them elsewhere. Each file is rendered in memory and then written atomically, and the
+command prints one line per file.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
+from jsonargparse.typing import PositiveInt
+
+from fedrl_lightning.checkpoints import atomic_write_bytes
 from fedrl_lightning.commands.parser import CommandParser
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.run_record import RunRecord, read_run
 
-__all__ = ["DESCRIPTION", "build_parser", "run"]
+__all__ = ["DESCRIPTION", "REPORT_FOLDER", "build_parser", "output_folder", "run"]
 
 DESCRIPTION = "Plot runs: learning curves, per-agent heatmaps, failures and traffic, as PNG."
+REPORT_FOLDER = "report"
+"""The sub-folder of a run that its report goes to."""
+COMPARE_FOLDER = "compare"
+"""The sub-folder of the first run's report that a report of several runs goes to."""
+INSTALL_HINT = "pip install -c constraints.txt -e '.[plot]'"
 
 
 def build_parser(prog: str) -> CommandParser:
     """The ``report`` command's options."""
     parser = CommandParser(prog, DESCRIPTION)
-    parser.add_argument("runs", type=str, nargs="+", help="Run folders to plot.")
     parser.add_argument(
-        "--out", type=str | None, default=None, help="Folder for the PNGs (default: the run's)."
+        "runs", type=str, nargs="+", help="Run folders to plot, such as lightning_logs/version_0."
+    )
+    parser.add_argument(
+        "--out",
+        type=str | None,
+        default=None,
+        help=(
+            "Folder for the PNGs (created if missing). Default: RUN/report/ for one run, and "
+            "the first run's report/compare/ for several."
+        ),
+    )
+    parser.add_argument(
+        "--labels",
+        type=str,
+        nargs="+",
+        default=None,
+        help=(
+            "One label per run, in order, for the legends. Default: each run's strategy, "
+            "learner and seed from its config.yaml, keeping only what differs between the runs."
+        ),
+    )
+    parser.add_argument(
+        "--x",
+        type=Literal["rounds", "env_steps"],
+        default="rounds",
+        help="The x axis of the learning curve and the traffic: rounds or environment steps.",
+    )
+    parser.add_argument(
+        "--dpi", type=PositiveInt, default=100, help="Pixels per inch; figures are 10 inches wide."
     )
     return parser
 
 
+def output_folder(runs: list[RunRecord], out: str | None) -> Path:
+    """Where the figures of ``runs`` go: ``out``, or the default described in the module."""
+    if out is not None:
+        return Path(out)
+    report = runs[0].path / REPORT_FOLDER
+    return report if len(runs) == 1 else report / COMPARE_FOLDER
+
+
 def run(args: list[str], prog: str) -> None:
-    """Draw the figures."""
-    build_parser(prog).parse_args(args)
-    raise ConfigError("report: not available yet")
+    """Read the runs, draw their figures and write them as PNG files."""
+    options = build_parser(prog).parse_args(args)
+    runs = [read_run(path) for path in options.runs]
+    if options.labels is not None and len(options.labels) != len(runs):
+        raise ConfigError(
+            f"--labels: {len(options.labels)} labels for {len(runs)} runs; give one per run"
+        )
+    try:
+        from fedrl_lightning.reporting.figures import draw_report, png_bytes
+    except ImportError as err:
+        raise ConfigError(
+            f"report needs matplotlib, the .[plot] extra ({err}); {INSTALL_HINT}"
+        ) from None
+    from fedrl_lightning.reporting.series import run_labels
+
+    labels = list(options.labels) if options.labels is not None else run_labels(runs)
+    folder = output_folder(runs, options.out)
+    where = "--out" if options.out is not None else "run folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{where} {folder}: cannot create it ({err.strerror})") from None
+    for name, figure in draw_report(runs, labels, options.x).items():
+        path = folder / f"{name}.png"
+        try:
+            atomic_write_bytes(png_bytes(figure, options.dpi), path)
+        except OSError as err:
+            raise ConfigError(
+                f"{where} {folder}: cannot write {path.name} ({err.strerror})"
+            ) from None
+        print(path)
