@@ -52,9 +52,13 @@ def _class_options() -> dict[str, str]:
     """What to say when an option that takes a class names no known class."""
     strategies = ", ".join(cls.__name__ for cls in all_strategies())
     learners = ", ".join(cls.__name__ for cls in LEARNERS)
+    callbacks = "EarlyStopping, RoundCheckpoint, BestCheckpoint"
     return {
         "trainer.strategy": f"not a known strategy (built in: {strategies}; or give a class_path)",
         "model": f"not a known learner (built in: {learners}; or give a class_path)",
+        "trainer.callbacks": f"not a known callback (built in: {callbacks}; or give a class_path)",
+        "trainer.logger": "not a known logger (a Lightning Logger such as MLFlowLogger or "
+        "TensorBoardLogger, a class_path, a list of them, true or false)",
     }
 
 

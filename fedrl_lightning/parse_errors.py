@@ -27,6 +27,7 @@ HEADER = re.compile(r'Parser key "([^"]+)":?\s*(.*)')
 NESTED = re.compile(r"--([\w.]+): (.*)")
 EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value:? ?(.*))?")
 NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
+GIVEN_CLASS = re.compile(r"Given value: Namespace\(class_path='([^']+)'")
 NOT_A_CLASS = ("Expected a dot import path", "Expected a path but", "Import path", "No module")
 TYPE_WORDS = {
     "<class 'int'>": "an integer",
@@ -73,10 +74,19 @@ def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
     given = given_value.group(1).strip() if given_value else ""
     if any("Union subtypes" in detail for detail in details):
         details = _union_errors(details)
+        if key in (class_options or {}) and any(
+            detail.startswith((*NOT_A_CLASS, "Expected a dot import path")) for detail in details
+        ):
+            return f"--{key}: {class_options[key]}"
         expected = [EXPECTED.fullmatch(detail) for detail in details]
         if len(details) > 1 and all(expected):
             kinds = " or ".join(plain_type(match.group(1)) for match in expected)
             return f"--{key}: expected {kinds}, got {given!r}"
+        specific = [d for d, match in zip(details, expected, strict=True) if not match]
+        chosen = GIVEN_CLASS.search(message)
+        if specific and chosen:  # a class was named, and refused its arguments
+            return f"--{key}: {chosen.group(1).rpartition('.')[2]}: {specific[0]}"
+        details = specific + [detail for detail in details if detail not in specific]
     for detail in details:
         if detail.startswith(NOT_A_CLASS) and key in (class_options or {}):
             return f"--{key}: {class_options[key]}"
@@ -126,9 +136,6 @@ def config_error_of(err: BaseException) -> ConfigError | None:
             return err
         err = err.__cause__ or err.__context__
     return None
-
-
-GIVEN_CLASS = re.compile(r"Given value: Namespace\(class_path='([^']+)'")
 
 
 def construction_error(err: BaseException, config: Any) -> ConfigError:

@@ -19,6 +19,8 @@ INPUT_FILES = {
     "a_file": "",
 }
 
+EARLY = ["--trainer.callbacks+", "EarlyStopping", "--trainer.callbacks.patience", "2"]
+
 CASES: list[tuple[str, list[str], str]] = [
     # Strategy arguments, from flags and from YAML.
     ("strategy", ["--trainer.strategy", "FedTrimmedAvg", "--trainer.strategy.beta", "0.6"], "beta"),
@@ -146,6 +148,50 @@ CASES: list[tuple[str, list[str], str]] = [
     ("resume", ["--ckpt_path", "last", "--model.lr", "0.5"], "model.lr"),
     ("resume", ["--ckpt_path", "last", "--trainer.num_rounds", "1"], "trainer.num_rounds"),
     ("resume", ["--ckpt_path", "last", "--seed_everything", "8"], "seed_everything"),
+    # Callbacks and loggers.
+    ("callbacks", ["--trainer.callbacks+", "EarlyStopping"], "trainer.callbacks: EarlyStopping"),
+    ("callbacks", [*EARLY, "--trainer.callbacks.monitor", "nope"], "EarlyStopping.monitor"),
+    ("callbacks", [*EARLY, "--trainer.callbacks.mode", "up"], "trainer.callbacks.mode"),
+    ("callbacks", [*EARLY, "--trainer.callbacks.min_delta=-1"], "EarlyStopping.min_delta"),
+    (
+        "callbacks",
+        ["--trainer.callbacks+", "RoundCheckpoint", "--trainer.callbacks.keep_last", "0"],
+        "RoundCheckpoint.keep_last",
+    ),
+    (
+        "callbacks",
+        ["--trainer.callbacks+", "BestCheckpoint", "--trainer.callbacks.monitor", "loss"],
+        "BestCheckpoint.monitor",
+    ),
+    ("callbacks", [*EARLY, *EARLY], "trainer.callbacks: two callbacks"),
+    ("callbacks", ["--trainer.callbacks+", "Nope"], "trainer.callbacks: not a known callback"),
+    ("loggers", ["--trainer.logger", "Nope"], "trainer.logger: not a known logger"),
+    ("loggers", ["--trainer.logger", "TensorBoardLogger"], "trainer.logger: TensorBoardLogger"),
+    (
+        "loggers",
+        ["--trainer.logger", "CSVLogger", "--trainer.logger.nope", "1"],
+        "trainer.logger.nope",
+    ),
+]
+
+COMMAND_CASES: list[tuple[str, list[str], str]] = [
+    # The subcommands beside fit: (category, the whole command line, what the line names).
+    ("evaluate", ["evaluate", "--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt"),
+    ("evaluate", ["evaluate", "--ckpt_path", "not_a_checkpoint.ckpt"], "not_a_checkpoint"),
+    ("evaluate", ["evaluate", "--ckpt_path", "a_file"], "a_file"),
+    ("evaluate", ["evaluate", "--episodes", "0"], "--episodes"),
+    ("evaluate", ["evaluate", "--agents", "0,99"], "--agents"),
+    ("evaluate", ["evaluate", "--video_agents", "x"], "--video_agents"),
+    ("evaluate", ["evaluate", "--record_video", "videos"], "--record_video"),
+    ("evaluate", ["evaluate", "--data.env_id", "Acrobot-v1"], "data.env_id Acrobot-v1"),
+    ("evaluate", ["evaluate", "--data.num_agents", "0"], "data.num_agents"),
+    ("evaluate", ["evaluate", "--out", "missing/evaluation.csv"], "--out"),
+    ("evaluate", ["test", "--nope", "1"], "--nope"),
+    ("report", ["report", "missing_run"], "missing_run"),
+    ("report", ["report", "lightning_logs/version_0", "--labels", "a", "b"], "--labels"),
+    ("export", ["export", "--format", "tflite", "--out", "p.x"], "--format"),
+    ("export", ["export", "--out", "missing/policy.pt"], "--out"),
+    ("export", ["export", "--ckpt_path", "not_a_checkpoint.ckpt", "--out", "p.pt"], "checkpoint"),
 ]
 
 

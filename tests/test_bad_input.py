@@ -6,7 +6,7 @@ import io
 import shutil
 
 import pytest
-from bad_inputs import CASES, folder_digest, write_input_files
+from bad_inputs import CASES, COMMAND_CASES, folder_digest, write_input_files
 from conftest import TINY_CONFIG, run_cli
 
 from fedrl_lightning.cli import main
@@ -42,6 +42,19 @@ def test_bad_input_is_one_line_and_changes_nothing(case, finished_run, monkeypat
     config = [] if "--config" in args else ["--config", str(TINY_CONFIG)]
     before = folder_digest(finished_run)
     code, _, stderr = run_in_process(["fit", *config, *args], finished_run, monkeypatch)
+    assert code == 2, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    assert names in lines[0]
+    assert folder_digest(finished_run) == before
+
+
+@pytest.mark.parametrize("case", COMMAND_CASES, ids=[case_id(c) for c in COMMAND_CASES])
+def test_subcommands_bad_input_is_one_line_and_changes_nothing(case, finished_run, monkeypatch):
+    _, args, names = case
+    before = folder_digest(finished_run)
+    code, _, stderr = run_in_process(args, finished_run, monkeypatch)
     assert code == 2, stderr
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
