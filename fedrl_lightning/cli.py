@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -378,6 +379,9 @@ def main(args: list[str] | None = None, prog: str = PROG) -> int:
             return interrupt.exit_code
         except SystemExit as done:  # --help and --print_config end the parser's way
             return done.code if isinstance(done.code, int) else 0
+        except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as Unix tools
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
     return 0
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY_CONFIG, run_cli
+from conftest import TINY_CONFIG, cli_command, cli_env, run_cli
 
 from fedrl_lightning import ReinforceModule
 from fedrl_lightning.checkpoints import load_checkpoint
@@ -233,3 +233,27 @@ def test_a_chosen_class_gets_its_own_defaults(tmp_path, args, expected):
     section = config["trainer"]["strategy"] if "strategy" in args[0] else config["model"]
     for name, value in expected.items():
         assert section["init_args"][name] == value, name
+
+
+def test_help_lists_every_subcommand(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for name in ("fit", "evaluate", "test", "report", "export"):
+        assert f"\n    {name} " in result.stdout, name
+    assert "The same as evaluate." in result.stdout
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tiny_run):
+    """``evaluate | head -1``: no BrokenPipeError traceback, the pipe's exit code."""
+    cwd, _ = tiny_run
+    process = subprocess.Popen(
+        cli_command("evaluate", "--episodes", "2", "--out", "piped.csv"),
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # nobody reads what the command prints
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141, stderr
+    assert stderr == b""

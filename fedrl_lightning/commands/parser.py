@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, NoReturn
 
 from jsonargparse import ArgumentParser
@@ -10,6 +11,8 @@ from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.parse_errors import one_line
 
 __all__ = ["CommandParser", "agent_ids"]
+
+REQUIRED = re.compile(r"the following arguments are required: (.+)")
 
 
 class CommandParser(ArgumentParser):
@@ -25,8 +28,17 @@ class CommandParser(ArgumentParser):
         super().__init__(prog=prog, description=description, allow_abbrev=False, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        """Raise the parse error as one line."""
+        """Raise the parse error as one line; missing arguments are named as options."""
+        missing = REQUIRED.fullmatch(message.strip())
+        if missing:
+            names = [name.strip() for name in missing.group(1).split(",")]
+            options = [name if name in self._positionals_names() else f"--{name}" for name in names]
+            raise ConfigError(f"{', '.join(options)}: required (see --help)")
         raise ConfigError(one_line(message))
+
+    def _positionals_names(self) -> set[str]:
+        """The names of the positional arguments, which the command line gives without dashes."""
+        return {action.dest for action in self._actions if not action.option_strings}
 
 
 def agent_ids(value: str | None, option: str, num_agents: int) -> list[int] | None:
