@@ -29,15 +29,7 @@ EVALUATION_FILE = "evaluation.csv"
 def build_parser(prog: str) -> CommandParser:
     """The ``evaluate`` command's options; ``--data.*`` default to the run's own population."""
     parser = CommandParser(prog, DESCRIPTION)
-    parser.add_argument(
-        "--ckpt_path",
-        type=str,
-        default="last",
-        help="last or best (of the newest run), a run folder (its last.ckpt), or a checkpoint.",
-    )
-    parser.add_argument(
-        "--default_root_dir", type=str, default=".", help="Where last and best look for runs."
-    )
+    parser.add_checkpoint_arguments()
     parser.add_argument("--episodes", type=PositiveInt, default=10, help="Episodes per agent.")
     parser.add_argument(
         "--deterministic",

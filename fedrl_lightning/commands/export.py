@@ -44,21 +44,13 @@ ONNX_PACKAGES = ("onnx", "onnxscript")
 def build_parser(prog: str) -> CommandParser:
     """The ``export`` command's options."""
     parser = CommandParser(prog, DESCRIPTION)
-    parser.add_argument(
-        "--ckpt_path",
-        type=str,
-        default="last",
-        help="last or best (of the newest run), a run folder, or a checkpoint file.",
-    )
+    parser.add_checkpoint_arguments()
     parser.add_argument(
         "--format", type=Literal["torchscript", "onnx"], default="torchscript", help="File format."
     )
     # Checked in run(), not by the parser, whose message would name "out" without its dashes.
     parser.add_argument(
         "--out", type=str | None, default=None, help="The file to write (required)."
-    )
-    parser.add_argument(
-        "--default_root_dir", type=str, default=".", help="Where last and best look for runs."
     )
     parser.add_argument(
         "--noise_input",

@@ -36,6 +36,22 @@ class CommandParser(ArgumentParser):
             raise ConfigError(f"{', '.join(options)}: required (see --help)")
         raise ConfigError(one_line(message))
 
+    def add_checkpoint_arguments(self) -> None:
+        """``--ckpt_path`` and ``--default_root_dir``: which trained policy a command reads.
+
+        :func:`~fedrl_lightning.federation.run_folder.trained_checkpoint` resolves them.
+        """
+        self.add_argument(
+            "--ckpt_path",
+            type=str,
+            default="last",
+            help="last or best (of the newest run), a run folder (its last.ckpt), or a "
+            "checkpoint file.",
+        )
+        self.add_argument(
+            "--default_root_dir", type=str, default=".", help="Where last and best look for runs."
+        )
+
     def _positionals_names(self) -> set[str]:
         """The names of the positional arguments, which the command line gives without dashes."""
         return {action.dest for action in self._actions if not action.option_strings}
