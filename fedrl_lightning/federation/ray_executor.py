@@ -63,9 +63,9 @@ class RayExecutor(Executor):
         num_workers: CPUs of the local Ray instance, one local fit per CPU; ``None``: all of
             this machine's. Not used when joining a cluster.
         address: ``auto``, ``host:port`` or ``ray://host:port`` joins an existing cluster;
-            ``None`` starts a local Ray instance, unless this process has already initialised
-            Ray: also on a node of a cluster, and with ``RAY_ADDRESS`` set, which ``ray.init()``
-            would join.
+            ``None`` starts a local Ray instance, even on a node of a cluster or with
+            ``RAY_ADDRESS`` set (where a bare ``ray.init()`` would join that cluster), unless
+            this process has already initialised Ray.
         round_timeout: Seconds a round waits for its fits, from when they were submitted
             (while the driver evaluated the previous round); fits still running then are
             cancelled and count as failed. Which fits that cuts short depends on timing.
