@@ -7,7 +7,9 @@ episode passes ``RUNAWAY_STEPS``. ``faults:Slow-v0`` is SimpleEnv, with the same
 slowed down by environment variables, which reach Ray's workers too and leave the run's config
 alone: ``FAULTS_STEP_DELAY`` seconds of sleep per step; ``FAULTS_STEPPED``, a file that a step
 creates if it is missing, also while it hangs; and ``FAULTS_STALL_AFTER``, a file from whose
-creation on every step hangs, as a stuck simulator does. ``faults:LongEpisode-v0`` is the same
+creation on every step hangs, as a stuck simulator does; and ``FAULTS_FITS``, a folder in
+which every seeded reset (a local fit's first) writes a file named after its seed, saying on
+which Ray node and in which process it ran. ``faults:LongEpisode-v0`` is the same
 with a time limit of 10**9 steps. ``FlakyModule`` fails some local fits: it raises, returns NaN
 weights, ends its process (a lost Ray worker) or hangs, with given probabilities drawn from
 torch's generator, which each local fit seeds from (run seed, round, agent). Ending the process
@@ -16,6 +18,7 @@ and hanging are only for the Ray executor.
 
 import os
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import torch
@@ -62,7 +65,24 @@ class EndlessVectorEnv(SimpleVectorEnv):
 gym.register("Endless-v0", entry_point=EndlessEnv, vector_entry_point=EndlessVectorEnv)
 
 
+def record_fit(seed: int) -> None:
+    """Write ``FAULTS_FITS/<seed>``: the Ray node id (``none`` outside Ray) and the pid."""
+    import ray
+
+    context = ray.get_runtime_context() if ray.is_initialized() else None
+    node = context.get_node_id() if context is not None else "none"
+    path = Path(os.environ["FAULTS_FITS"], str(seed))
+    partial = path.with_suffix(".tmp")
+    partial.write_text(f"{node} {os.getpid()}")
+    os.replace(partial, path)  # whoever polls the folder sees whole records only
+
+
 class SlowEnv(SimpleEnv):
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple:
+        if seed is not None and os.environ.get("FAULTS_FITS"):
+            record_fit(seed)
+        return super().reset(seed=seed, options=options)
+
     def step(self, action: object) -> tuple:
         stepped = os.environ.get("FAULTS_STEPPED")
         stall_after = os.environ.get("FAULTS_STALL_AFTER")

@@ -62,8 +62,10 @@ class RayExecutor(Executor):
     Args:
         num_workers: CPUs of the local Ray instance, one local fit per CPU; ``None``: all of
             this machine's. Not used when joining a cluster.
-        address: ``auto`` or ``ray://host:port`` joins an existing cluster; ``None`` starts a
-            local Ray instance, unless this process has already initialised Ray.
+        address: ``auto``, ``host:port`` or ``ray://host:port`` joins an existing cluster;
+            ``None`` starts a local Ray instance, even on a node of a cluster or with
+            ``RAY_ADDRESS`` set (where a bare ``ray.init()`` would join that cluster), unless
+            this process has already initialised Ray.
         round_timeout: Seconds a round waits for its fits, from when they were submitted
             (while the driver evaluated the previous round); fits still running then are
             cancelled and count as failed. Which fits that cuts short depends on timing.
@@ -92,6 +94,8 @@ class RayExecutor(Executor):
         with deferred_signals():
             self._start_ray()
             self._population = ray.put(population)
+        # A fit whose worker or node dies fails its agent in that round, as an exception does;
+        # Ray's default, 3 retries, would rerun it elsewhere, later.
         self._fit = ray.remote(num_cpus=1, max_retries=0)(fit_remotely)
 
     def _start_ray(self) -> None:
@@ -100,7 +104,7 @@ class RayExecutor(Executor):
             try:
                 with keep_signal_handlers():  # ray.init's would end the process at once
                     ray.init(
-                        address=self.address,
+                        address=self.address if self.address is not None else "local",
                         num_cpus=self.num_workers if self.address is None else None,
                         include_dashboard=False,
                         log_to_driver=self.verbose,
