@@ -28,14 +28,20 @@ class RunTensorBoardLogger(TensorBoardLogger):
     run's resolved config there, to a temporary file renamed into place.
     """
 
+    _unsaved_hparams = False
+
+    @override
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        super().log_hyperparams(params, *args, **kwargs)
+        self._unsaved_hparams = True
+
     @override
     def save(self) -> None:
         self.experiment.flush()
-        if self.hparams:
+        if self._unsaved_hparams:  # once per run, not every round
             path = RunFolder(self.log_dir).path / self.NAME_HPARAMS_FILE
-            text = yaml.safe_dump(dict(self.hparams), sort_keys=False)
-            if not path.is_file() or path.read_text() != text:
-                atomic_write_text(text, path)
+            atomic_write_text(yaml.safe_dump(dict(self.hparams), sort_keys=False), path)
+            self._unsaved_hparams = False
 
 
 def run_loggers(
