@@ -19,13 +19,18 @@ difference of the medians of the long and the short runs over the rounds between
 what a run pays once (starting Python, importing TensorBoard or MLflow, opening the store)
 cancels out; that is reported apart, as the short run's time beyond its rounds. Every setting
 must end with the same metrics: loggers and callbacks watch the rounds, they do not change
-them.
+them. Then each setting runs once more in this process with every hook call timed, which
+gives the time spent inside each callback's hooks per round, apart from the noise of whole
+runs (and from what background threads, such as TensorBoard's writer, take).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import csv
+import io
 import os
 import statistics
 import subprocess
@@ -35,6 +40,18 @@ import time
 from pathlib import Path
 
 from machine import describe_machine
+
+from fedrl_lightning.cli import main as main_cli
+from fedrl_lightning.federation import FederatedTrainer
+
+CALLBACKS = (
+    "RoundLogging",
+    "EarlyStopping",
+    "RoundCheckpoint",
+    "BestCheckpoint",
+    "ProgressDisplay",
+)
+"""The callbacks whose hooks are timed: the loggers' callback first."""
 
 
 def settings(workdir: Path) -> dict[str, list[str]]:
@@ -78,6 +95,30 @@ def fit(options: list[str], root: Path, rounds: int) -> tuple[float, list[dict[s
     return seconds, rows
 
 
+def hook_times(flags: list[str], root: Path, rounds: int) -> dict[str, float]:
+    """Seconds per round spent inside each callback's hooks, in one run in this process."""
+    spent: collections.Counter[str] = collections.Counter()
+
+    def timed_call(trainer: FederatedTrainer, hook: str, *args: object) -> None:
+        for callback in trainer._hooks:
+            started = time.perf_counter()
+            getattr(callback, hook)(trainer, *args)
+            spent[type(callback).__name__] += time.perf_counter() - started
+
+    original = FederatedTrainer._call
+    FederatedTrainer._call = timed_call
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            main_cli(
+                ["fit", "--config", "configs/default.yaml", f"--trainer.num_rounds={rounds}"]
+                + [f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false"]
+                + flags
+            )
+    finally:
+        FederatedTrainer._call = original
+    return {name: value / rounds for name, value in spent.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -113,6 +154,15 @@ def main() -> None:
             f"| {name} | {per_round[name] * 1000:.1f} ms | {once:.2f} s "
             f"| {(per_round[name] - per_round['bare']) * 1000:+.1f} ms |"
         )
+    print("\nTime inside the hooks, per round (one run of each setting in this process):\n")
+    print("| setting | " + " | ".join(CALLBACKS) + " | all hooks |")
+    print("| --- " * (len(CALLBACKS) + 2) + "|")
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, flags in settings(Path(workdir)).items():
+            times = hook_times(flags, Path(workdir) / name, long)
+            cells = [f"{times.get(cls, 0.0) * 1000:.2f} ms" for cls in CALLBACKS]
+            print(f"| {name} | " + " | ".join(cells) + f" | {sum(times.values()) * 1000:.2f} ms |")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,11 @@ EVALUATION_FILE = "evaluation.csv"
 
 def build_parser(prog: str) -> CommandParser:
     """The ``evaluate`` command's options; ``--data.*`` default to the run's own population."""
-    parser = CommandParser(prog, DESCRIPTION)
+    parser = CommandParser(
+        prog,
+        f"{DESCRIPTION} The --data.* options default to the population of the run that saved "
+        "the checkpoint (its config), not to the values shown.",
+    )
     parser.add_checkpoint_arguments()
     parser.add_argument("--episodes", type=PositiveInt, default=10, help="Episodes per agent.")
     parser.add_argument(
@@ -45,7 +49,10 @@ def build_parser(prog: str) -> CommandParser:
         "episodes are fresh whatever the seed.",
     )
     parser.add_argument(
-        "--agents", type=str | None, default=None, help="Agents to evaluate, as 0,3,9; all."
+        "--agents",
+        type=str | None,
+        default=None,
+        help="Agents to evaluate, as 0,3,9; default: all.",
     )
     parser.add_argument(
         "--out",
