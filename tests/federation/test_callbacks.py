@@ -209,35 +209,38 @@ def read_metrics(path):
     return rows
 
 
-def test_an_early_stopped_run_continues_with_the_callback_removed(tmp_path):
-    """The CLI: stop on a threshold, then resume past it; the result is the whole run's."""
+def test_an_early_stopped_run_stays_stopped_and_continues_with_more_rounds(tmp_path):
+    """The CLI: stop on a threshold, resume it as it was, then with more rounds."""
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     whole.mkdir(), stopped.mkdir()
-    tiny = ["--config", str(TINY_CONFIG), "--trainer.num_rounds", "8"]
-    assert run_cli("fit", *tiny, cwd=whole).returncode == 0
+    whole_run = run_cli("fit", "--config", str(TINY_CONFIG), "--trainer.num_rounds", "8", cwd=whole)
+    assert whole_run.returncode == 0, whole_run.stderr
     rewards = [float(row["eval_reward"]) for row in read_metrics(whole / RUN / "metrics.csv")]
-    threshold = sorted(rewards[:6])[-1]
-    first = next(i for i, value in enumerate(rewards, start=1) if value >= threshold)
-    stop = [
-        "--trainer.callbacks+",
-        "EarlyStopping",
-        "--trainer.callbacks.stopping_threshold",
-        str(threshold),
-    ]
+    threshold = max(rewards[:5])
+    first = rewards.index(threshold) + 1
+    stop = ["--trainer.callbacks+", "EarlyStopping"]
+    stop += ["--trainer.callbacks.stopping_threshold", str(threshold)]
+    tiny = ["--config", str(TINY_CONFIG), "--trainer.num_rounds", "6"]
 
     result = run_cli("fit", *tiny, *stop, cwd=stopped)
 
     assert result.returncode == 0, result.stderr
-    assert f"Stopped after round {first} of 8: EarlyStopping: eval_reward" in result.stdout
+    assert f"Stopped after round {first} of 6: EarlyStopping: eval_reward" in result.stdout
     assert len(read_metrics(stopped / RUN / "metrics.csv")) == first
-    # Resumed as it was, it stays stopped: its criterion still holds for its last round.
+    # Resumed as it was (as after a kill just past the stop), it stays stopped.
     again = run_cli("fit", "--ckpt_path", "last", cwd=stopped)
     assert again.returncode == 0, again.stderr
     assert f"Finished 0 rounds (resumed after round {first})" in again.stdout
-    assert f"Stopped after round {first} of 8" in again.stdout
-    resumed = run_cli("fit", "--ckpt_path", "last", "--trainer.callbacks", "[]", cwd=stopped)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed after round {first}" in resumed.stdout
+    assert f"Stopped after round {first} of 6" in again.stdout
+    # With more rounds it goes on, and stops again at the next round that meets the threshold.
+    more = run_cli("fit", "--ckpt_path", "last", "--trainer.num_rounds", "8", cwd=stopped)
+    assert more.returncode == 0, more.stderr
+    later = [i for i in range(first + 1, 9) if rewards[i - 1] >= threshold]
+    done = later[0] if later else 8
+    assert f"Finished {done - first} round" in more.stdout
+    assert len(read_metrics(stopped / RUN / "metrics.csv")) == done
+    rest = run_cli("fit", "--ckpt_path", "last", "--trainer.callbacks", "[]", cwd=stopped)
+    assert rest.returncode == 0, rest.stderr
     assert read_metrics(stopped / RUN / "metrics.csv") == read_metrics(whole / RUN / "metrics.csv")
     last = "checkpoints/last.ckpt"
     for key, value in torch.load(whole / RUN / last, weights_only=True)["state_dict"].items():

@@ -25,13 +25,15 @@ class EarlyStopping(Callback):
     improved for ``patience`` rounds: Lightning's ``EarlyStopping``, over rounds.
     ``EarlyStopping(monitor="eval_reward_min", stopping_threshold=475)`` ends a CartPole run
     once its worst evaluated agent scores 475.
-    The run ends cleanly, with that round's checkpoint as ``last.ckpt``. Resumed, a run this
-    callback stopped stays stopped while its criterion still holds for the last round (as a
-    finished run resumed with the same ``num_rounds`` runs no round), so a process killed
-    just after the stop resumes to the same result; with the callback changed (another
-    threshold) or removed, ``--ckpt_path last`` with a larger ``num_rounds`` continues it.
-    Its state (the best value, the rounds since it improved, the round it stopped at) is
-    saved in every round checkpoint, so a resumed run counts on exactly.
+    The run ends cleanly, with that round's checkpoint as ``last.ckpt``. Resumed with the
+    same ``num_rounds``, a run this callback stopped stays stopped while its criterion still
+    holds for its last round, as a finished run resumed runs no round: so a process killed
+    just after the stop resumes to the same result. ``--ckpt_path last`` with a larger
+    ``num_rounds`` continues it, and the criterion is checked again after every new round (a
+    threshold still met stops it after the next one: change or remove the callback to train
+    on past it). Its state (the best value, the rounds since it improved, the round it stopped
+    at and the run's ``num_rounds`` then) is saved in every round checkpoint, so a resumed run
+    counts on exactly.
 
     Args:
         monitor: The metric, a column of ``metrics.csv``: ``eval_reward``,
@@ -72,6 +74,7 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.wait = 0
         self.stopped_round = 0
+        self.stopped_num_rounds = 0
 
     @property
     @override
@@ -84,7 +87,8 @@ class EarlyStopping(Callback):
 
     @override
     def on_fit_start(self, trainer: FederatedTrainer) -> None:
-        if trainer.history and self.stopped_round == trainer.completed_rounds:
+        stopped_here = trainer.history and self.stopped_round == trainer.completed_rounds
+        if stopped_here and trainer.num_rounds <= self.stopped_num_rounds:
             reason = self._reason(float(trainer.history[-1][self.monitor]))
             if reason is not None:
                 trainer.stop(f"EarlyStopping: {reason}")
@@ -100,7 +104,7 @@ class EarlyStopping(Callback):
             self.wait += 1
         reason = self._reason(value)
         if reason is not None:
-            self.stopped_round = int(row["round"])
+            self.stopped_round, self.stopped_num_rounds = int(row["round"]), trainer.num_rounds
             trainer.stop(f"EarlyStopping: {reason}")
 
     def _reason(self, value: float) -> str | None:
@@ -120,10 +124,16 @@ class EarlyStopping(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "wait": self.wait, "stopped_round": self.stopped_round}
+        return {
+            "best": self.best,
+            "wait": self.wait,
+            "stopped_round": self.stopped_round,
+            "stopped_num_rounds": self.stopped_num_rounds,
+        }
 
     @override
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
         self.wait = int(state["wait"])
         self.stopped_round = int(state["stopped_round"])
+        self.stopped_num_rounds = int(state["stopped_num_rounds"])
