@@ -26,18 +26,26 @@ class SimpleEnv(gym.Env[np.ndarray, np.int64]):
     ``state[1]``) scores about 75 over 100 steps; a random policy scores 50. The registered id
     ``fedrl/Simple-v0`` truncates episodes after 100 steps.
 
-    Agents can differ through ``noise_scale`` and ``drift`` (see ``--data.heterogeneity``).
+    With ``reward_sign`` -1 the task is the opposite one: action ``a`` pays when
+    ``state[a] < 0``, and the oracle picks the smaller of ``state[0]`` and ``state[1]`` (it
+    still scores about 75). Agents can differ through ``noise_scale``, ``drift`` and
+    ``reward_sign`` (see ``--data.heterogeneity``): ``{reward_sign: {choices: [1, -1]}}``
+    gives half of them the opposite task, which no single policy serves.
 
     Args:
         noise_scale: Standard deviation of each random-walk step.
         drift: Mean of each random-walk step, the same for every coordinate.
+        reward_sign: 1, reward for a positive coordinate; -1, for a negative one.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, noise_scale: float = 0.1, drift: float = 0.0) -> None:
+    def __init__(
+        self, noise_scale: float = 0.1, drift: float = 0.0, reward_sign: float = 1.0
+    ) -> None:
         self.noise_scale = noise_scale
         self.drift = drift
+        self.reward_sign = reward_sign
         self.observation_space = spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self._state = np.zeros(STATE_DIM, np.float32)
@@ -55,7 +63,7 @@ class SimpleEnv(gym.Env[np.ndarray, np.int64]):
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Pay for the chosen coordinate, then take one random-walk step."""
-        reward = 1.0 if self._state[action] > 0 else 0.0
+        reward = 1.0 if self.reward_sign * self._state[action] > 0 else 0.0
         if self._t == len(self._noise):
             self._draw_noise()
         self._state = self._state + self._noise[self._t]
@@ -80,6 +88,7 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
         num_envs: How many sub-environments to run.
         noise_scale: Standard deviation of each random-walk step.
         drift: Mean of each random-walk step.
+        reward_sign: 1, reward for a positive coordinate; -1, for a negative one.
         max_episode_steps: Episode length.
     """
 
@@ -91,11 +100,13 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
         num_envs: int = 1,
         noise_scale: float = 0.1,
         drift: float = 0.0,
+        reward_sign: float = 1.0,
         max_episode_steps: int = 100,
     ) -> None:
         self.num_envs = num_envs
         self.noise_scale = noise_scale
         self.drift = drift
+        self.reward_sign = reward_sign
         self.max_episode_steps = max_episode_steps
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
@@ -126,7 +137,7 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every sub-environment; those that finished last step reset instead."""
         rows = np.arange(self.num_envs)
-        rewards = (self._state[rows, actions] > 0).astype(np.float64)
+        rewards = (self.reward_sign * self._state[rows, actions] > 0).astype(np.float64)
         if self._t == self._noise.shape[1]:
             self._draw_noise()
         self._state = self._state + self._noise[:, self._t]

@@ -31,6 +31,52 @@ def test_reward_pays_for_the_positive_coordinate():
         assert reward == expected
 
 
+def test_reward_sign_minus_one_pays_for_the_negative_coordinate():
+    env = SimpleEnv(reward_sign=-1)
+    observation, _ = env.reset(seed=3)
+    for t in range(300):
+        action = t % 2
+        expected = 1.0 if observation[action] < 0 else 0.0
+        observation, reward, *_ = env.step(action)
+        assert reward == expected
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_each_task_has_an_oracle_scoring_about_75_and_the_other_task_s_scores_25(sign):
+    """The oracle of one sign is the worst policy of the other: no single policy serves both."""
+    scores = {1: [], -1: []}
+    for seed in range(1000):  # an episode's return is nearly 0 or 100: a standard error of ~1.3
+        env = gym.make("fedrl/Simple-v0", reward_sign=sign)
+        observation, _ = env.reset(seed=seed)
+        totals = {1: 0.0, -1: 0.0}
+        done = False
+        while not done:
+            # Both oracles act on the same state, in two copies of the environment.
+            larger = int(observation[1] > observation[0])
+            totals[1] += float(sign * observation[larger] > 0)
+            totals[-1] += float(sign * observation[1 - larger] > 0)
+            observation, _, terminated, truncated, _ = env.step(larger)
+            done = terminated or truncated
+        for oracle, total in totals.items():
+            scores[oracle].append(total)
+    own, other = np.mean(scores[sign]), np.mean(scores[-sign])
+    assert 71 < own < 79
+    assert 21 < other < 29
+
+
+def test_vector_env_has_the_reward_sign_too():
+    seeds = [5, 6, 7]
+    vector = SimpleVectorEnv(num_envs=3, reward_sign=-1)
+    singles = [SimpleEnv(reward_sign=-1) for _ in seeds]
+    vec_obs, _ = vector.reset(seed=seeds)
+    single_obs = [env.reset(seed=s)[0] for env, s in zip(singles, seeds, strict=True)]
+    for t in range(50):
+        actions = np.array([t % 2] * 3)
+        vec_obs, vec_rewards, *_ = vector.step(actions)
+        results = [env.step(int(a)) for env, a in zip(singles, actions, strict=True)]
+        assert vec_rewards.tolist() == [r[1] for r in results]
+
+
 def test_dynamics_are_a_gaussian_random_walk_with_scale_0_1():
     env = SimpleEnv()
     starts, steps = [], []
