@@ -4,33 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fedrl_lightning.checkpoints import LEARNER_KEY, load_checkpoint
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.personal_store import PersonalStore
+from fedrl_lightning.federation.run_folder import RunFolder
+from fedrl_lightning.federation.shared_model import task_of
+from fedrl_lightning.federation.trainer import FEDRL_KEY
 from fedrl_lightning.learners import LEARNERS, Learner, Reinforce
 
 __all__ = ["load_module"]
 
 
-def load_module(path: str | Path, learners: Sequence[type[Learner]] = ()) -> Learner:
+def load_module(
+    path: str | Path, learners: Sequence[type[Learner]] = (), agent: int | None = None
+) -> Learner:
     """The learner saved in a round or agent checkpoint, with its weights, in eval mode.
 
     The checkpoint is loaded with ``weights_only=True`` and names its learner by class name
     only. That name is looked up among the learners fedrl_lightning ships and those passed in
     ``learners``: a checkpoint never makes this import a module it names.
 
+    With ``agent``, the module is what agent ``agent`` would deploy: the global weights with
+    its task's task-scoped ones and its own agent-scoped ones (from the run folder's
+    ``personal/``; an agent that never trained has the global values).
+
     Args:
         path: A round checkpoint (``checkpoints/last.ckpt``, ``round-0012.ckpt``) or an agent's.
         learners: Your own learner classes that the checkpoint may name.
+        agent: The agent whose own parameters to load; ``None``: the global model.
 
     Returns:
         The module, in eval mode.
 
     Raises:
         ConfigError: If the file is not a readable checkpoint, names an unknown learner, or
-            holds weights that do not fit it.
+            holds weights that do not fit it; with ``agent``, if it is not a round checkpoint
+            in its run folder, or the agent's values are newer than it.
     """
     checkpoint = load_checkpoint(path)
+    if agent is not None:
+        checkpoint["state_dict"] = {
+            **checkpoint["state_dict"],
+            **_own_state(path, checkpoint, agent),
+        }
     known = {cls.__name__: cls for cls in (*LEARNERS, *learners)}
     # Checkpoints written before learners were named held REINFORCE, the only learner then.
     name = checkpoint.get(LEARNER_KEY, Reinforce.__name__)
@@ -48,3 +66,27 @@ def load_module(path: str | Path, learners: Sequence[type[Learner]] = ()) -> Lea
         reason = " ".join(str(err).split())
         raise ConfigError(f"checkpoint {path}: does not fit {name} ({reason})") from None
     return module.eval()
+
+
+def _own_state(path: str | Path, checkpoint: dict[str, Any], agent: int) -> dict[str, Any]:
+    """Agent ``agent``'s task- and agent-scoped entries, as of round checkpoint ``path``."""
+    state = checkpoint.get(FEDRL_KEY)
+    if not isinstance(state, dict):
+        raise ConfigError(f"checkpoint {path}: agent={agent} needs a round checkpoint")
+    shared = state.get("shared") or {}
+    own = dict((shared.get("tasks") or {}).get(task_of(shared, agent), {}))
+    if agent in (shared.get("versions") or {}):
+        run = RunFolder.of_checkpoint(Path(path))
+        if run is None:
+            raise ConfigError(
+                f"checkpoint {path}: agent {agent}'s own parameters are in its run folder's "
+                "personal/; load the checkpoint from inside that folder"
+            )
+        personal = load_checkpoint(PersonalStore(run.personal).path(agent))
+        if int(personal.get("round", 0)) > int(state["round"]):
+            raise ConfigError(
+                f"checkpoint {path}: agent {agent}'s own parameters are from round "
+                f"{personal['round']}, after this checkpoint's round {state['round']}"
+            )
+        own |= personal["state_dict"]
+    return own

@@ -102,6 +102,11 @@ class AgentPopulation:
         probe.reset(seed=0)
         probe.close()
 
+    @property
+    def task_sizes(self) -> list[int]:
+        """How many agents each task has, agents numbered task by task: one task, all of them."""
+        return [self.num_agents]
+
     def agent_parameters(self, agent_id: int) -> dict[str, Any]:
         """Agent ``agent_id``'s environment attribute values (empty without heterogeneity)."""
         return self.heterogeneity.values(agent_id)

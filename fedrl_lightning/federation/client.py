@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
@@ -41,6 +42,11 @@ class LocalFit:
         proximal_mu: Weight of FedProx's proximal term in the local loss (0: none).
         lr_scale: The round's factor on the learner's learning rate (the trainer's
             ``lr_schedule``).
+        own_state: The agent's task- and agent-scoped entries, which replace the global
+            ones (see :class:`~fedrl_lightning.federation.shared_model.SharedModel`).
+        personal_names: The agent-scoped entries: kept by the agent, never sent.
+        personal_path: Where the agent keeps their new values (its pending file in the
+            run's :class:`~fedrl_lightning.federation.personal_store.PersonalStore`).
     """
 
     agent_id: int
@@ -54,6 +60,9 @@ class LocalFit:
     trainer_kwargs: dict[str, Any]
     proximal_mu: float = 0.0
     lr_scale: float = 1.0
+    own_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    personal_names: tuple[str, ...] = ()
+    personal_path: Path | None = None
 
 
 def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
@@ -93,9 +102,10 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
 
     torch.manual_seed(seed(Stream.TORCH))
     module = task.module_class(**task.model_hparams)
-    module.load_state_dict(task.global_state)
+    start = {**task.global_state, **task.own_state}
+    module.load_state_dict(start)
     if task.proximal_mu:
-        module.set_proximal_term(task.global_state, task.proximal_mu)
+        module.set_proximal_term(start, task.proximal_mu)
     module.lr_scale = task.lr_scale
     byzantine = population.byzantine
     env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
@@ -120,8 +130,16 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
         trainer.fit(module, DataLoader(dataset, batch_size=None))
     finally:
         env.close()
+    trained = module.state_dict()
+    if task.personal_names:  # kept by the agent: written to its own file, never sent
+        personal = {name: trained[name] for name in task.personal_names}
+        PersonalStore.save(task.personal_path, task.round_idx, personal)
+
+    def shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in state.items() if k not in task.personal_names}
+
     sent = byzantine.corrupt_update(
-        task.agent_id, module.state_dict(), task.global_state, seed(Stream.BYZANTINE)
+        task.agent_id, shared(trained), shared(start), seed(Stream.BYZANTINE)
     )
     # The agent's checkpoint holds what aggregation reads: weights, hyperparameters, what
     # the fit did, and what its running statistics observed. Lightning's full checkpoint

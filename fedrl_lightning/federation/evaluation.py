@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import gymnasium as gym
 import numpy as np
 
@@ -9,7 +13,19 @@ from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.rollouts import Episode, rollout_wave
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["evaluate_policy", "evaluate_round", "evaluated_agents", "run_episodes"]
+if TYPE_CHECKING:
+    from fedrl_lightning.federation.shared_model import SharedModel
+    from fedrl_lightning.learners import Learner
+    from fedrl_lightning.population import AgentPopulation
+
+__all__ = [
+    "RoundEvaluation",
+    "evaluate_personalized",
+    "evaluate_policy",
+    "evaluate_round",
+    "evaluated_agents",
+    "run_episodes",
+]
 
 
 def evaluated_agents(num_agents: int, count: int | None) -> list[int]:
@@ -49,6 +65,37 @@ def evaluate_round(
     return returns.reshape(-1, episodes).mean(axis=1)
 
 
+def evaluate_personalized(
+    policy_of: Callable[[int], MLPPolicy],
+    envs: dict[int, gym.vector.VectorEnv],
+    episodes: int,
+    run_seed: int,
+    round_idx: int,
+) -> np.ndarray:
+    """Each evaluated agent's own policy (what it would deploy), on its own episodes.
+
+    Every agent plays the episodes :func:`evaluate_round` gives it (the same reset seeds), so
+    the personalized and the global return of an agent compare episode for episode.
+
+    Args:
+        policy_of: The policy agent ``a`` would deploy.
+        envs: Each evaluated agent's vector environment of ``episodes`` sub-environments.
+        episodes: Episodes per agent.
+        run_seed: The run's seed.
+        round_idx: The round just aggregated.
+
+    Returns:
+        One mean return per agent, in the order of ``envs``.
+    """
+    means = []
+    for agent, env in envs.items():
+        first = derive_seed(run_seed, round_idx, agent, Stream.EVAL_ENV)
+        seeds = [(first + i) % 2**32 for i in range(episodes)]
+        action_seed = derive_seed(run_seed, round_idx, agent, Stream.EVAL_ACTIONS)
+        means.append(evaluate_policy(policy_of(agent), env, seeds, action_seed).mean())
+    return np.array(means)
+
+
 def evaluate_policy(
     policy: MLPPolicy,
     env: gym.vector.VectorEnv,
@@ -82,3 +129,54 @@ def run_episodes(
     """The first episode of every sub-environment, in lock-step, as :func:`evaluate_policy` runs."""
     rng = np.random.default_rng(action_seed)
     return rollout_wave(env, policy.actor(), rng, env_seeds, deterministic)
+
+
+class RoundEvaluation:
+    """The evaluation after every round: the global policy, and each agent's own.
+
+    The global policy plays every evaluated agent's episodes in one batch; when agents have
+    parameters of their own, each agent's own policy then plays the same episodes.
+
+    Args:
+        model: The global model, loaded with the round's global weights.
+        population: The agents' environments.
+        agents: The evaluated agents.
+        episodes: Episodes per agent.
+        shared: The server's model, for what each agent would deploy.
+    """
+
+    def __init__(
+        self,
+        model: Learner,
+        population: AgentPopulation,
+        agents: list[int],
+        episodes: int,
+        shared: SharedModel,
+    ) -> None:
+        self.model, self.agents, self.episodes, self.shared = model, agents, episodes, shared
+        self.slots = [a for a in agents for _ in range(episodes)]
+        self.env = population.make_vector_env(self.slots)
+        self.own_envs = {}
+        if shared.personalized:
+            self.own_envs = {a: population.make_vector_env([a] * episodes) for a in agents}
+            self.scratch = copy.deepcopy(model)
+
+    def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean returns per agent: the global policy's, and each agent's own (or ``None``)."""
+        per_agent = evaluate_round(
+            self.model.policy, self.env, self.slots, self.episodes, seed, round_idx
+        )
+        if not self.own_envs:
+            return per_agent, None
+        return per_agent, evaluate_personalized(
+            self._policy_of, self.own_envs, self.episodes, seed, round_idx
+        )
+
+    def _policy_of(self, agent: int) -> MLPPolicy:
+        self.scratch.load_state_dict(self.shared.deployed_state(agent))
+        return self.scratch.policy
+
+    def close(self) -> None:
+        """Close the environments."""
+        for env in [self.env, *self.own_envs.values()]:
+            env.close()

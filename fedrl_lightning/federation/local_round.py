@@ -26,15 +26,16 @@ class SubmittedRound(NamedTuple):
     Attributes:
         round_idx: The round.
         tasks: One fit per sampled agent, in order.
-        global_state: The global weights the fits start from.
-        sent_bytes: The size of what each agent is sent: the global policy, as saved.
+        sent_state: What each agent is sent and sends back: the global weights without the
+            agent-scoped entries (its task's entries have the same names and shapes).
+        sent_bytes: The size of what each agent is sent: that state, as saved.
         statistics: Names of the model's running statistics modules, whose fit statistics
             every agent must send back.
     """
 
     round_idx: int
     tasks: list[LocalFit]
-    global_state: dict[str, torch.Tensor]
+    sent_state: dict[str, torch.Tensor]
     sent_bytes: int
     statistics: tuple[str, ...] = ()
 
@@ -63,10 +64,11 @@ def submit_round(
 ) -> SubmittedRound:
     """Start ``tasks``, one round's fits from the same global weights, on ``executor``."""
     executor.submit(tasks)
-    global_state = tasks[0].global_state
+    personal = set(tasks[0].personal_names)
+    sent = {k: v for k, v in tasks[0].global_state.items() if k not in personal}
     learner = tasks[0].module_class.__name__
-    sent_bytes = len(serialize(policy_checkpoint(global_state, model_hparams, learner)))
-    return SubmittedRound(tasks[0].round_idx, tasks, global_state, sent_bytes, statistics)
+    sent_bytes = len(serialize(policy_checkpoint(sent, model_hparams, learner)))
+    return SubmittedRound(tasks[0].round_idx, tasks, sent, sent_bytes, statistics)
 
 
 def collect_round(
@@ -93,13 +95,16 @@ def collect_round(
             if task.agent_id not in failures:
                 bytes_received += path.stat().st_size
                 updates.append(
-                    read_update(path, task.agent_id, submitted.global_state, submitted.statistics)
+                    read_update(path, task.agent_id, submitted.sent_state, submitted.statistics)
                 )
         except (OSError, InvalidUpdate) as err:
             failures[task.agent_id] = describe_failure(err)
         finally:
             if not keep_agent_checkpoints:
                 path.unlink(missing_ok=True)
+    for task in submitted.tasks:  # a failed agent's new personal values are not kept
+        if task.agent_id in failures and task.personal_path is not None:
+            task.personal_path.unlink(missing_ok=True)
     round_idx = submitted.round_idx
     if verbose:
         for agent_id, reason in sorted(failures.items()):

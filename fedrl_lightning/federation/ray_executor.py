@@ -35,12 +35,20 @@ def fit_remotely(
     global_state: dict[str, torch.Tensor],
     population: AgentPopulation,
     verbose: bool,
-) -> bytes:
-    """A Ray task's body: fit one agent on the worker and return its checkpoint's bytes."""
+) -> tuple[bytes, bytes | None]:
+    """A Ray task's body: fit one agent on the worker; return its checkpoint's bytes.
+
+    An agent that keeps agent-scoped values also returns its personal file's bytes, for the
+    driver to keep in the run's store (they are the agent's own: they count as no traffic).
+    """
     with quiet_lightning(verbose), tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "agent.ckpt"
-        task = dataclasses.replace(task, global_state=global_state, checkpoint_path=path)
-        return fit_agent(task, population).read_bytes()
+        personal = Path(folder) / "personal.ckpt" if task.personal_names else None
+        task = dataclasses.replace(
+            task, global_state=global_state, checkpoint_path=path, personal_path=personal
+        )
+        checkpoint = fit_agent(task, population).read_bytes()
+        return checkpoint, personal.read_bytes() if personal is not None else None
 
 
 class RayExecutor(Executor):
@@ -160,8 +168,11 @@ class RayExecutor(Executor):
             if isinstance(result, str):
                 failures[task.agent_id] = result
                 continue
+            checkpoint, personal = result
             try:
-                atomic_write_bytes(result, task.checkpoint_path)
+                if personal is not None:
+                    atomic_write_bytes(personal, task.personal_path)
+                atomic_write_bytes(checkpoint, task.checkpoint_path)
             except OSError as err:
                 failures[task.agent_id] = describe_failure(err)
         return failures
@@ -183,8 +194,8 @@ class RayExecutor(Executor):
                 break
         return ready, refs
 
-    def _result(self, ref: Any) -> bytes | str:
-        """A finished fit's checkpoint bytes, or why it failed."""
+    def _result(self, ref: Any) -> tuple[bytes, bytes | None] | str:
+        """A finished fit's checkpoint (and personal file) bytes, or why it failed."""
         ray = self._ray
         try:
             return ray.get(ref)

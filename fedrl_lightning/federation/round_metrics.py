@@ -10,7 +10,7 @@ import numpy as np
 from fedrl_lightning.federation.local_round import SubmittedRound, TrainedRound, training_metrics
 from fedrl_lightning.learners import Learner
 
-__all__ = ["metric_names", "round_row", "upgraded_row"]
+__all__ = ["metric_names", "personalized_columns", "round_row", "upgraded_row"]
 
 ROUND_COLUMNS = (
     "round",
@@ -28,11 +28,34 @@ ROUND_COLUMNS = (
 """The numeric columns of every row, besides the learner's and the evaluated agents'."""
 
 
-def metric_names(model: Learner, evaluated: Sequence[int]) -> list[str]:
-    """Every numeric column a run of ``model`` evaluated on agents ``evaluated`` reports."""
+def metric_names(model: Learner, evaluated: Sequence[int], personalized: bool = False) -> list[str]:
+    """Every numeric column a run of ``model`` evaluated on agents ``evaluated`` reports.
+
+    ``personalized``: agents have parameters of their own, so the rows also report each
+    evaluated agent's own policy.
+    """
     learner = [f"train_{name}" for name in model.metric_names()]
     agents = [f"eval_reward_per_agent/{agent}" for agent in evaluated]
-    return [*ROUND_COLUMNS, *learner, *agents]
+    names = [*ROUND_COLUMNS, *learner, *agents]
+    if personalized:
+        names += list(personalized_columns(evaluated, np.zeros(len(evaluated))))
+    return names
+
+
+def personalized_columns(
+    evaluated: Sequence[int], personalized: np.ndarray | None
+) -> dict[str, float]:
+    """The columns of each evaluated agent's own policy: mean, worst and per agent."""
+    if personalized is None:
+        return {}
+    return {
+        "eval_reward_personalized": float(personalized.mean()),
+        "eval_reward_personalized_min": float(personalized.min()),
+        **{
+            f"eval_reward_personalized_per_agent/{a}": float(r)
+            for a, r in zip(evaluated, personalized, strict=True)
+        },
+    }
 
 
 def upgraded_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ UNFINISHED_FILES = (
     "events.out.tfevents.*",
     "checkpoints/*.ckpt",
     "agents/*.ckpt",
+    "personal/*.ckpt",
 )
 
 
@@ -74,6 +75,11 @@ class RunFolder:
     def best_checkpoint(self) -> Path:
         """The round checkpoint with the highest ``eval_reward``, ``checkpoints/best.ckpt``."""
         return self.checkpoints / "best.ckpt"
+
+    @property
+    def personal(self) -> Path:
+        """The agents' own parameters (agent-scoped), one file per agent."""
+        return self.path / "personal"
 
     @property
     def agents(self) -> Path:

@@ -7,8 +7,6 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from fedrl_lightning.checkpoints import (
     atomic_save,
     atomic_write_text,
@@ -17,7 +15,6 @@ from fedrl_lightning.checkpoints import (
 )
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.aggregation import aggregate_round
 from fedrl_lightning.federation.callbacks import (
     BestCheckpoint,
     Callback,
@@ -26,24 +23,33 @@ from fedrl_lightning.federation.callbacks import (
     RoundLogging,
 )
 from fedrl_lightning.federation.client import LocalFit
-from fedrl_lightning.federation.evaluation import evaluate_round, evaluated_agents
+from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
 from fedrl_lightning.federation.loggers import LoggerOption
 from fedrl_lightning.federation.metrics_csv import csv_text
+from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.federation.ray_executor import RayExecutor
-from fedrl_lightning.federation.round_metrics import metric_names, round_row, upgraded_row
+from fedrl_lightning.federation.round_metrics import (
+    metric_names,
+    personalized_columns,
+    round_row,
+    upgraded_row,
+)
 from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
 from fedrl_lightning.federation.run_start import fresh_run, resumed_run
 from fedrl_lightning.federation.sampling import sample_agents
+from fedrl_lightning.federation.scopes import SharingScopes
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
     check_executor_options,
     check_output_folder,
 )
+from fedrl_lightning.federation.shared_model import SharedModel
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 from fedrl_lightning.learners import Learner
+from fedrl_lightning.observation_normalizer import STATISTICS_BUFFERS as STATISTICS
 from fedrl_lightning.population import AgentPopulation
 
 __all__ = ["FEDRL_KEY", "FederatedTrainer"]
@@ -104,6 +110,12 @@ class FederatedTrainer:
         default_root_dir: Folder under which ``lightning_logs/`` is created.
         keep_agent_checkpoints: Keep every agent's checkpoint in the run folder's ``agents/``
             instead of deleting it once aggregated.
+        personalization: Sharing scopes, by parameter-name patterns:
+            ``{agent: [policy.head.*]}`` keeps each agent's policy head to itself (FedPer);
+            ``task`` entries are aggregated over each task's agents only; the rest is
+            global. Agent-scoped values live in the run folder's ``personal/``, one file per
+            agent, and the rounds also report each evaluated agent's own policy
+            (``eval_reward_personalized``).
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -134,6 +146,7 @@ class FederatedTrainer:
         lr_schedule: Literal["constant", "linear"] = "constant",
         default_root_dir: str = ".",
         keep_agent_checkpoints: bool = False,
+        personalization: dict[str, list[str]] | None = None,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -183,6 +196,7 @@ class FederatedTrainer:
         self.lr_schedule = lr_schedule
         self.default_root_dir = Path(default_root_dir)
         self.keep_agent_checkpoints = keep_agent_checkpoints
+        self.scopes = SharingScopes(personalization)
         self.logger = logger
         self.callbacks = list(callbacks or [])
         keys = [callback.state_key for callback in self.callbacks]
@@ -249,7 +263,12 @@ class FederatedTrainer:
                 f"data.num_agents ({population.num_agents})"
             )
         model.check_fits(population)
+        statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
+        self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
+        self.shared = SharedModel(
+            self.scopes, model.state_dict(), population.task_sizes, self.strategy
+        )
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
         self._hooks = self._run_callbacks()
@@ -266,6 +285,9 @@ class FederatedTrainer:
             self._notice(notice)
         self.resumed_round = self.completed_rounds
         self.run.prepare()
+        if self.shared.agent_names:
+            self.shared.store = PersonalStore(self.run.personal)
+            self.run.personal.mkdir(exist_ok=True)
         if run_config is not None:
             atomic_write_text(run_config, self.run.config)
         if population.heterogeneity or population.byzantine:
@@ -283,6 +305,8 @@ class FederatedTrainer:
                     if self.completed_rounds < self.num_rounds:
                         failure.round_idx = self.completed_rounds + 1
                     self.run.remove_agent_checkpoints(after_round=self.completed_rounds)
+                    if self.shared.store is not None:
+                        self.shared.store.discard_pending()
                 raise
             finally:
                 executor.close()
@@ -296,7 +320,7 @@ class FederatedTrainer:
     def metric_names(self) -> list[str]:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
         evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
-        return metric_names(self.model, evaluated)
+        return metric_names(self.model, evaluated, self.shared.personalized)
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -311,6 +335,7 @@ class FederatedTrainer:
             "strategy": self.strategy.state_dict(),
             "config": self.run_config,
             "callbacks": {c.state_key: c.state_dict() for c in self._hooks if c.state_dict()},
+            "shared": self.shared.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -322,6 +347,7 @@ class FederatedTrainer:
         self.completed_rounds = int(state["round"])
         self.history = [upgraded_row(row) for row in state["history"]]
         self.strategy.load_state_dict(state["strategy"])
+        self.shared.load_state_dict(state.get("shared", {}))
         saved = state.get("callbacks", {})  # none in checkpoints from before callbacks
         for callback in self._hooks:
             if callback.state_key in saved:
@@ -348,6 +374,15 @@ class FederatedTrainer:
                 f"--trainer.num_rounds ({self.num_rounds}) is below the {self.completed_rounds} "
                 f"rounds already done in {path}"
             )
+        self.shared.global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.shared.versions:  # agents' personal values: only in the checkpoint's own run
+            run = RunFolder.of_checkpoint(path)
+            if run is None:
+                raise ConfigError(
+                    f"--ckpt_path {path}: its agents keep personal parameters in their run "
+                    "folder's personal/; resume from the checkpoint inside that folder"
+                )
+            PersonalStore(run.personal).recover(self.shared.versions, self.completed_rounds)
         self.run, notice = resumed_run(path, self.default_root_dir, self.history)
         self._notice(notice)
 
@@ -382,17 +417,16 @@ class FederatedTrainer:
         return RayExecutor(self.num_workers, self.ray_address, self.round_timeout)
 
     def _run_rounds(self, model: Learner, population: AgentPopulation, executor: Executor) -> None:
-        global_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        shared = self.shared
         evaluated = evaluated_agents(population.num_agents, self.eval_agents)
-        eval_agents = [a for a in evaluated for _ in range(self.eval_episodes)]
-        eval_env = population.make_vector_env(eval_agents)
+        evaluation = RoundEvaluation(model, population, evaluated, self.eval_episodes, shared)
         last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
         totals = {"episodes": int(last["episodes"]), "env_steps": int(last["env_steps"])}
         first = self.completed_rounds + 1
         try:
             started = time.perf_counter()
             if first <= self.num_rounds and not self.should_stop:
-                submitted = self._submit_round(first, model, global_state, executor)
+                submitted = self._submit_round(first, model, executor)
             for round_idx in range(first, self.num_rounds + 1):
                 if self.should_stop:  # a callback ended the run when it started
                     break
@@ -404,38 +438,28 @@ class FederatedTrainer:
                     self.keep_agent_checkpoints,
                     self.verbose,
                 )
-                global_state = aggregate_round(
-                    self.strategy, global_state, trained.updates, submitted.statistics
-                )
-                model.load_state_dict(global_state)
+                shared.aggregate(self.strategy, trained.updates, submitted.statistics)
+                model.load_state_dict(shared.global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
-                    next_round = self._submit_round(round_idx + 1, model, global_state, executor)
-                per_agent = evaluate_round(
-                    model.policy, eval_env, eval_agents, self.eval_episodes, self.seed, round_idx
-                )
+                    next_round = self._submit_round(round_idx + 1, model, executor)
+                per_agent, personalized = evaluation.run(self.seed, round_idx)
                 totals["episodes"] += sum(u.num_episodes for u in trained.updates)
                 totals["env_steps"] += sum(u.num_steps for u in trained.updates)
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 elapsed = time.perf_counter() - started
                 row = round_row(
                     submitted, trained, byzantine, evaluated, per_agent, totals, elapsed
-                )
-                self._commit_round(row, model, global_state)
+                ) | personalized_columns(evaluated, personalized)
+                self._commit_round(row, model, [u.agent_id for u in trained.updates])
                 if self.should_stop:
                     break
                 started = time.perf_counter()
                 if round_idx < self.num_rounds:
                     submitted = next_round
         finally:
-            eval_env.close()
+            evaluation.close()
 
-    def _submit_round(
-        self,
-        round_idx: int,
-        model: Learner,
-        global_state: dict[str, torch.Tensor],
-        executor: Executor,
-    ) -> SubmittedRound:
+    def _submit_round(self, round_idx: int, model: Learner, executor: Executor) -> SubmittedRound:
         agents = sample_agents(
             executor.population.num_agents, self.agents_per_round, self.seed, round_idx
         )
@@ -446,6 +470,7 @@ class FederatedTrainer:
             "enable_progress_bar": self.verbose,
             "enable_model_summary": self.verbose,
         }
+        shared, store = self.shared, self.shared.store
         tasks = [
             LocalFit(
                 agent_id=agent_id,
@@ -453,12 +478,15 @@ class FederatedTrainer:
                 run_seed=self.seed,
                 module_class=type(model),
                 model_hparams=model_hparams,
-                global_state=global_state,
+                global_state=shared.global_state,
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
                 proximal_mu=self.strategy.proximal_mu,
                 lr_scale=self._lr_scale(round_idx),
+                own_state=shared.own_state(agent_id) if shared.personalized else {},
+                personal_names=tuple(shared.agent_names),
+                personal_path=store.pending_path(agent_id) if store is not None else None,
             )
             for agent_id in agents
         ]
@@ -470,23 +498,30 @@ class FederatedTrainer:
             return 1.0
         return 1.0 - (round_idx - 1) / self.num_rounds
 
-    def _commit_round(
-        self, row: dict[str, Any], model: Learner, global_state: dict[str, torch.Tensor]
-    ) -> None:
+    def _commit_round(self, row: dict[str, Any], model: Learner, trained: list[int]) -> None:
         """Record a finished round: the callbacks see its row, then its checkpoint is saved.
 
-        A signal waits until all of it is done, so ``last.ckpt``, ``metrics.csv`` and
-        ``completed_rounds`` always agree on the last completed round.
+        A signal waits until all of it is done, so ``last.ckpt``, ``metrics.csv``,
+        ``completed_rounds`` and the agents' personal values always agree on the last
+        completed round.
+
+        Args:
+            row: The round's metrics.
+            model: The global model, whose hyperparameters the checkpoint records.
+            trained: The agents whose updates the round used.
         """
         with deferred_signals():
             self.history.append(row)
             self.completed_rounds = row["round"]
+            personal = self.shared.record_personal(trained, row["round"])
             self._call("on_round_end", row)
             checkpoint = policy_checkpoint(
-                global_state,
+                self.shared.global_state,
                 dict(model.hparams),
                 type(model).__name__,
                 **{FEDRL_KEY: self.state_dict()},
             )
             atomic_save(checkpoint, self.run.last_checkpoint)
+            if self.shared.store is not None:
+                self.shared.store.commit(personal)
             self._call("on_round_saved", row["round"], self.run.last_checkpoint)

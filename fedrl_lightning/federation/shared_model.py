@@ -1,0 +1,167 @@
+"""The model as the server holds it, by sharing scope: global, per task, and per agent."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from fedrl_lightning.federation.aggregation import aggregate_round
+from fedrl_lightning.federation.personal_store import PersonalStore
+from fedrl_lightning.federation.scopes import SharingScopes
+from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
+from fedrl_lightning.federation.strategies.base import StateDict
+
+__all__ = ["SharedModel", "task_of"]
+
+
+class SharedModel:
+    """The server's side of the model: what each agent starts from, and how updates combine.
+
+    Every ``state_dict`` entry has a sharing scope (:class:`SharingScopes`):
+
+    - ``global`` entries have one value, aggregated by the strategy over all of a round's
+      agents (the running statistics among them pooled, as always);
+    - ``task`` entries have one value per task, aggregated by the strategy over the round's
+      agents of that task only (each task has its own copy of a stateful strategy);
+    - ``agent`` entries are never sent: each agent's values live in the
+      :class:`PersonalStore`, and an agent sampled for the first time starts from the global
+      model's values.
+
+    Without scopes, this is plain federated averaging of the whole model, as before.
+
+    Args:
+        scopes: Which entries are shared with whom.
+        global_state: The global model's ``state_dict``; its task and agent entries are the
+            values every task and agent starts from.
+        task_sizes: How many agents each task has; agents are numbered task by task.
+        strategy: The strategy; each task gets a fresh copy of it, made now.
+        store: Where agents keep their agent-scoped values; needed when there are some.
+    """
+
+    def __init__(
+        self,
+        scopes: SharingScopes,
+        global_state: StateDict,
+        task_sizes: Sequence[int],
+        strategy: Strategy,
+        store: PersonalStore | None = None,
+    ) -> None:
+        self.scopes = scopes
+        self.global_state = {k: v.detach().cpu().clone() for k, v in global_state.items()}
+        self.task_sizes = [int(size) for size in task_sizes]
+        self._fresh_strategy = copy.deepcopy(strategy)
+        self.store = store
+        names = list(global_state)
+        self.task_names = scopes.names(names, "task")
+        self.agent_names = scopes.names(names, "agent")
+        self.task_states: dict[int, StateDict] = {}
+        self.task_strategies: dict[int, Strategy] = {}
+        self.versions: dict[int, int] = {}  # each agent's round of its agent-scoped values
+
+    def task_of(self, agent: int) -> int:
+        """The task of agent ``agent``."""
+        return task_of({"task_sizes": self.task_sizes}, agent)
+
+    @property
+    def personalized(self) -> bool:
+        """Whether any entry is scoped to a task or an agent."""
+        return bool(self.task_names or self.agent_names)
+
+    def sent_names(self) -> list[str]:
+        """The entries that go between the server and an agent: all but the agent-scoped."""
+        return [name for name in self.global_state if name not in self.agent_names]
+
+    def own_state(self, agent: int) -> StateDict:
+        """Agent ``agent``'s task and agent entries, which replace the global ones for it."""
+        own = dict(self.task_states.get(self.task_of(agent), {}))
+        if self.agent_names and self.store is not None:
+            own |= self.store.load(agent) or {}
+        return own
+
+    def deployed_state(self, agent: int) -> StateDict:
+        """The whole ``state_dict`` agent ``agent`` would deploy."""
+        return {**self.global_state, **self.own_state(agent)}
+
+    def sent_state(self, agent: int) -> StateDict:
+        """What agent ``agent`` is sent, and sends back: its entries but the agent-scoped."""
+        state = self.deployed_state(agent)
+        return {name: state[name] for name in self.sent_names()}
+
+    def aggregate(
+        self, strategy: Strategy, updates: Sequence[AgentUpdate], statistics: Sequence[str]
+    ) -> None:
+        """Combine a round's updates, which hold the sent entries, scope by scope."""
+        task_names = set(self.task_names)
+        global_names = [n for n in self.sent_names() if n not in task_names]
+        combined = aggregate_round(
+            strategy,
+            {n: self.global_state[n] for n in global_names},
+            [_restricted(u, global_names) for u in updates],
+            statistics,
+        )
+        self.global_state = {**self.global_state, **combined}
+        for task in sorted({self.task_of(u.agent_id) for u in updates}) if task_names else ():
+            own = [u for u in updates if self.task_of(u.agent_id) == task]
+            start = self.task_states.get(task) or {n: self.global_state[n] for n in task_names}
+            task_strategy = self.task_strategies.setdefault(
+                task, copy.deepcopy(self._fresh_strategy)
+            )
+            self.task_states[task] = aggregate_round(
+                task_strategy, start, [_restricted(u, self.task_names) for u in own]
+            )
+
+    def record_personal(self, agents: Sequence[int], round_idx: int) -> dict[int, int]:
+        """Note that ``agents`` hold agent-scoped values of round ``round_idx``.
+
+        Returns:
+            Those agents and the round, to commit in the store once the round is saved.
+        """
+        if not self.agent_names:
+            return {}
+        done = dict.fromkeys(agents, round_idx)
+        self.versions |= done
+        return done
+
+    def state_dict(self) -> dict[str, Any]:
+        """The task entries, the task strategies' states and the agents' value rounds."""
+        return {
+            "scopes": self.scopes.state_dict(),
+            "task_sizes": list(self.task_sizes),
+            "tasks": {t: dict(state) for t, state in self.task_states.items()},
+            "task_strategies": {t: s.state_dict() for t, s in self.task_strategies.items()},
+            "versions": dict(self.versions),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output."""
+        self.task_states = {int(t): dict(s) for t, s in state.get("tasks", {}).items()}
+        self.task_strategies = {}
+        for task, saved in state.get("task_strategies", {}).items():
+            self.task_strategies[int(task)] = copy.deepcopy(self._fresh_strategy)
+            self.task_strategies[int(task)].load_state_dict(saved)
+        self.versions = {int(a): int(r) for a, r in state.get("versions", {}).items()}
+
+
+def task_of(state: dict[str, Any], agent: int) -> int:
+    """The task of agent ``agent``, from a :meth:`SharedModel.state_dict` (its task sizes)."""
+    first = 0
+    for task, size in enumerate(state.get("task_sizes") or []):
+        if agent < first + size:
+            return task
+        first += size
+    return 0
+
+
+def _restricted(update: AgentUpdate, names: Sequence[str]) -> AgentUpdate:
+    """``update`` with only the entries ``names``."""
+    state = {name: update.state_dict[name] for name in names if name in update.state_dict}
+    return AgentUpdate(
+        agent_id=update.agent_id,
+        state_dict=state,
+        num_episodes=update.num_episodes,
+        num_steps=update.num_steps,
+        mean_return=update.mean_return,
+        statistics=update.statistics,
+        metrics=update.metrics,
+    )
