@@ -15,7 +15,7 @@ from fedrl_lightning.federation.client import LocalFit, fit_agent
 
 TESTS = Path(__file__).parent
 TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
-TINY_PPO_CONFIG = TESTS / "configs" / "tiny_ppo.yaml"  # PPO, both normalisations, linear lr
+TINY_PPO_CONFIG = TESTS / "configs" / "tiny_ppo.yaml"  # PPO, normalisation, linear lr
 
 
 def cli_command(*args: str) -> list[str]:

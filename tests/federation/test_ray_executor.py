@@ -143,5 +143,3 @@ def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, con
     assert ray_weights["state_dict"].keys() == sequential_weights["state_dict"].keys()
     for key, value in sequential_weights["state_dict"].items():
         assert torch.equal(ray_weights["state_dict"][key], value), key
-    if config == TINY_PPO_CONFIG:
-        assert float(ray_weights["state_dict"]["reward_normalizer.count"]) > 0
