@@ -137,6 +137,11 @@ CASES: list[tuple[str, list[str], str]] = [
         "model.normalize_observations",
     ),
     ("model value", ["--model", "PPO", "--model.num_minibatches", "0"], "model.num_minibatches"),
+    (
+        "model value",
+        ["--model", "A2C", "--model.normalize_rewards", "maybe"],
+        "model.normalize_rewards",
+    ),
     ("model value", ["--model.normalize_returns", "x"], "model.normalize_returns: expected one of"),
     # Config files.
     ("config file", ["--config", "bad_syntax.yaml"], "bad_syntax.yaml"),

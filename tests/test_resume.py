@@ -137,7 +137,9 @@ def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, refer
     assert_same_result(tmp_path, reference_runs["slow"])
 
 
-def test_ppo_with_observation_normalization_resumes_bit_identically_after_sigkill(tmp_path):
+def test_ppo_with_observation_and_reward_normalization_resumes_bit_identically_after_sigkill(
+    tmp_path,
+):
     args = ["fit", "--config", str(TINY_PPO_CONFIG), *SLOW]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     reference.mkdir(), killed.mkdir()
@@ -147,6 +149,7 @@ def test_ppo_with_observation_normalization_resumes_bit_identically_after_sigkil
     assert kills, "the run finished before it could be killed"
     assert_same_result(killed, reference)
     assert float(final_weights(killed)["policy.normalizer.count"]) > 0
+    assert float(final_weights(killed)["reward_normalizer.count"]) > 0
 
 
 def checkpoint_files(cwd):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import StateDict
-from fedrl_lightning.observation_normalizer import STATISTICS_BUFFERS, pooled_statistics
+from fedrl_lightning.statistics_module import STATISTICS_BUFFERS, pooled_statistics
 
 __all__ = ["aggregate_round"]
 

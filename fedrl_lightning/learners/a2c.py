@@ -43,6 +43,11 @@ class A2C(ActorCritic):
         normalize_observations: Standardise observations with running statistics (count,
             mean and M2 per feature) before the policy and the critic see them; a federation
             pools every agent's statistics, it does not average them.
+        normalize_rewards: Scale rewards by ``1 / sqrt(var(R) + 1e-8)``, clipped to ±10,
+            before GAE and the value targets, ``R`` being the discounted return so far
+            (reset at each episode's start), as SB3's ``VecNormalize(norm_reward=True)``;
+            the mean is not subtracted. A federation pools every agent's statistics of ``R``,
+            as it does observation statistics.
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class A2C(ActorCritic):
         norm_adv: bool = False,
         num_layers: int = 1,
         normalize_observations: bool = False,
+        normalize_rewards: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -71,6 +77,7 @@ class A2C(ActorCritic):
 
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
+        batch = self.scale_rewards(batch)  # unchanged unless normalize_rewards
         hp, mask = self.hparams, batch.mask
         log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
         values = self.value(batch.observations)

@@ -11,6 +11,7 @@ from fedrl_lightning.advantages import gae
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners.base import Learner
+from fedrl_lightning.learners.reward_normalizer import RewardNormalizer
 
 __all__ = ["CRITICS", "ActorCritic", "CriticLayout"]
 
@@ -28,9 +29,15 @@ class ActorCritic(Learner):
     ``gae_lambda``, ``ent_coef``, ``vf_coef`` and ``max_grad_norm`` among their arguments),
     then :meth:`_build_networks`. The critic is a submodule, so its weights are in the
     ``state_dict``: every strategy, attack, FedProx term and traffic count covers them.
+
+    With ``normalize_rewards`` among the hyperparameters, a :class:`RewardNormalizer`
+    (``reward_normalizer``) scales each batch's rewards before GAE and the critic's targets
+    (:meth:`scale_rewards`); its statistics are pooled across agents as the observation
+    normalizer's are. Without it there is no such module, and the ``state_dict`` is as before.
     """
 
     critic: nn.Module
+    reward_normalizer: RewardNormalizer | None
 
     def _build_networks(self) -> None:
         """Check the shared hyperparameters, then build the policy and, after it, the critic."""
@@ -53,6 +60,20 @@ class ActorCritic(Learner):
             for _ in range(hp.num_layers - 1):
                 layers += [nn.Linear(hp.hidden_dim, hp.hidden_dim), nn.ReLU()]
             self.critic = nn.Sequential(*layers, nn.Linear(hp.hidden_dim, 1))
+        normalize = hp.get("normalize_rewards", False)
+        self.reward_normalizer = RewardNormalizer(hp.gamma) if normalize else None
+
+    def scale_rewards(self, batch: EpisodeBatch) -> EpisodeBatch:
+        """The batch with its rewards scaled by the reward normalizer; as it is without one.
+
+        The batch's discounted returns are folded into the statistics first, and its rewards
+        are then scaled with them (see :class:`RewardNormalizer`). Only ``rewards`` change:
+        ``episode_returns``, which the fit reports, stay the environment's.
+        """
+        if self.reward_normalizer is None:
+            return batch
+        self.reward_normalizer.observe_episodes(batch.rewards, batch.mask)
+        return batch._replace(rewards=self.reward_normalizer(batch.rewards))
 
     def value(self, observations: torch.Tensor) -> torch.Tensor:
         """The critic's ``V(s)`` for ``[..., observation]`` observations, shape ``[...]``.

@@ -15,8 +15,8 @@ from typing_extensions import Self, override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.observation_normalizer import ObservationNormalizer
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
+from fedrl_lightning.statistics_module import RunningStatistics
 
 if TYPE_CHECKING:
     from fedrl_lightning.population import AgentPopulation
@@ -140,8 +140,8 @@ class Learner(L.LightningModule):
         self._step_values = {name: [] for name in self._metrics()}
         self.num_episodes = 0
         self.num_steps = 0
-        for normalizer in self.statistics_modules().values():
-            normalizer.start_fit()
+        for statistics in self.statistics_modules().values():
+            statistics.start_fit()
 
     @override
     def on_train_batch_end(self, outputs: Any, batch: EpisodeBatch, batch_idx: int) -> None:
@@ -150,16 +150,18 @@ class Learner(L.LightningModule):
         if self.policy.normalizer is not None:
             self.policy.normalizer.observe(batch.observations[batch.mask])
 
-    def statistics_modules(self) -> dict[str, ObservationNormalizer]:
+    def statistics_modules(self) -> dict[str, RunningStatistics]:
         """The running statistics in the module, by name: a federation pools them as statistics.
 
+        These are the :class:`~fedrl_lightning.statistics_module.RunningStatistics` among the
+        submodules: the policy's observation normalizer, an actor-critic's reward normalizer.
         Their buffers are in the ``state_dict``, but a strategy never aggregates them; the
         server pools what each agent observed (:meth:`fit_statistics`) into them instead.
         """
         return {
             name: module
             for name, module in self.named_modules()
-            if isinstance(module, ObservationNormalizer)
+            if isinstance(module, RunningStatistics)
         }
 
     def fit_statistics(self) -> dict[str, dict[str, Any]]:

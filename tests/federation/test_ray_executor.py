@@ -101,9 +101,9 @@ def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
 def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config):
     """Three rounds on Ray, round 3 redone in this process: the sequential run's result.
 
-    Also for PPO with observation normalisation (whose statistics the server pools), two
-    hidden layers and a linear learning-rate schedule. Resuming from round 2's checkpoint
-    keeps ``num_rounds``, so the schedule is the sequential run's.
+    Also for PPO with observation and reward normalisation (whose statistics the server
+    pools), two hidden layers and a linear learning-rate schedule. Resuming from round 2's
+    checkpoint keeps ``num_rounds``, so the schedule is the sequential run's.
     """
     if config == TINY_CONFIG:
         sequential = tiny_run[0]
