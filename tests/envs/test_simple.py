@@ -71,9 +71,11 @@ def test_vector_env_has_the_reward_sign_too():
     vec_obs, _ = vector.reset(seed=seeds)
     single_obs = [env.reset(seed=s)[0] for env, s in zip(singles, seeds, strict=True)]
     for t in range(50):
+        assert np.array_equal(vec_obs, np.stack(single_obs))
         actions = np.array([t % 2] * 3)
         vec_obs, vec_rewards, *_ = vector.step(actions)
         results = [env.step(int(a)) for env, a in zip(singles, actions, strict=True)]
+        single_obs = [r[0] for r in results]
         assert vec_rewards.tolist() == [r[1] for r in results]
 
 
