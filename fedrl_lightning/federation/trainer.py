@@ -49,7 +49,7 @@ from fedrl_lightning.federation.shared_model import SharedModel
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 from fedrl_lightning.learners import Learner
-from fedrl_lightning.observation_normalizer import STATISTICS_BUFFERS as STATISTICS
+from fedrl_lightning.statistics_module import STATISTICS_BUFFERS as STATISTICS
 from fedrl_lightning.population import AgentPopulation
 
 __all__ = ["FEDRL_KEY", "FederatedTrainer"]
