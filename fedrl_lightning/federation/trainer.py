@@ -49,8 +49,8 @@ from fedrl_lightning.federation.shared_model import SharedModel
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 from fedrl_lightning.learners import Learner
-from fedrl_lightning.statistics_module import STATISTICS_BUFFERS as STATISTICS
 from fedrl_lightning.population import AgentPopulation
+from fedrl_lightning.statistics_module import STATISTICS_BUFFERS as STATISTICS
 
 __all__ = ["FEDRL_KEY", "FederatedTrainer"]
 
