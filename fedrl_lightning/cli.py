@@ -292,9 +292,16 @@ class FedRLCLI(LightningCLI):
                 f"Stopped after round {trainer.completed_rounds} of {trainer.num_rounds}: "
                 f"{trainer.stop_reason}."
             )
+        personalized = (
+            f", eval_reward_personalized {last['eval_reward_personalized']:.2f} (worst agent "
+            f"{last['eval_reward_personalized_min']:.2f})"
+            if "eval_reward_personalized" in last
+            else ""
+        )
         print(
             f"Final eval_reward {last['eval_reward']:.2f} (worst agent "
-            f"{last['eval_reward_min']:.2f}), train_reward {last['train_reward']:.2f}."
+            f"{last['eval_reward_min']:.2f}){personalized}, train_reward "
+            f"{last['train_reward']:.2f}."
         )
         failed = sum(int(row["num_failed_agents"]) for row in trainer.history)
         if failed:

@@ -110,6 +110,9 @@ def progress_fields(row: dict[str, Any]) -> dict[str, str]:
         "eval": f"{row['eval_reward']:.1f}",
         "worst": f"{row['eval_reward_min']:.1f}",
     }
+    if "eval_reward_personalized" in row:  # each evaluated agent's own policy
+        fields["own"] = f"{row['eval_reward_personalized']:.1f}"
+        fields["own worst"] = f"{row['eval_reward_personalized_min']:.1f}"
     if row["num_failed_agents"]:
         fields["failed"] = str(row["num_failed_agents"])
     return fields

@@ -8,6 +8,7 @@ import torch
 from conftest import (
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
     cli_command,
     cli_env,
@@ -187,6 +188,33 @@ def test_callbacks_resume_bit_identically_after_sigkill(tmp_path):
     for name, (round_idx, weights) in expected.items():
         assert actual[name][0] == round_idx, name
         for key, value in weights.items():
+            assert torch.equal(actual[name][1][key], value), (name, key)
+
+
+def personal_files(cwd):
+    """Each agent's personal file: the round it holds, and its values."""
+    files = {}
+    for path in sorted((cwd / RUN / "personal").iterdir()):
+        saved = torch.load(path, weights_only=True)
+        files[path.name] = (saved["round"], saved["state_dict"])
+    return files
+
+
+def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
+    """Personal heads for half the agents on the opposite task: every agent's file too."""
+    args = ["fit", "--config", str(TINY_PERSONAL_CONFIG), *SLOW]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir(), killed.mkdir()
+    result = run_cli(*args, cwd=reference)
+    assert result.returncode == 0, result.stderr
+    kills = fit_with_sigkills(killed, args)
+    assert kills, "the run finished before it could be killed"
+    assert_same_result(killed, reference)
+    expected, actual = personal_files(reference), personal_files(killed)
+    assert list(actual) == list(expected) == [f"agent-000{a}.ckpt" for a in range(4)]
+    for name, (round_idx, values) in expected.items():
+        assert actual[name][0] == round_idx, name
+        for key, value in values.items():
             assert torch.equal(actual[name][1][key], value), (name, key)
 
 

@@ -51,8 +51,20 @@ class PersonalStore:
         """Where agent ``agent``'s local fit writes its new values."""
         return self.folder / f"agent-{agent:04d}.pending.ckpt"
 
-    def load(self, agent: int) -> dict[str, torch.Tensor] | None:
-        """Agent ``agent``'s values, or ``None`` for an agent that has none yet."""
+    def load(self, agent: int, round_idx: int | None = None) -> dict[str, torch.Tensor] | None:
+        """Agent ``agent``'s values, or ``None`` for an agent that has none yet.
+
+        Args:
+            agent: The agent.
+            round_idx: The round whose values to read, when they may still be pending (the
+                next round's fits start before the round that wrote them is saved); ``None``:
+                the committed ones.
+        """
+        pending = self.pending_path(agent)
+        if round_idx is not None and pending.is_file():
+            written, state = self._read(pending)
+            if written == round_idx:
+                return state
         path = self.path(agent)
         if not path.is_file():
             return None

@@ -84,7 +84,7 @@ class SharingScopes:
         return parts
 
     def check(self, names: Sequence[str], fixed: Sequence[str] = (), model: str = "model") -> None:
-        """Refuse patterns that match none of ``names``, and scoped ``fixed`` entries.
+        """Refuse patterns that match nothing, names two scopes claim, and scoped ``fixed``.
 
         Args:
             names: The model's ``state_dict`` names.
@@ -103,6 +103,8 @@ class SharingScopes:
                         f"{self.option}.{scope}: {pattern!r} matches no parameter of {model} "
                         f"(its parameters: {shown})"
                     )
+        for name in names:
+            self.scope_of(name)  # refuses a name that two scopes claim
         for name in fixed:
             scope = self.scope_of(name)
             if scope != "global":

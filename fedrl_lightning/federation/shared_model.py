@@ -75,8 +75,8 @@ class SharedModel:
     def own_state(self, agent: int) -> StateDict:
         """Agent ``agent``'s task and agent entries, which replace the global ones for it."""
         own = dict(self.task_states.get(self.task_of(agent), {}))
-        if self.agent_names and self.store is not None:
-            own |= self.store.load(agent) or {}
+        if self.agent_names and self.store is not None and agent in self.versions:
+            own |= self.store.load(agent, self.versions[agent]) or {}
         return own
 
     def deployed_state(self, agent: int) -> StateDict:
@@ -113,6 +113,9 @@ class SharedModel:
 
     def record_personal(self, agents: Sequence[int], round_idx: int) -> dict[int, int]:
         """Note that ``agents`` hold agent-scoped values of round ``round_idx``.
+
+        This happens as soon as their fits are collected: the next round's fits, submitted
+        before this round is saved, start from those values.
 
         Returns:
             Those agents and the round, to commit in the store once the round is saved.

@@ -439,6 +439,7 @@ class FederatedTrainer:
                     self.verbose,
                 )
                 shared.aggregate(self.strategy, trained.updates, submitted.statistics)
+                personal = shared.record_personal([u.agent_id for u in trained.updates], round_idx)
                 model.load_state_dict(shared.global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
                     next_round = self._submit_round(round_idx + 1, model, executor)
@@ -450,7 +451,7 @@ class FederatedTrainer:
                 row = round_row(
                     submitted, trained, byzantine, evaluated, per_agent, totals, elapsed
                 ) | personalized_columns(evaluated, personalized)
-                self._commit_round(row, model, [u.agent_id for u in trained.updates])
+                self._commit_round(row, model, personal)
                 if self.should_stop:
                     break
                 started = time.perf_counter()
@@ -498,7 +499,7 @@ class FederatedTrainer:
             return 1.0
         return 1.0 - (round_idx - 1) / self.num_rounds
 
-    def _commit_round(self, row: dict[str, Any], model: Learner, trained: list[int]) -> None:
+    def _commit_round(self, row: dict[str, Any], model: Learner, personal: dict[int, int]) -> None:
         """Record a finished round: the callbacks see its row, then its checkpoint is saved.
 
         A signal waits until all of it is done, so ``last.ckpt``, ``metrics.csv``,
@@ -508,12 +509,11 @@ class FederatedTrainer:
         Args:
             row: The round's metrics.
             model: The global model, whose hyperparameters the checkpoint records.
-            trained: The agents whose updates the round used.
+            personal: The agents whose agent-scoped values the round wrote, and the round.
         """
         with deferred_signals():
             self.history.append(row)
             self.completed_rounds = row["round"]
-            personal = self.shared.record_personal(trained, row["round"])
             self._call("on_round_end", row)
             checkpoint = policy_checkpoint(
                 self.shared.global_state,

@@ -7,6 +7,7 @@ from conftest import (
     TESTS,
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
     metrics_without_timings,
     run_cli,
@@ -175,3 +176,25 @@ def test_a_run_that_callbacks_stop_on_ray_matches_sequential(tmp_path):
         for key, value in expected.items():
             assert torch.equal(actual[key], value), (name, key)
     assert not list((on_ray / "lightning_logs/version_0").glob("agents/*.ckpt"))
+
+
+def test_personal_heads_on_ray_match_sequential(tmp_path):
+    """Each agent's own head travels back from its worker to the run's personal store."""
+    args = ["--config", str(TINY_PERSONAL_CONFIG), "--trainer.num_rounds", "6"]
+    sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
+    sequential.mkdir(), on_ray.mkdir()
+    assert run_cli("fit", *args, cwd=sequential).returncode == 0
+    ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
+    result = run_cli("fit", *args, *ray_args, cwd=on_ray)
+    assert result.returncode == 0, result.stderr
+    assert metrics_without_timings(on_ray) == metrics_without_timings(sequential)
+    assert "eval_reward_personalized" in metrics_without_timings(on_ray)[0]
+    run = "lightning_logs/version_0"
+    personal = sorted(p.name for p in (sequential / run / "personal").iterdir())
+    assert sorted(p.name for p in (on_ray / run / "personal").iterdir()) == personal
+    assert personal  # some agents trained heads of their own
+    for folder in ("checkpoints/last.ckpt", *(f"personal/{name}" for name in personal)):
+        expected = torch.load(sequential / run / folder, weights_only=True)
+        actual = torch.load(on_ray / run / folder, weights_only=True)
+        for key, value in expected["state_dict"].items():
+            assert torch.equal(actual["state_dict"][key], value), (folder, key)
