@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,20 +67,22 @@ def fresh_episode_seeds(seed: int, agent: int, episodes: int) -> list[int]:
 
 
 def evaluate_agents(
-    policy: MLPPolicy,
+    policy: MLPPolicy | Callable[[int], MLPPolicy],
     population: AgentPopulation,
     agents: Sequence[int],
     episodes: int,
     seed: int,
     deterministic: bool = False,
 ) -> list[AgentEvaluation]:
-    """Run ``episodes`` fresh episodes of each agent in ``agents``, all in one vector env.
+    """Run ``episodes`` fresh episodes of each agent in ``agents``, batched.
 
     This is the batched evaluation that training uses after every round: every episode of
-    every agent is a sub-environment, stepped in lock-step with one policy call per step.
+    every agent is a sub-environment of one vector environment, stepped in lock-step with one
+    policy call per step. When each agent has a policy of its own, each agent's episodes are
+    one such batch.
 
     Args:
-        policy: The policy to evaluate.
+        policy: The policy to evaluate, or the policy of each agent (a function of its id).
         population: The agents' environments.
         agents: Which agents, by id.
         episodes: Episodes per agent.
@@ -91,6 +93,11 @@ def evaluate_agents(
     Returns:
         One evaluation per agent, in the order of ``agents``.
     """
+    if callable(policy) and not isinstance(policy, MLPPolicy):
+        return [
+            evaluate_agents(policy(agent), population, [agent], episodes, seed, deterministic)[0]
+            for agent in agents
+        ]
     slots = [a for a in agents for _ in range(episodes)]
     env_seeds = [s for a in agents for s in fresh_episode_seeds(seed, a, episodes)]
     action_seed = derive_seed(seed, 0, -1, Stream.FRESH_ACTIONS)

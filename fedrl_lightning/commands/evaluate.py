@@ -17,6 +17,7 @@ from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.run_folder import trained_checkpoint
 from fedrl_lightning.federation.trainer import FEDRL_KEY
 from fedrl_lightning.loading import load_module
+from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.videos import check_recordable, record_videos
 
@@ -40,6 +41,13 @@ def build_parser(prog: str) -> CommandParser:
         type=bool,
         default=False,
         help="Take the most likely action (or the Gaussian's mean) instead of sampling.",
+    )
+    parser.add_argument(
+        "--personalized",
+        type=bool,
+        default=False,
+        help="Evaluate what each agent would deploy: the global weights with its task's and its "
+        "own parameters (a run with --trainer.personalization); otherwise the global policy.",
     )
     parser.add_argument(
         "--seed",
@@ -103,15 +111,20 @@ def run(args: list[str], prog: str) -> None:
     if config.record_video is not None:
         check_recordable(population)
 
+    def own_policy(agent: int) -> MLPPolicy:
+        return load_module(checkpoint, agent=agent).policy
+
+    policy = own_policy if config.personalized else module.policy
     results = evaluate_agents(
-        module.policy, population, agents, config.episodes, config.seed, config.deterministic
+        policy, population, agents, config.episodes, config.seed, config.deterministic
     )
     _write_csv(results, out)
     actions = "deterministic" if config.deterministic else "sampled"
+    whose = "each agent's own policy" if config.personalized else "the global policy"
     print(
-        f"{checkpoint} ({type(module).__name__}{_round_of(checkpoint)}): {len(agents)} agents "
-        f"x {config.episodes} episodes of {population.env_id}, {actions} actions, "
-        f"seed {config.seed}"
+        f"{checkpoint} ({type(module).__name__}{_round_of(checkpoint)}), {whose}: "
+        f"{len(agents)} agents x {config.episodes} episodes of {population.env_id}, "
+        f"{actions} actions, seed {config.seed}"
     )
     print(_table(results))
     worst = min(results, key=lambda result: result.mean)
@@ -119,17 +132,18 @@ def run(args: list[str], prog: str) -> None:
     print(f"Mean return {mean:.2f}; worst agent {worst.agent}: {worst.mean:.2f}.")
     print(f"Wrote {out}")
     if config.record_video is not None:
-        videos = record_videos(
-            module.policy,
-            population,
-            video_agents or agents[:1],
-            Path(config.record_video),
-            config.seed,
-            config.deterministic,
-            config.video_episodes,
-        )
-        for video in videos:
-            print(f"Wrote {video}")
+        for agent in video_agents or agents[:1]:
+            videos = record_videos(
+                own_policy(agent) if config.personalized else module.policy,
+                population,
+                [agent],
+                Path(config.record_video),
+                config.seed,
+                config.deterministic,
+                config.video_episodes,
+            )
+            for video in videos:
+                print(f"Wrote {video}")
 
 
 def _run_config(checkpoint: Path) -> dict[str, Any]:

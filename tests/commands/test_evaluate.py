@@ -40,7 +40,9 @@ def test_evaluate_writes_a_row_per_agent_beside_the_checkpoint(cartpole_run):
         low, mean, high = (float(row[k]) for k in ("min_return", "mean_return", "max_return"))
         assert low <= mean <= high
         assert float(row["mean_episode_length"]) == pytest.approx(mean)  # CartPole: 1 per step
-    assert "(PPO, round 3): 3 agents x 4 episodes of CartPole-v1, sampled" in result.stdout
+    assert "(PPO, round 3), the global policy: 3 agents x 4 episodes of CartPole-v1, sampled" in (
+        result.stdout
+    )
     assert "mean ± std" in result.stdout
     worst = min(rows, key=lambda row: float(row["mean_return"]))
     assert f"worst agent {worst['agent']}: {float(worst['mean_return']):.2f}" in result.stdout

@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import TINY_PERSONAL_CONFIG, run_cli
 
-from fedrl_lightning import FedAvg, load_module
+from fedrl_lightning import AgentPopulation, FedAvg, load_module
+from fedrl_lightning.agent_evaluation import evaluate_agents
 from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.personal_store import PersonalStore
@@ -183,3 +184,32 @@ def test_resuming_an_earlier_round_of_a_personal_run_is_refused(personal_run, tm
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "resumes only from its last round" in result.stderr
     assert {p: p.read_bytes() for p in (tmp_path / RUN).rglob("*") if p.is_file()} == before
+
+
+def test_evaluate_personalized_plays_each_agents_own_policy(personal_run):
+    """``evaluate --personalized true``: agent k's numbers are those of load_module(agent=k)."""
+    result = run_cli(
+        "evaluate",
+        "--personalized",
+        "true",
+        "--episodes",
+        "5",
+        "--out",
+        "own.csv",
+        cwd=personal_run,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "each agent's own policy" in result.stdout
+    with open(personal_run / "own.csv") as f:
+        rows = list(csv.DictReader(f))
+    population = personal_population()
+    last = personal_run / RUN / "checkpoints/last.ckpt"
+    for row in rows:
+        agent = int(row["agent"])
+        own = evaluate_agents(load_module(last, agent=agent).policy, population, [agent], 5, 0)
+        assert float(row["mean_return"]) == own[0].mean
+
+
+def personal_population():
+    """The tiny personal config's four agents, half on the opposite task."""
+    return AgentPopulation(num_agents=4, heterogeneity={"reward_sign": {"choices": [1, -1]}})
