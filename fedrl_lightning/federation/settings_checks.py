@@ -1,10 +1,12 @@
-"""Checks of a run's settings that need the machine: before any run folder is made."""
+"""Checks of a run's settings before any run folder is made, those that need the machine too."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 
@@ -15,12 +17,46 @@ __all__ = [
     "RAY_INSTALL",
     "RAY_ONLY_OPTIONS",
     "check_accelerator",
+    "check_callbacks",
+    "check_round_options",
     "check_executor_options",
     "check_output_folder",
 ]
 
 RAY_ONLY_OPTIONS = ("num_workers", "ray_address", "round_timeout")
 RAY_INSTALL = 'pip install -c constraints.txt -e ".[ray]"'  # as the README says
+
+
+def check_round_options(
+    min_agents_per_round: int, agents_per_round: int, lr_schedule: str, **counts: float | None
+) -> None:
+    """Refuse the trainer's counts that are not positive, and options that contradict.
+
+    Args:
+        min_agents_per_round: Agents that must succeed in a round.
+        agents_per_round: Agents sampled per round.
+        lr_schedule: ``constant`` or ``linear``.
+        **counts: Options that must be positive when given, by name.
+    """
+    counts |= {"agents_per_round": agents_per_round, "min_agents_per_round": min_agents_per_round}
+    for name, value in counts.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"trainer.{name} must be positive, got {value}")
+    if min_agents_per_round > agents_per_round:
+        raise ConfigError(
+            f"trainer.min_agents_per_round ({min_agents_per_round}) must not exceed "
+            f"trainer.agents_per_round ({agents_per_round})"
+        )
+    if lr_schedule not in ("constant", "linear"):
+        raise ConfigError(f"trainer.lr_schedule must be constant or linear, got {lr_schedule!r}")
+
+
+def check_callbacks(callbacks: Sequence[Any]) -> None:
+    """Refuse two callbacks with one state key: a checkpoint could not tell their states apart."""
+    keys = [callback.state_key for callback in callbacks]
+    twice = [key for key in keys if keys.count(key) > 1]
+    if twice:
+        raise ConfigError(f"trainer.callbacks: two callbacks have the state key {twice[0]}")
 
 
 def check_accelerator(accelerator: str) -> None:

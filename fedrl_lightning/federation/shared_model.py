@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.aggregation import aggregate_round
 from fedrl_lightning.federation.personal_store import PersonalStore
+from fedrl_lightning.federation.run_folder import RunFolder
 from fedrl_lightning.federation.scopes import SharingScopes
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import StateDict
@@ -58,6 +61,50 @@ class SharedModel:
         self.task_states: dict[int, StateDict] = {}
         self.task_strategies: dict[int, Strategy] = {}
         self.versions: dict[int, int] = {}  # each agent's round of its agent-scoped values
+
+    def open(self, run: RunFolder) -> None:
+        """Keep the agents' agent-scoped values in ``run``'s ``personal/``, if there are any."""
+        if self.agent_names:
+            run.personal.mkdir(exist_ok=True)
+            self.store = PersonalStore(run.personal)
+
+    def resume(self, checkpoint: Path, global_state: StateDict, completed_round: int) -> None:
+        """Take the resumed global weights, and bring the personal store to the checkpoint.
+
+        Raises:
+            ConfigError: If agents keep values of their own and the checkpoint lies outside
+                its run folder, or they are newer than it (an earlier round resumed).
+        """
+        self.global_state = {k: v.detach().cpu().clone() for k, v in global_state.items()}
+        if not self.versions:
+            return
+        run = RunFolder.of_checkpoint(checkpoint)
+        if run is None:
+            raise ConfigError(
+                f"--ckpt_path {checkpoint}: its agents keep personal parameters in their run "
+                "folder's personal/; resume from the checkpoint inside that folder"
+            )
+        PersonalStore(run.personal).recover(self.versions, completed_round)
+
+    def fit_inputs(self, agent: int) -> dict[str, Any]:
+        """What agent ``agent``'s ``LocalFit`` needs beyond the global weights."""
+        if not self.personalized:
+            return {}
+        return {
+            "own_state": self.own_state(agent),
+            "personal_names": tuple(self.agent_names),
+            "personal_path": self.store.pending_path(agent) if self.store is not None else None,
+        }
+
+    def commit(self, personal: dict[int, int]) -> None:
+        """Once a round is saved, make its agents' new agent-scoped values theirs."""
+        if self.store is not None:
+            self.store.commit(personal)
+
+    def discard_pending(self) -> None:
+        """Drop the agent-scoped values of a round that will not be saved."""
+        if self.store is not None:
+            self.store.discard_pending()
 
     def task_of(self, agent: int) -> int:
         """The task of agent ``agent``."""

@@ -28,7 +28,6 @@ from fedrl_lightning.federation.executor import Executor, SequentialExecutor
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
 from fedrl_lightning.federation.loggers import LoggerOption
 from fedrl_lightning.federation.metrics_csv import csv_text
-from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.federation.ray_executor import RayExecutor
 from fedrl_lightning.federation.round_metrics import (
     metric_names,
@@ -42,8 +41,10 @@ from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.scopes import SharingScopes
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
+    check_callbacks,
     check_executor_options,
     check_output_folder,
+    check_round_options,
 )
 from fedrl_lightning.federation.shared_model import SharedModel
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
@@ -153,23 +154,17 @@ class FederatedTrainer:
         verbose: bool = False,
         seed: int = 42,
     ) -> None:
-        for name, value in (
-            ("num_rounds", num_rounds),
-            ("agents_per_round", agents_per_round),
-            ("episodes_per_round", episodes_per_round),
-            ("min_agents_per_round", min_agents_per_round),
-            ("eval_episodes", eval_episodes),
-            ("eval_agents", eval_agents),
-            ("num_workers", num_workers),
-            ("round_timeout", round_timeout),
-        ):
-            if value is not None and value <= 0:
-                raise ConfigError(f"trainer.{name} must be positive, got {value}")
-        if min_agents_per_round > agents_per_round:
-            raise ConfigError(
-                f"trainer.min_agents_per_round ({min_agents_per_round}) must not exceed "
-                f"trainer.agents_per_round ({agents_per_round})"
-            )
+        check_round_options(
+            num_rounds=num_rounds,
+            agents_per_round=agents_per_round,
+            episodes_per_round=episodes_per_round,
+            min_agents_per_round=min_agents_per_round,
+            eval_episodes=eval_episodes,
+            eval_agents=eval_agents,
+            num_workers=num_workers,
+            round_timeout=round_timeout,
+            lr_schedule=lr_schedule,
+        )
         check_executor_options(
             executor, num_workers=num_workers, ray_address=ray_address, round_timeout=round_timeout
         )
@@ -189,20 +184,13 @@ class FederatedTrainer:
         self.num_workers = num_workers
         self.ray_address = ray_address
         self.round_timeout = round_timeout
-        if lr_schedule not in ("constant", "linear"):
-            raise ConfigError(
-                f"trainer.lr_schedule must be constant or linear, got {lr_schedule!r}"
-            )
         self.lr_schedule = lr_schedule
         self.default_root_dir = Path(default_root_dir)
         self.keep_agent_checkpoints = keep_agent_checkpoints
         self.scopes = SharingScopes(personalization)
         self.logger = logger
         self.callbacks = list(callbacks or [])
-        keys = [callback.state_key for callback in self.callbacks]
-        if len(set(keys)) != len(keys):
-            twice = next(key for key in keys if keys.count(key) > 1)
-            raise ConfigError(f"trainer.callbacks: two callbacks have the state key {twice}")
+        check_callbacks(self.callbacks)
         self.enable_progress_bar = enable_progress_bar
         self.verbose = verbose
         self.seed = seed
@@ -285,9 +273,7 @@ class FederatedTrainer:
             self._notice(notice)
         self.resumed_round = self.completed_rounds
         self.run.prepare()
-        if self.shared.agent_names:
-            self.shared.store = PersonalStore(self.run.personal)
-            self.run.personal.mkdir(exist_ok=True)
+        self.shared.open(self.run)
         if run_config is not None:
             atomic_write_text(run_config, self.run.config)
         if population.heterogeneity or population.byzantine:
@@ -305,8 +291,7 @@ class FederatedTrainer:
                     if self.completed_rounds < self.num_rounds:
                         failure.round_idx = self.completed_rounds + 1
                     self.run.remove_agent_checkpoints(after_round=self.completed_rounds)
-                    if self.shared.store is not None:
-                        self.shared.store.discard_pending()
+                    self.shared.discard_pending()
                 raise
             finally:
                 executor.close()
@@ -374,15 +359,7 @@ class FederatedTrainer:
                 f"--trainer.num_rounds ({self.num_rounds}) is below the {self.completed_rounds} "
                 f"rounds already done in {path}"
             )
-        self.shared.global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if self.shared.versions:  # agents' personal values: only in the checkpoint's own run
-            run = RunFolder.of_checkpoint(path)
-            if run is None:
-                raise ConfigError(
-                    f"--ckpt_path {path}: its agents keep personal parameters in their run "
-                    "folder's personal/; resume from the checkpoint inside that folder"
-                )
-            PersonalStore(run.personal).recover(self.shared.versions, self.completed_rounds)
+        self.shared.resume(path, model.state_dict(), self.completed_rounds)
         self.run, notice = resumed_run(path, self.default_root_dir, self.history)
         self._notice(notice)
 
@@ -471,7 +448,6 @@ class FederatedTrainer:
             "enable_progress_bar": self.verbose,
             "enable_model_summary": self.verbose,
         }
-        shared, store = self.shared, self.shared.store
         tasks = [
             LocalFit(
                 agent_id=agent_id,
@@ -479,15 +455,13 @@ class FederatedTrainer:
                 run_seed=self.seed,
                 module_class=type(model),
                 model_hparams=model_hparams,
-                global_state=shared.global_state,
+                global_state=self.shared.global_state,
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
                 proximal_mu=self.strategy.proximal_mu,
                 lr_scale=self._lr_scale(round_idx),
-                own_state=shared.own_state(agent_id) if shared.personalized else {},
-                personal_names=tuple(shared.agent_names),
-                personal_path=store.pending_path(agent_id) if store is not None else None,
+                **self.shared.fit_inputs(agent_id),
             )
             for agent_id in agents
         ]
@@ -522,6 +496,5 @@ class FederatedTrainer:
                 **{FEDRL_KEY: self.state_dict()},
             )
             atomic_save(checkpoint, self.run.last_checkpoint)
-            if self.shared.store is not None:
-                self.shared.store.commit(personal)
+            self.shared.commit(personal)
             self._call("on_round_saved", row["round"], self.run.last_checkpoint)
