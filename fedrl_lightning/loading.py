@@ -8,6 +8,7 @@ from typing import Any
 
 from fedrl_lightning.checkpoints import LEARNER_KEY, load_checkpoint
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.clustered_model import clustered_deployed_state
 from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.federation.run_folder import RunFolder
 from fedrl_lightning.federation.shared_model import task_of
@@ -28,7 +29,9 @@ def load_module(
 
     With ``agent``, the module is what agent ``agent`` would deploy: the global weights with
     its task's task-scoped ones and its own agent-scoped ones (from the run folder's
-    ``personal/``; an agent that never trained has the global values).
+    ``personal/``; an agent that never trained has the global values), or with IFCA
+    (``trainer.clusters``) the model of the cluster it chose last (an agent that never
+    chose: the global model, the largest cluster's).
 
     Args:
         path: A round checkpoint (``checkpoints/last.ckpt``, ``round-0012.ckpt``) or an agent's.
@@ -74,6 +77,9 @@ def _own_state(path: str | Path, checkpoint: dict[str, Any], agent: int) -> dict
     if not isinstance(state, dict):
         raise ConfigError(f"checkpoint {path}: agent={agent} needs a round checkpoint")
     shared = state.get("shared") or {}
+    clustered = clustered_deployed_state(shared, agent, f"checkpoint {path}")
+    if clustered is not None:
+        return clustered
     own = dict((shared.get("tasks") or {}).get(task_of(shared, agent), {}))
     if agent in (shared.get("versions") or {}):
         run = RunFolder.of_checkpoint(Path(path))

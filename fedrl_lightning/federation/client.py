@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning.federation.cluster_choice import choose_cluster
 from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.population import AgentPopulation
@@ -47,6 +48,11 @@ class LocalFit:
         personal_names: The agent-scoped entries: kept by the agent, never sent.
         personal_path: Where the agent keeps their new values (its pending file in the
             run's :class:`~fedrl_lightning.federation.personal_store.PersonalStore`).
+        cluster_states: With IFCA (``trainer.clusters``), every cluster's model: the agent
+            scores each on its own episodes, trains the best one instead of
+            ``global_state``, and sends its choice back with its statistics (see
+            :func:`~fedrl_lightning.federation.cluster_choice.choose_cluster`).
+        cluster_eval_episodes: Episodes the agent scores each cluster's model on.
     """
 
     agent_id: int
@@ -63,6 +69,8 @@ class LocalFit:
     own_state: dict[str, torch.Tensor] = field(default_factory=dict)
     personal_names: tuple[str, ...] = ()
     personal_path: Path | None = None
+    cluster_states: tuple[dict[str, torch.Tensor], ...] = ()
+    cluster_eval_episodes: int = 0
 
 
 def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:
@@ -102,7 +110,19 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
 
     torch.manual_seed(seed(Stream.TORCH))
     module = task.module_class(**task.model_hparams)
-    start = {**task.global_state, **task.own_state}
+    base, choice = task.global_state, None
+    if task.cluster_states:  # IFCA: the agent trains the cluster that scores best on it
+        choice = choose_cluster(
+            module,
+            task.cluster_states,
+            population,
+            task.agent_id,
+            task.cluster_eval_episodes,
+            task.run_seed,
+            task.round_idx,
+        )
+        base = task.cluster_states[choice.cluster]
+    start = {**base, **task.own_state}
     module.load_state_dict(start)
     if task.proximal_mu:
         module.set_proximal_term(start, task.proximal_mu)
@@ -145,11 +165,12 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     # the fit did, and what its running statistics observed. Lightning's full checkpoint
     # would add loop state that no one reads, and costs several times as long to write and
     # to load.
+    stats = module.agent_stats() | (choice.stats() if choice is not None else {})
     checkpoint = policy_checkpoint(
         sent,
         dict(module.hparams),
         type(module).__name__,
-        **{AGENT_STATS_KEY: module.agent_stats(), FIT_STATISTICS_KEY: module.fit_statistics()},
+        **{AGENT_STATS_KEY: stats, FIT_STATISTICS_KEY: module.fit_statistics()},
     )
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

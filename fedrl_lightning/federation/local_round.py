@@ -15,7 +15,14 @@ from fedrl_lightning.federation.executor import Executor, describe_failure
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 
-__all__ = ["SubmittedRound", "TrainedRound", "collect_round", "submit_round", "training_metrics"]
+__all__ = [
+    "SubmittedRound",
+    "TrainedRound",
+    "collect_round",
+    "lr_scale",
+    "submit_round",
+    "training_metrics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +35,12 @@ class SubmittedRound(NamedTuple):
         tasks: One fit per sampled agent, in order.
         sent_state: What each agent is sent and sends back: the global weights without the
             agent-scoped entries (its task's entries have the same names and shapes).
-        sent_bytes: The size of what each agent is sent: that state, as saved.
+        sent_bytes: The size of what each agent is sent: that state, as saved (with IFCA,
+            every cluster's model, each as saved).
         statistics: Names of the model's running statistics modules, whose fit statistics
             every agent must send back.
+        clusters: With IFCA, how many cluster models each agent is sent (and chooses among);
+            0 otherwise.
     """
 
     round_idx: int
@@ -38,6 +48,7 @@ class SubmittedRound(NamedTuple):
     sent_state: dict[str, torch.Tensor]
     sent_bytes: int
     statistics: tuple[str, ...] = ()
+    clusters: int = 0
 
 
 class TrainedRound(NamedTuple):
@@ -62,13 +73,25 @@ def submit_round(
     model_hparams: dict[str, Any],
     statistics: tuple[str, ...] = (),
 ) -> SubmittedRound:
-    """Start ``tasks``, one round's fits from the same global weights, on ``executor``."""
+    """Start ``tasks``, one round's fits from the same global weights, on ``executor``.
+
+    Each agent is sent the global weights, or with IFCA every cluster's model.
+    """
     executor.submit(tasks)
     personal = set(tasks[0].personal_names)
-    sent = {k: v for k, v in tasks[0].global_state.items() if k not in personal}
+
+    def sent_part(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in state.items() if k not in personal}
+
+    sent = sent_part(tasks[0].global_state)
     learner = tasks[0].module_class.__name__
-    sent_bytes = len(serialize(policy_checkpoint(sent, model_hparams, learner)))
-    return SubmittedRound(tasks[0].round_idx, tasks, sent, sent_bytes, statistics)
+    models = tasks[0].cluster_states or (tasks[0].global_state,)
+    sent_bytes = sum(
+        len(serialize(policy_checkpoint(sent_part(state), model_hparams, learner)))
+        for state in models
+    )
+    clusters = len(tasks[0].cluster_states)
+    return SubmittedRound(tasks[0].round_idx, tasks, sent, sent_bytes, statistics, clusters)
 
 
 def collect_round(
@@ -95,7 +118,13 @@ def collect_round(
             if task.agent_id not in failures:
                 bytes_received += path.stat().st_size
                 updates.append(
-                    read_update(path, task.agent_id, submitted.sent_state, submitted.statistics)
+                    read_update(
+                        path,
+                        task.agent_id,
+                        submitted.sent_state,
+                        submitted.statistics,
+                        submitted.clusters,
+                    )
                 )
         except (OSError, InvalidUpdate) as err:
             failures[task.agent_id] = describe_failure(err)
@@ -118,6 +147,16 @@ def collect_round(
             f"failed with {failures[first]}"
         )
     return TrainedRound(agents, updates, failures, bytes_received)
+
+
+def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
+    """The factor on the learners' learning rate in round ``round_idx`` of ``num_rounds``.
+
+    ``schedule`` is ``constant`` (1), or ``linear``: ``1 - (round_idx - 1) / num_rounds``.
+    """
+    if schedule == "constant":
+        return 1.0
+    return 1.0 - (round_idx - 1) / num_rounds
 
 
 def training_metrics(updates: list[AgentUpdate]) -> dict[str, float]:

@@ -18,6 +18,7 @@ __all__ = [
     "RAY_ONLY_OPTIONS",
     "check_accelerator",
     "check_callbacks",
+    "check_cluster_options",
     "check_round_options",
     "check_executor_options",
     "check_output_folder",
@@ -49,6 +50,32 @@ def check_round_options(
         )
     if lr_schedule not in ("constant", "linear"):
         raise ConfigError(f"trainer.lr_schedule must be constant or linear, got {lr_schedule!r}")
+
+
+def check_cluster_options(
+    clusters: int | None, cluster_eval_episodes: int | None, personalized: bool
+) -> None:
+    """Refuse IFCA's options when they are not positive, unused, or combined with scopes.
+
+    Args:
+        clusters: ``trainer.clusters``.
+        cluster_eval_episodes: ``trainer.cluster_eval_episodes``.
+        personalized: Whether ``trainer.personalization`` scopes any parameter to a task or
+            an agent.
+    """
+    for name, value in (("clusters", clusters), ("cluster_eval_episodes", cluster_eval_episodes)):
+        if value is not None and (isinstance(value, bool) or value <= 0):
+            raise ConfigError(f"trainer.{name} must be a positive integer, got {value}")
+    if clusters is None and cluster_eval_episodes is not None:
+        raise ConfigError(
+            f"trainer.cluster_eval_episodes ({cluster_eval_episodes}) is only used with "
+            "trainer.clusters; set trainer.clusters, or remove it"
+        )
+    if clusters is not None and personalized:
+        raise ConfigError(
+            "trainer.clusters cannot be combined with trainer.personalization: each cluster's "
+            "model is shared whole by the agents that choose it; remove one of them"
+        )
 
 
 def check_callbacks(callbacks: Sequence[Any]) -> None:

@@ -173,6 +173,14 @@ class SharedModel:
         self.versions |= done
         return done
 
+    def round_columns(self) -> dict[str, Any]:
+        """Columns of its own for the round's metrics row: none."""
+        return {}
+
+    def metric_names(self) -> list[str]:
+        """The numeric columns :meth:`round_columns` adds: none."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         """The task entries, the task strategies' states and the agents' value rounds."""
         return {

@@ -15,17 +15,18 @@ from fedrl_lightning.checkpoints import (
 )
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.callbacks import (
-    BestCheckpoint,
-    Callback,
-    ProgressDisplay,
-    RoundCheckpoint,
-    RoundLogging,
-)
+from fedrl_lightning.federation.callbacks import Callback
+from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
 from fedrl_lightning.federation.client import LocalFit
+from fedrl_lightning.federation.clustered_model import ClusteredModel
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
-from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
+from fedrl_lightning.federation.local_round import (
+    SubmittedRound,
+    collect_round,
+    lr_scale,
+    submit_round,
+)
 from fedrl_lightning.federation.loggers import LoggerOption
 from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
@@ -42,6 +43,7 @@ from fedrl_lightning.federation.scopes import SharingScopes
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
     check_callbacks,
+    check_cluster_options,
     check_executor_options,
     check_output_folder,
     check_round_options,
@@ -117,6 +119,13 @@ class FederatedTrainer:
             global. Agent-scoped values live in the run folder's ``personal/``, one file per
             agent, and the rounds also report each evaluated agent's own policy
             (``eval_reward_personalized``).
+        clusters: Clustered federation (IFCA) with this many global models, started
+            different: each sampled agent scores every one on its own episodes, trains the
+            best and sends it back with its choice; each model is aggregated over the agents
+            that chose it. Each agent deploys its last choice's model; the global model
+            (``eval_reward``) is the largest cluster's. ``None``: one global model.
+        cluster_eval_episodes: With ``clusters``, episodes each agent scores each model on;
+            ``None``: 5. Their steps are counted in ``cluster_eval_steps``, not ``env_steps``.
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -148,6 +157,8 @@ class FederatedTrainer:
         default_root_dir: str = ".",
         keep_agent_checkpoints: bool = False,
         personalization: dict[str, list[str]] | None = None,
+        clusters: int | None = None,
+        cluster_eval_episodes: int | None = None,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -188,6 +199,8 @@ class FederatedTrainer:
         self.default_root_dir = Path(default_root_dir)
         self.keep_agent_checkpoints = keep_agent_checkpoints
         self.scopes = SharingScopes(personalization)
+        check_cluster_options(clusters, cluster_eval_episodes, bool(self.scopes))
+        self.clusters, self.cluster_eval_episodes = clusters, cluster_eval_episodes
         self.logger = logger
         self.callbacks = list(callbacks or [])
         check_callbacks(self.callbacks)
@@ -254,12 +267,16 @@ class FederatedTrainer:
         statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
-        self.shared = SharedModel(
-            self.scopes, model.state_dict(), population.task_sizes, self.strategy
+        self.shared = (
+            SharedModel(self.scopes, model.state_dict(), population.task_sizes, self.strategy)
+            if self.clusters is None
+            else ClusteredModel.for_model(
+                model, self.clusters, self.strategy, self.seed, self.cluster_eval_episodes
+            )
         )
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
-        self._hooks = self._run_callbacks()
+        self._hooks = run_callbacks(self.logger, self.callbacks, self.enable_progress_bar)
         for callback in self._hooks:
             callback.setup(self, model)
         checkpoint = (
@@ -305,7 +322,8 @@ class FederatedTrainer:
     def metric_names(self) -> list[str]:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
         evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
-        return metric_names(self.model, evaluated, self.shared.personalized)
+        names = metric_names(self.model, evaluated, self.shared.personalized)
+        return names + self.shared.metric_names()
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -368,21 +386,6 @@ class FederatedTrainer:
             self.notices.append(message)
             log.info(message)
 
-    def _run_callbacks(self) -> list[Callback]:
-        """Every callback of a run: the loggers', the user's, the checkpoints', the display."""
-        given = self.callbacks
-        defaults = [
-            cls()
-            for cls in (RoundCheckpoint, BestCheckpoint)
-            if not any(isinstance(c, cls) for c in given)
-        ]
-        return [
-            RoundLogging(self.logger),
-            *given,
-            *defaults,
-            ProgressDisplay(self.enable_progress_bar),
-        ]
-
     def _call(self, hook: str, *args: Any) -> None:
         """Call ``hook`` of every callback with the trainer and ``args``."""
         for callback in self._hooks:
@@ -425,9 +428,11 @@ class FederatedTrainer:
                 totals["env_steps"] += sum(u.num_steps for u in trained.updates)
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 elapsed = time.perf_counter() - started
-                row = round_row(
-                    submitted, trained, byzantine, evaluated, per_agent, totals, elapsed
-                ) | personalized_columns(evaluated, personalized)
+                row = (
+                    round_row(submitted, trained, byzantine, evaluated, per_agent, totals, elapsed)
+                    | personalized_columns(evaluated, personalized)
+                    | shared.round_columns()
+                )
                 self._commit_round(row, model, personal)
                 if self.should_stop:
                     break
@@ -460,18 +465,12 @@ class FederatedTrainer:
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
                 proximal_mu=self.strategy.proximal_mu,
-                lr_scale=self._lr_scale(round_idx),
+                lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
                 **self.shared.fit_inputs(agent_id),
             )
             for agent_id in agents
         ]
         return submit_round(executor, tasks, model_hparams, tuple(model.statistics_modules()))
-
-    def _lr_scale(self, round_idx: int) -> float:
-        """The factor on the learners' learning rate in round ``round_idx``."""
-        if self.lr_schedule == "constant":
-            return 1.0
-        return 1.0 - (round_idx - 1) / self.num_rounds
 
     def _commit_round(self, row: dict[str, Any], model: Learner, personal: dict[int, int]) -> None:
         """Record a finished round: the callbacks see its row, then its checkpoint is saved.

@@ -26,6 +26,7 @@ def read_update(
     agent_id: int,
     reference: dict[str, torch.Tensor],
     statistics: Sequence[str] = (),
+    clusters: int = 0,
 ) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
 
@@ -38,6 +39,8 @@ def read_update(
         agent_id: The agent that wrote it.
         reference: The global weights the agent started from.
         statistics: Names of the model's running statistics modules.
+        clusters: With IFCA, how many clusters the agent chose among: its statistics must
+            name one of them, and the steps it spent scoring them.
 
     Raises:
         InvalidUpdate: With the reason, if the update cannot be used.
@@ -66,6 +69,7 @@ def read_update(
             mean_return=float(stats["mean_return"]),
             statistics=_fit_statistics(path, checkpoint, reference, statistics),
             metrics=_metrics(stats.get("metrics", {})),
+            **(_cluster_choice(path, stats, clusters) if clusters else {}),
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
@@ -90,6 +94,17 @@ def _fit_statistics(
             ) from None
         parsed[name] = stats
     return parsed
+
+
+def _cluster_choice(path: Path, stats: dict, clusters: int) -> dict[str, int]:
+    """The cluster an agent says it chose, one of ``clusters``, and its scoring steps."""
+    cluster, steps = stats["cluster"], stats["cluster_eval_steps"]
+    for value in (cluster, steps):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidUpdate(f"{path}: its cluster choice is not a number")
+    if not 0 <= cluster < clusters or steps < 0:
+        raise InvalidUpdate(f"{path}: it chose cluster {cluster}, not one of the {clusters}")
+    return {"cluster": cluster, "cluster_eval_steps": steps}
 
 
 def _metrics(sent: object) -> dict[str, float]:

@@ -40,6 +40,9 @@ class AgentUpdate:
             are pooled as statistics, never given to a strategy; empty when the model has none.
         metrics: The mean of each training metric the learner recorded in the fit (``loss``,
             ``entropy``, PPO's ``approx_kl``, ...), by name.
+        cluster: With IFCA, the cluster whose model the agent chose and trained; ``None``
+            otherwise. Strategies never see it: each cluster is aggregated on its own.
+        cluster_eval_steps: The environment steps the agent spent scoring the clusters.
     """
 
     agent_id: int
@@ -49,6 +52,8 @@ class AgentUpdate:
     mean_return: float
     statistics: dict[str, RunningMeanStd] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    cluster: int | None = None
+    cluster_eval_steps: int = 0
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
