@@ -131,6 +131,19 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model value", ["--model.hidden_dim", "0"], "model.hidden_dim"),
     ("model value", ["--model.num_layers", "0"], "model.num_layers"),
     ("trainer value", ["--trainer.lr_schedule", "cosine"], "trainer.lr_schedule"),
+    # Clustered federation (IFCA).
+    ("clusters", ["--trainer.clusters", "0"], "trainer.clusters"),
+    ("clusters", ["--trainer.cluster_eval_episodes", "3"], "trainer.cluster_eval_episodes"),
+    (
+        "clusters",
+        ["--trainer.clusters", "2", "--trainer.cluster_eval_episodes", "0"],
+        "trainer.cluster_eval_episodes",
+    ),
+    (
+        "clusters",
+        ["--trainer.clusters", "2", "--trainer.personalization", "{agent: [policy.head.*]}"],
+        "trainer.clusters cannot be combined with trainer.personalization",
+    ),
     (
         "model value",
         ["--model", "PPO", "--model.normalize_observations", "maybe"],
@@ -153,6 +166,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("resume", ["--ckpt_path", "last", "--model.lr", "0.5"], "model.lr"),
     ("resume", ["--ckpt_path", "last", "--trainer.num_rounds", "1"], "trainer.num_rounds"),
     ("resume", ["--ckpt_path", "last", "--seed_everything", "8"], "seed_everything"),
+    ("resume", ["--ckpt_path", "last", "--trainer.clusters", "2"], "trainer.clusters"),
     # Callbacks and loggers.
     ("callbacks", ["--trainer.callbacks+", "EarlyStopping"], "trainer.callbacks: EarlyStopping"),
     ("callbacks", [*EARLY, "--trainer.callbacks.monitor", "nope"], "EarlyStopping.monitor"),

@@ -18,6 +18,7 @@ TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
 TINY_PPO_CONFIG = TESTS / "configs" / "tiny_ppo.yaml"  # PPO, normalisation, linear lr
 TINY_CALLBACKS_CONFIG = TESTS / "configs" / "tiny_callbacks.yaml"  # every shipped callback
 TINY_PERSONAL_CONFIG = TESTS / "configs" / "tiny_personal.yaml"  # personal heads, two tasks
+TINY_IFCA_CONFIG = TESTS / "configs" / "tiny_ifca.yaml"  # two clusters (IFCA), two tasks
 
 
 def cli_command(*args: str) -> list[str]:

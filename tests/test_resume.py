@@ -8,6 +8,7 @@ import torch
 from conftest import (
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
     cli_command,
@@ -216,6 +217,31 @@ def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
         assert actual[name][0] == round_idx, name
         for key, value in values.items():
             assert torch.equal(actual[name][1][key], value), (name, key)
+
+
+def saved_clusters(cwd):
+    """The clusters in ``last.ckpt``: each model, each agent's last choice, the steps."""
+    shared = torch.load(cwd / RUN / "checkpoints" / "last.ckpt", weights_only=True)["fedrl"]
+    return shared["shared"]
+
+
+def test_clusters_resume_bit_identically_after_sigkill(tmp_path):
+    """IFCA with two clusters for half the agents on the opposite task: every cluster too."""
+    args = ["fit", "--config", str(TINY_IFCA_CONFIG), *SLOW]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir(), killed.mkdir()
+    result = run_cli(*args, cwd=reference)
+    assert result.returncode == 0, result.stderr
+    kills = fit_with_sigkills(killed, args)
+    assert kills, "the run finished before it could be killed"
+    assert_same_result(killed, reference)
+    expected, actual = saved_clusters(reference), saved_clusters(killed)
+    assert actual["assignments"] == expected["assignments"]
+    assert actual["cluster_eval_steps"] == expected["cluster_eval_steps"]
+    assert len(actual["clusters"]) == len(expected["clusters"]) == 2
+    for cluster, values in enumerate(expected["clusters"]):
+        for key, value in values.items():
+            assert torch.equal(actual["clusters"][cluster][key], value), (cluster, key)
 
 
 @pytest.mark.parametrize(

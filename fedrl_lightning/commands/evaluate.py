@@ -47,7 +47,8 @@ def build_parser(prog: str) -> CommandParser:
         type=bool,
         default=False,
         help="Evaluate what each agent would deploy: the global weights with its task's and its "
-        "own parameters (a run with --trainer.personalization); otherwise the global policy.",
+        "own parameters (a run with --trainer.personalization), or its cluster's model (a run "
+        "with --trainer.clusters); otherwise the global policy.",
     )
     parser.add_argument(
         "--seed",

@@ -7,6 +7,7 @@ from conftest import (
     TESTS,
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
     metrics_without_timings,
@@ -198,3 +199,23 @@ def test_personal_heads_on_ray_match_sequential(tmp_path):
         actual = torch.load(on_ray / run / folder, weights_only=True)
         for key, value in expected["state_dict"].items():
             assert torch.equal(actual["state_dict"][key], value), (folder, key)
+
+
+def test_clusters_on_ray_match_sequential(tmp_path):
+    """Every cluster's model travels to the workers with its task; each choice comes back."""
+    args = ["--config", str(TINY_IFCA_CONFIG), "--trainer.num_rounds", "6"]
+    sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
+    sequential.mkdir(), on_ray.mkdir()
+    assert run_cli("fit", *args, cwd=sequential).returncode == 0
+    ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
+    result = run_cli("fit", *args, *ray_args, cwd=on_ray)
+    assert result.returncode == 0, result.stderr
+    assert metrics_without_timings(on_ray) == metrics_without_timings(sequential)
+    assert "cluster_assignments" in metrics_without_timings(on_ray)[0]
+    last = "lightning_logs/version_0/checkpoints/last.ckpt"
+    expected = torch.load(sequential / last, weights_only=True)
+    actual = torch.load(on_ray / last, weights_only=True)
+    assert actual["fedrl"]["shared"]["assignments"] == expected["fedrl"]["shared"]["assignments"]
+    for cluster, values in enumerate(expected["fedrl"]["shared"]["clusters"]):
+        for key, value in values.items():
+            assert torch.equal(actual["fedrl"]["shared"]["clusters"][cluster][key], value), key
