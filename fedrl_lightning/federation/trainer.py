@@ -33,6 +33,7 @@ from fedrl_lightning.federation.round_metrics import (
     metric_names,
     personalized_columns,
     round_row,
+    task_columns,
     upgraded_row,
 )
 from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
@@ -254,8 +255,8 @@ class FederatedTrainer:
         statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
-        self.shared = SharedModel(
-            self.scopes, model.state_dict(), population.task_sizes, self.strategy
+        self.shared = SharedModel.for_population(
+            self.scopes, model, population, self.strategy, self.seed
         )
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
@@ -276,7 +277,7 @@ class FederatedTrainer:
         self.shared.open(self.run)
         if run_config is not None:
             atomic_write_text(run_config, self.run.config)
-        if population.heterogeneity or population.byzantine:
+        if population.agents_differ:
             atomic_write_text(csv_text(population.agent_table()), self.run.agents_table)
         executor = self._make_executor()
         with stop_on_signals(), quiet_lightning(self.verbose):
@@ -305,7 +306,8 @@ class FederatedTrainer:
     def metric_names(self) -> list[str]:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
         evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
-        return metric_names(self.model, evaluated, self.shared.personalized)
+        tasks = len(self.population.task_sizes)
+        return metric_names(self.model, evaluated, bool(self.shared.agent_names), tasks)
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -425,9 +427,11 @@ class FederatedTrainer:
                 totals["env_steps"] += sum(u.num_steps for u in trained.updates)
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 elapsed = time.perf_counter() - started
-                row = round_row(
-                    submitted, trained, byzantine, evaluated, per_agent, totals, elapsed
-                ) | personalized_columns(evaluated, personalized)
+                row = (
+                    round_row(submitted, trained, byzantine, evaluated, per_agent, totals, elapsed)
+                    | personalized_columns(evaluated, personalized)
+                    | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
+                )
                 self._commit_round(row, model, personal)
                 if self.should_stop:
                     break
@@ -441,7 +445,6 @@ class FederatedTrainer:
         agents = sample_agents(
             executor.population.num_agents, self.agents_per_round, self.seed, round_idx
         )
-        model_hparams = dict(model.hparams)
         trainer_kwargs: dict[str, Any] = {
             "accelerator": self.accelerator,
             "devices": 1,
@@ -454,7 +457,7 @@ class FederatedTrainer:
                 round_idx=round_idx,
                 run_seed=self.seed,
                 module_class=type(model),
-                model_hparams=model_hparams,
+                model_hparams=self.shared.task_hparams[executor.population.task_of(agent_id)],
                 global_state=self.shared.global_state,
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
@@ -465,7 +468,7 @@ class FederatedTrainer:
             )
             for agent_id in agents
         ]
-        return submit_round(executor, tasks, model_hparams, tuple(model.statistics_modules()))
+        return submit_round(executor, tasks, tuple(model.statistics_modules()))
 
     def _lr_scale(self, round_idx: int) -> float:
         """The factor on the learners' learning rate in round ``round_idx``."""
