@@ -10,6 +10,7 @@ from conftest import (
     TINY_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_TASKS_CONFIG,
     cli_command,
     cli_env,
     metrics_without_timings,
@@ -216,6 +217,28 @@ def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
         assert actual[name][0] == round_idx, name
         for key, value in values.items():
             assert torch.equal(actual[name][1][key], value), (name, key)
+
+
+def test_task_scoped_heads_resume_bit_identically_after_sigkill(tmp_path):
+    """Two tasks, a task-conditioned policy, heads per task: each task's head too."""
+    args = ["fit", "--config", str(TINY_TASKS_CONFIG), *SLOW]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir(), killed.mkdir()
+    result = run_cli(*args, cwd=reference)
+    assert result.returncode == 0, result.stderr
+    kills = fit_with_sigkills(killed, args)
+    assert kills, "the run finished before it could be killed"
+    assert_same_result(killed, reference)
+
+    def task_heads(cwd):
+        state = torch.load(cwd / RUN / "checkpoints/last.ckpt", weights_only=True)
+        return state["fedrl"]["shared"]["tasks"]
+
+    expected, actual = task_heads(reference), task_heads(killed)
+    assert sorted(actual) == sorted(expected) == [0, 1]
+    for task, head in expected.items():
+        for key, value in head.items():
+            assert torch.equal(actual[task][key], value), (task, key)
 
 
 @pytest.mark.parametrize(
