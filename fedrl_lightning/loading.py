@@ -20,7 +20,10 @@ __all__ = ["load_module"]
 
 
 def load_module(
-    path: str | Path, learners: Sequence[type[Learner]] = (), agent: int | None = None
+    path: str | Path,
+    learners: Sequence[type[Learner]] = (),
+    agent: int | None = None,
+    task: int | None = None,
 ) -> Learner:
     """The learner saved in a round or agent checkpoint, with its weights, in eval mode.
 
@@ -32,12 +35,15 @@ def load_module(
     its task's task-scoped ones and its own agent-scoped ones (from the run folder's
     ``personal/``; an agent that never trained has its task's initial ones), sized for its
     task's environment. When the policy is task-conditioned, the module's ``act`` appends the
-    agent's one-hot task id to the environment's observations itself.
+    agent's one-hot task id to the environment's observations itself. With ``task``, it is
+    that task's global policy: the global weights with the task's task-scoped ones (and the
+    task's initial agent-scoped ones).
 
     Args:
         path: A round checkpoint (``checkpoints/last.ckpt``, ``round-0012.ckpt``) or an agent's.
         learners: Your own learner classes that the checkpoint may name.
         agent: The agent whose own parameters to load; ``None``: the global model.
+        task: The task whose global policy to load (with ``agent`` left out).
 
     Returns:
         The module, in eval mode.
@@ -49,8 +55,8 @@ def load_module(
     """
     checkpoint = load_checkpoint(path)
     suffix = None
-    if agent is not None:
-        own, hparams, suffix = _agent_parts(path, checkpoint, agent)
+    if agent is not None or task is not None:
+        own, hparams, suffix = _deployed_parts(path, checkpoint, agent, task)
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **own}
         checkpoint["hyper_parameters"] = hparams or checkpoint.get("hyper_parameters")
     known = {cls.__name__: cls for cls in (*LEARNERS, *learners)}
@@ -73,20 +79,24 @@ def load_module(
     return module.eval()
 
 
-def _agent_parts(
-    path: str | Path, checkpoint: dict[str, Any], agent: int
+def _deployed_parts(
+    path: str | Path, checkpoint: dict[str, Any], agent: int | None, task: int | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None, np.ndarray | None]:
-    """What agent ``agent`` deploys from round checkpoint ``path``, beyond the global weights.
+    """What agent ``agent``, or task ``task``'s global policy, adds to the global weights.
+
+    Both are read from round checkpoint ``path``.
 
     Returns:
-        Its task- and agent-scoped entries, its task's hyperparameters (``None``: the
+        The task- and agent-scoped entries, the task's hyperparameters (``None``: the
         checkpoint's), and its one-hot task id (``None``: the policy is not conditioned).
     """
     state = checkpoint.get(FEDRL_KEY)
     if not isinstance(state, dict):
-        raise ConfigError(f"checkpoint {path}: agent={agent} needs a round checkpoint")
+        raise ConfigError(f"checkpoint {path}: agent= and task= need a round checkpoint")
     shared = state.get("shared") or {}
-    task = task_of(shared, agent)
+    task = task_of(shared, agent) if agent is not None else task
+    if not 0 <= task < len(shared.get("task_sizes") or [1]):
+        raise ConfigError(f"checkpoint {path}: its run has no task {task}")
     initial = (shared.get("task_initial") or [{}] * (task + 1))[task]
     task_hparams = shared.get("task_hparams") or []
     hparams = task_hparams[task] if task < len(task_hparams) else None
@@ -95,7 +105,7 @@ def _agent_parts(
         suffix = np.zeros(len(shared["task_sizes"]), np.float32)
         suffix[task] = 1.0
     own = {**initial, **(shared.get("tasks") or {}).get(task, {})}
-    if agent in (shared.get("versions") or {}):
+    if agent is not None and agent in (shared.get("versions") or {}):
         run = RunFolder.of_checkpoint(Path(path))
         if run is None:
             raise ConfigError(

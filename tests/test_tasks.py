@@ -124,3 +124,10 @@ def test_tasks_with_other_spaces_get_models_of_their_own_sizes(tmp_path):
         acrobot.state_dict()["policy.deeper.0.weight"],
     )
     assert acrobot.act(np.zeros(6, np.float32)) in (0, 1, 2)
+    evaluated = run_cli("evaluate", "--episodes", "2", "--out", "tasks.csv", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "each task's global policy" in evaluated.stdout
+    with open(tmp_path / "tasks.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["task"] for row in rows] == ["0", "1"]
+    assert float(rows[1]["mean_return"]) <= 0 < float(rows[0]["mean_return"])  # Acrobot, CartPole
