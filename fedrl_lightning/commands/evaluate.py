@@ -115,13 +115,29 @@ def run(args: list[str], prog: str) -> None:
     def own_policy(agent: int) -> MLPPolicy:
         return load_module(checkpoint, agent=agent).policy
 
-    policy = own_policy if config.personalized else module.policy
+    task_policies: dict[int, MLPPolicy] = {}
+
+    def task_policy(agent: int) -> MLPPolicy:  # each task's global policy, of its sizes
+        task = population.task_of(agent)
+        if task not in task_policies:
+            task_policies[task] = load_module(checkpoint, task=task).policy
+        return task_policies[task]
+
+    policy = module.policy
+    if config.personalized:
+        policy = own_policy
+    elif len(population.task_sizes) > 1:
+        policy = task_policy
     results = evaluate_agents(
         policy, population, agents, config.episodes, config.seed, config.deterministic
     )
     _write_csv(results, out)
     actions = "deterministic" if config.deterministic else "sampled"
-    whose = "each agent's own policy" if config.personalized else "the global policy"
+    whose = "the global policy"
+    if config.personalized:
+        whose = "each agent's own policy"
+    elif len(population.task_sizes) > 1:
+        whose = "each task's global policy"
     print(
         f"{checkpoint} ({type(module).__name__}{_round_of(checkpoint)}), {whose}: "
         f"{len(agents)} agents x {config.episodes} episodes of {population.env_id}, "
@@ -135,7 +151,7 @@ def run(args: list[str], prog: str) -> None:
     if config.record_video is not None:
         for agent in video_agents or agents[:1]:
             videos = record_videos(
-                own_policy(agent) if config.personalized else module.policy,
+                policy if policy is module.policy else policy(agent),
                 population,
                 [agent],
                 Path(config.record_video),

@@ -20,7 +20,7 @@ from fedrl_lightning.learners import Learner
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["AGENT_STATS_KEY", "FIT_STATISTICS_KEY", "LocalFit", "fit_agent"]
+__all__ = ["AGENT_STATS_KEY", "FIT_STATISTICS_KEY", "LocalFit", "fit_agent", "lr_scale"]
 
 AGENT_STATS_KEY = "agent_stats"
 FIT_STATISTICS_KEY = "fit_statistics"
@@ -71,6 +71,16 @@ class LocalFit:
     personal_path: Path | None = None
     cluster_states: tuple[dict[str, torch.Tensor], ...] = ()
     cluster_eval_episodes: int = 0
+
+
+def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
+    """The factor on the learners' learning rate in round ``round_idx`` of ``num_rounds``.
+
+    ``schedule`` is ``constant`` (1), or ``linear``: ``1 - (round_idx - 1) / num_rounds``.
+    """
+    if schedule == "constant":
+        return 1.0
+    return 1.0 - (round_idx - 1) / num_rounds
 
 
 def fit_agent(task: LocalFit, population: AgentPopulation) -> Path:

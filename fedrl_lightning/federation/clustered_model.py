@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,8 +14,11 @@ from fedrl_lightning.federation.aggregation import aggregate_round
 from fedrl_lightning.federation.run_folder import RunFolder
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import StateDict
-from fedrl_lightning.learners import Learner
 from fedrl_lightning.seeding import Stream, derive_seed
+
+if TYPE_CHECKING:
+    from fedrl_lightning.learners import Learner
+    from fedrl_lightning.population import AgentPopulation
 
 __all__ = [
     "CLUSTER_EVAL_EPISODES",
@@ -56,10 +59,24 @@ class ClusteredModel:
             anything (:func:`initial_cluster_states`).
         strategy: The strategy; each cluster gets a fresh copy of it, made now.
         eval_episodes: Episodes each agent scores each cluster's model on.
+        task_sizes: How many agents there are, as one task: ``[num_agents]``; ``None``: not
+            given (no evaluation needs it).
+        task_hparams: The models' hyperparameters, as the one task's: ``[hparams]``.
     """
 
-    def __init__(self, states: Sequence[StateDict], strategy: Strategy, eval_episodes: int) -> None:
+    task_names: tuple[str, ...] = ()  # no entry is task-scoped: clusters share whole models
+
+    def __init__(
+        self,
+        states: Sequence[StateDict],
+        strategy: Strategy,
+        eval_episodes: int,
+        task_sizes: Sequence[int] | None = None,
+        task_hparams: Sequence[dict[str, Any]] = (),
+    ) -> None:
         self.states = [_detached(state) for state in states]
+        self.task_sizes = list(task_sizes or [])
+        self.task_hparams = [dict(hparams) for hparams in task_hparams]
         self._fresh_strategy = copy.deepcopy(strategy)
         self.strategies = [copy.deepcopy(strategy) for _ in self.states]
         self.eval_episodes = int(eval_episodes)
@@ -68,9 +85,10 @@ class ClusteredModel:
         self.eval_steps = 0  # the steps every agent spent scoring clusters, all rounds
 
     @classmethod
-    def for_model(
+    def for_population(
         cls,
         model: Learner,
+        population: AgentPopulation,
         clusters: int,
         strategy: Strategy,
         seed: int,
@@ -78,10 +96,26 @@ class ClusteredModel:
     ) -> ClusteredModel:
         """``clusters`` models of ``model``'s learner, from :func:`initial_cluster_states`.
 
-        ``eval_episodes`` ``None``: :data:`CLUSTER_EVAL_EPISODES`.
+        Args:
+            model: The run's model.
+            population: The agents; a population of one task only.
+            clusters: How many clusters (``K``).
+            strategy: The strategy, copied for each cluster.
+            seed: The run's seed.
+            eval_episodes: Episodes each agent scores each model on; ``None``:
+                :data:`CLUSTER_EVAL_EPISODES`.
+
+        Raises:
+            ConfigError: If the population has several tasks (``data.tasks``).
         """
+        if len(population.task_sizes) > 1:
+            raise ConfigError(
+                f"trainer.clusters: data.tasks gives {len(population.task_sizes)} tasks; "
+                "clustered federation finds the agents' groups itself, from one task"
+            )
         episodes = CLUSTER_EVAL_EPISODES if eval_episodes is None else eval_episodes
-        return cls(initial_cluster_states(model, clusters, seed), strategy, episodes)
+        states = initial_cluster_states(model, clusters, seed)
+        return cls(states, strategy, episodes, population.task_sizes, [dict(model.hparams)])
 
     @property
     def num_clusters(self) -> int:
@@ -102,6 +136,15 @@ class ClusteredModel:
     def personalized(self) -> bool:
         """Agents deploy their cluster's model, so evaluation reports each agent's own."""
         return True
+
+    @property
+    def own_policies(self) -> bool:
+        """Agents deploy policies of their own: their clusters' models."""
+        return True
+
+    def task_of(self, agent: int) -> int:
+        """The task of agent ``agent``: the one task, 0."""
+        return 0
 
     def open(self, run: RunFolder) -> None:
         """Nothing to keep in the run folder: every cluster is in the round checkpoint."""

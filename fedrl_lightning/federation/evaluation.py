@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -132,17 +131,19 @@ def run_episodes(
 
 
 class RoundEvaluation:
-    """The evaluation after every round: the global policy, and each agent's own.
+    """The evaluation after every round: each task's global policy, and each agent's own.
 
-    The global policy plays every evaluated agent's episodes in one batch; when agents have
-    parameters of their own, each agent's own policy then plays the same episodes.
+    Each task's global policy (the global weights with the task's task-scoped entries; the
+    one global model when there are none) plays its evaluated agents' episodes in one batch;
+    when agents deploy policies of their own (agent-scoped parameters, or IFCA's clusters),
+    each agent's own policy then plays the same episodes.
 
     Args:
         model: The global model, loaded with the round's global weights.
         population: The agents' environments.
         agents: The evaluated agents.
         episodes: Episodes per agent.
-        shared: The server's model, for what each agent would deploy.
+        shared: The server's model, for each task's and each agent's weights.
     """
 
     def __init__(
@@ -154,29 +155,44 @@ class RoundEvaluation:
         shared: SharedModel,
     ) -> None:
         self.model, self.agents, self.episodes, self.shared = model, agents, episodes, shared
-        self.slots = [a for a in agents for _ in range(episodes)]
-        self.env = population.make_vector_env(self.slots)
+        per_task = bool(shared.task_names) and len(shared.task_sizes) > 1
+        tasks = sorted({shared.task_of(a) for a in agents}) if per_task else [None]
+        self.batches = {}  # task (None: every agent, the global model) -> its agents, env
+        for task in tasks:
+            own = [a for a in agents if task is None or shared.task_of(a) == task]
+            slots = [a for a in own for _ in range(episodes)]
+            self.batches[task] = (own, slots, population.make_vector_env(slots))
         self.own_envs = {}
-        if shared.personalized:
+        if shared.own_policies:
             self.own_envs = {a: population.make_vector_env([a] * episodes) for a in agents}
-            self.scratch = copy.deepcopy(model)
+        self.scratch = {}  # a learner of each task's sizes, for its weights
 
     def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Mean returns per agent: the global policy's, and each agent's own (or ``None``)."""
-        per_agent = evaluate_round(
-            self.model.policy, self.env, self.slots, self.episodes, seed, round_idx
-        )
+        """Mean returns per agent: its task's global policy's, and its own (or ``None``)."""
+        returns = {}
+        for task, (own, slots, env) in self.batches.items():
+            policy = self.model.policy if task is None else self._policy(task, task_only=True)
+            means = evaluate_round(policy, env, slots, self.episodes, seed, round_idx)
+            returns |= dict(zip(own, means, strict=True))
+        per_agent = np.array([returns[a] for a in self.agents])
         if not self.own_envs:
             return per_agent, None
         return per_agent, evaluate_personalized(
-            self._policy_of, self.own_envs, self.episodes, seed, round_idx
+            lambda agent: self._policy(agent), self.own_envs, self.episodes, seed, round_idx
         )
 
-    def _policy_of(self, agent: int) -> MLPPolicy:
-        self.scratch.load_state_dict(self.shared.deployed_state(agent))
-        return self.scratch.policy
+    def _policy(self, key: int, task_only: bool = False) -> MLPPolicy:
+        """Task ``key``'s global policy (``task_only``), or agent ``key``'s own."""
+        shared = self.shared
+        task = key if task_only else shared.task_of(key)
+        if task not in self.scratch:
+            hparams = shared.task_hparams[task] if shared.task_hparams else self.model.hparams
+            self.scratch[task] = type(self.model)(**hparams)
+        state = shared.task_deployed_state(task) if task_only else shared.deployed_state(key)
+        self.scratch[task].load_state_dict(state)
+        return self.scratch[task].policy
 
     def close(self) -> None:
         """Close the environments."""
-        for env in [self.env, *self.own_envs.values()]:
+        for env in [*(batch[2] for batch in self.batches.values()), *self.own_envs.values()]:
             env.close()

@@ -19,7 +19,7 @@ __all__ = [
     "SubmittedRound",
     "TrainedRound",
     "collect_round",
-    "lr_scale",
+    "sent_state",
     "submit_round",
     "training_metrics",
 ]
@@ -33,10 +33,9 @@ class SubmittedRound(NamedTuple):
     Attributes:
         round_idx: The round.
         tasks: One fit per sampled agent, in order.
-        sent_state: What each agent is sent and sends back: the global weights without the
-            agent-scoped entries (its task's entries have the same names and shapes).
-        sent_bytes: The size of what each agent is sent: that state, as saved (with IFCA,
-            every cluster's model, each as saved).
+        sent_bytes: The size of what the agents are sent, all together: each one's start
+            state without its agent-scoped entries, as saved (with IFCA, every cluster's
+            model, each as saved).
         statistics: Names of the model's running statistics modules, whose fit statistics
             every agent must send back.
         clusters: With IFCA, how many cluster models each agent is sent (and chooses among);
@@ -45,10 +44,15 @@ class SubmittedRound(NamedTuple):
 
     round_idx: int
     tasks: list[LocalFit]
-    sent_state: dict[str, torch.Tensor]
     sent_bytes: int
     statistics: tuple[str, ...] = ()
     clusters: int = 0
+
+
+def sent_state(task: LocalFit) -> dict[str, torch.Tensor]:
+    """What ``task``'s agent is sent and sends back: its start state without agent entries."""
+    start = {**task.global_state, **task.own_state}
+    return {k: v for k, v in start.items() if k not in task.personal_names}
 
 
 class TrainedRound(NamedTuple):
@@ -68,30 +72,38 @@ class TrainedRound(NamedTuple):
 
 
 def submit_round(
-    executor: Executor,
-    tasks: list[LocalFit],
-    model_hparams: dict[str, Any],
-    statistics: tuple[str, ...] = (),
+    executor: Executor, tasks: list[LocalFit], statistics: tuple[str, ...] = ()
 ) -> SubmittedRound:
     """Start ``tasks``, one round's fits from the same global weights, on ``executor``.
 
     Each agent is sent the global weights, or with IFCA every cluster's model.
     """
     executor.submit(tasks)
-    personal = set(tasks[0].personal_names)
-
-    def sent_part(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in state.items() if k not in personal}
-
-    sent = sent_part(tasks[0].global_state)
-    learner = tasks[0].module_class.__name__
-    models = tasks[0].cluster_states or (tasks[0].global_state,)
-    sent_bytes = sum(
-        len(serialize(policy_checkpoint(sent_part(state), model_hparams, learner)))
-        for state in models
-    )
+    # With IFCA, every cluster's model has the layout of the global one.
+    sent_bytes = sum(_saved_size(task) * max(1, len(task.cluster_states)) for task in tasks)
     clusters = len(tasks[0].cluster_states)
-    return SubmittedRound(tasks[0].round_idx, tasks, sent, sent_bytes, statistics, clusters)
+    return SubmittedRound(tasks[0].round_idx, tasks, sent_bytes, statistics, clusters)
+
+
+_SIZES: dict[tuple[Any, ...], int] = {}
+
+
+def _saved_size(task: LocalFit) -> int:
+    """The size of what ``task``'s agent is sent, as saved.
+
+    It depends on the entries' names, shapes and dtypes and on the hyperparameters, not on
+    the values, so it is computed once for each such layout.
+    """
+    sent = sent_state(task)
+    layout = (
+        task.module_class.__name__,
+        repr(sorted(task.model_hparams.items())),
+        tuple((name, tuple(value.shape), value.dtype) for name, value in sent.items()),
+    )
+    if layout not in _SIZES:
+        checkpoint = policy_checkpoint(sent, task.model_hparams, task.module_class.__name__)
+        _SIZES[layout] = len(serialize(checkpoint))
+    return _SIZES[layout]
 
 
 def collect_round(
@@ -121,7 +133,7 @@ def collect_round(
                     read_update(
                         path,
                         task.agent_id,
-                        submitted.sent_state,
+                        sent_state(task),
                         submitted.statistics,
                         submitted.clusters,
                     )
@@ -147,16 +159,6 @@ def collect_round(
             f"failed with {failures[first]}"
         )
     return TrainedRound(agents, updates, failures, bytes_received)
-
-
-def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
-    """The factor on the learners' learning rate in round ``round_idx`` of ``num_rounds``.
-
-    ``schedule`` is ``constant`` (1), or ``linear``: ``1 - (round_idx - 1) / num_rounds``.
-    """
-    if schedule == "constant":
-        return 1.0
-    return 1.0 - (round_idx - 1) / num_rounds
 
 
 def training_metrics(updates: list[AgentUpdate]) -> dict[str, float]:

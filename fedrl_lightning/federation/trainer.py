@@ -17,16 +17,11 @@ from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.callbacks import Callback
 from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
-from fedrl_lightning.federation.client import LocalFit
+from fedrl_lightning.federation.client import LocalFit, lr_scale
 from fedrl_lightning.federation.clustered_model import ClusteredModel
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
-from fedrl_lightning.federation.local_round import (
-    SubmittedRound,
-    collect_round,
-    lr_scale,
-    submit_round,
-)
+from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
 from fedrl_lightning.federation.loggers import LoggerOption
 from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
@@ -34,6 +29,7 @@ from fedrl_lightning.federation.round_metrics import (
     metric_names,
     personalized_columns,
     round_row,
+    task_columns,
     upgraded_row,
 )
 from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
@@ -268,10 +264,15 @@ class FederatedTrainer:
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
         self.shared = (
-            SharedModel(self.scopes, model.state_dict(), population.task_sizes, self.strategy)
+            SharedModel.for_population(self.scopes, model, population, self.strategy, self.seed)
             if self.clusters is None
-            else ClusteredModel.for_model(
-                model, self.clusters, self.strategy, self.seed, self.cluster_eval_episodes
+            else ClusteredModel.for_population(
+                model,
+                population,
+                self.clusters,
+                self.strategy,
+                self.seed,
+                self.cluster_eval_episodes,
             )
         )
         self.run_config = run_config
@@ -293,7 +294,7 @@ class FederatedTrainer:
         self.shared.open(self.run)
         if run_config is not None:
             atomic_write_text(run_config, self.run.config)
-        if population.heterogeneity or population.byzantine:
+        if population.agents_differ:
             atomic_write_text(csv_text(population.agent_table()), self.run.agents_table)
         executor = self._make_executor()
         with stop_on_signals(), quiet_lightning(self.verbose):
@@ -322,7 +323,8 @@ class FederatedTrainer:
     def metric_names(self) -> list[str]:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
         evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
-        names = metric_names(self.model, evaluated, self.shared.personalized)
+        tasks = len(self.population.task_sizes)
+        names = metric_names(self.model, evaluated, self.shared.own_policies, tasks)
         return names + self.shared.metric_names()
 
     def state_dict(self) -> dict[str, Any]:
@@ -431,6 +433,7 @@ class FederatedTrainer:
                 row = (
                     round_row(submitted, trained, byzantine, evaluated, per_agent, totals, elapsed)
                     | personalized_columns(evaluated, personalized)
+                    | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
                     | shared.round_columns()
                 )
                 self._commit_round(row, model, personal)
@@ -446,7 +449,6 @@ class FederatedTrainer:
         agents = sample_agents(
             executor.population.num_agents, self.agents_per_round, self.seed, round_idx
         )
-        model_hparams = dict(model.hparams)
         trainer_kwargs: dict[str, Any] = {
             "accelerator": self.accelerator,
             "devices": 1,
@@ -459,7 +461,7 @@ class FederatedTrainer:
                 round_idx=round_idx,
                 run_seed=self.seed,
                 module_class=type(model),
-                model_hparams=model_hparams,
+                model_hparams=self.shared.task_hparams[executor.population.task_of(agent_id)],
                 global_state=self.shared.global_state,
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
@@ -470,7 +472,7 @@ class FederatedTrainer:
             )
             for agent_id in agents
         ]
-        return submit_round(executor, tasks, model_hparams, tuple(model.statistics_modules()))
+        return submit_round(executor, tasks, tuple(model.statistics_modules()))
 
     def _commit_round(self, row: dict[str, Any], model: Learner, personal: dict[int, int]) -> None:
         """Record a finished round: the callbacks see its row, then its checkpoint is saved.
