@@ -145,6 +145,11 @@ CASES: list[tuple[str, list[str], str]] = [
         "trainer.clusters cannot be combined with trainer.personalization",
     ),
     (
+        "clusters",
+        ["--trainer.clusters", "2", "--data.num_agents", "4", "--data.tasks", "[{}, {}]"],
+        "trainer.clusters: data.tasks gives 2 tasks",
+    ),
+    (
         "model value",
         ["--model", "PPO", "--model.normalize_observations", "maybe"],
         "model.normalize_observations",
