@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 import fedrl_lightning.envs  # noqa: F401  (registers fedrl/* ids)
 from fedrl_lightning.byzantine import Byzantine
+from fedrl_lightning.env_specs import action_spec, episode_limit, find_spec, observation_dim
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.heterogeneity import Heterogeneity
 from fedrl_lightning.tasks import TaskSet
@@ -108,12 +107,14 @@ class AgentPopulation:
                 tasks or [{}], task_conditioned, defaults, shared | {"seed": seed}
             )
             return
-        self.spec = self._find_spec(env_id)
-        self.max_episode_steps = self._episode_limit(max_episode_steps)
+        self.spec = find_spec(env_id)
+        self.max_episode_steps = episode_limit(
+            self.spec, self.env_kwargs, max_episode_steps, env_id
+        )
         probe = self._make(disable_env_checker=False)
-        self.observation_dim = self._observation_dim(probe)
-        self.continuous, self.num_actions, self.action_low, self.action_high = self._action_spec(
-            probe
+        self.observation_dim = observation_dim(probe, env_id)
+        self.continuous, self.num_actions, self.action_low, self.action_high = action_spec(
+            probe, env_id
         )
         if self.continuous and self.byzantine.attack == "random_action":
             bounds = np.array([self.action_low, self.action_high])
@@ -289,55 +290,3 @@ class AgentPopulation:
             raise ConfigError(f"data.env_kwargs: {err}") from None
         except gym.error.DependencyNotInstalled as err:
             raise ConfigError(f"data.env_id: {self.env_id} needs a package: {err}") from None
-
-    def _episode_limit(self, max_episode_steps: int | None) -> int:
-        """The episode length cap: the option's, else the environment's registered one."""
-        if "max_episode_steps" in self.env_kwargs:
-            raise ConfigError(
-                "data.env_kwargs.max_episode_steps: set data.max_episode_steps instead"
-            )
-        if max_episode_steps is None:
-            max_episode_steps = self.spec.max_episode_steps
-            if max_episode_steps is None:
-                raise ConfigError(
-                    f"data.max_episode_steps: {self.env_id} sets no time limit, so an episode "
-                    "may never end; set data.max_episode_steps"
-                )
-        elif isinstance(max_episode_steps, bool) or max_episode_steps <= 0:
-            raise ConfigError(f"data.max_episode_steps must be positive, got {max_episode_steps}")
-        return int(max_episode_steps)
-
-    @staticmethod
-    def _find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
-        # As in gymnasium.make, "module:Env-v0" imports the module that registers the env.
-        module, _, name = env_id.rpartition(":")
-        if module:
-            try:
-                importlib.import_module(module)
-            except ImportError as err:
-                raise ConfigError(f"data.env_id: cannot import {module!r} ({err})") from None
-        try:
-            return gym.spec(name)
-        except gym.error.Error as err:
-            raise ConfigError(f"data.env_id: unknown environment {env_id!r} ({err})") from None
-
-    def _observation_dim(self, env: gym.Env) -> int:
-        space = env.observation_space
-        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-            raise ConfigError(
-                f"data.env_id: {self.env_id} has observation space {space}; a flat Box is required"
-            )
-        return int(space.shape[0])
-
-    def _action_spec(
-        self, env: gym.Env
-    ) -> tuple[bool, int, list[float] | None, list[float] | None]:
-        space = env.action_space
-        if isinstance(space, spaces.Discrete):
-            return False, int(space.n), None, None
-        if isinstance(space, spaces.Box) and len(space.shape) == 1:
-            return True, int(space.shape[0]), space.low.tolist(), space.high.tolist()
-        raise ConfigError(
-            f"data.env_id: {self.env_id} has action space {space}; "
-            "a Discrete or a flat Box action space is required"
-        )

@@ -1,0 +1,92 @@
+"""What a population needs of a gymnasium environment: its spec, time limit and spaces."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from fedrl_lightning.errors import ConfigError
+
+__all__ = ["action_spec", "episode_limit", "find_spec", "observation_dim"]
+
+
+def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id``; ``module:Env-v0`` first imports ``module``.
+
+    Raises:
+        ConfigError: Naming ``data.env_id`` if the module or the id is unknown.
+    """
+    module, _, name = env_id.rpartition(":")
+    if module:  # as gymnasium.make does
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"data.env_id: cannot import {module!r} ({err})") from None
+    try:
+        return gym.spec(name)
+    except gym.error.Error as err:
+        raise ConfigError(f"data.env_id: unknown environment {env_id!r} ({err})") from None
+
+
+def episode_limit(
+    spec: gym.envs.registration.EnvSpec,
+    env_kwargs: dict[str, Any],
+    max_episode_steps: int | None,
+    env_id: str,
+) -> int:
+    """The episode length cap: ``max_episode_steps``, else the environment's registered one.
+
+    ``env_id`` is the id as given (``module:Env-v0`` included), for the message.
+
+    Raises:
+        ConfigError: For a cap given through ``env_kwargs``, a cap that is not positive, or an
+            environment without a limit and no cap given.
+    """
+    if "max_episode_steps" in env_kwargs:
+        raise ConfigError("data.env_kwargs.max_episode_steps: set data.max_episode_steps instead")
+    if max_episode_steps is None:
+        max_episode_steps = spec.max_episode_steps
+        if max_episode_steps is None:
+            raise ConfigError(
+                f"data.max_episode_steps: {env_id} sets no time limit, so an episode may never "
+                "end; set data.max_episode_steps"
+            )
+    elif isinstance(max_episode_steps, bool) or max_episode_steps <= 0:
+        raise ConfigError(f"data.max_episode_steps must be positive, got {max_episode_steps}")
+    return int(max_episode_steps)
+
+
+def observation_dim(env: gym.Env, env_id: str) -> int:
+    """The size of ``env``'s flat Box observation.
+
+    Raises:
+        ConfigError: Naming ``data.env_id`` for any other observation space.
+    """
+    space = env.observation_space
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+        raise ConfigError(
+            f"data.env_id: {env_id} has observation space {space}; a flat Box is required"
+        )
+    return int(space.shape[0])
+
+
+def action_spec(
+    env: gym.Env, env_id: str
+) -> tuple[bool, int, list[float] | None, list[float] | None]:
+    """``(continuous, num_actions, low, high)`` of ``env``'s Discrete or flat Box actions.
+
+    Raises:
+        ConfigError: Naming ``data.env_id`` for any other action space.
+    """
+    space = env.action_space
+    if isinstance(space, spaces.Discrete):
+        return False, int(space.n), None, None
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        return True, int(space.shape[0]), space.low.tolist(), space.high.tolist()
+    raise ConfigError(
+        f"data.env_id: {env_id} has action space {space}; "
+        "a Discrete or a flat Box action space is required"
+    )
