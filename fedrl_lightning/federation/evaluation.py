@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 import gymnasium as gym
 import numpy as np
 
+from fedrl_lightning.federation.round_metrics import finetuned_columns, personalized_columns
 from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.rollouts import Episode, rollout_wave
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.local_adaptation import LocalAdaptation
     from fedrl_lightning.federation.shared_model import SharedModel
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population import AgentPopulation
@@ -132,10 +134,12 @@ def run_episodes(
 
 
 class RoundEvaluation:
-    """The evaluation after every round: the global policy, and each agent's own.
+    """The evaluation after every round: the global policy, each agent's own, and fine-tuned.
 
-    The global policy plays every evaluated agent's episodes in one batch; when agents have
-    parameters of their own, each agent's own policy then plays the same episodes.
+    The global policy plays every evaluated agent's episodes in one batch. When agents have
+    parameters of their own, each agent's own policy then plays the same episodes; with
+    ``adaptation``, so does the global policy fine-tuned on each agent's own environment
+    (local adaptation), so the three compare episode for episode.
 
     Args:
         model: The global model, loaded with the round's global weights.
@@ -143,6 +147,8 @@ class RoundEvaluation:
         agents: The evaluated agents.
         episodes: Episodes per agent.
         shared: The server's model, for what each agent would deploy.
+        adaptation: Fine-tunes the global policy on an agent (``trainer.finetune_episodes``);
+            ``None``: no fine-tuning.
     """
 
     def __init__(
@@ -152,31 +158,53 @@ class RoundEvaluation:
         agents: list[int],
         episodes: int,
         shared: SharedModel,
+        adaptation: LocalAdaptation | None = None,
     ) -> None:
         self.model, self.agents, self.episodes, self.shared = model, agents, episodes, shared
+        self.adaptation = adaptation
         self.slots = [a for a in agents for _ in range(episodes)]
         self.env = population.make_vector_env(self.slots)
         self.own_envs = {}
-        if shared.personalized:
+        if shared.personalized or adaptation is not None:
             self.own_envs = {a: population.make_vector_env([a] * episodes) for a in agents}
             self.scratch = copy.deepcopy(model)
 
-    def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Mean returns per agent: the global policy's, and each agent's own (or ``None``)."""
+    def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, dict[str, float]]:
+        """The global policy's mean return per agent, and the other policies' columns.
+
+        Returns:
+            The global policy's mean returns, in the order of the agents, and the row's
+            columns of each agent's own policy (:func:`personalized_columns`) and of the
+            fine-tuned one (:func:`finetuned_columns`), where the run has them.
+        """
         per_agent = evaluate_round(
             self.model.policy, self.env, self.slots, self.episodes, seed, round_idx
         )
-        if not self.own_envs:
-            return per_agent, None
-        return per_agent, evaluate_personalized(
-            self._policy_of, self.own_envs, self.episodes, seed, round_idx
-        )
+        columns: dict[str, float] = {}
+        if self.shared.personalized:
+            own = evaluate_personalized(
+                self._policy_of, self.own_envs, self.episodes, seed, round_idx
+            )
+            columns |= personalized_columns(self.agents, own)
+        if self.adaptation is not None:
+            global_state = self.model.state_dict()
+
+            def finetuned(agent: int) -> MLPPolicy:
+                adapted = self.adaptation.adapt(global_state, agent, seed, round_idx)
+                self.scratch.load_state_dict(adapted)
+                return self.scratch.policy
+
+            tuned = evaluate_personalized(finetuned, self.own_envs, self.episodes, seed, round_idx)
+            columns |= finetuned_columns(self.agents, tuned)
+        return per_agent, columns
 
     def _policy_of(self, agent: int) -> MLPPolicy:
         self.scratch.load_state_dict(self.shared.deployed_state(agent))
         return self.scratch.policy
 
     def close(self) -> None:
-        """Close the environments."""
+        """Close the environments, and the fine-tuning's scratch folder."""
         for env in [self.env, *self.own_envs.values()]:
             env.close()
+        if self.adaptation is not None:
+            self.adaptation.close()

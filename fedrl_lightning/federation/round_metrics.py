@@ -10,7 +10,13 @@ import numpy as np
 from fedrl_lightning.federation.local_round import SubmittedRound, TrainedRound, training_metrics
 from fedrl_lightning.learners import Learner
 
-__all__ = ["metric_names", "personalized_columns", "round_row", "upgraded_row"]
+__all__ = [
+    "finetuned_columns",
+    "metric_names",
+    "personalized_columns",
+    "round_row",
+    "upgraded_row",
+]
 
 ROUND_COLUMNS = (
     "round",
@@ -28,17 +34,23 @@ ROUND_COLUMNS = (
 """The numeric columns of every row, besides the learner's and the evaluated agents'."""
 
 
-def metric_names(model: Learner, evaluated: Sequence[int], personalized: bool = False) -> list[str]:
+def metric_names(
+    model: Learner, evaluated: Sequence[int], personalized: bool = False, finetuned: bool = False
+) -> list[str]:
     """Every numeric column a run of ``model`` evaluated on agents ``evaluated`` reports.
 
     ``personalized``: agents have parameters of their own, so the rows also report each
-    evaluated agent's own policy.
+    evaluated agent's own policy. ``finetuned``: the rows also report the global policy
+    fine-tuned on each evaluated agent (``trainer.finetune_episodes``).
     """
     learner = [f"train_{name}" for name in model.metric_names()]
     agents = [f"eval_reward_per_agent/{agent}" for agent in evaluated]
     names = [*ROUND_COLUMNS, *learner, *agents]
+    returns = np.zeros(len(evaluated))
     if personalized:
-        names += list(personalized_columns(evaluated, np.zeros(len(evaluated))))
+        names += list(personalized_columns(evaluated, returns))
+    if finetuned:
+        names += list(finetuned_columns(evaluated, returns))
     return names
 
 
@@ -46,15 +58,24 @@ def personalized_columns(
     evaluated: Sequence[int], personalized: np.ndarray | None
 ) -> dict[str, float]:
     """The columns of each evaluated agent's own policy: mean, worst and per agent."""
-    if personalized is None:
+    return _policy_columns("eval_reward_personalized", evaluated, personalized)
+
+
+def finetuned_columns(evaluated: Sequence[int], finetuned: np.ndarray | None) -> dict[str, float]:
+    """The columns of the global policy fine-tuned on each evaluated agent: mean, worst, each."""
+    return _policy_columns("eval_reward_finetuned", evaluated, finetuned)
+
+
+def _policy_columns(
+    name: str, evaluated: Sequence[int], returns: np.ndarray | None
+) -> dict[str, float]:
+    """``name``, ``name_min`` and ``name_per_agent/K``: the mean, worst and each agent's return."""
+    if returns is None:
         return {}
     return {
-        "eval_reward_personalized": float(personalized.mean()),
-        "eval_reward_personalized_min": float(personalized.min()),
-        **{
-            f"eval_reward_personalized_per_agent/{a}": float(r)
-            for a, r in zip(evaluated, personalized, strict=True)
-        },
+        name: float(returns.mean()),
+        f"{name}_min": float(returns.min()),
+        **{f"{name}_per_agent/{a}": float(r) for a, r in zip(evaluated, returns, strict=True)},
     }
 
 

@@ -15,26 +15,17 @@ from fedrl_lightning.checkpoints import (
 )
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.callbacks import (
-    BestCheckpoint,
-    Callback,
-    ProgressDisplay,
-    RoundCheckpoint,
-    RoundLogging,
-)
+from fedrl_lightning.federation.callbacks import Callback
+from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
 from fedrl_lightning.federation.client import LocalFit
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
+from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
 from fedrl_lightning.federation.loggers import LoggerOption
 from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
-from fedrl_lightning.federation.round_metrics import (
-    metric_names,
-    personalized_columns,
-    round_row,
-    upgraded_row,
-)
+from fedrl_lightning.federation.round_metrics import metric_names, round_row, upgraded_row
 from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
 from fedrl_lightning.federation.run_start import fresh_run, resumed_run
 from fedrl_lightning.federation.sampling import sample_agents
@@ -92,6 +83,10 @@ class FederatedTrainer:
             that many ids evenly spaced over the population (the first and the last
             included, for two or more), the same every round, so evaluation costs the same
             whatever the population's size. ``None``: every agent.
+        finetune_episodes: Local adaptation: after each round, the global policy is also
+            fine-tuned for this many episodes on each evaluated agent's own environment (a
+            local fit from random streams of its own, which never changes training) and
+            evaluated on the same episodes (``eval_reward_finetuned``). 0: off.
         accelerator: Accelerator for local fits (``cpu``, ``gpu``, ``auto``, ...).
         executor: Where local fits run: ``sequential``, one after another in this process,
             or ``ray``, as Ray tasks in parallel (``pip install 'fedrl_lightning[ray]'``).
@@ -139,6 +134,7 @@ class FederatedTrainer:
         min_agents_per_round: int = 1,
         eval_episodes: int = 10,
         eval_agents: int | None = 10,
+        finetune_episodes: int = 0,
         accelerator: str = "cpu",
         executor: Literal["sequential", "ray"] = "sequential",
         num_workers: int | None = None,
@@ -164,6 +160,7 @@ class FederatedTrainer:
             num_workers=num_workers,
             round_timeout=round_timeout,
             lr_schedule=lr_schedule,
+            finetune_episodes=finetune_episodes,
         )
         check_executor_options(
             executor, num_workers=num_workers, ray_address=ray_address, round_timeout=round_timeout
@@ -179,6 +176,7 @@ class FederatedTrainer:
         self.min_agents_per_round = min_agents_per_round
         self.eval_episodes = eval_episodes
         self.eval_agents = eval_agents
+        self.finetune_episodes = finetune_episodes
         self.accelerator = accelerator
         self.executor = executor
         self.num_workers = num_workers
@@ -259,7 +257,7 @@ class FederatedTrainer:
         )
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
-        self._hooks = self._run_callbacks()
+        self._hooks = run_callbacks(self.logger, self.callbacks, self.enable_progress_bar)
         for callback in self._hooks:
             callback.setup(self, model)
         checkpoint = (
@@ -305,7 +303,8 @@ class FederatedTrainer:
     def metric_names(self) -> list[str]:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
         evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
-        return metric_names(self.model, evaluated, self.shared.personalized)
+        finetuned = self.finetune_episodes > 0
+        return metric_names(self.model, evaluated, self.shared.personalized, finetuned)
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -368,21 +367,6 @@ class FederatedTrainer:
             self.notices.append(message)
             log.info(message)
 
-    def _run_callbacks(self) -> list[Callback]:
-        """Every callback of a run: the loggers', the user's, the checkpoints', the display."""
-        given = self.callbacks
-        defaults = [
-            cls()
-            for cls in (RoundCheckpoint, BestCheckpoint)
-            if not any(isinstance(c, cls) for c in given)
-        ]
-        return [
-            RoundLogging(self.logger),
-            *given,
-            *defaults,
-            ProgressDisplay(self.enable_progress_bar),
-        ]
-
     def _call(self, hook: str, *args: Any) -> None:
         """Call ``hook`` of every callback with the trainer and ``args``."""
         for callback in self._hooks:
@@ -396,7 +380,14 @@ class FederatedTrainer:
     def _run_rounds(self, model: Learner, population: AgentPopulation, executor: Executor) -> None:
         shared = self.shared
         evaluated = evaluated_agents(population.num_agents, self.eval_agents)
-        evaluation = RoundEvaluation(model, population, evaluated, self.eval_episodes, shared)
+        adaptation = None
+        if self.finetune_episodes:  # local adaptation, evaluated beside the global policy
+            adaptation = LocalAdaptation(
+                model, population, self.finetune_episodes, self.accelerator, self.verbose
+            )
+        evaluation = RoundEvaluation(
+            model, population, evaluated, self.eval_episodes, shared, adaptation
+        )
         last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
         totals = {"episodes": int(last["episodes"]), "env_steps": int(last["env_steps"])}
         first = self.completed_rounds + 1
@@ -420,14 +411,15 @@ class FederatedTrainer:
                 model.load_state_dict(shared.global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
                     next_round = self._submit_round(round_idx + 1, model, executor)
-                per_agent, personalized = evaluation.run(self.seed, round_idx)
+                per_agent, columns = evaluation.run(self.seed, round_idx)
                 totals["episodes"] += sum(u.num_episodes for u in trained.updates)
                 totals["env_steps"] += sum(u.num_steps for u in trained.updates)
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 elapsed = time.perf_counter() - started
-                row = round_row(
-                    submitted, trained, byzantine, evaluated, per_agent, totals, elapsed
-                ) | personalized_columns(evaluated, personalized)
+                row = (
+                    round_row(submitted, trained, byzantine, evaluated, per_agent, totals, elapsed)
+                    | columns
+                )
                 self._commit_round(row, model, personal)
                 if self.should_stop:
                     break
