@@ -452,6 +452,7 @@ class FederatedTrainer:
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
                 proximal_mu=self.strategy.proximal_mu,
+                meta_step=self.strategy.meta_step,
                 lr_scale=self._lr_scale(round_idx),
                 **self.shared.fit_inputs(agent_id),
             )
