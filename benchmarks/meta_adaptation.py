@@ -3,18 +3,18 @@
 Usage::
 
     python benchmarks/meta_adaptation.py [--config configs/cartpole_hetero.yaml] \
-        [--meta_lr 5.0] [--finetune_episodes 10] [--episodes 50]
+        [--meta_lr 5.0] [--finetune_episodes 10] [--episodes 50] [--num_rounds N]
 
 For seeds 42, 43 and 44, the config is fitted twice through the real command line, with the
-same budget: once with ``--trainer.strategy FedAvg`` and once with ``--trainer.strategy
-Reptile --trainer.strategy.meta_lr META_LR``. Each run's ``last.ckpt`` then goes through the
-``evaluate`` command on five pole lengths no agent trained on (0.15, 0.35, 0.55, 0.75 and
-0.95: ``--data.num_agents 5 --data.heterogeneity '{length: [0.15, 0.95]}'``), twice: as saved
-(before adaptation), and with ``--finetune_episodes K`` (after K episodes of local adaptation
-on each pole: a local fit like an agent's, with the config's learner and its
-``episodes_per_update``). Both play the same ``--episodes`` fresh episodes per pole, seeds no
-run used, sampling actions. The table reports the mean return over the five poles, and each
-pole's.
+same budget (the config's, or ``--num_rounds``): once with ``--trainer.strategy FedAvg`` and
+once with ``--trainer.strategy Reptile --trainer.strategy.meta_lr META_LR``. Each run's
+``last.ckpt`` then goes through the ``evaluate`` command on five pole lengths no agent trained
+on (0.15, 0.35, 0.55, 0.75 and 0.95: ``--data.num_agents 5 --data.heterogeneity '{length:
+[0.15, 0.95]}'``), twice: as saved (before adaptation), and with ``--finetune_episodes K``
+(after K episodes of local adaptation on each pole: a local fit like an agent's, with the
+config's learner and its ``episodes_per_update``). Both play the same ``--episodes`` fresh
+episodes per pole, seeds no run used, sampling actions. The table reports the mean return
+over the five poles, and each pole's.
 """
 
 from __future__ import annotations
@@ -66,8 +66,13 @@ def main() -> None:
     parser.add_argument("--finetune_episodes", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=50, help="Evaluation episodes per pole.")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument(
+        "--num_rounds", type=int, default=None, help="The budget in rounds; default: the config's."
+    )
     args = parser.parse_args()
     print(f"machine: {describe_machine()}")
+    budget = [] if args.num_rounds is None else [f"--trainer.num_rounds={args.num_rounds}"]
+    print(f"{args.config}, {args.num_rounds or 'its own'} rounds, K = {args.finetune_episodes}")
     methods = {
         "FedAvg": ["--trainer.strategy", "FedAvg"],
         f"Reptile (meta_lr {args.meta_lr:g})": [
@@ -81,7 +86,7 @@ def main() -> None:
         for seed in args.seeds:
             for method, overrides in methods.items():
                 root = Path(workdir) / method.split()[0] / str(seed)
-                run, seconds = fit_config(args.config, seed, root, *overrides)
+                run, seconds = fit_config(args.config, seed, root, *budget, *overrides)
                 last = run / "checkpoints" / "last.ckpt"
                 before = evaluate(last, root / "before.csv", args.episodes, 0)
                 after = evaluate(last, root / "after.csv", args.episodes, args.finetune_episodes)

@@ -46,6 +46,16 @@ CASES: list[tuple[str, list[str], str]] = [
     ("strategy", ["--trainer.strategy", "FedAvgM", "--trainer.strategy.momentum", "1"], "momentum"),
     ("strategy", ["--trainer.strategy", "Reptile", "--trainer.strategy.meta_lr", "0"], "meta_lr"),
     ("strategy", ["--trainer.strategy", "Reptile", "--trainer.strategy.meta_lr", "nan"], "meta_lr"),
+    (
+        "strategy",
+        ["--trainer.strategy", "PerFedAvg", "--trainer.strategy.inner_lr", "0"],
+        "inner_lr",
+    ),
+    (
+        "strategy",
+        ["--trainer.strategy", "PerFedAvg", "--trainer.strategy.first_order", "maybe"],
+        "first_order",
+    ),
     # Robust strategies whose round is too small.
     ("round size", ["--trainer.strategy", "Krum"], "num_byzantine"),
     (

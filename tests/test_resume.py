@@ -138,6 +138,29 @@ def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, refer
     assert_same_result(tmp_path, reference_runs["slow"])
 
 
+META_LEARNING = {
+    "reptile": ["--trainer.strategy", "Reptile", "--trainer.strategy.meta_lr", "0.7"],
+    "per_fedavg": ["--trainer.strategy", "PerFedAvg", "--trainer.strategy.first_order", "false"],
+}
+
+
+@pytest.mark.parametrize("strategy", list(META_LEARNING))
+def test_local_adaptation_and_meta_learning_resume_bit_identically_after_sigkill(
+    tmp_path, strategy
+):
+    """Fine-tuning after every round (its own streams), with Reptile or Per-FedAvg."""
+    args = ["fit", "--config", str(TINY_CONFIG), *SLOW, "--trainer.finetune_episodes", "2"]
+    args += META_LEARNING[strategy]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir(), killed.mkdir()
+    result = run_cli(*args, cwd=reference)
+    assert result.returncode == 0, result.stderr
+    assert "eval_reward_finetuned_per_agent/2" in metrics_without_timings(reference)[0]
+    kills = fit_with_sigkills(killed, args)
+    assert kills, "the run finished before it could be killed"
+    assert_same_result(killed, reference)
+
+
 def test_ppo_with_observation_and_reward_normalization_resumes_bit_identically_after_sigkill(
     tmp_path,
 ):
