@@ -14,6 +14,7 @@ import fedrl_lightning.envs  # noqa: F401  (registers fedrl/* ids)
 from fedrl_lightning.byzantine import Byzantine
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.heterogeneity import Heterogeneity
+from fedrl_lightning.tasks import TaskSet
 
 __all__ = ["AgentPopulation"]
 
@@ -51,6 +52,13 @@ class AgentPopulation:
             ``noise_std`` (1.0)), ``zero`` (no change), ``random_action`` (acts uniformly at
             random while training) or ``reward_flip`` (trains on negated rewards). A count
             picks agents at random from the seed; ``agents.csv`` lists them.
+        tasks: Groups of agents with environments of their own (a multi-task federation):
+            a list of tasks, each setting any of ``env_id``, ``num_agents``, ``env_kwargs``,
+            ``max_episode_steps``, ``heterogeneity`` and ``heterogeneity_mode`` (what a task
+            leaves out is this section's). Agents are numbered task by task; tasks without
+            ``num_agents`` share ``num_agents`` evenly. ``agents.csv`` lists each agent's task.
+        task_conditioned: Append a one-hot task id to every observation, so that one policy
+            serves tasks that share their spaces and tells them apart.
         seed: The run seed, for ``sample`` (the command line links it from
             ``--seed_everything``).
     """
@@ -66,6 +74,8 @@ class AgentPopulation:
         heterogeneity: dict[str, Any] | None = None,
         heterogeneity_mode: Literal["spread", "sample"] = "spread",
         byzantine: dict[str, Any] | None = None,
+        tasks: list[dict[str, Any]] | None = None,
+        task_conditioned: bool = False,
         seed: int = 42,
     ) -> None:
         for name, value in (
@@ -84,6 +94,20 @@ class AgentPopulation:
             heterogeneity or {}, num_agents, heterogeneity_mode, seed
         )
         self.byzantine = Byzantine(byzantine or {}, num_agents, seed)
+        self.tasks: TaskSet | None = None
+        if tasks is not None or task_conditioned:
+            defaults = {
+                "env_id": env_id,
+                "env_kwargs": env_kwargs,
+                "max_episode_steps": max_episode_steps,
+                "heterogeneity": heterogeneity,
+                "heterogeneity_mode": heterogeneity_mode,
+            }
+            shared = {"episodes_per_update": episodes_per_update, "num_envs": num_envs}
+            self._split_into_tasks(
+                tasks or [{}], task_conditioned, defaults, shared | {"seed": seed}
+            )
+            return
         self.spec = self._find_spec(env_id)
         self.max_episode_steps = self._episode_limit(max_episode_steps)
         probe = self._make(disable_env_checker=False)
@@ -102,14 +126,66 @@ class AgentPopulation:
         probe.reset(seed=0)
         probe.close()
 
+    def _split_into_tasks(
+        self,
+        tasks: list[dict[str, Any]],
+        conditioned: bool,
+        defaults: dict[str, Any],
+        shared: dict[str, Any],
+    ) -> None:
+        """Make this a population of tasks, each a one-task population of its own agents.
+
+        Args:
+            tasks: Each task's options.
+            conditioned: Append the one-hot task id to observations.
+            defaults: This section's options, for what a task leaves out.
+            shared: The options every task has as this section does.
+        """
+        self.tasks = TaskSet(
+            tasks,
+            defaults,
+            self.num_agents,
+            conditioned,
+            lambda **task: AgentPopulation(**task, **shared),
+        )
+        first = self.tasks.populations[0]
+        self.spec, self.max_episode_steps = first.spec, first.max_episode_steps
+        for name, value in self.tasks.env_hparams(0).items():
+            setattr(self, name, value)
+        if len(self.tasks) > 1:
+            self.env_id = " + ".join(p.env_id for p in self.tasks.populations)
+
     @property
     def task_sizes(self) -> list[int]:
-        """How many agents each task has, agents numbered task by task: one task, all of them."""
-        return [self.num_agents]
+        """How many agents each task has, agents numbered task by task."""
+        return self.tasks.sizes if self.tasks is not None else [self.num_agents]
+
+    def task_of(self, agent_id: int) -> int:
+        """The task of agent ``agent_id``."""
+        return self.tasks.locate(agent_id)[0] if self.tasks is not None else 0
+
+    def task_population(self, task: int) -> AgentPopulation:
+        """Task ``task``'s agents, numbered from 0, as a population of their own."""
+        return self.tasks.populations[task] if self.tasks is not None else self
+
+    def task_hparams(self, task: int) -> dict[str, Any]:
+        """The sizes of task ``task``'s policy: its observation and action sizes and bounds."""
+        if self.tasks is not None:
+            return self.tasks.env_hparams(task)
+        names = ("observation_dim", "num_actions", "continuous", "action_low", "action_high")
+        return {name: getattr(self, name) for name in names}
 
     def agent_parameters(self, agent_id: int) -> dict[str, Any]:
         """Agent ``agent_id``'s environment attribute values (empty without heterogeneity)."""
+        if self.tasks is not None:
+            task, local = self.tasks.locate(agent_id)
+            return {"task": task, **self.tasks.populations[task].agent_parameters(local)}
         return self.heterogeneity.values(agent_id)
+
+    @property
+    def agents_differ(self) -> bool:
+        """Whether agents differ (heterogeneity, attacks or tasks): ``agents.csv`` says how."""
+        return bool(self.heterogeneity or self.byzantine or self.tasks is not None)
 
     def agent_table(self) -> list[dict[str, Any]]:
         """One row per agent: its id, environment attribute values and attack, if any."""
@@ -131,6 +207,10 @@ class AgentPopulation:
             agent_id: The agent.
             render_mode: gymnasium's ``render_mode``, such as ``rgb_array`` to record videos.
         """
+        if self.tasks is not None:
+            task, local = self.tasks.locate(agent_id)
+            env = self.tasks.populations[task].make_env(local, render_mode)
+            return self.tasks.condition(env, task)
         env = self._make(disable_env_checker=True, render_mode=render_mode)
         return self.heterogeneity.apply(env, agent_id)
 
@@ -142,6 +222,10 @@ class AgentPopulation:
         otherwise from gymnasium's ``SyncVectorEnv`` over the agent's own environments. Either
         way episodes truncate after ``max_episode_steps``.
         """
+        if self.tasks is not None:
+            task, local = self.tasks.locate(agent_id)
+            env = self.tasks.populations[task].make_rollout_env(local)
+            return self.tasks.condition(env, task)
         if self.num_envs == 1:
             return self.make_env(agent_id)
         native = self._make_native_vector(self.num_envs)
@@ -160,6 +244,8 @@ class AgentPopulation:
         otherwise gymnasium's ``SyncVectorEnv`` steps the agents' own environments. Either way
         episodes truncate after ``max_episode_steps``.
         """
+        if self.tasks is not None:
+            return gym.vector.SyncVectorEnv([lambda a=a: self.make_env(a) for a in agent_ids])
         if not self.heterogeneity:
             native = self._make_native_vector(len(agent_ids))
             if getattr(native, "accepts_seed_list", False):

@@ -22,7 +22,8 @@ class Stream(IntEnum):
     BYZANTINE = 7  # which agents are Byzantine, and their random_noise updates
     FRESH_ENV = 8  # the evaluate command's episodes, which no run ever uses
     FRESH_ACTIONS = 9  # the evaluate command's action sampling
-    FINETUNE = 10  # local adaptation's fits: the run seed of their own streams
+    TASK_MODEL = 10  # the initial weights of a task's model, when its sizes are its own
+    FINETUNE = 11  # local adaptation's fits: the run seed of their own streams
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -193,6 +193,45 @@ CASES: list[tuple[str, list[str], str]] = [
     ),
 ]
 
+CASES += [
+    # Personalization and tasks.
+    ("personalization", ["--trainer.personalization", "{agnet: [policy.head.*]}"], "agnet"),
+    (
+        "personalization",
+        ["--trainer.personalization", "{agent: [policy.hed.*]}"],
+        "trainer.personalization.agent: 'policy.hed.*' matches no parameter",
+    ),
+    (
+        "personalization",
+        ["--trainer.personalization", "{agent: [policy.*], task: ['*.bias']}"],
+        "matches patterns of two scopes",
+    ),
+    (
+        "personalization",
+        ["--trainer.personalization", "{agent: policy.head.*}"],
+        "trainer.personalization: expected a list",
+    ),
+    ("tasks", ["--data.tasks", "[{env_idd: CartPole-v1}]"], "data.tasks[0].env_idd"),
+    ("tasks", ["--data.tasks", "[{num_agents: 2}, {num_agents: 2}]"], "add up to 4"),
+    (
+        "tasks",
+        ["--data.tasks", "[{env_id: CartPole-v1}, {env_id: Acrobot-v1}]", "--data.num_agents", "4"],
+        "scope it to the task",
+    ),
+    (
+        "tasks",
+        [
+            "--data.tasks",
+            "[{env_id: CartPole-v1}, {env_id: Acrobot-v1}]",
+            "--data.num_agents",
+            "4",
+            "--data.task_conditioned",
+            "true",
+        ],
+        "data.task_conditioned",
+    ),
+]
+
 COMMAND_CASES: list[tuple[str, list[str], str]] = [
     # The subcommands beside fit: (category, the whole command line, what the line names).
     ("evaluate", ["evaluate", "--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt"),

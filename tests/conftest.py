@@ -17,7 +17,8 @@ TESTS = Path(__file__).parent
 TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
 TINY_PPO_CONFIG = TESTS / "configs" / "tiny_ppo.yaml"  # PPO, normalisation, linear lr
 TINY_CALLBACKS_CONFIG = TESTS / "configs" / "tiny_callbacks.yaml"  # every shipped callback
-TINY_PERSONAL_CONFIG = TESTS / "configs" / "tiny_personal.yaml"  # personal heads, two tasks
+TINY_PERSONAL_CONFIG = TESTS / "configs" / "tiny_personal.yaml"  # personal heads, two signs
+TINY_TASKS_CONFIG = TESTS / "configs" / "tiny_tasks.yaml"  # two tasks, task-scoped heads
 
 
 def cli_command(*args: str) -> list[str]:

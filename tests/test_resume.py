@@ -10,6 +10,7 @@ from conftest import (
     TINY_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_TASKS_CONFIG,
     cli_command,
     cli_env,
     metrics_without_timings,
@@ -138,6 +139,42 @@ def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, refer
     assert_same_result(tmp_path, reference_runs["slow"])
 
 
+def killed_against_reference(tmp_path, config, *overrides):
+    """``config`` (with SLOW's settings and ``overrides``) run whole, and killed and resumed.
+
+    Returns:
+        The two folders, and the whole run's output, once the killed run's metrics and final
+        weights are checked to be the whole run's.
+    """
+    args = ["fit", "--config", str(config), *SLOW, *overrides]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir(), killed.mkdir()
+    result = run_cli(*args, cwd=reference)
+    assert result.returncode == 0, result.stderr
+    kills = fit_with_sigkills(killed, args)
+    assert kills, "the run finished before it could be killed"
+    assert_same_result(killed, reference)
+    return reference, killed, result
+
+
+def assert_same_files(expected, actual):
+    """Files given as ``{name: (round, tensors)}``: the same names, rounds and tensors."""
+    assert list(actual) == list(expected)
+    for name, (round_idx, tensors) in expected.items():
+        assert actual[name][0] == round_idx, name
+        for key, value in tensors.items():
+            assert torch.equal(actual[name][1][key], value), (name, key)
+
+
+def saved_files(cwd, folder, round_of):
+    """Each file in the run's ``folder``: its round (``round_of`` the loaded file) and tensors."""
+    files = {}
+    for path in sorted((cwd / RUN / folder).iterdir()):
+        saved = torch.load(path, weights_only=True)
+        files[path.name] = (round_of(saved), saved["state_dict"])
+    return files
+
+
 META_LEARNING = {
     "reptile": ["--trainer.strategy", "Reptile", "--trainer.strategy.meta_lr", "0.7"],
     "per_fedavg": ["--trainer.strategy", "PerFedAvg", "--trainer.strategy.first_order", "false"],
@@ -149,96 +186,55 @@ def test_local_adaptation_and_meta_learning_resume_bit_identically_after_sigkill
     tmp_path, strategy
 ):
     """Fine-tuning after every round (its own streams), with Reptile or Per-FedAvg."""
-    args = ["fit", "--config", str(TINY_CONFIG), *SLOW, "--trainer.finetune_episodes", "2"]
-    args += META_LEARNING[strategy]
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    reference.mkdir(), killed.mkdir()
-    result = run_cli(*args, cwd=reference)
-    assert result.returncode == 0, result.stderr
+    overrides = ["--trainer.finetune_episodes", "2", *META_LEARNING[strategy]]
+    reference, _, _ = killed_against_reference(tmp_path, TINY_CONFIG, *overrides)
     assert "eval_reward_finetuned_per_agent/2" in metrics_without_timings(reference)[0]
-    kills = fit_with_sigkills(killed, args)
-    assert kills, "the run finished before it could be killed"
-    assert_same_result(killed, reference)
 
 
 def test_ppo_with_observation_and_reward_normalization_resumes_bit_identically_after_sigkill(
     tmp_path,
 ):
-    args = ["fit", "--config", str(TINY_PPO_CONFIG), *SLOW]
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    reference.mkdir(), killed.mkdir()
-    result = run_cli(*args, cwd=reference)
-    assert result.returncode == 0, result.stderr
-    kills = fit_with_sigkills(killed, args)
-    assert kills, "the run finished before it could be killed"
-    assert_same_result(killed, reference)
+    _, killed, _ = killed_against_reference(tmp_path, TINY_PPO_CONFIG)
     assert float(final_weights(killed)["policy.normalizer.count"]) > 0
     assert float(final_weights(killed)["reward_normalizer.count"]) > 0
 
 
-def checkpoint_files(cwd):
-    """Each file in the run's checkpoints folder: its round and weights."""
-    files = {}
-    for path in sorted((cwd / RUN / "checkpoints").iterdir()):
-        checkpoint = torch.load(path, weights_only=True)
-        files[path.name] = (checkpoint["fedrl"]["round"], checkpoint["state_dict"])
-    return files
-
-
 def test_callbacks_resume_bit_identically_after_sigkill(tmp_path):
     """Early stopping, every 2nd round's checkpoint with 3 kept, best by the worst agent."""
-    args = ["fit", "--config", str(TINY_CALLBACKS_CONFIG), *SLOW]
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    reference.mkdir(), killed.mkdir()
-    result = run_cli(*args, cwd=reference)
-    assert result.returncode == 0, result.stderr
+    reference, killed, result = killed_against_reference(tmp_path, TINY_CALLBACKS_CONFIG)
     assert "Stopped after round 10 of 12: EarlyStopping" in result.stdout
-    kills = fit_with_sigkills(killed, args)
-    assert kills, "the run finished before it could be killed"
-    assert_same_result(killed, reference)
-    expected, actual = checkpoint_files(reference), checkpoint_files(killed)
-    assert (
-        list(actual)
-        == list(expected)
-        == [
-            "best.ckpt",
-            "last.ckpt",
-            "round-0006.ckpt",
-            "round-0008.ckpt",
-            "round-0010.ckpt",
-        ]
-    )
-    for name, (round_idx, weights) in expected.items():
-        assert actual[name][0] == round_idx, name
-        for key, value in weights.items():
-            assert torch.equal(actual[name][1][key], value), (name, key)
-
-
-def personal_files(cwd):
-    """Each agent's personal file: the round it holds, and its values."""
-    files = {}
-    for path in sorted((cwd / RUN / "personal").iterdir()):
-        saved = torch.load(path, weights_only=True)
-        files[path.name] = (saved["round"], saved["state_dict"])
-    return files
+    checkpoints = [
+        saved_files(cwd, "checkpoints", lambda c: c["fedrl"]["round"])
+        for cwd in (reference, killed)
+    ]
+    assert list(checkpoints[0]) == [
+        "best.ckpt",
+        "last.ckpt",
+        "round-0006.ckpt",
+        "round-0008.ckpt",
+        "round-0010.ckpt",
+    ]
+    assert_same_files(*checkpoints)
 
 
 def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
     """Personal heads for half the agents on the opposite task: every agent's file too."""
-    args = ["fit", "--config", str(TINY_PERSONAL_CONFIG), *SLOW]
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    reference.mkdir(), killed.mkdir()
-    result = run_cli(*args, cwd=reference)
-    assert result.returncode == 0, result.stderr
-    kills = fit_with_sigkills(killed, args)
-    assert kills, "the run finished before it could be killed"
-    assert_same_result(killed, reference)
-    expected, actual = personal_files(reference), personal_files(killed)
-    assert list(actual) == list(expected) == [f"agent-000{a}.ckpt" for a in range(4)]
-    for name, (round_idx, values) in expected.items():
-        assert actual[name][0] == round_idx, name
-        for key, value in values.items():
-            assert torch.equal(actual[name][1][key], value), (name, key)
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_PERSONAL_CONFIG)
+    personal = [saved_files(cwd, "personal", lambda p: p["round"]) for cwd in (reference, killed)]
+    assert list(personal[0]) == [f"agent-000{a}.ckpt" for a in range(4)]
+    assert_same_files(*personal)
+
+
+def test_task_scoped_heads_resume_bit_identically_after_sigkill(tmp_path):
+    """Two tasks, a task-conditioned policy, heads per task: each task's head too."""
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_TASKS_CONFIG)
+
+    def task_heads(cwd):
+        state = torch.load(cwd / RUN / "checkpoints/last.ckpt", weights_only=True)
+        return {task: (0, head) for task, head in state["fedrl"]["shared"]["tasks"].items()}
+
+    assert sorted(task_heads(reference)) == [0, 1]
+    assert_same_files(task_heads(reference), task_heads(killed))
 
 
 @pytest.mark.parametrize(

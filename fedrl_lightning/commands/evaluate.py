@@ -127,7 +127,19 @@ def run(args: list[str], prog: str) -> None:
     def own_policy(agent: int) -> MLPPolicy:
         return load_module(checkpoint, agent=agent).policy
 
-    policy = own_policy if config.personalized else module.policy
+    task_policies: dict[int, MLPPolicy] = {}
+
+    def task_policy(agent: int) -> MLPPolicy:  # each task's global policy, of its sizes
+        task = population.task_of(agent)
+        if task not in task_policies:
+            task_policies[task] = load_module(checkpoint, task=task).policy
+        return task_policies[task]
+
+    policy = module.policy
+    if config.personalized:
+        policy = own_policy
+    elif len(population.task_sizes) > 1:
+        policy = task_policy
     if config.finetune_episodes:
         policy = _finetuned_policies(checkpoint, module, population, config)
     results = evaluate_agents(
@@ -135,7 +147,11 @@ def run(args: list[str], prog: str) -> None:
     )
     _write_csv(results, out)
     actions = "deterministic" if config.deterministic else "sampled"
-    whose = "each agent's own policy" if config.personalized else "the global policy"
+    whose = "the global policy"
+    if config.personalized:
+        whose = "each agent's own policy"
+    elif len(population.task_sizes) > 1:
+        whose = "each task's global policy"
     if config.finetune_episodes:
         whose += f" fine-tuned for {config.finetune_episodes} episodes on each agent"
     print(
@@ -151,7 +167,7 @@ def run(args: list[str], prog: str) -> None:
     if config.record_video is not None:
         for agent in video_agents or agents[:1]:
             videos = record_videos(
-                policy(agent) if callable(policy) else policy,
+                policy if policy is module.policy else policy(agent),
                 population,
                 [agent],
                 Path(config.record_video),
@@ -168,19 +184,28 @@ def _finetuned_policies(
 ) -> Callable[[int], MLPPolicy]:
     """Each agent's policy after ``--finetune_episodes`` episodes of local adaptation.
 
-    Each agent starts from the saved policy it would otherwise be evaluated with (its own with
-    ``--personalized``). It is fine-tuned once, the first time its policy is asked for, so its
-    videos show the policy its table row evaluated. The fits' scratch folder is emptied after
-    each fit and removed when the command exits.
+    Each agent starts from the saved policy it would otherwise be evaluated with: its own
+    with ``--personalized``, its task's global policy in a run of several tasks, else the
+    global one. It is fine-tuned once, the first time its policy is asked for, so its videos
+    show the policy its table row evaluated. The fits' scratch folder is emptied after each
+    fit and removed when the command exits.
     """
     adaptation = LocalAdaptation(module, population, config.finetune_episodes)
     adapted: dict[int, MLPPolicy] = {}
 
     def policy(agent: int) -> MLPPolicy:
         if agent not in adapted:
-            start = load_module(checkpoint, agent=agent) if config.personalized else module
-            tuned = copy.deepcopy(module)
-            tuned.load_state_dict(adaptation.adapt(start.state_dict(), agent, config.seed, 0))
+            if config.personalized:
+                start = load_module(checkpoint, agent=agent)
+            elif len(population.task_sizes) > 1:
+                start = load_module(checkpoint, task=population.task_of(agent))
+            else:
+                start = module
+            tuned = copy.deepcopy(start)
+            hparams = dict(start.hparams)
+            tuned.load_state_dict(
+                adaptation.adapt(start.state_dict(), agent, config.seed, 0, hparams)
+            )
             adapted[agent] = tuned.eval().policy
         return adapted[agent]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -134,20 +133,21 @@ def run_episodes(
 
 
 class RoundEvaluation:
-    """The evaluation after every round: the global policy, each agent's own, and fine-tuned.
+    """The evaluation after every round: each task's global policy, each agent's own, fine-tuned.
 
-    The global policy plays every evaluated agent's episodes in one batch. When agents have
-    parameters of their own, each agent's own policy then plays the same episodes; with
-    ``adaptation``, so does the global policy fine-tuned on each agent's own environment
-    (local adaptation), so the three compare episode for episode.
+    Each task's global policy (the global weights with the task's task-scoped entries; the
+    one global model when there are none) plays its evaluated agents' episodes in one batch.
+    When agents have parameters of their own, each agent's own policy then plays the same
+    episodes; with ``adaptation``, so does its task's global policy fine-tuned on the agent's
+    own environment (local adaptation), so they all compare episode for episode.
 
     Args:
         model: The global model, loaded with the round's global weights.
         population: The agents' environments.
         agents: The evaluated agents.
         episodes: Episodes per agent.
-        shared: The server's model, for what each agent would deploy.
-        adaptation: Fine-tunes the global policy on an agent (``trainer.finetune_episodes``);
+        shared: The server's model, for each task's and each agent's weights.
+        adaptation: Fine-tunes a global policy on an agent (``trainer.finetune_episodes``);
             ``None``: no fine-tuning.
     """
 
@@ -162,49 +162,81 @@ class RoundEvaluation:
     ) -> None:
         self.model, self.agents, self.episodes, self.shared = model, agents, episodes, shared
         self.adaptation = adaptation
-        self.slots = [a for a in agents for _ in range(episodes)]
-        self.env = population.make_vector_env(self.slots)
+        per_task = bool(shared.task_names) and len(shared.task_sizes) > 1
+        tasks = sorted({shared.task_of(a) for a in agents}) if per_task else [None]
+        self.batches = {}  # task (None: every agent, the global model) -> its agents, env
+        for task in tasks:
+            own = [a for a in agents if task is None or shared.task_of(a) == task]
+            slots = [a for a in own for _ in range(episodes)]
+            self.batches[task] = (own, slots, population.make_vector_env(slots))
         self.own_envs = {}
-        if shared.personalized or adaptation is not None:
+        if shared.agent_names or adaptation is not None:
             self.own_envs = {a: population.make_vector_env([a] * episodes) for a in agents}
-            self.scratch = copy.deepcopy(model)
+        self.scratch = {}  # a learner of each task's sizes, for its weights
 
     def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, dict[str, float]]:
-        """The global policy's mean return per agent, and the other policies' columns.
+        """Each agent's task's global policy's mean return, and the other policies' columns.
 
         Returns:
-            The global policy's mean returns, in the order of the agents, and the row's
+            The global policies' mean returns, in the order of the agents, and the row's
             columns of each agent's own policy (:func:`personalized_columns`) and of the
             fine-tuned one (:func:`finetuned_columns`), where the run has them.
         """
-        per_agent = evaluate_round(
-            self.model.policy, self.env, self.slots, self.episodes, seed, round_idx
-        )
+        returns = {}
+        for task, (own, slots, env) in self.batches.items():
+            policy = self.model.policy if task is None else self._policy(task, task_only=True)
+            means = evaluate_round(policy, env, slots, self.episodes, seed, round_idx)
+            returns |= dict(zip(own, means, strict=True))
+        per_agent = np.array([returns[a] for a in self.agents])
         columns: dict[str, float] = {}
-        if self.shared.personalized:
+        if self.shared.agent_names:
             own = evaluate_personalized(
-                self._policy_of, self.own_envs, self.episodes, seed, round_idx
+                lambda agent: self._policy(agent), self.own_envs, self.episodes, seed, round_idx
             )
             columns |= personalized_columns(self.agents, own)
         if self.adaptation is not None:
-            global_state = self.model.state_dict()
-
-            def finetuned(agent: int) -> MLPPolicy:
-                adapted = self.adaptation.adapt(global_state, agent, seed, round_idx)
-                self.scratch.load_state_dict(adapted)
-                return self.scratch.policy
-
-            tuned = evaluate_personalized(finetuned, self.own_envs, self.episodes, seed, round_idx)
+            tuned = evaluate_personalized(
+                lambda agent: self._finetuned(agent, seed, round_idx),
+                self.own_envs,
+                self.episodes,
+                seed,
+                round_idx,
+            )
             columns |= finetuned_columns(self.agents, tuned)
         return per_agent, columns
 
-    def _policy_of(self, agent: int) -> MLPPolicy:
-        self.scratch.load_state_dict(self.shared.deployed_state(agent))
-        return self.scratch.policy
+    def _policy(self, key: int, task_only: bool = False) -> MLPPolicy:
+        """Task ``key``'s global policy (``task_only``), or agent ``key``'s own."""
+        shared = self.shared
+        task = key if task_only else shared.task_of(key)
+        state = shared.task_deployed_state(task) if task_only else shared.deployed_state(key)
+        self._scratch(task).load_state_dict(state)
+        return self.scratch[task].policy
+
+    def _finetuned(self, agent: int, seed: int, round_idx: int) -> MLPPolicy:
+        """The global policy agent ``agent`` is evaluated with, fine-tuned on its environment."""
+        task = self.shared.task_of(agent)
+        scratch = self._scratch(task)
+        if None in self.batches:  # one global model for every agent
+            state = self.model.state_dict()
+        else:
+            state = self.shared.task_deployed_state(task)
+        scratch.load_state_dict(
+            self.adaptation.adapt(state, agent, seed, round_idx, dict(scratch.hparams))
+        )
+        return scratch.policy
+
+    def _scratch(self, task: int) -> Learner:
+        """A learner of task ``task``'s sizes, to load its weights into."""
+        if task not in self.scratch:
+            shared = self.shared
+            hparams = shared.task_hparams[task] if shared.task_hparams else self.model.hparams
+            self.scratch[task] = type(self.model)(**hparams)
+        return self.scratch[task]
 
     def close(self) -> None:
         """Close the environments, and the fine-tuning's scratch folder."""
-        for env in [self.env, *self.own_envs.values()]:
+        for env in [*(batch[2] for batch in self.batches.values()), *self.own_envs.values()]:
             env.close()
         if self.adaptation is not None:
             self.adaptation.close()

@@ -33,7 +33,7 @@ class LocalAdaptation:
     generator is restored after every fine-tune.
 
     Args:
-        model: A module of the learner to fine-tune: its class and hyperparameters.
+        model: A module of the learner to fine-tune: its class and default hyperparameters.
         population: The agents' environments.
         episodes: Episodes of each fine-tune, K.
         accelerator: Accelerator for the fits (``cpu``, ``gpu``, ...).
@@ -63,7 +63,12 @@ class LocalAdaptation:
         self._folder = tempfile.TemporaryDirectory(prefix="fedrl-adaptation-")
 
     def adapt(
-        self, state: dict[str, torch.Tensor], agent: int, seed: int, round_idx: int
+        self,
+        state: dict[str, torch.Tensor],
+        agent: int,
+        seed: int,
+        round_idx: int,
+        hparams: dict[str, Any] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Fine-tune ``state`` on agent ``agent``'s environment; return the fine-tuned weights.
 
@@ -72,6 +77,8 @@ class LocalAdaptation:
             agent: The agent whose environment the fit runs on.
             seed: The run's seed (or the ``evaluate`` command's).
             round_idx: The round just aggregated; 0 outside a run.
+            hparams: The learner's hyperparameters for this agent (its task's model's sizes,
+                in a federation of tasks with other spaces); ``None``: ``model``'s.
 
         Returns:
             The fine-tuned state dict.
@@ -81,7 +88,7 @@ class LocalAdaptation:
             round_idx=round_idx,
             run_seed=derive_seed(seed, round_idx, agent, Stream.FINETUNE),
             module_class=self.module_class,
-            model_hparams=self.model_hparams,
+            model_hparams=self.model_hparams if hparams is None else hparams,
             global_state=state,
             num_episodes=self.episodes,
             checkpoint_path=Path(self._folder.name) / f"agent-{agent:04d}.ckpt",

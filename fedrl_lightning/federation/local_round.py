@@ -15,7 +15,14 @@ from fedrl_lightning.federation.executor import Executor, describe_failure
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 
-__all__ = ["SubmittedRound", "TrainedRound", "collect_round", "submit_round", "training_metrics"]
+__all__ = [
+    "SubmittedRound",
+    "TrainedRound",
+    "collect_round",
+    "sent_state",
+    "submit_round",
+    "training_metrics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +33,22 @@ class SubmittedRound(NamedTuple):
     Attributes:
         round_idx: The round.
         tasks: One fit per sampled agent, in order.
-        sent_state: What each agent is sent and sends back: the global weights without the
-            agent-scoped entries (its task's entries have the same names and shapes).
-        sent_bytes: The size of what each agent is sent: that state, as saved.
+        sent_bytes: The size of what the agents are sent, all together: each one's start
+            state without its agent-scoped entries, as saved.
         statistics: Names of the model's running statistics modules, whose fit statistics
             every agent must send back.
     """
 
     round_idx: int
     tasks: list[LocalFit]
-    sent_state: dict[str, torch.Tensor]
     sent_bytes: int
     statistics: tuple[str, ...] = ()
+
+
+def sent_state(task: LocalFit) -> dict[str, torch.Tensor]:
+    """What ``task``'s agent is sent and sends back: its start state without agent entries."""
+    start = {**task.global_state, **task.own_state}
+    return {k: v for k, v in start.items() if k not in task.personal_names}
 
 
 class TrainedRound(NamedTuple):
@@ -57,18 +68,33 @@ class TrainedRound(NamedTuple):
 
 
 def submit_round(
-    executor: Executor,
-    tasks: list[LocalFit],
-    model_hparams: dict[str, Any],
-    statistics: tuple[str, ...] = (),
+    executor: Executor, tasks: list[LocalFit], statistics: tuple[str, ...] = ()
 ) -> SubmittedRound:
     """Start ``tasks``, one round's fits from the same global weights, on ``executor``."""
     executor.submit(tasks)
-    personal = set(tasks[0].personal_names)
-    sent = {k: v for k, v in tasks[0].global_state.items() if k not in personal}
-    learner = tasks[0].module_class.__name__
-    sent_bytes = len(serialize(policy_checkpoint(sent, model_hparams, learner)))
-    return SubmittedRound(tasks[0].round_idx, tasks, sent, sent_bytes, statistics)
+    sent_bytes = sum(_saved_size(task) for task in tasks)
+    return SubmittedRound(tasks[0].round_idx, tasks, sent_bytes, statistics)
+
+
+_SIZES: dict[tuple[Any, ...], int] = {}
+
+
+def _saved_size(task: LocalFit) -> int:
+    """The size of what ``task``'s agent is sent, as saved.
+
+    It depends on the entries' names, shapes and dtypes and on the hyperparameters, not on
+    the values, so it is computed once for each such layout.
+    """
+    sent = sent_state(task)
+    layout = (
+        task.module_class.__name__,
+        repr(sorted(task.model_hparams.items())),
+        tuple((name, tuple(value.shape), value.dtype) for name, value in sent.items()),
+    )
+    if layout not in _SIZES:
+        checkpoint = policy_checkpoint(sent, task.model_hparams, task.module_class.__name__)
+        _SIZES[layout] = len(serialize(checkpoint))
+    return _SIZES[layout]
 
 
 def collect_round(
@@ -95,7 +121,7 @@ def collect_round(
             if task.agent_id not in failures:
                 bytes_received += path.stat().st_size
                 updates.append(
-                    read_update(path, task.agent_id, submitted.sent_state, submitted.statistics)
+                    read_update(path, task.agent_id, sent_state(task), submitted.statistics)
                 )
         except (OSError, InvalidUpdate) as err:
             failures[task.agent_id] = describe_failure(err)

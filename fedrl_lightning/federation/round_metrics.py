@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from fedrl_lightning.federation.local_round import SubmittedRound, TrainedRound, training_metrics
+from fedrl_lightning.federation.shared_model import task_of
+from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.learners import Learner
 
 __all__ = [
@@ -15,8 +17,11 @@ __all__ = [
     "metric_names",
     "personalized_columns",
     "round_row",
+    "task_columns",
     "upgraded_row",
 ]
+
+NAN = float("nan")
 
 ROUND_COLUMNS = (
     "round",
@@ -35,13 +40,18 @@ ROUND_COLUMNS = (
 
 
 def metric_names(
-    model: Learner, evaluated: Sequence[int], personalized: bool = False, finetuned: bool = False
+    model: Learner,
+    evaluated: Sequence[int],
+    personalized: bool = False,
+    num_tasks: int = 1,
+    finetuned: bool = False,
 ) -> list[str]:
     """Every numeric column a run of ``model`` evaluated on agents ``evaluated`` reports.
 
     ``personalized``: agents have parameters of their own, so the rows also report each
-    evaluated agent's own policy. ``finetuned``: the rows also report the global policy
-    fine-tuned on each evaluated agent (``trainer.finetune_episodes``).
+    evaluated agent's own policy; ``num_tasks``: tasks, each reported on its own when more
+    than one; ``finetuned``: the rows also report the global policy fine-tuned on each
+    evaluated agent (``trainer.finetune_episodes``).
     """
     learner = [f"train_{name}" for name in model.metric_names()]
     agents = [f"eval_reward_per_agent/{agent}" for agent in evaluated]
@@ -49,9 +59,40 @@ def metric_names(
     returns = np.zeros(len(evaluated))
     if personalized:
         names += list(personalized_columns(evaluated, returns))
+    if num_tasks > 1:
+        names += [f"{kind}_per_task/{t}" for kind in TASK_KINDS for t in range(num_tasks)]
     if finetuned:
         names += list(finetuned_columns(evaluated, returns))
     return names
+
+
+TASK_KINDS = ("train_reward", "eval_reward")
+
+
+def task_columns(
+    evaluated: Sequence[int],
+    per_agent: np.ndarray,
+    updates: Sequence[AgentUpdate],
+    task_sizes: Sequence[int],
+) -> dict[str, float]:
+    """Each task's training and evaluation return, in a federation of several tasks.
+
+    ``train_reward_per_task/T`` averages the round's agents of task ``T`` (NaN when none was
+    sampled), ``eval_reward_per_task/T`` its evaluated agents.
+    """
+    if len(task_sizes) < 2:
+        return {}
+    state = {"task_sizes": list(task_sizes)}
+    columns = {}
+    for task in range(len(task_sizes)):
+        trained = [u.mean_return for u in updates if task_of(state, u.agent_id) == task]
+        columns[f"train_reward_per_task/{task}"] = float(np.mean(trained)) if trained else NAN
+    for task in range(len(task_sizes)):
+        returns = [
+            r for a, r in zip(evaluated, per_agent, strict=True) if task_of(state, a) == task
+        ]
+        columns[f"eval_reward_per_task/{task}"] = float(np.mean(returns)) if returns else NAN
+    return columns
 
 
 def personalized_columns(
@@ -127,7 +168,7 @@ def round_row(
         "failed_agents": " ".join(str(a) for a in sorted(failures)),
         "num_byzantine_agents": len(byzantine),
         "byzantine_agents": " ".join(str(a) for a in sorted(byzantine)),
-        "bytes_sent": len(trained.agents) * submitted.sent_bytes,
+        "bytes_sent": submitted.sent_bytes,
         "bytes_received": trained.bytes_received,
         "episodes": totals["episodes"],
         "env_steps": totals["env_steps"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.aggregation import aggregate_round
@@ -14,6 +14,11 @@ from fedrl_lightning.federation.run_folder import RunFolder
 from fedrl_lightning.federation.scopes import SharingScopes
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import StateDict
+from fedrl_lightning.seeding import Stream, derive_seed
+
+if TYPE_CHECKING:
+    from fedrl_lightning.learners import Learner
+    from fedrl_lightning.population import AgentPopulation
 
 __all__ = ["SharedModel", "task_of"]
 
@@ -28,8 +33,12 @@ class SharedModel:
     - ``task`` entries have one value per task, aggregated by the strategy over the round's
       agents of that task only (each task has its own copy of a stateful strategy);
     - ``agent`` entries are never sent: each agent's values live in the
-      :class:`PersonalStore`, and an agent sampled for the first time starts from the global
-      model's values.
+      :class:`PersonalStore`, and an agent sampled for the first time starts from its task's
+      initial values (the global model's, in a one-task federation).
+
+    Tasks whose environments have other spaces have models of other sizes
+    (``task_models``); the entries whose shapes differ must then be scoped to the task or
+    the agent.
 
     Without scopes, this is plain federated averaging of the whole model, as before.
 
@@ -39,6 +48,10 @@ class SharedModel:
             values every task and agent starts from.
         task_sizes: How many agents each task has; agents are numbered task by task.
         strategy: The strategy; each task gets a fresh copy of it, made now.
+        task_models: Each task's initial ``state_dict``, of its own sizes; ``None``: the global
+            one for every task.
+        task_hparams: Each task's model's hyperparameters (its sizes differ when its spaces
+            do); ``None``: none recorded.
         store: Where agents keep their agent-scoped values; needed when there are some.
     """
 
@@ -48,6 +61,8 @@ class SharedModel:
         global_state: StateDict,
         task_sizes: Sequence[int],
         strategy: Strategy,
+        task_models: Sequence[StateDict] | None = None,
+        task_hparams: Sequence[dict[str, Any]] | None = None,
         store: PersonalStore | None = None,
     ) -> None:
         self.scopes = scopes
@@ -58,9 +73,57 @@ class SharedModel:
         names = list(global_state)
         self.task_names = scopes.names(names, "task")
         self.agent_names = scopes.names(names, "agent")
+        scoped = [*self.task_names, *self.agent_names]
+        initial = task_models or [global_state] * len(self.task_sizes)
+        # Each task's initial values of its scoped entries: only those ever start an agent.
+        self.initial = [{n: state[n].detach().cpu().clone() for n in scoped} for state in initial]
+        self.task_hparams = [dict(hparams) for hparams in task_hparams or []]
+        self.conditioned = False  # observations end with a one-hot task id
         self.task_states: dict[int, StateDict] = {}
         self.task_strategies: dict[int, Strategy] = {}
         self.versions: dict[int, int] = {}  # each agent's round of its agent-scoped values
+
+    @classmethod
+    def for_population(
+        cls,
+        scopes: SharingScopes,
+        model: Learner,
+        population: AgentPopulation,
+        strategy: Strategy,
+        seed: int,
+    ) -> SharedModel:
+        """The server's model for ``population``'s tasks, starting from ``model``.
+
+        A task whose environment has other spaces gets a model of its own sizes, initialised
+        from (run seed, task); every entry whose shape differs between the tasks must be
+        scoped to the task or the agent.
+
+        Raises:
+            ConfigError: If an entry of differing shapes is global.
+        """
+        tasks = range(len(population.task_sizes))
+        models = [
+            model.sized_for(population.task_hparams(t), derive_seed(seed, 0, t, Stream.TASK_MODEL))
+            for t in tasks
+        ]
+        states = [m.state_dict() for m in models]
+        for name in states[0]:
+            shapes = [tuple(state[name].shape) for state in states]
+            if len(set(shapes)) > 1 and scopes.scope_of(name) == "global":
+                raise ConfigError(
+                    f"trainer.personalization: {name} has the shapes {shapes} in the tasks' "
+                    "models, whose spaces differ; scope it to the task ({task: [...]})"
+                )
+        shared = cls(
+            scopes,
+            model.state_dict(),
+            population.task_sizes,
+            strategy,
+            task_models=states,
+            task_hparams=[dict(m.hparams) for m in models],
+        )
+        shared.conditioned = population.tasks is not None and population.tasks.conditioned
+        return shared
 
     def open(self, run: RunFolder) -> None:
         """Keep the agents' agent-scoped values in ``run``'s ``personal/``, if there are any."""
@@ -121,10 +184,25 @@ class SharedModel:
 
     def own_state(self, agent: int) -> StateDict:
         """Agent ``agent``'s task and agent entries, which replace the global ones for it."""
-        own = dict(self.task_states.get(self.task_of(agent), {}))
-        if self.agent_names and self.store is not None and agent in self.versions:
-            own |= self.store.load(agent, self.versions[agent]) or {}
+        task = self.task_of(agent)
+        own = dict(self.task_state(task))
+        if self.agent_names:
+            stored = None
+            if self.store is not None and agent in self.versions:
+                stored = self.store.load(agent, self.versions[agent])
+            own |= stored or {name: self.initial[task][name] for name in self.agent_names}
         return own
+
+    def task_state(self, task: int) -> StateDict:
+        """Task ``task``'s task-scoped entries: aggregated, or its initial ones before that."""
+        if task in self.task_states:
+            return self.task_states[task]
+        return {name: self.initial[task][name] for name in self.task_names}
+
+    def task_deployed_state(self, task: int) -> StateDict:
+        """The whole ``state_dict`` of task ``task``'s global policy (its initial agent entries)."""
+        agents = {name: self.initial[task][name] for name in self.agent_names}
+        return {**self.global_state, **self.task_state(task), **agents}
 
     def deployed_state(self, agent: int) -> StateDict:
         """The whole ``state_dict`` agent ``agent`` would deploy."""
@@ -150,7 +228,7 @@ class SharedModel:
         self.global_state = {**self.global_state, **combined}
         for task in sorted({self.task_of(u.agent_id) for u in updates}) if task_names else ():
             own = [u for u in updates if self.task_of(u.agent_id) == task]
-            start = self.task_states.get(task) or {n: self.global_state[n] for n in task_names}
+            start = self.task_state(task)
             task_strategy = self.task_strategies.setdefault(
                 task, copy.deepcopy(self._fresh_strategy)
             )
@@ -178,6 +256,9 @@ class SharedModel:
         return {
             "scopes": self.scopes.state_dict(),
             "task_sizes": list(self.task_sizes),
+            "task_initial": [dict(state) for state in self.initial],
+            "task_hparams": [dict(hparams) for hparams in self.task_hparams],
+            "conditioned": self.conditioned,
             "tasks": {t: dict(state) for t, state in self.task_states.items()},
             "task_strategies": {t: s.state_dict() for t, s in self.task_strategies.items()},
             "versions": dict(self.versions),
@@ -186,6 +267,8 @@ class SharedModel:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s output."""
         self.task_states = {int(t): dict(s) for t, s in state.get("tasks", {}).items()}
+        if state.get("task_initial"):
+            self.initial = [dict(initial) for initial in state["task_initial"]]
         self.task_strategies = {}
         for task, saved in state.get("task_strategies", {}).items():
             self.task_strategies[int(task)] = copy.deepcopy(self._fresh_strategy)

@@ -25,7 +25,12 @@ from fedrl_lightning.federation.local_round import SubmittedRound, collect_round
 from fedrl_lightning.federation.loggers import LoggerOption
 from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
-from fedrl_lightning.federation.round_metrics import metric_names, round_row, upgraded_row
+from fedrl_lightning.federation.round_metrics import (
+    metric_names,
+    round_row,
+    task_columns,
+    upgraded_row,
+)
 from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
 from fedrl_lightning.federation.run_start import fresh_run, resumed_run
 from fedrl_lightning.federation.sampling import sample_agents
@@ -252,8 +257,8 @@ class FederatedTrainer:
         statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
-        self.shared = SharedModel(
-            self.scopes, model.state_dict(), population.task_sizes, self.strategy
+        self.shared = SharedModel.for_population(
+            self.scopes, model, population, self.strategy, self.seed
         )
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
@@ -274,7 +279,7 @@ class FederatedTrainer:
         self.shared.open(self.run)
         if run_config is not None:
             atomic_write_text(run_config, self.run.config)
-        if population.heterogeneity or population.byzantine:
+        if population.agents_differ:
             atomic_write_text(csv_text(population.agent_table()), self.run.agents_table)
         executor = self._make_executor()
         with stop_on_signals(), quiet_lightning(self.verbose):
@@ -303,8 +308,9 @@ class FederatedTrainer:
     def metric_names(self) -> list[str]:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
         evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
-        finetuned = self.finetune_episodes > 0
-        return metric_names(self.model, evaluated, self.shared.personalized, finetuned)
+        tasks = len(self.population.task_sizes)
+        personalized, finetuned = bool(self.shared.agent_names), self.finetune_episodes > 0
+        return metric_names(self.model, evaluated, personalized, tasks, finetuned)
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -419,6 +425,7 @@ class FederatedTrainer:
                 row = (
                     round_row(submitted, trained, byzantine, evaluated, per_agent, totals, elapsed)
                     | columns
+                    | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
                 )
                 self._commit_round(row, model, personal)
                 if self.should_stop:
@@ -433,7 +440,6 @@ class FederatedTrainer:
         agents = sample_agents(
             executor.population.num_agents, self.agents_per_round, self.seed, round_idx
         )
-        model_hparams = dict(model.hparams)
         trainer_kwargs: dict[str, Any] = {
             "accelerator": self.accelerator,
             "devices": 1,
@@ -446,7 +452,7 @@ class FederatedTrainer:
                 round_idx=round_idx,
                 run_seed=self.seed,
                 module_class=type(model),
-                model_hparams=model_hparams,
+                model_hparams=self.shared.task_hparams[executor.population.task_of(agent_id)],
                 global_state=self.shared.global_state,
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
@@ -458,7 +464,7 @@ class FederatedTrainer:
             )
             for agent_id in agents
         ]
-        return submit_round(executor, tasks, model_hparams, tuple(model.statistics_modules()))
+        return submit_round(executor, tasks, tuple(model.statistics_modules()))
 
     def _lr_scale(self, round_idx: int) -> float:
         """The factor on the learners' learning rate in round ``round_idx``."""

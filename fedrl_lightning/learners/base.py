@@ -64,6 +64,8 @@ class Learner(L.LightningModule):
         self._anchor: dict[str, torch.Tensor] = {}
         self._meta: MetaUpdates | None = None
         self.lr_scale = 1.0
+        # Features act() appends to every observation: a task-conditioned agent's task id.
+        self.observation_suffix: np.ndarray | None = None
 
     def _check_hparams(self) -> None:
         """Refuse the hyperparameters every learner has, once they are saved."""
@@ -249,6 +251,24 @@ class Learner(L.LightningModule):
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr * self.lr_scale, fused=fused)
 
+    def sized_for(self, sizes: dict[str, Any], seed: int) -> Learner:
+        """This learner, with other observation and action sizes: another task's.
+
+        Args:
+            sizes: The values of :data:`ENV_HPARAMS` to have.
+            seed: Seeds the new learner's initial weights (torch's global generator is left
+                as it was).
+
+        Returns:
+            This learner itself when it has those sizes, else a new one with its other
+            hyperparameters.
+        """
+        if all(_same(self.hparams.get(name), value) for name, value in sizes.items()):
+            return self
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return type(self)(**{**self.hparams, **sizes})
+
     @classmethod
     def for_population(cls, population: AgentPopulation, **hparams: Any) -> Self:
         """Build the module with the observation and action sizes of ``population``'s env.
@@ -351,6 +371,10 @@ class Learner(L.LightningModule):
             ValueError: If ``observations`` has the wrong shape.
         """
         observations = np.asarray(observations, dtype=np.float32)
+        suffix = getattr(self, "observation_suffix", None)
+        if suffix is not None:  # a task-conditioned policy: the agent's one-hot task id
+            tail = np.broadcast_to(suffix, (*observations.shape[:-1], len(suffix)))
+            observations = np.concatenate([observations, tail], axis=-1)
         observation_dim = self.hparams.get("observation_dim")
         if observations.ndim not in (1, 2) or observations.shape[-1] != observation_dim:
             raise ValueError(

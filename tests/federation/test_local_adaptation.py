@@ -1,10 +1,13 @@
 """Local adaptation: fine-tuning is a real local fit of its own, and never changes training."""
 
+import csv
+import math
 import tempfile
 
 import numpy as np
 import pytest
 import torch
+from conftest import metrics_without_timings, run_cli
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
 from fedrl_lightning.checkpoints import load_checkpoint
@@ -168,3 +171,26 @@ def test_with_lr_zero_the_finetuned_policy_plays_the_global_policys_episodes():
 def test_negative_finetune_episodes_are_refused():
     with pytest.raises(ConfigError, match="trainer.finetune_episodes must not be negative"):
         FederatedTrainer(finetune_episodes=-1)
+
+
+def test_each_agent_finetunes_its_tasks_policy_of_its_tasks_sizes(tmp_path):
+    """CartPole and Acrobot agents, task-scoped input and output layers: in fit and evaluate."""
+    tasks = "[{env_id: CartPole-v1}, {env_id: Acrobot-v1}]"
+    args = ["--model", "PPO", "--model.num_layers", "2", "--model.hidden_dim", "8"]
+    args += ["--data.tasks", tasks, "--data.num_agents", "2", "--data.max_episode_steps", "30"]
+    args += ["--trainer.num_rounds", "2", "--trainer.agents_per_round", "2"]
+    args += ["--trainer.episodes_per_round", "2", "--trainer.eval_episodes", "2"]
+    args += ["--trainer.personalization", "{task: [policy.hidden.*, policy.head.*, critic.0.*]}"]
+    result = run_cli("fit", *args, "--trainer.finetune_episodes", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (row, _) = metrics_without_timings(tmp_path)
+    tuned = [float(row[f"{FINETUNED}_per_agent/{a}"]) for a in (0, 1)]
+    assert all(math.isfinite(r) for r in tuned)
+    assert tuned[1] <= 0 < tuned[0]  # Acrobot's returns are negative, CartPole's positive
+    evaluated = run_cli(
+        "evaluate", "--episodes", "2", "--finetune_episodes", "2", "--out", "t.csv", cwd=tmp_path
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "each task's global policy fine-tuned for 2 episodes" in evaluated.stdout
+    with open(tmp_path / "t.csv") as f:
+        assert [r["task"] for r in csv.DictReader(f)] == ["0", "1"]

@@ -9,6 +9,7 @@ from conftest import (
     TINY_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_TASKS_CONFIG,
     metrics_without_timings,
     run_cli,
 )
@@ -98,7 +99,11 @@ def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
     assert 30.0 <= row["round_time"] < 60.0
 
 
-@pytest.mark.parametrize("config", [TINY_CONFIG, TINY_PPO_CONFIG], ids=["reinforce", "ppo_norm"])
+@pytest.mark.parametrize(
+    "config",
+    [TINY_CONFIG, TINY_PPO_CONFIG, TINY_TASKS_CONFIG],
+    ids=["reinforce", "ppo_norm", "tasks"],
+)
 def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config):
     """Three rounds on Ray, round 3 redone in this process: the sequential run's result.
 
