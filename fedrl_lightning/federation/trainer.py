@@ -88,10 +88,11 @@ class FederatedTrainer:
             that many ids evenly spaced over the population (the first and the last
             included, for two or more), the same every round, so evaluation costs the same
             whatever the population's size. ``None``: every agent.
-        finetune_episodes: Local adaptation: after each round, the global policy is also
-            fine-tuned for this many episodes on each evaluated agent's own environment (a
-            local fit from random streams of its own, which never changes training) and
-            evaluated on the same episodes (``eval_reward_finetuned``). 0: off.
+        finetune_episodes: Local adaptation: after each round, the global policy (each
+            agent's task's) is also fine-tuned for this many episodes on each evaluated
+            agent's own environment (a local fit from random streams of its own, which never
+            changes training) and evaluated on the same episodes (``eval_reward_finetuned``).
+            0: off.
         accelerator: Accelerator for local fits (``cpu``, ``gpu``, ``auto``, ...).
         executor: Where local fits run: ``sequential``, one after another in this process,
             or ``ray``, as Ray tasks in parallel (``pip install 'fedrl_lightning[ray]'``).
