@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/bad_input_report.py
 
-Runs every case of ``tests/bad_inputs.py`` in this process against a folder holding a
+Runs every case of ``tests/bad_inputs.py`` (``fit``'s, and those of the subcommands
+``evaluate``, ``report`` and ``export``) in this process against a folder holding a
 finished run, and the CLI fuzz tests' draws (``tests/test_cli_fuzz.py``), and counts per
 category how many end in a traceback, in another exit code than 2 or more than one stderr
 line, or change the run folder (a hash of every path, mode and byte before and after).
@@ -26,7 +27,7 @@ from machine import describe_machine
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
-from bad_inputs import CASES, folder_digest, write_input_files  # noqa: E402
+from bad_inputs import CASES, COMMAND_CASES, folder_digest, write_input_files  # noqa: E402
 
 from fedrl_lightning.cli import main  # noqa: E402
 
@@ -47,10 +48,13 @@ def run(args: list[str]) -> tuple[int | None, str]:
 
 def catalogue(folder: Path) -> dict[str, collections.Counter]:
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for category, args, names in CASES:
-        config = [] if "--config" in args else ["--config", TINY]
+    fit_cases = [
+        (category, ["fit", *([] if "--config" in args else ["--config", TINY]), *args], names)
+        for category, args, names in CASES
+    ]
+    for category, command, names in [*fit_cases, *COMMAND_CASES]:
         before = folder_digest(folder)
-        code, stderr = run(["fit", *config, *args])
+        code, stderr = run(command)
         tally = counts[category]
         tally["cases"] += 1
         tally["traceback"] += code is None or "Traceback" in stderr

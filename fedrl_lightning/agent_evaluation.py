@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from fedrl_lightning.federation.evaluation import run_episodes
 from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.population import AgentPopulation
+from fedrl_lightning.rollouts import run_episodes
 from fedrl_lightning.seeding import Stream, derive_seed
 
 __all__ = ["AgentEvaluation", "evaluate_agents", "fresh_episode_seeds"]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 
 from fedrl_lightning.actors import NumpyActor
 
-__all__ = ["Episode", "rollout_episode", "rollout_wave"]
+if TYPE_CHECKING:
+    from fedrl_lightning.policy import MLPPolicy
+
+__all__ = ["Episode", "rollout_episode", "rollout_wave", "run_episodes"]
 
 NOISE_CHUNK = 256  # steps of action-sampling noise drawn per generator call
 
@@ -142,3 +145,23 @@ def _noise(
     if deterministic:
         return np.zeros((count, actor.output_dim), np.float32)
     return actor.noise(rng, count)
+
+
+def run_episodes(
+    policy: MLPPolicy,
+    env: gym.vector.VectorEnv,
+    env_seeds: list[int],
+    action_seed: int,
+    deterministic: bool = False,
+) -> list[Episode]:
+    """The first episode of every sub-environment of ``env``, in lock-step, with ``policy``.
+
+    Args:
+        policy: The policy; its numpy actor acts.
+        env: A vector environment with next-step autoreset.
+        env_seeds: One reset seed per sub-environment.
+        action_seed: Seeds the action noise.
+        deterministic: Take the most likely action, or the Gaussian's mean, instead.
+    """
+    rng = np.random.default_rng(action_seed)
+    return rollout_wave(env, policy.actor(), rng, env_seeds, deterministic)

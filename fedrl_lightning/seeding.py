@@ -23,9 +23,10 @@ class Stream(IntEnum):
     FRESH_ENV = 8  # the evaluate command's episodes, which no run ever uses
     FRESH_ACTIONS = 9  # the evaluate command's action sampling
     TASK_MODEL = 10  # the initial weights of a task's model, when its sizes are its own
-    CLUSTER_INIT = 11  # the initial weights of IFCA's clusters 1 .. K - 1
-    CLUSTER_ENV = 12  # the episodes on which an agent scores IFCA's clusters
-    CLUSTER_ACTIONS = 13  # action sampling while an agent scores IFCA's clusters
+    FINETUNE = 11  # local adaptation's fits: the run seed of their own streams
+    CLUSTER_INIT = 12  # the initial weights of IFCA's clusters 1 .. K - 1
+    CLUSTER_ENV = 13  # the episodes on which an agent scores IFCA's clusters
+    CLUSTER_ACTIONS = 14  # action sampling while an agent scores IFCA's clusters
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -44,6 +44,18 @@ CASES: list[tuple[str, list[str], str]] = [
         "max_norm",
     ),
     ("strategy", ["--trainer.strategy", "FedAvgM", "--trainer.strategy.momentum", "1"], "momentum"),
+    ("strategy", ["--trainer.strategy", "Reptile", "--trainer.strategy.meta_lr", "0"], "meta_lr"),
+    ("strategy", ["--trainer.strategy", "Reptile", "--trainer.strategy.meta_lr", "nan"], "meta_lr"),
+    (
+        "strategy",
+        ["--trainer.strategy", "PerFedAvg", "--trainer.strategy.inner_lr", "0"],
+        "inner_lr",
+    ),
+    (
+        "strategy",
+        ["--trainer.strategy", "PerFedAvg", "--trainer.strategy.first_order", "maybe"],
+        "first_order",
+    ),
     # Robust strategies whose round is too small.
     ("round size", ["--trainer.strategy", "Krum"], "num_byzantine"),
     (
@@ -120,6 +132,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("trainer value", ["--trainer.num_rounds", "0"], "trainer.num_rounds"),
     ("trainer value", ["--trainer.episodes_per_round=-2"], "trainer.episodes_per_round"),
     ("trainer value", ["--trainer.eval_agents", "0"], "trainer.eval_agents"),
+    ("trainer value", ["--trainer.finetune_episodes=-1"], "trainer.finetune_episodes"),
+    ("trainer value", ["--trainer.finetune_episodes", "2.5"], "trainer.finetune_episodes"),
     ("trainer value", ["--trainer.verbose", "maybe"], "trainer.verbose: expected true or false"),
     ("data value", ["--data.num_agents", "0"], "data.num_agents"),
     ("data value", ["--data.num_envs", "1.5"], "data.num_envs"),
@@ -243,6 +257,7 @@ COMMAND_CASES: list[tuple[str, list[str], str]] = [
     ("evaluate", ["evaluate", "--ckpt_path", "not_a_checkpoint.ckpt"], "not_a_checkpoint"),
     ("evaluate", ["evaluate", "--ckpt_path", "a_file"], "a_file"),
     ("evaluate", ["evaluate", "--episodes", "0"], "--episodes"),
+    ("evaluate", ["evaluate", "--finetune_episodes=-2"], "--finetune_episodes"),
     ("evaluate", ["evaluate", "--agents", "0,99"], "--agents"),
     ("evaluate", ["evaluate", "--video_agents", "x"], "--video_agents"),
     ("evaluate", ["evaluate", "--record_video", "videos"], "--record_video"),

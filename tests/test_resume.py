@@ -140,14 +140,14 @@ def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, refer
     assert_same_result(tmp_path, reference_runs["slow"])
 
 
-def killed_against_reference(tmp_path, config):
-    """``config`` (with SLOW's settings) run whole, and killed at random moments and resumed.
+def killed_against_reference(tmp_path, config, *overrides):
+    """``config`` (with SLOW's settings and ``overrides``) run whole, and killed and resumed.
 
     Returns:
         The two folders, and the whole run's output, once the killed run's metrics and final
         weights are checked to be the whole run's.
     """
-    args = ["fit", "--config", str(config), *SLOW]
+    args = ["fit", "--config", str(config), *SLOW, *overrides]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     reference.mkdir(), killed.mkdir()
     result = run_cli(*args, cwd=reference)
@@ -174,6 +174,22 @@ def saved_files(cwd, folder, round_of):
         saved = torch.load(path, weights_only=True)
         files[path.name] = (round_of(saved), saved["state_dict"])
     return files
+
+
+META_LEARNING = {
+    "reptile": ["--trainer.strategy", "Reptile", "--trainer.strategy.meta_lr", "0.7"],
+    "per_fedavg": ["--trainer.strategy", "PerFedAvg", "--trainer.strategy.first_order", "false"],
+}
+
+
+@pytest.mark.parametrize("strategy", list(META_LEARNING))
+def test_local_adaptation_and_meta_learning_resume_bit_identically_after_sigkill(
+    tmp_path, strategy
+):
+    """Fine-tuning after every round (its own streams), with Reptile or Per-FedAvg."""
+    overrides = ["--trainer.finetune_episodes", "2", *META_LEARNING[strategy]]
+    reference, _, _ = killed_against_reference(tmp_path, TINY_CONFIG, *overrides)
+    assert "eval_reward_finetuned_per_agent/2" in metrics_without_timings(reference)[0]
 
 
 def test_ppo_with_observation_and_reward_normalization_resumes_bit_identically_after_sigkill(

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import Namespace
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from fedrl_lightning.agent_evaluation import AgentEvaluation, evaluate_agents
 from fedrl_lightning.checkpoints import atomic_write_text, load_checkpoint
 from fedrl_lightning.commands.parser import CommandParser, agent_ids
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.run_folder import trained_checkpoint
 from fedrl_lightning.federation.trainer import FEDRL_KEY
+from fedrl_lightning.learners import Learner
 from fedrl_lightning.loading import load_module
 from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.population import AgentPopulation
@@ -49,6 +54,14 @@ def build_parser(prog: str) -> CommandParser:
         help="Evaluate what each agent would deploy: the global weights with its task's and its "
         "own parameters (a run with --trainer.personalization), or its cluster's model (a run "
         "with --trainer.clusters); otherwise the global policy.",
+    )
+    parser.add_argument(
+        "--finetune_episodes",
+        type=NonNegativeInt,
+        default=0,
+        help="Local adaptation: fine-tune the policy for this many episodes on each evaluated "
+        "agent's own environment (a local fit, as an agent's in training, from random streams "
+        "of its own) before evaluating it; 0: evaluate the policy as saved.",
     )
     parser.add_argument(
         "--seed",
@@ -128,6 +141,8 @@ def run(args: list[str], prog: str) -> None:
         policy = own_policy
     elif len(population.task_sizes) > 1:
         policy = task_policy
+    if config.finetune_episodes:
+        policy = _finetuned_policies(checkpoint, module, population, config)
     results = evaluate_agents(
         policy, population, agents, config.episodes, config.seed, config.deterministic
     )
@@ -138,6 +153,8 @@ def run(args: list[str], prog: str) -> None:
         whose = "each agent's own policy"
     elif len(population.task_sizes) > 1:
         whose = "each task's global policy"
+    if config.finetune_episodes:
+        whose += f" fine-tuned for {config.finetune_episodes} episodes on each agent"
     print(
         f"{checkpoint} ({type(module).__name__}{_round_of(checkpoint)}), {whose}: "
         f"{len(agents)} agents x {config.episodes} episodes of {population.env_id}, "
@@ -161,6 +178,39 @@ def run(args: list[str], prog: str) -> None:
             )
             for video in videos:
                 print(f"Wrote {video}")
+
+
+def _finetuned_policies(
+    checkpoint: Path, module: Learner, population: AgentPopulation, config: Namespace
+) -> Callable[[int], MLPPolicy]:
+    """Each agent's policy after ``--finetune_episodes`` episodes of local adaptation.
+
+    Each agent starts from the saved policy it would otherwise be evaluated with: its own
+    with ``--personalized``, its task's global policy in a run of several tasks, else the
+    global one. It is fine-tuned once, the first time its policy is asked for, so its videos
+    show the policy its table row evaluated. The fits' scratch folder is emptied after each
+    fit and removed when the command exits.
+    """
+    adaptation = LocalAdaptation(module, population, config.finetune_episodes)
+    adapted: dict[int, MLPPolicy] = {}
+
+    def policy(agent: int) -> MLPPolicy:
+        if agent not in adapted:
+            if config.personalized:
+                start = load_module(checkpoint, agent=agent)
+            elif len(population.task_sizes) > 1:
+                start = load_module(checkpoint, task=population.task_of(agent))
+            else:
+                start = module
+            tuned = copy.deepcopy(start)
+            hparams = dict(start.hparams)
+            tuned.load_state_dict(
+                adaptation.adapt(start.state_dict(), agent, config.seed, 0, hparams)
+            )
+            adapted[agent] = tuned.eval().policy
+        return adapted[agent]
+
+    return policy
 
 
 def _run_config(checkpoint: Path) -> dict[str, Any]:

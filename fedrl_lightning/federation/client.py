@@ -17,6 +17,7 @@ from fedrl_lightning.data import EpisodeDataset
 from fedrl_lightning.federation.cluster_choice import choose_cluster
 from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.learners import Learner
+from fedrl_lightning.learners.meta_step import MetaStep
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -43,6 +44,7 @@ class LocalFit:
         proximal_mu: Weight of FedProx's proximal term in the local loss (0: none).
         lr_scale: The round's factor on the learner's learning rate (the trainer's
             ``lr_schedule``).
+        meta_step: Per-FedAvg's inner step before each outer update; ``None``: plain updates.
         own_state: The agent's task- and agent-scoped entries, which replace the global
             ones (see :class:`~fedrl_lightning.federation.shared_model.SharedModel`).
         personal_names: The agent-scoped entries: kept by the agent, never sent.
@@ -66,6 +68,7 @@ class LocalFit:
     trainer_kwargs: dict[str, Any]
     proximal_mu: float = 0.0
     lr_scale: float = 1.0
+    meta_step: MetaStep | None = None
     own_state: dict[str, torch.Tensor] = field(default_factory=dict)
     personal_names: tuple[str, ...] = ()
     personal_path: Path | None = None
@@ -137,6 +140,7 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     if task.proximal_mu:
         module.set_proximal_term(start, task.proximal_mu)
     module.lr_scale = task.lr_scale
+    module.set_meta_step(task.meta_step)
     byzantine = population.byzantine
     env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
     dataset = EpisodeDataset(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from fedrl_lightning.federation.evaluation import run_episodes
+from fedrl_lightning.rollouts import run_episodes
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:

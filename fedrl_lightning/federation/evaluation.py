@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 import gymnasium as gym
 import numpy as np
 
+from fedrl_lightning.federation.round_metrics import finetuned_columns, personalized_columns
 from fedrl_lightning.policy import MLPPolicy
-from fedrl_lightning.rollouts import Episode, rollout_wave
+from fedrl_lightning.rollouts import run_episodes
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.local_adaptation import LocalAdaptation
     from fedrl_lightning.federation.shared_model import SharedModel
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population import AgentPopulation
@@ -23,7 +25,6 @@ __all__ = [
     "evaluate_policy",
     "evaluate_round",
     "evaluated_agents",
-    "run_episodes",
 ]
 
 
@@ -118,25 +119,15 @@ def evaluate_policy(
     return np.array([sum(episode.rewards) for episode in episodes])
 
 
-def run_episodes(
-    policy: MLPPolicy,
-    env: gym.vector.VectorEnv,
-    env_seeds: list[int],
-    action_seed: int,
-    deterministic: bool = False,
-) -> list[Episode]:
-    """The first episode of every sub-environment, in lock-step, as :func:`evaluate_policy` runs."""
-    rng = np.random.default_rng(action_seed)
-    return rollout_wave(env, policy.actor(), rng, env_seeds, deterministic)
-
-
 class RoundEvaluation:
-    """The evaluation after every round: each task's global policy, and each agent's own.
+    """The evaluation after every round: each task's global policy, each agent's own, fine-tuned.
 
     Each task's global policy (the global weights with the task's task-scoped entries; the
-    one global model when there are none) plays its evaluated agents' episodes in one batch;
-    when agents deploy policies of their own (agent-scoped parameters, or IFCA's clusters),
-    each agent's own policy then plays the same episodes.
+    one global model when there are none) plays its evaluated agents' episodes in one batch.
+    When agents deploy policies of their own (agent-scoped parameters, or IFCA's clusters),
+    each agent's own policy then plays the same episodes; with ``adaptation``, so does its
+    task's global policy fine-tuned on the agent's own environment (local adaptation), so they
+    all compare episode for episode.
 
     Args:
         model: The global model, loaded with the round's global weights.
@@ -144,6 +135,8 @@ class RoundEvaluation:
         agents: The evaluated agents.
         episodes: Episodes per agent.
         shared: The server's model, for each task's and each agent's weights.
+        adaptation: Fine-tunes a global policy on an agent (``trainer.finetune_episodes``);
+            ``None``: no fine-tuning.
     """
 
     def __init__(
@@ -153,8 +146,10 @@ class RoundEvaluation:
         agents: list[int],
         episodes: int,
         shared: SharedModel,
+        adaptation: LocalAdaptation | None = None,
     ) -> None:
         self.model, self.agents, self.episodes, self.shared = model, agents, episodes, shared
+        self.adaptation = adaptation
         per_task = bool(shared.task_names) and len(shared.task_sizes) > 1
         tasks = sorted({shared.task_of(a) for a in agents}) if per_task else [None]
         self.batches = {}  # task (None: every agent, the global model) -> its agents, env
@@ -163,36 +158,73 @@ class RoundEvaluation:
             slots = [a for a in own for _ in range(episodes)]
             self.batches[task] = (own, slots, population.make_vector_env(slots))
         self.own_envs = {}
-        if shared.own_policies:
+        if shared.own_policies or adaptation is not None:
             self.own_envs = {a: population.make_vector_env([a] * episodes) for a in agents}
         self.scratch = {}  # a learner of each task's sizes, for its weights
 
-    def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Mean returns per agent: its task's global policy's, and its own (or ``None``)."""
+    def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, dict[str, float]]:
+        """Each agent's task's global policy's mean return, and the other policies' columns.
+
+        Returns:
+            The global policies' mean returns, in the order of the agents, and the row's
+            columns of each agent's own policy (:func:`personalized_columns`) and of the
+            fine-tuned one (:func:`finetuned_columns`), where the run has them.
+        """
         returns = {}
         for task, (own, slots, env) in self.batches.items():
             policy = self.model.policy if task is None else self._policy(task, task_only=True)
             means = evaluate_round(policy, env, slots, self.episodes, seed, round_idx)
             returns |= dict(zip(own, means, strict=True))
         per_agent = np.array([returns[a] for a in self.agents])
-        if not self.own_envs:
-            return per_agent, None
-        return per_agent, evaluate_personalized(
-            lambda agent: self._policy(agent), self.own_envs, self.episodes, seed, round_idx
-        )
+        columns: dict[str, float] = {}
+        if self.shared.own_policies:
+            own = evaluate_personalized(
+                lambda agent: self._policy(agent), self.own_envs, self.episodes, seed, round_idx
+            )
+            columns |= personalized_columns(self.agents, own)
+        if self.adaptation is not None:
+            tuned = evaluate_personalized(
+                lambda agent: self._finetuned(agent, seed, round_idx),
+                self.own_envs,
+                self.episodes,
+                seed,
+                round_idx,
+            )
+            columns |= finetuned_columns(self.agents, tuned)
+        return per_agent, columns
 
     def _policy(self, key: int, task_only: bool = False) -> MLPPolicy:
         """Task ``key``'s global policy (``task_only``), or agent ``key``'s own."""
         shared = self.shared
         task = key if task_only else shared.task_of(key)
-        if task not in self.scratch:
-            hparams = shared.task_hparams[task] if shared.task_hparams else self.model.hparams
-            self.scratch[task] = type(self.model)(**hparams)
         state = shared.task_deployed_state(task) if task_only else shared.deployed_state(key)
-        self.scratch[task].load_state_dict(state)
+        self._scratch(task).load_state_dict(state)
         return self.scratch[task].policy
 
+    def _finetuned(self, agent: int, seed: int, round_idx: int) -> MLPPolicy:
+        """The global policy agent ``agent`` is evaluated with, fine-tuned on its environment."""
+        task = self.shared.task_of(agent)
+        scratch = self._scratch(task)
+        if None in self.batches:  # one global model for every agent
+            state = self.model.state_dict()
+        else:
+            state = self.shared.task_deployed_state(task)
+        scratch.load_state_dict(
+            self.adaptation.adapt(state, agent, seed, round_idx, dict(scratch.hparams))
+        )
+        return scratch.policy
+
+    def _scratch(self, task: int) -> Learner:
+        """A learner of task ``task``'s sizes, to load its weights into."""
+        if task not in self.scratch:
+            shared = self.shared
+            hparams = shared.task_hparams[task] if shared.task_hparams else self.model.hparams
+            self.scratch[task] = type(self.model)(**hparams)
+        return self.scratch[task]
+
     def close(self) -> None:
-        """Close the environments."""
+        """Close the environments, and the fine-tuning's scratch folder."""
         for env in [*(batch[2] for batch in self.batches.values()), *self.own_envs.values()]:
             env.close()
+        if self.adaptation is not None:
+            self.adaptation.close()

@@ -12,7 +12,14 @@ from fedrl_lightning.federation.shared_model import task_of
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.learners import Learner
 
-__all__ = ["metric_names", "personalized_columns", "round_row", "task_columns", "upgraded_row"]
+__all__ = [
+    "finetuned_columns",
+    "metric_names",
+    "personalized_columns",
+    "round_row",
+    "task_columns",
+    "upgraded_row",
+]
 
 NAN = float("nan")
 
@@ -33,21 +40,29 @@ ROUND_COLUMNS = (
 
 
 def metric_names(
-    model: Learner, evaluated: Sequence[int], personalized: bool = False, num_tasks: int = 1
+    model: Learner,
+    evaluated: Sequence[int],
+    personalized: bool = False,
+    num_tasks: int = 1,
+    finetuned: bool = False,
 ) -> list[str]:
     """Every numeric column a run of ``model`` evaluated on agents ``evaluated`` reports.
 
     ``personalized``: agents have parameters of their own, so the rows also report each
     evaluated agent's own policy; ``num_tasks``: tasks, each reported on its own when more
-    than one.
+    than one; ``finetuned``: the rows also report the global policy fine-tuned on each
+    evaluated agent (``trainer.finetune_episodes``).
     """
     learner = [f"train_{name}" for name in model.metric_names()]
     agents = [f"eval_reward_per_agent/{agent}" for agent in evaluated]
     names = [*ROUND_COLUMNS, *learner, *agents]
+    returns = np.zeros(len(evaluated))
     if personalized:
-        names += list(personalized_columns(evaluated, np.zeros(len(evaluated))))
+        names += list(personalized_columns(evaluated, returns))
     if num_tasks > 1:
         names += [f"{kind}_per_task/{t}" for kind in TASK_KINDS for t in range(num_tasks)]
+    if finetuned:
+        names += list(finetuned_columns(evaluated, returns))
     return names
 
 
@@ -84,15 +99,24 @@ def personalized_columns(
     evaluated: Sequence[int], personalized: np.ndarray | None
 ) -> dict[str, float]:
     """The columns of each evaluated agent's own policy: mean, worst and per agent."""
-    if personalized is None:
+    return _policy_columns("eval_reward_personalized", evaluated, personalized)
+
+
+def finetuned_columns(evaluated: Sequence[int], finetuned: np.ndarray | None) -> dict[str, float]:
+    """The columns of the global policy fine-tuned on each evaluated agent: mean, worst, each."""
+    return _policy_columns("eval_reward_finetuned", evaluated, finetuned)
+
+
+def _policy_columns(
+    name: str, evaluated: Sequence[int], returns: np.ndarray | None
+) -> dict[str, float]:
+    """``name``, ``name_min`` and ``name_per_agent/K``: the mean, worst and each agent's return."""
+    if returns is None:
         return {}
     return {
-        "eval_reward_personalized": float(personalized.mean()),
-        "eval_reward_personalized_min": float(personalized.min()),
-        **{
-            f"eval_reward_personalized_per_agent/{a}": float(r)
-            for a, r in zip(evaluated, personalized, strict=True)
-        },
+        name: float(returns.mean()),
+        f"{name}_min": float(returns.min()),
+        **{f"{name}_per_agent/{a}": float(r) for a, r in zip(evaluated, returns, strict=True)},
     }
 
 

@@ -29,7 +29,11 @@ RAY_INSTALL = 'pip install -c constraints.txt -e ".[ray]"'  # as the README says
 
 
 def check_round_options(
-    min_agents_per_round: int, agents_per_round: int, lr_schedule: str, **counts: float | None
+    min_agents_per_round: int,
+    agents_per_round: int,
+    lr_schedule: str,
+    finetune_episodes: int = 0,
+    **counts: float | None,
 ) -> None:
     """Refuse the trainer's counts that are not positive, and options that contradict.
 
@@ -37,8 +41,13 @@ def check_round_options(
         min_agents_per_round: Agents that must succeed in a round.
         agents_per_round: Agents sampled per round.
         lr_schedule: ``constant`` or ``linear``.
+        finetune_episodes: Episodes of local adaptation, 0 for none; not negative.
         **counts: Options that must be positive when given, by name.
     """
+    if finetune_episodes < 0:
+        raise ConfigError(
+            f"trainer.finetune_episodes must not be negative, got {finetune_episodes}"
+        )
     counts |= {"agents_per_round": agents_per_round, "min_agents_per_round": min_agents_per_round}
     for name, value in counts.items():
         if value is not None and value <= 0:

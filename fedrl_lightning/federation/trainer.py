@@ -21,13 +21,13 @@ from fedrl_lightning.federation.client import LocalFit, lr_scale
 from fedrl_lightning.federation.clustered_model import ClusteredModel
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
+from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
 from fedrl_lightning.federation.loggers import LoggerOption
 from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
 from fedrl_lightning.federation.round_metrics import (
     metric_names,
-    personalized_columns,
     round_row,
     task_columns,
     upgraded_row,
@@ -90,6 +90,11 @@ class FederatedTrainer:
             that many ids evenly spaced over the population (the first and the last
             included, for two or more), the same every round, so evaluation costs the same
             whatever the population's size. ``None``: every agent.
+        finetune_episodes: Local adaptation: after each round, the global policy (each
+            agent's task's) is also fine-tuned for this many episodes on each evaluated
+            agent's own environment (a local fit from random streams of its own, which never
+            changes training) and evaluated on the same episodes (``eval_reward_finetuned``).
+            0: off.
         accelerator: Accelerator for local fits (``cpu``, ``gpu``, ``auto``, ...).
         executor: Where local fits run: ``sequential``, one after another in this process,
             or ``ray``, as Ray tasks in parallel (``pip install 'fedrl_lightning[ray]'``).
@@ -144,6 +149,7 @@ class FederatedTrainer:
         min_agents_per_round: int = 1,
         eval_episodes: int = 10,
         eval_agents: int | None = 10,
+        finetune_episodes: int = 0,
         accelerator: str = "cpu",
         executor: Literal["sequential", "ray"] = "sequential",
         num_workers: int | None = None,
@@ -171,6 +177,7 @@ class FederatedTrainer:
             num_workers=num_workers,
             round_timeout=round_timeout,
             lr_schedule=lr_schedule,
+            finetune_episodes=finetune_episodes,
         )
         check_executor_options(
             executor, num_workers=num_workers, ray_address=ray_address, round_timeout=round_timeout
@@ -186,6 +193,7 @@ class FederatedTrainer:
         self.min_agents_per_round = min_agents_per_round
         self.eval_episodes = eval_episodes
         self.eval_agents = eval_agents
+        self.finetune_episodes = finetune_episodes
         self.accelerator = accelerator
         self.executor = executor
         self.num_workers = num_workers
@@ -324,7 +332,8 @@ class FederatedTrainer:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
         evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
         tasks = len(self.population.task_sizes)
-        names = metric_names(self.model, evaluated, self.shared.own_policies, tasks)
+        finetuned = self.finetune_episodes > 0
+        names = metric_names(self.model, evaluated, self.shared.own_policies, tasks, finetuned)
         return names + self.shared.metric_names()
 
     def state_dict(self) -> dict[str, Any]:
@@ -401,7 +410,14 @@ class FederatedTrainer:
     def _run_rounds(self, model: Learner, population: AgentPopulation, executor: Executor) -> None:
         shared = self.shared
         evaluated = evaluated_agents(population.num_agents, self.eval_agents)
-        evaluation = RoundEvaluation(model, population, evaluated, self.eval_episodes, shared)
+        adaptation = None
+        if self.finetune_episodes:  # local adaptation, evaluated beside the global policy
+            adaptation = LocalAdaptation(
+                model, population, self.finetune_episodes, self.accelerator, self.verbose
+            )
+        evaluation = RoundEvaluation(
+            model, population, evaluated, self.eval_episodes, shared, adaptation
+        )
         last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
         totals = {"episodes": int(last["episodes"]), "env_steps": int(last["env_steps"])}
         first = self.completed_rounds + 1
@@ -425,14 +441,14 @@ class FederatedTrainer:
                 model.load_state_dict(shared.global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
                     next_round = self._submit_round(round_idx + 1, model, executor)
-                per_agent, personalized = evaluation.run(self.seed, round_idx)
+                per_agent, columns = evaluation.run(self.seed, round_idx)
                 totals["episodes"] += sum(u.num_episodes for u in trained.updates)
                 totals["env_steps"] += sum(u.num_steps for u in trained.updates)
                 byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 elapsed = time.perf_counter() - started
                 row = (
                     round_row(submitted, trained, byzantine, evaluated, per_agent, totals, elapsed)
-                    | personalized_columns(evaluated, personalized)
+                    | columns
                     | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
                     | shared.round_columns()
                 )
@@ -467,6 +483,7 @@ class FederatedTrainer:
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
                 proximal_mu=self.strategy.proximal_mu,
+                meta_step=self.strategy.meta_step,
                 lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
                 **self.shared.fit_inputs(agent_id),
             )

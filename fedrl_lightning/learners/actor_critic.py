@@ -117,10 +117,4 @@ class ActorCritic(Learner):
         """One optimizer step on ``loss`` (plus FedProx's term), with gradient-norm clipping."""
         if self._proximal_mu:
             loss = loss + self._proximal_term()
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        self.clip_gradients(
-            optimizer, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm"
-        )
-        optimizer.step()
+        self._optimize(loss, self.hparams.max_grad_norm)

@@ -15,6 +15,7 @@ from typing_extensions import Self, override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from fedrl_lightning.statistics_module import RunningStatistics
 
@@ -42,7 +43,9 @@ class Learner(L.LightningModule):
     ``state_dict`` that strategies aggregate. This base gives every learner the same ways to be
     built for a population, checked against one, loaded and deployed; FedProx's proximal
     term; and the statistics of a local fit (:meth:`agent_stats`), which a ``training_step``
-    feeds through :meth:`_record_batch` and :meth:`_record`. Calling the module on
+    feeds through :meth:`_record_batch` and :meth:`_record`. A ``training_step`` updates
+    the weights through :meth:`_optimize`, which takes Per-FedAvg's inner and outer steps
+    instead of plain ones once :meth:`set_meta_step` is called. Calling the module on
     observations returns the policy's action distribution.
     """
 
@@ -59,6 +62,7 @@ class Learner(L.LightningModule):
         self._step_values: dict[str, list[torch.Tensor]] = {}
         self._proximal_mu = 0.0
         self._anchor: dict[str, torch.Tensor] = {}
+        self._meta: MetaUpdates | None = None
         self.lr_scale = 1.0
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
@@ -119,6 +123,39 @@ class Learner(L.LightningModule):
             )
         )
 
+    def set_meta_step(self, step: MetaStep | None) -> None:
+        """Take Per-FedAvg's local updates (Fallah et al., 2020): see :class:`MetaUpdates`.
+
+        The learner's updates go in pairs: an inner step of ``step.inner_lr`` on one batch
+        adapts the weights, and the next batch's update, computed at the adapted weights, is
+        applied to the original ones by the learner's optimizer. It holds for every learner
+        that updates through :meth:`_optimize`, whatever its loss.
+
+        Args:
+            step: The inner step's size and order; ``None`` restores plain updates.
+        """
+        self._meta = MetaUpdates(step) if step is not None else None
+
+    def _optimize(self, loss: torch.Tensor, max_grad_norm: float | None = None) -> None:
+        """One update of the weights on ``loss``: the optimizer's step, or Per-FedAvg's.
+
+        Args:
+            loss: The loss to descend, FedProx's term included.
+            max_grad_norm: Clip the gradient's norm to this before the step; ``None``: no
+                clipping.
+        """
+        optimizer = self.optimizers()
+        if self._meta is not None:
+            self._meta.update(self, optimizer, loss, max_grad_norm)
+            return
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if max_grad_norm is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
+
     @override
     def transfer_batch_to_device(
         self, batch: EpisodeBatch, device: torch.device, dataloader_idx: int
@@ -172,6 +209,8 @@ class Learner(L.LightningModule):
 
     @override
     def on_train_epoch_end(self) -> None:
+        if self._meta is not None:  # a last inner step without its outer step is dropped
+            self._meta.discard(self)
         # Each metric takes the epoch's step values in one update: a torchmetrics update per
         # step would cost more than the step's arithmetic.
         for name, metric in self._metrics().items():

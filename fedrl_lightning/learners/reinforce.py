@@ -105,10 +105,7 @@ class Reinforce(Learner):
         if self._proximal_mu:
             loss = loss + self._proximal_term()
 
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        optimizer.step()
+        self._optimize(loss)
 
         with torch.no_grad():
             mean_entropy = (entropy * batch.mask).sum() / batch.mask.sum()

@@ -9,6 +9,7 @@ from conftest import TINY_PPO_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, load_module
 from fedrl_lightning.agent_evaluation import evaluate_agents, fresh_episode_seeds
+from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 
 HETERO = ["--data.env_id", "CartPole-v1", "--data.heterogeneity", "{length: [0.2, 0.8]}"]
 
@@ -102,6 +103,33 @@ def test_seeds_pick_the_episodes(cartpole_run):
     assert outputs[0] != outputs[2]
 
 
+def test_finetune_episodes_adapts_each_agent_before_evaluating_it(cartpole_run):
+    """Local adaptation of the saved policy on unseen agents, as LocalAdaptation does it."""
+    unseen = ["--data.heterogeneity", "{length: [0.15, 0.95]}", "--data.num_agents", "3"]
+    args = ["evaluate", *unseen, "--episodes", "3", "--finetune_episodes", "4", "--seed", "2"]
+    result = run_cli(*args, "--out", "tuned.csv", cwd=cartpole_run)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no Lightning banners from the fits
+    assert "the global policy fine-tuned for 4 episodes on each agent" in result.stdout
+    rows = read_rows(cartpole_run / "tuned.csv")
+    assert run_cli(*args, "--out", "again.csv", cwd=cartpole_run).returncode == 0
+    assert read_rows(cartpole_run / "again.csv") == rows
+
+    module = load_module(cartpole_run / "lightning_logs/version_0/checkpoints/last.ckpt")
+    population = AgentPopulation(
+        env_id="CartPole-v1", num_agents=3, heterogeneity={"length": [0.15, 0.95]}, seed=7
+    )
+    adaptation = LocalAdaptation(module, population, episodes=4)
+    for agent, row in enumerate(rows):
+        tuned = load_module(cartpole_run / "lightning_logs/version_0/checkpoints/last.ckpt")
+        tuned.load_state_dict(adaptation.adapt(module.state_dict(), agent, seed=2, round_idx=0))
+        (expected,) = evaluate_agents(tuned.policy, population, [agent], 3, seed=2)
+        assert float(row["mean_return"]) == pytest.approx(expected.mean)
+    adaptation.close()
+    plain = run_cli("evaluate", *unseen, "--episodes", "3", "--seed", "2", cwd=cartpole_run)
+    assert "fine-tuned" not in plain.stdout
+
+
 def test_record_video_writes_playable_mp4s_of_the_evaluated_episode(cartpole_run, tmp_path):
     result = run_cli(
         "evaluate",
@@ -142,6 +170,7 @@ def test_record_video_writes_playable_mp4s_of_the_evaluated_episode(cartpole_run
         (["--agents", "0,7"], "--agents: agent 7"),
         (["--agents", "a,b"], "--agents: expected agent ids"),
         (["--episodes", "0"], "--episodes"),
+        (["--finetune_episodes", "-1"], "--finetune_episodes"),
         (["--data.env_id", "Acrobot-v1"], "data.heterogeneity: AcrobotEnv has no attribute"),
         (["--data.env_id", "Acrobot-v1", "--data.heterogeneity", "null"], "observation_dim"),
         (["--out", "missing/e.csv"], "--out missing/e.csv"),

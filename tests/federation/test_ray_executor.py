@@ -224,3 +224,31 @@ def test_clusters_on_ray_match_sequential(tmp_path):
     for cluster, values in enumerate(expected["fedrl"]["shared"]["clusters"]):
         for key, value in values.items():
             assert torch.equal(actual["fedrl"]["shared"]["clusters"][cluster][key], value), key
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        ["--trainer.strategy", "Reptile", "--trainer.strategy.meta_lr", "0.7"],
+        ["--trainer.strategy", "PerFedAvg", "--trainer.strategy.first_order", "false"],
+    ],
+    ids=["reptile", "per_fedavg"],
+)
+def test_local_adaptation_and_meta_learning_on_ray_match_sequential(tmp_path, strategy):
+    """Per-FedAvg's meta step travels to the workers; fine-tuning runs in this process."""
+    args = ["--config", str(TINY_CONFIG), "--trainer.num_rounds", "4", *strategy]
+    args += ["--trainer.finetune_episodes", "2"]
+    sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
+    sequential.mkdir(), on_ray.mkdir()
+    assert run_cli("fit", *args, cwd=sequential).returncode == 0
+    ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
+    result = run_cli("fit", *args, *ray_args, cwd=on_ray)
+    assert result.returncode == 0, result.stderr
+    rows = metrics_without_timings(on_ray)
+    assert rows == metrics_without_timings(sequential)
+    assert "eval_reward_finetuned" in rows[0]
+    last = "lightning_logs/version_0/checkpoints/last.ckpt"
+    expected = torch.load(sequential / last, weights_only=True)["state_dict"]
+    actual = torch.load(on_ray / last, weights_only=True)["state_dict"]
+    for key, value in expected.items():
+        assert torch.equal(actual[key], value), key

@@ -16,6 +16,7 @@ from fedrl_lightning.federation.strategies import (
     FedYogi,
     Krum,
     MultiKrum,
+    Reptile,
     RewardWeighted,
     TrustRegion,
 )
@@ -71,7 +72,14 @@ AVERAGING = [
     MultiKrum(),
     TrustRegion(max_norm=100.0),
 ]
-EVERY_STRATEGY = [*AVERAGING, FedAvgM(server_lr=3.0), FedAdagrad(), FedAdam(), FedYogi()]
+EVERY_STRATEGY = [
+    *AVERAGING,
+    FedAvgM(server_lr=3.0),
+    FedAdagrad(),
+    FedAdam(),
+    FedYogi(),
+    Reptile(),
+]
 
 
 @pytest.mark.parametrize("strategy", AVERAGING, ids=lambda s: type(s).__name__)
@@ -192,3 +200,30 @@ def test_fedprox_aggregates_like_fedavg_and_asks_for_a_proximal_term():
     updates = [update(0, 1.0, episodes=10), update(1, 5.0, episodes=30)]
     assert values(FedProx(mu=0.1).aggregate(GLOBAL, updates)) == pytest.approx(4.0)
     assert FedProx(mu=0.1).proximal_mu == 0.1 and FedAvg().proximal_mu == 0.0
+
+
+def test_reptile_step_by_hand():
+    # global b = 1, w = [0, 0]; agents adapt to b = 3 (10 episodes) and b = 7 (30 episodes)
+    # mean_k(w_k): b = 0.25 * 3 + 0.75 * 7 = 6, w = [6, 12]
+    # Reptile, meta_lr 0.5: b = 1 + 0.5 * (6 - 1) = 3.5, w = 0 + 0.5 * ([6, 12] - 0) = [3, 6]
+    start = {"w": torch.zeros(2), "b": torch.tensor(1.0)}
+    updates = [update(0, 3.0, episodes=10), update(1, 7.0, episodes=30)]
+    result = Reptile(meta_lr=0.5).aggregate(start, updates)
+    assert result["b"].item() == pytest.approx(3.5)
+    assert result["w"].tolist() == pytest.approx([3.0, 6.0])
+    assert result["w"].dtype == torch.float32
+    # meta_lr 1 is FedAvg, and every meta_lr is FedAvgM's step without momentum
+    fedavg = FedAvg().aggregate(start, updates)
+    assert torch.equal(Reptile(meta_lr=1.0).aggregate(start, updates)["b"], fedavg["b"])
+    for meta_lr in (0.3, 2.0):
+        server = FedAvgM(server_lr=meta_lr).aggregate(start, updates)
+        reptile = Reptile(meta_lr=meta_lr).aggregate(start, updates)
+        for key in start:
+            assert torch.equal(reptile[key], server[key]), key
+    assert Reptile().state_dict() == {"buffers": {}}  # no state of its own
+
+
+@pytest.mark.parametrize("meta_lr", [0.0, -0.5, float("nan"), float("inf")])
+def test_reptile_refuses_a_meta_lr_that_is_not_positive_and_finite(meta_lr):
+    with pytest.raises(ConfigError, match="trainer.strategy.meta_lr"):
+        Reptile(meta_lr=meta_lr)

@@ -1,4 +1,4 @@
-"""The callbacks a run calls: the loggers', the user's, the default checkpoints', the display."""
+"""Every callback of a run: the loggers', the user's, the checkpoints' and the display."""
 
 from __future__ import annotations
 
@@ -17,18 +17,19 @@ __all__ = ["run_callbacks"]
 def run_callbacks(
     logger: LoggerOption, given: Sequence[Callback], enable_progress_bar: bool
 ) -> list[Callback]:
-    """Every callback of a run, in the order they are called.
+    """The callbacks a run calls, in order.
 
-    A run without a :class:`RoundCheckpoint` or a :class:`BestCheckpoint` among ``given``
-    gets the default one, as Lightning adds a ``ModelCheckpoint``.
+    :class:`RoundLogging` comes first, so the loggers have a round's row before any other
+    callback acts on it; then the user's callbacks; then a ``RoundCheckpoint()`` and a
+    ``BestCheckpoint()`` unless the user gave one; the progress display comes last.
 
     Args:
-        logger: ``trainer.logger``, for :class:`RoundLogging`.
-        given: ``trainer.callbacks``.
-        enable_progress_bar: Whether :class:`ProgressDisplay` shows the bar.
+        logger: The trainer's ``logger`` option.
+        given: The user's callbacks (``trainer.callbacks``).
+        enable_progress_bar: Draw the progress bar.
 
     Returns:
-        The logging, the given callbacks, the default checkpoints, and the display.
+        The run's callbacks.
     """
     defaults = [
         cls()

@@ -7,6 +7,7 @@ from fedrl_lightning.federation.strategies.base import (
     all_strategies,
     weighted_average,
 )
+from fedrl_lightning.federation.strategies.meta_learning import PerFedAvg, Reptile
 from fedrl_lightning.federation.strategies.robust import FedMedian, FedTrimmedAvg, Krum, MultiKrum
 from fedrl_lightning.federation.strategies.server_optimizers import (
     FedAdagrad,
@@ -28,6 +29,8 @@ __all__ = [
     "FedYogi",
     "Krum",
     "MultiKrum",
+    "PerFedAvg",
+    "Reptile",
     "RewardWeighted",
     "Strategy",
     "TrustRegion",

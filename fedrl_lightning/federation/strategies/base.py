@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from fedrl_lightning.learners.meta_step import MetaStep
 from fedrl_lightning.running_stats import RunningMeanStd
 
 __all__ = [
@@ -80,9 +81,12 @@ class Strategy(ABC):
     Attributes:
         proximal_mu: Weight of the proximal term ``mu / 2 * ||w - w_global||^2`` that agents add
             to their local loss; 0 for none (only FedProx sets it).
+        meta_step: The inner adaptation step agents take before each outer update of their
+            local fit (Per-FedAvg's); ``None`` for plain updates (only PerFedAvg sets it).
     """
 
     proximal_mu: float = 0.0
+    meta_step: MetaStep | None = None
 
     @abstractmethod
     def aggregate(self, global_state: StateDict, updates: Sequence[AgentUpdate]) -> StateDict:
