@@ -1,4 +1,5 @@
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -101,10 +102,24 @@ def test_resuming_from_an_earlier_round_checkpoint_redoes_the_later_rounds(
 def fit_with_sigkills(cwd, args):
     """Run ``fit args`` and SIGKILL it at random moments, resuming until it finishes.
 
+    A run that finishes before its first kill proves nothing, so it is thrown away and tried
+    again with shorter delays (up to six times).
+
     Returns:
         The delays, after the first completed round, at which a process was killed.
     """
     rng = random.Random()
+    max_delay = 0.6
+    for _ in range(6):
+        kills = _kill_and_resume(cwd, args, rng, max_delay)
+        if kills:
+            return kills
+        shutil.rmtree(cwd / "lightning_logs")
+        max_delay /= 2
+    return kills
+
+
+def _kill_and_resume(cwd, args, rng, max_delay):
     kills = []
     for _ in range(4):
         process = subprocess.Popen(
@@ -118,7 +133,7 @@ def fit_with_sigkills(cwd, args):
         deadline = time.monotonic() + 120
         while not last.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)  # the first attempt must complete a round to be resumable
-        delay = rng.uniform(0.0, 0.6)
+        delay = rng.uniform(0.0, max_delay)
         try:
             process.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -126,7 +141,8 @@ def fit_with_sigkills(cwd, args):
             process.wait()
             kills.append(round(delay, 3))
         if process.returncode == 0:
-            break
+            break  # finished (before its first kill, if kills is empty)
+        assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
         args = ["fit", "--ckpt_path", "last"]
     else:
         result = run_cli(*args, cwd=cwd)
