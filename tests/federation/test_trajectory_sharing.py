@@ -3,7 +3,13 @@ import io
 import gymnasium as gym
 import pytest
 import torch
-from conftest import TINY_CONFIG, TRAINER_KWARGS, metrics_without_timings, run_cli
+from conftest import (
+    TINY_CONFIG,
+    TINY_SHARING_CONFIG,
+    TRAINER_KWARGS,
+    metrics_without_timings,
+    run_cli,
+)
 
 from fedrl_lightning import A2C, PPO, AgentPopulation, EpisodeDataset, ReinforceModule
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint, serialize
@@ -26,7 +32,6 @@ from fedrl_lightning.federation.trajectory_sharing import TrajectorySharing, upl
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.seeding import Stream, derive_seed
 
-TINY_SHARING = TINY_CONFIG.parent / "tiny_sharing.yaml"
 RUN = "lightning_logs/version_0"
 LAYOUT = EpisodeLayout(observation_dim=4, num_actions=2, continuous=False)
 
@@ -160,7 +165,7 @@ def test_a_round_counts_its_episodes_and_their_serialized_bytes():
 
 def test_a_sharing_run_counts_only_its_own_episodes_and_keeps_the_buffer(tmp_path):
     result = run_cli(
-        "fit", "--config", str(TINY_SHARING), "--trainer.num_rounds", "4", cwd=tmp_path
+        "fit", "--config", str(TINY_SHARING_CONFIG), "--trainer.num_rounds", "4", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     rows = metrics_without_timings(tmp_path)
