@@ -232,6 +232,7 @@ class EpisodeDataset(IterableDataset):
             torch.tensor([e.truncated for e in episodes], dtype=torch.bool),
             torch.from_numpy(np.stack([e.final_observation for e in episodes])),
             torch.from_numpy(log_probs),
+            torch.zeros(count, dtype=torch.bool),
         )
 
 
