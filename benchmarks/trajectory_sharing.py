@@ -10,10 +10,14 @@ lengths 0.1-0.9, one agent a round) through the real command line, one run after
 - ``none``: sharing off (``--trainer.sharing null``), i.e. ``configs/cartpole_hetero_ppo.yaml``;
 - ``sharing``: the config as shipped, ``share_fraction`` 0.1;
 - ``poison_none`` / ``poison_sharing``: the same two with 3 of the 10 agents Byzantine,
-  ``poison_trajectories`` with ``scale`` 10 (their uploads' rewards multiplied by 10).
+  ``poison_trajectories`` with ``scale`` 10 (their uploads' rewards multiplied by 10);
+- ``sharing_recent``: sharing with a buffer of the 20 newest episodes instead of 500 (not run
+  unless named).
 
 From the run's ``metrics.csv``: the first round whose evaluation mean reaches 475 and the
-training env steps of all agents up to it, and the bytes and episodes shared over the run.
+training env steps of all agents up to it, and the bytes and episodes shared over the run
+(beside ``bytes_sent`` + ``bytes_received``: the weights sent, and the agents' checkpoints,
+uploads included).
 Then ``last.ckpt`` is evaluated on 20 fresh episodes per agent, with seeds the run never used.
 """
 
@@ -36,7 +40,12 @@ SETTINGS = {
     "sharing": [],
     "poison_none": ["--trainer.sharing", "null", *POISON],
     "poison_sharing": POISON,
+    "sharing_recent": [
+        "--trainer.sharing",
+        "{share_fraction: 0.1, buffer_episodes: 20, replay_ratio: 0.5}",
+    ],
 }
+DEFAULT_SETTINGS = ["none", "sharing", "poison_none", "poison_sharing"]
 
 
 def total(rows: list[dict[str, str]], column: str) -> int:
@@ -52,25 +61,25 @@ def fit_and_measure(setting: str, seed: int, workdir: Path) -> str:
     fresh = fresh_evaluation(run / "checkpoints" / "last.ckpt", run_population(run), seed)
     shared = total(rows, "episodes_shared")
     up, down = total(rows, "shared_bytes_up"), total(rows, "shared_bytes_down")
-    weights = total(rows, "bytes_sent") + total(rows, "bytes_received")
+    checkpoints = total(rows, "bytes_sent") + total(rows, "bytes_received")
     to_goal = f"{reached.env_steps:,} (round {reached.round})" if reached else "not reached"
     print(
         f"{setting} seed {seed}: fit {seconds:.1f} s, {int(rows[-1]['env_steps']):,} steps; "
         f"mean >= {GOAL:.0f} at {to_goal}; last.ckpt fresh mean {fresh.mean():.1f}, worst "
         f"{fresh.min():.1f}; shared {shared} episodes, {up:,} B up, {down:,} B down; "
-        f"weights {weights:,} B",
+        f"weights and checkpoints {checkpoints:,} B",
         flush=True,
     )
     return (
         f"| {setting} | {seed} | {to_goal} | {fresh.mean():.1f} / {fresh.min():.1f} "
-        f"| {shared} | {up:,} | {down:,} | {weights:,} |"
+        f"| {shared} | {up:,} | {down:,} | {checkpoints:,} |"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
-    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=DEFAULT_SETTINGS)
     args = parser.parse_args()
     print(f"machine: {describe_machine()}")
     with tempfile.TemporaryDirectory() as workdir:
@@ -82,7 +91,7 @@ def main() -> None:
     print()
     print(
         f"| setting | seed | env steps to mean {GOAL:.0f} | last.ckpt fresh mean / worst "
-        "| episodes shared | bytes up | bytes down | weights' bytes (both ways) |"
+        "| episodes shared | bytes up | bytes down | bytes_sent + bytes_received |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(table))
