@@ -145,6 +145,25 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model value", ["--model.hidden_dim", "0"], "model.hidden_dim"),
     ("model value", ["--model.num_layers", "0"], "model.num_layers"),
     ("trainer value", ["--trainer.lr_schedule", "cosine"], "trainer.lr_schedule"),
+    # Shared trajectory replay.
+    ("sharing", ["--trainer.sharing", "{share_fraction: 0}"], "trainer.sharing.share_fraction"),
+    ("sharing", ["--trainer.sharing", "{share_fraction: 1.5}"], "trainer.sharing.share_fraction"),
+    ("sharing", ["--trainer.sharing", "{buffer_episodes: 0}"], "trainer.sharing.buffer_episodes"),
+    ("sharing", ["--trainer.sharing", "{buffer_episodes: 2.5}"], "trainer.sharing.buffer_episodes"),
+    ("sharing", ["--trainer.sharing", "{replay_ratio: -1}"], "trainer.sharing.replay_ratio"),
+    ("sharing", ["--trainer.sharing", "{rho_max: 0}"], "trainer.sharing.rho_max"),
+    ("sharing", ["--trainer.sharing", "{rho_max: .inf}"], "trainer.sharing.rho_max"),
+    ("sharing", ["--trainer.sharing", "{buffer: 5}"], "trainer.sharing.buffer: unknown key"),
+    (
+        "sharing",
+        ["--trainer.sharing", "{}", "--data.num_agents", "4", "--data.tasks", "[{}, {}]"],
+        "trainer.sharing cannot be combined with data.tasks",
+    ),
+    (
+        "environment",
+        ["--data.byzantine", "{agents: 1, attack: poison_trajectory}"],
+        "data.byzantine.attack",
+    ),
     # Clustered federation (IFCA).
     ("clusters", ["--trainer.clusters", "0"], "trainer.clusters"),
     ("clusters", ["--trainer.cluster_eval_episodes", "3"], "trainer.cluster_eval_episodes"),

@@ -46,6 +46,7 @@ from fedrl_lightning.federation.settings_checks import (
 )
 from fedrl_lightning.federation.shared_model import SharedModel
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
+from fedrl_lightning.federation.trajectory_sharing import TrajectorySharing
 from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.population import AgentPopulation
@@ -127,6 +128,16 @@ class FederatedTrainer:
             (``eval_reward``) is the largest cluster's. ``None``: one global model.
         cluster_eval_episodes: With ``clusters``, episodes each agent scores each model on;
             ``None``: 5. Their steps are counted in ``cluster_eval_steps``, not ``env_steps``.
+        sharing: Shared trajectory replay: ``{share_fraction: 0.1, buffer_episodes: 500,
+            replay_ratio: 0.5, rho_max: 1.0}`` (any key left out takes that value). Each
+            sampled agent uploads each of its episodes with ``share_fraction``'s odds,
+            seeded, with its behaviour policy's log-probabilities, to a server-side FIFO
+            buffer of ``buffer_episodes``; each of the next round's agents is sent a seeded
+            sample of it, ``replay_ratio`` times its episodes per round, and trains on its
+            own episodes plus those, with off-policy corrections truncated at ``rho_max``
+            (REINFORCE's importance weights, V-trace for A2C and PPO, PPO's ratio against
+            the stored log-probabilities). Rows report ``episodes_shared``,
+            ``shared_bytes_up`` and ``shared_bytes_down``. ``None``: no sharing.
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -161,6 +172,7 @@ class FederatedTrainer:
         personalization: dict[str, list[str]] | None = None,
         clusters: int | None = None,
         cluster_eval_episodes: int | None = None,
+        sharing: dict[str, float] | None = None,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -205,6 +217,7 @@ class FederatedTrainer:
         self.scopes = SharingScopes(personalization)
         check_cluster_options(clusters, cluster_eval_episodes, bool(self.scopes))
         self.clusters, self.cluster_eval_episodes = clusters, cluster_eval_episodes
+        self.sharing = TrajectorySharing(sharing, episodes_per_round, seed)
         self.logger = logger
         self.callbacks = list(callbacks or [])
         check_callbacks(self.callbacks)
@@ -283,6 +296,7 @@ class FederatedTrainer:
                 self.cluster_eval_episodes,
             )
         )
+        self.sharing.setup(model, population)
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
         self._hooks = run_callbacks(self.logger, self.callbacks, self.enable_progress_bar)
@@ -334,7 +348,7 @@ class FederatedTrainer:
         tasks = len(self.population.task_sizes)
         finetuned = self.finetune_episodes > 0
         names = metric_names(self.model, evaluated, self.shared.own_policies, tasks, finetuned)
-        return names + self.shared.metric_names()
+        return names + self.shared.metric_names() + self.sharing.metric_names()
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -350,6 +364,7 @@ class FederatedTrainer:
             "config": self.run_config,
             "callbacks": {c.state_key: c.state_dict() for c in self._hooks if c.state_dict()},
             "shared": self.shared.state_dict(),
+            "sharing": self.sharing.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -362,6 +377,7 @@ class FederatedTrainer:
         self.history = [upgraded_row(row) for row in state["history"]]
         self.strategy.load_state_dict(state["strategy"])
         self.shared.load_state_dict(state.get("shared", {}))
+        self.sharing.load_state_dict(state.get("sharing", {}))
         saved = state.get("callbacks", {})  # none in checkpoints from before callbacks
         for callback in self._hooks:
             if callback.state_key in saved:
@@ -437,6 +453,7 @@ class FederatedTrainer:
                     self.verbose,
                 )
                 shared.aggregate(self.strategy, trained.updates, submitted.statistics)
+                self.sharing.aggregate(trained.updates, round_idx)
                 personal = shared.record_personal([u.agent_id for u in trained.updates], round_idx)
                 model.load_state_dict(shared.global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
@@ -451,6 +468,7 @@ class FederatedTrainer:
                     | columns
                     | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
                     | shared.round_columns()
+                    | self.sharing.round_columns()
                 )
                 self._commit_round(row, model, personal)
                 if self.should_stop:
@@ -486,6 +504,7 @@ class FederatedTrainer:
                 meta_step=self.strategy.meta_step,
                 lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
                 **self.shared.fit_inputs(agent_id),
+                **self.sharing.fit_inputs(agent_id, round_idx),
             )
             for agent_id in agents
         ]

@@ -16,6 +16,7 @@ from typing_extensions import Self, override
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
+from fedrl_lightning.learners.off_policy import truncated_importance_weights
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from fedrl_lightning.statistics_module import RunningStatistics
 
@@ -64,6 +65,7 @@ class Learner(L.LightningModule):
         self._anchor: dict[str, torch.Tensor] = {}
         self._meta: MetaUpdates | None = None
         self.lr_scale = 1.0
+        self.rho_max = 1.0  # truncation of replayed episodes' importance weights
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
 
@@ -160,7 +162,7 @@ class Learner(L.LightningModule):
     def transfer_batch_to_device(
         self, batch: EpisodeBatch, device: torch.device, dataloader_idx: int
     ) -> EpisodeBatch:
-        return EpisodeBatch(*(tensor.to(device) for tensor in batch))
+        return EpisodeBatch(*(t.to(device) if t is not None else None for t in batch))
 
     def _metrics(self) -> dict[str, MeanMetric]:
         return {"episode_return": self.episode_return, "loss": self.loss, "entropy": self.entropy}
@@ -187,7 +189,7 @@ class Learner(L.LightningModule):
         # After the batch's update: the batch was rolled out and trained with the same
         # statistics, and the next one will be both with these observations folded in.
         if self.policy.normalizer is not None:
-            self.policy.normalizer.observe(batch.observations[batch.mask])
+            self.policy.normalizer.observe(batch.observations[batch.own_mask()])
 
     def statistics_modules(self) -> dict[str, RunningStatistics]:
         """The running statistics in the module, by name: a federation pools them as statistics.
@@ -223,10 +225,22 @@ class Learner(L.LightningModule):
         self._step_values[name].append(value.detach().reshape(-1))
 
     def _record_batch(self, batch: EpisodeBatch) -> None:
-        """Count a batch's episodes and steps, and record its episode returns."""
-        self._step_values["episode_return"].append(batch.episode_returns)
-        self.num_episodes += batch.mask.shape[0]
-        self.num_steps += int(batch.mask.sum())
+        """Count a batch's own episodes and steps, and record their returns (not replayed ones)."""
+        own = ~batch.replayed_episodes()
+        self._step_values["episode_return"].append(batch.episode_returns[own])
+        self.num_episodes += int(own.sum())
+        self.num_steps += int(batch.own_mask().sum())
+
+    def replay_weights(self, log_probs: torch.Tensor, batch: EpisodeBatch) -> torch.Tensor:
+        """``[episodes, steps]`` importance weights: 1 on own episodes, truncated on replayed.
+
+        A replayed episode's step gets ``min(rho_max, pi(a_t|s_t) / mu(a_t|s_t))``, ``mu``
+        being its behaviour policy's log-probability (``batch.log_probs``); see
+        :func:`~fedrl_lightning.learners.off_policy.truncated_importance_weights`.
+        """
+        weights = truncated_importance_weights(log_probs, batch.log_probs, self.rho_max)
+        replayed = batch.replayed_episodes().unsqueeze(1)
+        return torch.where(replayed & batch.mask, weights, torch.ones_like(weights))
 
     def agent_stats(self) -> dict[str, Any]:
         """What the last local fit did: episodes, environment steps and mean episode return.

@@ -35,6 +35,11 @@ def minibatch_indices(
 class PPO(ActorCritic):
     """Proximal policy optimisation on the steps of each batch of whole episodes.
 
+    Episodes replayed from other agents (trajectory sharing) keep their behaviour policy's
+    log-probabilities, so their ratio is taken against the policy that acted; their
+    advantages and value targets are V-trace's, truncated at ``rho_max``, without the
+    importance weight that the clipped ratio already applies.
+
     The ratio is taken against the behaviour policy's log-probabilities, which the rollout
     recorded in the batch (``batch.log_probs``). The dataset rolls each batch out with exactly
     the module's current weights (it has a length, so Lightning does not prefetch), so the
@@ -81,6 +86,8 @@ class PPO(ActorCritic):
             the mean is not subtracted. A federation pools every agent's statistics of ``R``,
             as it does observation statistics.
     """
+
+    rho_weighted_advantages = False  # the clipped ratio against mu is the importance weight
 
     def __init__(
         self,

@@ -44,6 +44,10 @@ def reinforce_loss(
 class Reinforce(Learner):
     """REINFORCE with normalised returns, one optimizer step per batch of episodes.
 
+    Episodes replayed from other agents (trajectory sharing) weight each step's term by its
+    truncated per-decision importance weight, ``min(rho_max, pi(a_t|s_t) / mu(a_t|s_t))``
+    (:meth:`~fedrl_lightning.learners.base.Learner.replay_weights`).
+
     Discrete action spaces get a categorical policy; continuous ones a Gaussian policy with a
     learned log-std whose actions are clipped to the bounds. ``for_population`` sizes the
     module for a population's environment, and a trained module acts with ``act(obs)``.
@@ -101,6 +105,8 @@ class Reinforce(Learner):
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
         log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
         weights = self._normalize(batch.returns, batch.mask)
+        if batch.replayed is not None and bool(batch.replayed.any()):  # shared episodes
+            weights = weights * self.replay_weights(log_probs, batch)
         loss = reinforce_loss(log_probs, weights, batch.mask)
         if self._proximal_mu:
             loss = loss + self._proximal_term()

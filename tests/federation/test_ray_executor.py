@@ -10,6 +10,7 @@ from conftest import (
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
     metrics_without_timings,
     run_cli,
@@ -102,15 +103,17 @@ def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
 
 @pytest.mark.parametrize(
     "config",
-    [TINY_CONFIG, TINY_PPO_CONFIG, TINY_TASKS_CONFIG],
-    ids=["reinforce", "ppo_norm", "tasks"],
+    [TINY_CONFIG, TINY_PPO_CONFIG, TINY_TASKS_CONFIG, TINY_SHARING_CONFIG],
+    ids=["reinforce", "ppo_norm", "tasks", "sharing"],
 )
 def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config):
     """Three rounds on Ray, round 3 redone in this process: the sequential run's result.
 
     Also for PPO with observation and reward normalisation (whose statistics the server
-    pools), two hidden layers and a linear learning-rate schedule. Resuming from round 2's
-    checkpoint keeps ``num_rounds``, so the schedule is the sequential run's.
+    pools), two hidden layers and a linear learning-rate schedule, and for shared
+    trajectory replay (the replayed episodes travel to the workers, the uploads back).
+    Resuming from round 2's checkpoint keeps ``num_rounds``, so the schedule is the
+    sequential run's.
     """
     if config == TINY_CONFIG:
         sequential = tiny_run[0]
