@@ -21,10 +21,18 @@ from fedrl_lightning.learners.meta_step import MetaStep
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["AGENT_STATS_KEY", "FIT_STATISTICS_KEY", "LocalFit", "fit_agent", "lr_scale"]
+__all__ = [
+    "AGENT_STATS_KEY",
+    "FIT_STATISTICS_KEY",
+    "SENDS_KEY",
+    "LocalFit",
+    "fit_agent",
+    "lr_scale",
+]
 
 AGENT_STATS_KEY = "agent_stats"
 FIT_STATISTICS_KEY = "fit_statistics"
+SENDS_KEY = "sends"  # "gradient" in a gradient-mode agent's checkpoint; absent: weights
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,10 @@ class LocalFit:
             ``global_state``, and sends its choice back with its statistics (see
             :func:`~fedrl_lightning.federation.cluster_choice.choose_cluster`).
         cluster_eval_episodes: Episodes the agent scores each cluster's model on.
+        send_gradient: Gradient sharing (``trainer.update_mode gradient``): the agent
+            sends the mean gradient of its learner's loss at the start weights over its
+            episodes, with no local step, instead of trained weights (see
+            :meth:`~fedrl_lightning.learners.Learner.capture_gradients`).
     """
 
     agent_id: int
@@ -74,6 +86,7 @@ class LocalFit:
     personal_path: Path | None = None
     cluster_states: tuple[dict[str, torch.Tensor], ...] = ()
     cluster_eval_episodes: int = 0
+    send_gradient: bool = False
 
 
 def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
@@ -141,6 +154,8 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
         module.set_proximal_term(start, task.proximal_mu)
     module.lr_scale = task.lr_scale
     module.set_meta_step(task.meta_step)
+    if task.send_gradient:
+        module.capture_gradients()
     byzantine = population.byzantine
     env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
     dataset = EpisodeDataset(
@@ -172,8 +187,12 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     def shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v for k, v in state.items() if k not in task.personal_names}
 
+    update, origin = trained, start
+    if task.send_gradient:  # a gradient is a change from zero, which attacks scale or replace
+        update = module.captured_gradient()
+        origin = {name: torch.zeros_like(value) for name, value in update.items()}
     sent = byzantine.corrupt_update(
-        task.agent_id, shared(trained), shared(start), seed(Stream.BYZANTINE)
+        task.agent_id, shared(update), shared(origin), seed(Stream.BYZANTINE)
     )
     # The agent's checkpoint holds what aggregation reads: weights, hyperparameters, what
     # the fit did, and what its running statistics observed. Lightning's full checkpoint
@@ -185,6 +204,7 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
         dict(module.hparams),
         type(module).__name__,
         **{AGENT_STATS_KEY: stats, FIT_STATISTICS_KEY: module.fit_statistics()},
+        **({SENDS_KEY: "gradient"} if task.send_gradient else {}),
     )
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

@@ -136,6 +136,7 @@ def collect_round(
                         sent_state(task),
                         submitted.statistics,
                         submitted.clusters,
+                        task.send_gradient,
                     )
                 )
         except (OSError, InvalidUpdate) as err:

@@ -10,7 +10,7 @@ import torch
 
 from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import AGENT_STATS_KEY, FIT_STATISTICS_KEY
+from fedrl_lightning.federation.client import AGENT_STATS_KEY, FIT_STATISTICS_KEY, SENDS_KEY
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.running_stats import RunningMeanStd
 
@@ -27,6 +27,7 @@ def read_update(
     reference: dict[str, torch.Tensor],
     statistics: Sequence[str] = (),
     clusters: int = 0,
+    gradient: bool = False,
 ) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
 
@@ -41,6 +42,9 @@ def read_update(
         statistics: Names of the model's running statistics modules.
         clusters: With IFCA, how many clusters the agent chose among: its statistics must
             name one of them, and the steps it spent scoring them.
+        gradient: Whether the agent was asked for a gradient (gradient sharing) rather than
+            weights: the checkpoint must say it holds one, and its ``state_dict`` is then a
+            gradient, checked as weights are (names, shapes, finite values).
 
     Raises:
         InvalidUpdate: With the reason, if the update cannot be used.
@@ -53,6 +57,10 @@ def read_update(
     stats = checkpoint.get(AGENT_STATS_KEY)
     if not isinstance(stats, dict):
         raise InvalidUpdate(f"{path}: no {AGENT_STATS_KEY}")
+    sends = checkpoint.get(SENDS_KEY, "weights")
+    if sends != ("gradient" if gradient else "weights"):
+        expected = "a gradient" if gradient else "weights"
+        raise InvalidUpdate(f"{path}: it holds {sends!r}, and the server asked for {expected}")
     if set(state_dict) != set(reference):
         raise InvalidUpdate(f"{path}: its weights have other names than the global model's")
     for key, tensor in state_dict.items():
