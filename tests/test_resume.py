@@ -9,6 +9,7 @@ import torch
 from conftest import (
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_GRADIENT_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
@@ -269,6 +270,22 @@ def test_clusters_resume_bit_identically_after_sigkill(tmp_path):
     assert_same_files(
         {k: (0, state) for k, state in enumerate(expected["clusters"])},
         {k: (0, state) for k, state in enumerate(actual["clusters"])},
+    )
+
+
+def test_gradient_mode_resumes_bit_identically_after_sigkill(tmp_path):
+    """Gradients aggregated by FedMedian, one attacker, and Adam's moments on the server."""
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_GRADIENT_CONFIG)
+
+    def adam(cwd):
+        state = torch.load(cwd / RUN / "checkpoints/last.ckpt", weights_only=True)
+        return state["fedrl"]["shared"]["server_optimizer"]["state"]
+
+    expected, actual = adam(reference), adam(killed)
+    assert int(expected[0]["step"]) == 12  # one server step a round
+    assert_same_files(
+        {k: (0, state) for k, state in expected.items()},
+        {k: (0, state) for k, state in actual.items()},
     )
 
 
