@@ -7,9 +7,10 @@ import pytest
 import torch
 from conftest import TINY_GRADIENT_CONFIG, TRAINER_KWARGS, run_cli
 
-from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
+from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule, load_module
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.client import LocalFit, fit_agent
 from fedrl_lightning.federation.gradient_mode import GradientModel
 from fedrl_lightning.federation.server_optimizer import server_optimizer_spec
@@ -272,3 +273,9 @@ def test_a_gradient_run_through_the_command_line(tmp_path):
         assert sent["sends"] == "gradient"
         if "agent-0000" not in path.name:  # agent 0 sends noise in every entry
             assert not sent["state_dict"]["policy.normalizer.count"]  # not a parameter: 0
+
+
+def test_load_module_refuses_an_agents_gradient(tmp_path):
+    path, _ = fit(tmp_path, initial_state())
+    with pytest.raises(ConfigError, match="an agent's gradient"):
+        load_module(path)
