@@ -17,6 +17,7 @@ from fedrl_lightning.federation.server_optimizer import server_optimizer_spec
 from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg
 from fedrl_lightning.federation.strategies.robust import FedMedian
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
+from fedrl_lightning.learners import A2C, PPO
 from fedrl_lightning.returns import normalize_per_episode
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -279,3 +280,31 @@ def test_load_module_refuses_an_agents_gradient(tmp_path):
     path, _ = fit(tmp_path, initial_state())
     with pytest.raises(ConfigError, match="an agent's gradient"):
         load_module(path)
+
+
+@pytest.mark.parametrize(
+    "learner, hparams",
+    [(A2C, {}), (PPO, {"update_epochs": 1, "num_minibatches": 2, "normalize_rewards": True})],
+    ids=["a2c", "ppo"],
+)
+def test_actor_critics_send_their_clipped_gradient_critic_included(tmp_path, learner, hparams):
+    torch.manual_seed(0)
+    module = learner.for_population(population(), hidden_dim=8, **hparams)
+    task = LocalFit(
+        agent_id=AGENT,
+        round_idx=ROUND,
+        run_seed=RUN_SEED,
+        module_class=learner,
+        model_hparams=dict(module.hparams),
+        global_state=module.state_dict(),
+        num_episodes=2,
+        checkpoint_path=tmp_path / "agent.ckpt",
+        trainer_kwargs=TRAINER_KWARGS,
+        send_gradient=True,
+    )
+    with quiet_lightning(verbose=False):
+        sent = torch.load(fit_agent(task, population()), weights_only=True)["state_dict"]
+    parameters = [name for name, _ in module.named_parameters()]
+    norm = torch.cat([sent[name].reshape(-1) for name in parameters]).norm()
+    assert 0 < float(norm) <= 0.5 + 1e-6  # each update's gradient clipped to max_grad_norm
+    assert any(sent[name].any() for name in parameters if name.startswith("critic."))
