@@ -8,7 +8,8 @@ Usage::
 
 Each setting fits ``configs/cartpole_gradient.yaml`` (gradient mode, 10 agents, all 10 every
 round, 10 episodes each, Adam on the server) through the real command line, with
-``--trainer.strategy`` and ``--data.byzantine '{agents: 3, attack: ...}'``. Its figure is the
+``--trainer.strategy`` and ``--data.byzantine '{agents: 3, attack: ...}'`` (``_10``: with
+``noise_std: 10`` instead of the default 1). Its figure is the
 final ``last.ckpt`` evaluated by the ``evaluate`` command on 20 fresh episodes per agent, all
 10 agents (seeds no run uses), averaged over the seeds; the ratio is to the clean run's
 (FedAvg, no attacker) of the same seed. The runs themselves evaluate on 2 episodes per agent
@@ -35,7 +36,7 @@ from runs import fit_config
 
 CONFIG = Path("configs/cartpole_gradient.yaml")
 KRUM = ["--trainer.strategy=Krum", "--trainer.strategy.num_byzantine=3"]
-SETTINGS = {  # name: (strategy options, attack)
+SETTINGS = {  # name: (strategy options, attack and its options)
     "clean": (["--trainer.strategy=FedAvg"], None),
     "FedAvg/sign_flip": (["--trainer.strategy=FedAvg"], "sign_flip"),
     "FedAvg/random_noise": (["--trainer.strategy=FedAvg"], "random_noise"),
@@ -44,6 +45,8 @@ SETTINGS = {  # name: (strategy options, attack)
     "FedMedian/random_noise": (["--trainer.strategy=FedMedian"], "random_noise"),
     "Krum/sign_flip": (KRUM, "sign_flip"),
     "Krum/random_noise": (KRUM, "random_noise"),
+    "FedAvg/random_noise_10": (["--trainer.strategy=FedAvg"], "random_noise, noise_std: 10"),
+    "FedMedian/random_noise_10": (["--trainer.strategy=FedMedian"], "random_noise, noise_std: 10"),
 }  # fmt: skip
 SEEDS = (42, 43, 44)
 EPISODES_PER_AGENT = 20
