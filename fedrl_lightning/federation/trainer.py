@@ -409,7 +409,7 @@ class FederatedTrainer:
                 self.seed,
                 self.cluster_eval_episodes,
             )
-        if self.server_optimizer is not None:
+        if self.update_mode == "gradient":
             return GradientModel.for_gradients(
                 model, population, self.strategy, self.seed, self.server_optimizer
             )
