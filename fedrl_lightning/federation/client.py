@@ -27,6 +27,7 @@ __all__ = [
     "AGENT_STATS_KEY",
     "FIT_STATISTICS_KEY",
     "SHARED_EPISODES_KEY",
+    "SENDS_KEY",
     "LocalFit",
     "fit_agent",
     "lr_scale",
@@ -35,6 +36,7 @@ __all__ = [
 AGENT_STATS_KEY = "agent_stats"
 FIT_STATISTICS_KEY = "fit_statistics"
 SHARED_EPISODES_KEY = "shared_episodes"
+SENDS_KEY = "sends"  # "gradient" in a gradient-mode agent's checkpoint; absent: weights
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class LocalFit:
         share_fraction: With trajectory sharing, each of the agent's episodes is uploaded
             with these odds, drawn from its ``SHARE_UPLOAD`` stream; 0: none.
         rho_max: The truncation of replayed episodes' importance weights.
+        send_gradient: Gradient sharing (``trainer.update_mode gradient``): the agent
+            sends the mean gradient of its learner's loss at the start weights over its
+            episodes, with no local step, instead of trained weights (see
+            :meth:`~fedrl_lightning.learners.Learner.capture_gradients`).
     """
 
     agent_id: int
@@ -92,6 +98,7 @@ class LocalFit:
     replay: tuple[StoredEpisode, ...] = ()
     share_fraction: float = 0.0
     rho_max: float = 1.0
+    send_gradient: bool = False
 
 
 def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
@@ -160,6 +167,8 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     module.lr_scale = task.lr_scale
     module.rho_max = task.rho_max
     module.set_meta_step(task.meta_step)
+    if task.send_gradient:
+        module.capture_gradients()
     byzantine = population.byzantine
     env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
     dataset = EpisodeDataset(
@@ -193,8 +202,12 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     def shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v for k, v in state.items() if k not in task.personal_names}
 
+    update, origin = trained, start
+    if task.send_gradient:  # a gradient is a change from zero, which attacks scale or replace
+        update = module.captured_gradient()
+        origin = {name: torch.zeros_like(value) for name, value in update.items()}
     sent = byzantine.corrupt_update(
-        task.agent_id, shared(trained), shared(start), seed(Stream.BYZANTINE)
+        task.agent_id, shared(update), shared(origin), seed(Stream.BYZANTINE)
     )
     # The agent's checkpoint holds what aggregation reads: weights, hyperparameters, what
     # the fit did, and what its running statistics observed. Lightning's full checkpoint
@@ -206,6 +219,8 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
         uploaded = upload_choice(len(dataset.kept), task.share_fraction, seed(Stream.SHARE_UPLOAD))
         episodes = byzantine.poison_episodes(task.agent_id, [dataset.kept[i] for i in uploaded])
         extra[SHARED_EPISODES_KEY] = pack_episodes(episodes)
+    if task.send_gradient:
+        extra[SENDS_KEY] = "gradient"
     checkpoint = policy_checkpoint(sent, dict(module.hparams), type(module).__name__, **extra)
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

@@ -137,6 +137,7 @@ def collect_round(
                         sent_state(task),
                         submitted.statistics,
                         submitted.clusters,
+                        gradient=task.send_gradient,
                         **_sharing(task),
                     )
                 )

@@ -21,6 +21,7 @@ from fedrl_lightning.federation.client import LocalFit, lr_scale
 from fedrl_lightning.federation.clustered_model import ClusteredModel
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
+from fedrl_lightning.federation.gradient_mode import GradientModel, check_update_mode
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
 from fedrl_lightning.federation.loggers import LoggerOption
@@ -138,6 +139,14 @@ class FederatedTrainer:
             (REINFORCE's importance weights, V-trace for A2C and PPO, PPO's ratio against
             the stored log-probabilities). Rows report ``episodes_shared``,
             ``shared_bytes_up`` and ``shared_bytes_down``. ``None``: no sharing.
+        update_mode: What agents send: ``weights`` after their local fit, or ``gradient``,
+            their learner's loss gradient at the global weights over their episodes, with
+            no local step (gradient sharing; see :class:`GradientModel`). The strategy
+            aggregates the gradients and ``server_optimizer`` applies the result.
+        server_optimizer: With ``update_mode: gradient``, the optimizer that applies the
+            aggregated gradient: ``{name: sgd, lr: 0.01, momentum: 0.0}`` or ``{name: adam,
+            lr: 0.001, betas: [0.9, 0.999], eps: 1e-8}``; ``None``: that Adam. Its state is
+            saved in every round checkpoint.
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -173,6 +182,8 @@ class FederatedTrainer:
         clusters: int | None = None,
         cluster_eval_episodes: int | None = None,
         sharing: dict[str, float] | None = None,
+        update_mode: Literal["weights", "gradient"] = "weights",
+        server_optimizer: dict[str, Any] | None = None,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -218,6 +229,16 @@ class FederatedTrainer:
         check_cluster_options(clusters, cluster_eval_episodes, bool(self.scopes))
         self.clusters, self.cluster_eval_episodes = clusters, cluster_eval_episodes
         self.sharing = TrajectorySharing(sharing, episodes_per_round, seed)
+        self.update_mode = update_mode
+        self.server_optimizer = check_update_mode(
+            update_mode,
+            server_optimizer,
+            self.strategy,
+            clusters,
+            bool(self.scopes),
+            lr_schedule,
+            bool(self.sharing),
+        )
         self.logger = logger
         self.callbacks = list(callbacks or [])
         check_callbacks(self.callbacks)
@@ -297,6 +318,7 @@ class FederatedTrainer:
             )
         )
         self.sharing.setup(model, population)
+        self.shared = self._shared_model(model, population)
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
         self._hooks = run_callbacks(self.logger, self.callbacks, self.enable_progress_bar)
@@ -407,6 +429,25 @@ class FederatedTrainer:
         self.shared.resume(path, model.state_dict(), self.completed_rounds)
         self.run, notice = resumed_run(path, self.default_root_dir, self.history)
         self._notice(notice)
+
+    def _shared_model(
+        self, model: Learner, population: AgentPopulation
+    ) -> SharedModel | ClusteredModel:
+        """The server's side of the model: one global model, IFCA's clusters, or gradients."""
+        if self.clusters is not None:
+            return ClusteredModel.for_population(
+                model,
+                population,
+                self.clusters,
+                self.strategy,
+                self.seed,
+                self.cluster_eval_episodes,
+            )
+        if self.update_mode == "gradient":
+            return GradientModel.for_gradients(
+                model, population, self.strategy, self.seed, self.server_optimizer
+            )
+        return SharedModel.for_population(self.scopes, model, population, self.strategy, self.seed)
 
     def _notice(self, message: str | None) -> None:
         if message is not None:

@@ -13,6 +13,7 @@ from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.client import (
     AGENT_STATS_KEY,
     FIT_STATISTICS_KEY,
+    SENDS_KEY,
     SHARED_EPISODES_KEY,
 )
 from fedrl_lightning.federation.strategies import AgentUpdate
@@ -34,6 +35,7 @@ def read_update(
     clusters: int = 0,
     shared: EpisodeLayout | None = None,
     max_shared: int = 0,
+    gradient: bool = False,
 ) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
 
@@ -51,6 +53,9 @@ def read_update(
         shared: With trajectory sharing, the spaces of the episodes the agent uploads: they
             must have them, be finite, and number at most ``max_shared``.
         max_shared: The most episodes the agent may upload (its episodes in the round).
+        gradient: Whether the agent was asked for a gradient (gradient sharing) rather than
+            weights: the checkpoint must say it holds one, and its ``state_dict`` is then a
+            gradient, checked as weights are (names, shapes, finite values).
 
     Raises:
         InvalidUpdate: With the reason, if the update cannot be used.
@@ -63,6 +68,10 @@ def read_update(
     stats = checkpoint.get(AGENT_STATS_KEY)
     if not isinstance(stats, dict):
         raise InvalidUpdate(f"{path}: no {AGENT_STATS_KEY}")
+    sends = checkpoint.get(SENDS_KEY, "weights")
+    if sends != ("gradient" if gradient else "weights"):
+        expected = "a gradient" if gradient else "weights"
+        raise InvalidUpdate(f"{path}: it holds {sends!r}, and the server asked for {expected}")
     if set(state_dict) != set(reference):
         raise InvalidUpdate(f"{path}: its weights have other names than the global model's")
     for key, tensor in state_dict.items():

@@ -46,7 +46,9 @@ class Learner(L.LightningModule):
     term; and the statistics of a local fit (:meth:`agent_stats`), which a ``training_step``
     feeds through :meth:`_record_batch` and :meth:`_record`. A ``training_step`` updates
     the weights through :meth:`_optimize`, which takes Per-FedAvg's inner and outer steps
-    instead of plain ones once :meth:`set_meta_step` is called. Calling the module on
+    instead of plain ones once :meth:`set_meta_step` is called, and keeps each update's
+    gradient without stepping once :meth:`capture_gradients` is (gradient sharing). Calling
+    the module on
     observations returns the policy's action distribution.
     """
 
@@ -64,6 +66,8 @@ class Learner(L.LightningModule):
         self._proximal_mu = 0.0
         self._anchor: dict[str, torch.Tensor] = {}
         self._meta: MetaUpdates | None = None
+        self._gradient_sum: dict[str, torch.Tensor] | None = None  # gradient mode's
+        self._gradient_count = 0
         self.lr_scale = 1.0
         self.rho_max = 1.0  # truncation of replayed episodes' importance weights
         # Features act() appends to every observation: a task-conditioned agent's task id.
@@ -156,7 +160,44 @@ class Learner(L.LightningModule):
             self.clip_gradients(
                 optimizer, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm"
             )
+        if self._gradient_sum is not None:  # gradient mode: keep the gradient, do not step
+            for name, parameter in self.named_parameters():
+                if parameter.grad is not None:
+                    self._gradient_sum[name] += parameter.grad.detach()
+            self._gradient_count += 1
+            return
         optimizer.step()
+
+    def capture_gradients(self) -> None:
+        """Gradient sharing: each update keeps its gradient and leaves the weights as they are.
+
+        Every update computes the learner's own loss and gradient (clipped as the learner
+        clips it), so the weights stay the ones the fit started from, every batch is rolled
+        out with them, and :meth:`captured_gradient` is the mean of the updates' gradients.
+        """
+        self._gradient_sum = {
+            name: torch.zeros_like(parameter) for name, parameter in self.named_parameters()
+        }
+        self._gradient_count = 0
+
+    def captured_gradient(self) -> dict[str, torch.Tensor]:
+        """The mean gradient of the updates since :meth:`capture_gradients`, ``state_dict``-shaped.
+
+        Entries that are not parameters (buffers, such as running statistics) are zeros.
+
+        Raises:
+            RuntimeError: If gradients are not being captured, or no update happened.
+        """
+        if self._gradient_sum is None or not self._gradient_count:
+            raise RuntimeError("no gradient was captured: call capture_gradients before the fit")
+        mean = {name: g / self._gradient_count for name, g in self._gradient_sum.items()}
+        return {
+            name: mean[name].cpu() if name in mean else torch.zeros_like(value).cpu()
+            for name, value in self.state_dict().items()
+        }
+
+    def check_gradient_mode(self) -> None:
+        """Refuse, with a :class:`ConfigError`, hyperparameters gradient sharing cannot honour."""
 
     @override
     def transfer_batch_to_device(

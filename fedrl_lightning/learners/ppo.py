@@ -136,6 +136,16 @@ class PPO(ActorCritic):
             "clip_fraction": self.clip_fraction,
         }
 
+    @override
+    def check_gradient_mode(self) -> None:
+        """One pass only: at weights that never change, more passes repeat the same gradients."""
+        if self.hparams.update_epochs != 1:
+            raise ConfigError(
+                f"model.update_epochs ({self.hparams.update_epochs}) must be 1 with "
+                "trainer.update_mode gradient: the agents compute one gradient at the global "
+                "weights, so further passes over the batch would repeat it"
+            )
+
     def minibatch_generator(self) -> torch.Generator:
         """A CPU generator for this batch's shuffles, seeded from torch's global generator."""
         seed = int(torch.randint(0, 2**62, ()))

@@ -20,6 +20,7 @@ from faults import FlakyModule
 from fedrl_lightning import AgentPopulation, FederatedTrainer
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.federation.sampling import sample_agents
+from fedrl_lightning.federation.strategies import FedMedian
 
 ray = pytest.importorskip("ray")
 
@@ -40,10 +41,11 @@ def local_ray():
         os.environ["PYTHONPATH"] = previous
 
 
-def run(tmp_path, executor, num_rounds=3, round_timeout=None, **faults):
+def run(tmp_path, executor, num_rounds=3, round_timeout=None, trainer_options=None, **faults):
     torch.manual_seed(0)
     model = FlakyModule(hidden_dim=8, **faults)
     trainer = FederatedTrainer(
+        **(trainer_options or {}),
         num_rounds=num_rounds,
         agents_per_round=AGENTS_PER_ROUND,
         episodes_per_round=2,
@@ -76,6 +78,25 @@ def test_ray_gives_the_same_weights_and_metrics_as_sequential(tmp_path, local_ra
 
     assert without_times(on_ray) == without_times(sequential)
     assert sum(row["num_failed_agents"] for row in sequential) > 0
+    for key, value in sequential_model.state_dict().items():
+        assert torch.equal(ray_model.state_dict()[key], value), key
+
+
+def test_gradient_mode_on_ray_matches_sequential(tmp_path, local_ray):
+    """Gradients, a sign-flipping agent and failing fits, FedMedian, Adam on the server."""
+
+    def options():
+        optimizer = {"name": "adam", "lr": 0.01}
+        return {"update_mode": "gradient", "server_optimizer": optimizer, "strategy": FedMedian()}
+
+    faults = {"crash_prob": 0.2, "nan_prob": 0.2}
+    sequential_model, sequential = run(tmp_path, "sequential", trainer_options=options(), **faults)
+    ray_model, on_ray = run(tmp_path, "ray", trainer_options=options(), **faults)
+
+    assert without_times(on_ray) == without_times(sequential)
+    assert all(row["gradient_norm"] > 0 for row in sequential)
+    assert sum(row["num_failed_agents"] for row in sequential) > 0
+    assert sum(row["num_byzantine_agents"] for row in sequential) > 0
     for key, value in sequential_model.state_dict().items():
         assert torch.equal(ray_model.state_dict()[key], value), key
 
