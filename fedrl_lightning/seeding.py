@@ -27,6 +27,9 @@ class Stream(IntEnum):
     CLUSTER_INIT = 12  # the initial weights of IFCA's clusters 1 .. K - 1
     CLUSTER_ENV = 13  # the episodes on which an agent scores IFCA's clusters
     CLUSTER_ACTIONS = 14  # action sampling while an agent scores IFCA's clusters
+    PROBE_STATES = 18  # the probe states of distillation, drawn once at the run's start
+    MODEL_HETEROGENEITY = 19  # sampled per-agent model hyperparameters
+    AGENT_MODEL = 20  # the initial weights of each agent's own model, in distillation
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -15,16 +15,26 @@ from torch.utils.data import DataLoader
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.data import EpisodeDataset
 from fedrl_lightning.federation.cluster_choice import choose_cluster
+from fedrl_lightning.federation.distillation import ProbeExchange
 from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.learners import Learner
+from fedrl_lightning.learners.distillation_term import action_distribution
 from fedrl_lightning.learners.meta_step import MetaStep
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["AGENT_STATS_KEY", "FIT_STATISTICS_KEY", "LocalFit", "fit_agent", "lr_scale"]
+__all__ = [
+    "AGENT_STATS_KEY",
+    "DISTRIBUTION_KEY",
+    "FIT_STATISTICS_KEY",
+    "LocalFit",
+    "fit_agent",
+    "lr_scale",
+]
 
 AGENT_STATS_KEY = "agent_stats"
 FIT_STATISTICS_KEY = "fit_statistics"
+DISTRIBUTION_KEY = "probe_distribution"
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,10 @@ class LocalFit:
             ``global_state``, and sends its choice back with its statistics (see
             :func:`~fedrl_lightning.federation.cluster_choice.choose_cluster`).
         cluster_eval_episodes: Episodes the agent scores each cluster's model on.
+        distillation: In policy distillation (``trainer.distillation``), the probe states,
+            the consensus its loss is pulled towards, and whether it sends its own action
+            distribution on the probe states back (see
+            :class:`~fedrl_lightning.federation.distilled_models.DistilledModels`).
     """
 
     agent_id: int
@@ -74,6 +88,7 @@ class LocalFit:
     personal_path: Path | None = None
     cluster_states: tuple[dict[str, torch.Tensor], ...] = ()
     cluster_eval_episodes: int = 0
+    distillation: ProbeExchange | None = None
 
 
 def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
@@ -141,6 +156,8 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
         module.set_proximal_term(start, task.proximal_mu)
     module.lr_scale = task.lr_scale
     module.set_meta_step(task.meta_step)
+    if task.distillation is not None:
+        module.set_distillation_target(task.distillation.target())
     byzantine = population.byzantine
     env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
     dataset = EpisodeDataset(
@@ -180,11 +197,16 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     # would add loop state that no one reads, and costs several times as long to write and
     # to load.
     stats = module.agent_stats() | (choice.stats() if choice is not None else {})
+    extra = {}
+    if task.distillation is not None and task.distillation.send:
+        probes = task.distillation.probe_states
+        extra[DISTRIBUTION_KEY] = action_distribution(module.policy, probes)
     checkpoint = policy_checkpoint(
         sent,
         dict(module.hparams),
         type(module).__name__,
         **{AGENT_STATS_KEY: stats, FIT_STATISTICS_KEY: module.fit_statistics()},
+        **extra,
     )
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

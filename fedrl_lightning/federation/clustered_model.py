@@ -146,6 +146,10 @@ class ClusteredModel:
         """The task of agent ``agent``: the one task, 0."""
         return 0
 
+    def hparams_of(self, agent: int) -> dict[str, Any]:
+        """The hyperparameters of every cluster's model: the run's model's."""
+        return self.task_hparams[0]
+
     def open(self, run: RunFolder) -> None:
         """Nothing to keep in the run folder: every cluster is in the round checkpoint."""
 

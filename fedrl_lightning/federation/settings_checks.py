@@ -87,6 +87,16 @@ def check_cluster_options(
         )
 
 
+def check_distillation_options(distilled: bool, clusters: int | None, personalized: bool) -> None:
+    """Refuse distillation combined with IFCA or sharing scopes: it shares no weights at all."""
+    if distilled and (clusters is not None or personalized):
+        other = "trainer.clusters" if clusters is not None else "trainer.personalization"
+        raise ConfigError(
+            f"trainer.distillation cannot be combined with {other}: distilled agents keep their "
+            "whole models and share no weights; remove one of them"
+        )
+
+
 def check_callbacks(callbacks: Sequence[Any]) -> None:
     """Refuse two callbacks with one state key: a checkpoint could not tell their states apart."""
     keys = [callback.state_key for callback in callbacks]

@@ -173,6 +173,10 @@ class SharedModel:
         """The task of agent ``agent``."""
         return task_of({"task_sizes": self.task_sizes}, agent)
 
+    def hparams_of(self, agent: int) -> dict[str, Any]:
+        """The hyperparameters of agent ``agent``'s model: its task's."""
+        return self.task_hparams[self.task_of(agent)]
+
     @property
     def personalized(self) -> bool:
         """Whether any entry is scoped to a task or an agent."""

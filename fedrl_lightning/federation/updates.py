@@ -10,7 +10,11 @@ import torch
 
 from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import AGENT_STATS_KEY, FIT_STATISTICS_KEY
+from fedrl_lightning.federation.client import (
+    AGENT_STATS_KEY,
+    DISTRIBUTION_KEY,
+    FIT_STATISTICS_KEY,
+)
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.running_stats import RunningMeanStd
 
@@ -27,6 +31,7 @@ def read_update(
     reference: dict[str, torch.Tensor],
     statistics: Sequence[str] = (),
     clusters: int = 0,
+    distribution_shape: tuple[int, int] | None = None,
 ) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
 
@@ -41,6 +46,8 @@ def read_update(
         statistics: Names of the model's running statistics modules.
         clusters: With IFCA, how many clusters the agent chose among: its statistics must
             name one of them, and the steps it spent scoring them.
+        distribution_shape: In distillation, the shape of the action distribution on the
+            probe states it must send: finite probabilities whose rows sum to 1.
 
     Raises:
         InvalidUpdate: With the reason, if the update cannot be used.
@@ -70,6 +77,7 @@ def read_update(
             statistics=_fit_statistics(path, checkpoint, reference, statistics),
             metrics=_metrics(stats.get("metrics", {})),
             **(_cluster_choice(path, stats, clusters) if clusters else {}),
+            distribution=_distribution(path, checkpoint, distribution_shape),
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
@@ -94,6 +102,24 @@ def _fit_statistics(
             ) from None
         parsed[name] = stats
     return parsed
+
+
+def _distribution(
+    path: Path, checkpoint: dict, shape: tuple[int, int] | None
+) -> torch.Tensor | None:
+    """The action distribution an agent sent on the probe states, checked; ``None`` if none."""
+    if shape is None:
+        return None
+    sent = checkpoint.get(DISTRIBUTION_KEY)
+    if not isinstance(sent, torch.Tensor) or tuple(sent.shape) != tuple(shape):
+        raise InvalidUpdate(f"{path}: no {DISTRIBUTION_KEY} of shape {list(shape)}")
+    sent = sent.to(torch.float32)
+    rows = sent.sum(-1)
+    if not bool(torch.isfinite(sent).all()) or bool((sent < 0).any()):
+        raise InvalidUpdate(f"{path}: its {DISTRIBUTION_KEY} has values that are no probabilities")
+    if not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
+        raise InvalidUpdate(f"{path}: its {DISTRIBUTION_KEY}'s rows do not sum to 1")
+    return sent
 
 
 def _cluster_choice(path: Path, stats: dict, clusters: int) -> dict[str, int]:

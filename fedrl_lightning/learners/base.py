@@ -15,6 +15,7 @@ from typing_extensions import Self, override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.learners.distillation_term import DistillationTarget
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from fedrl_lightning.statistics_module import RunningStatistics
@@ -63,6 +64,7 @@ class Learner(L.LightningModule):
         self._proximal_mu = 0.0
         self._anchor: dict[str, torch.Tensor] = {}
         self._meta: MetaUpdates | None = None
+        self._distillation: DistillationTarget | None = None
         self.lr_scale = 1.0
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
@@ -122,6 +124,18 @@ class Learner(L.LightningModule):
                 for name, parameter in self.named_parameters()
             )
         )
+
+    def set_distillation_target(self, target: DistillationTarget | None) -> None:
+        """Add ``kl_coef * KL(consensus || policy)`` on the probe states to the loss (FedHPD).
+
+        Args:
+            target: The probe states, the consensus and the weight; ``None`` removes it.
+        """
+        self._distillation = target
+
+    def _distillation_term(self) -> torch.Tensor:
+        """Distillation's term on the live policy (see :meth:`set_distillation_target`)."""
+        return self._distillation.term(self.policy)
 
     def set_meta_step(self, step: MetaStep | None) -> None:
         """Take Per-FedAvg's local updates (Fallah et al., 2020): see :class:`MetaUpdates`.

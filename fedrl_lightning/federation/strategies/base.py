@@ -44,6 +44,9 @@ class AgentUpdate:
         cluster: With IFCA, the cluster whose model the agent chose and trained; ``None``
             otherwise. Strategies never see it: each cluster is aggregated on its own.
         cluster_eval_steps: The environment steps the agent spent scoring the clusters.
+        distribution: In distillation, the agent's action probabilities on the probe states,
+            ``[states, actions]``, its only message besides these statistics; ``None``
+            otherwise.
     """
 
     agent_id: int
@@ -55,6 +58,7 @@ class AgentUpdate:
     metrics: dict[str, float] = field(default_factory=dict)
     cluster: int | None = None
     cluster_eval_steps: int = 0
+    distribution: torch.Tensor | None = None
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
