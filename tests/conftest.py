@@ -20,6 +20,7 @@ TINY_CALLBACKS_CONFIG = TESTS / "configs" / "tiny_callbacks.yaml"  # every shipp
 TINY_PERSONAL_CONFIG = TESTS / "configs" / "tiny_personal.yaml"  # personal heads, two signs
 TINY_TASKS_CONFIG = TESTS / "configs" / "tiny_tasks.yaml"  # two tasks, task-scoped heads
 TINY_IFCA_CONFIG = TESTS / "configs" / "tiny_ifca.yaml"  # two clusters (IFCA), two signs
+TINY_DISTILL_CONFIG = TESTS / "configs" / "tiny_distill.yaml"  # distillation, own models
 
 
 def cli_command(*args: str) -> list[str]:
