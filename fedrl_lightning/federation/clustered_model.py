@@ -160,7 +160,7 @@ class ClusteredModel:
         """The cluster agent ``agent`` deploys: its last choice, else the global one."""
         return self.assignments.get(agent, self.global_cluster)
 
-    def fit_inputs(self, agent: int) -> dict[str, Any]:
+    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
         """Every cluster's model, for agent ``agent``'s ``LocalFit`` to choose among."""
         return {"cluster_states": tuple(self.states), "cluster_eval_episodes": self.eval_episodes}
 

@@ -168,22 +168,24 @@ class DistilledModels:
             )
         PersonalStore(run.personal).recover(self.versions, completed_round)
 
-    def fit_inputs(self, agent: int) -> dict[str, Any]:
-        """Agent ``agent``'s whole model, kept by it, and what it exchanges on the probe states."""
-        next_round = self.round + 1
-        fresh = self.consensus is not None and self.consensus_round == self.round
+    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
+        """Agent ``agent``'s whole model, kept by it, and what it exchanges in ``round_idx``.
+
+        The fit is pulled towards the consensus only if the round before made it.
+        """
+        fresh = self.consensus is not None and self.consensus_round == round_idx - 1
         exchange = ProbeExchange(
             probe_states=self.probe_states,
             consensus=self.consensus if fresh else None,
             kl_coef=self.settings.kl_coef,
-            send=self.settings.sends(next_round),
+            send=self.settings.sends(round_idx),
             first_contact=self.versions.get(agent, 0) == 0,
         )
         own = self.own_state(agent)
         return {
             "own_state": own,
             "personal_names": tuple(own),
-            "personal_path": self.store.pending_path(agent),
+            "personal_path": self.store.pending_path(agent, round_idx),
             "distillation": exchange,
         }
 

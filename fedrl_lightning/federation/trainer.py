@@ -498,7 +498,7 @@ class FederatedTrainer:
                 proximal_mu=self.strategy.proximal_mu,
                 meta_step=self.strategy.meta_step,
                 lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
-                **self.shared.fit_inputs(agent_id),
+                **self.shared.fit_inputs(agent_id, round_idx),
             )
             for agent_id in agents
         ]
