@@ -176,3 +176,18 @@ def test_a_distribution_that_is_no_probability_is_refused(tmp_path):
     atomic_save(checkpoint | {DISTRIBUTION_KEY: good}, path)
     assert torch.equal(read_update(path, 0, {}, distribution_shape=(3, 2)).distribution, good)
     assert load_checkpoint(path)[DISTRIBUTION_KEY].shape == (3, 2)
+
+
+def test_sampled_model_hyperparameters_are_seeded_per_agent():
+    spec = {"hidden_dim": {"choices": [32, 64, 128]}, "lr": [1e-3, 1e-2]}
+
+    def table(seed):
+        population = AgentPopulation(
+            num_agents=6, model_heterogeneity=spec, heterogeneity_mode="sample", seed=seed
+        )
+        return [population.model_hparams_of(a) for a in range(6)]
+
+    assert table(0) == table(0)
+    assert table(0) != table(1)
+    assert all(h["hidden_dim"] in (32, 64, 128) and 1e-3 <= h["lr"] <= 1e-2 for h in table(0))
+    assert len({h["lr"] for h in table(0)}) == 6  # drawn per agent

@@ -208,8 +208,8 @@ def test_personal_heads_on_ray_match_sequential(tmp_path):
 
 
 def test_distillation_on_ray_matches_sequential(tmp_path):
-    """Agents' own models of different sizes, their distributions and the student on Ray."""
-    args = ["--config", str(TINY_DISTILL_CONFIG), "--trainer.num_rounds", "4"]
+    """Own models of different sizes, distributions and the student; every agent every round."""
+    args = ["--config", str(TINY_DISTILL_CONFIG), "--trainer.agents_per_round", "4"]
     sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
     sequential.mkdir(), on_ray.mkdir()
     assert run_cli("fit", *args, cwd=sequential).returncode == 0
