@@ -17,6 +17,8 @@ last 10 rounds' ``train_reward``), and the mean over agents of their own policie
 fresh episodes each. Anchors: FedHPD 455.5 (distilling every 5 episodes), 477.3 (every 2);
 no federation 369.6.
 
+``--runs RUN ...`` prints the same for finished run folders, without fitting.
+
 ``--traffic`` runs 2 rounds of the config with distillation, and 2 of plain FedAvg on the
 config's 64-unit policy with every agent alike, and prints the bytes each agent is sent and
 sends back per round, as ``metrics.csv`` counts them (what is serialized).
@@ -55,6 +57,11 @@ def learning(mode: str, seed: int, episodes: int, root: Path, eval_episodes: int
     run, seconds = fit_config(
         CONFIG, seed, root / f"{mode}-{seed}", f"--trainer.num_rounds={rounds}", *MODES[mode]
     )
+    return summary(run, eval_episodes) | {"seconds": seconds}
+
+
+def summary(run: Path, eval_episodes: int) -> dict:
+    """A finished run's last-100 returns and its policies' returns on fresh episodes."""
     rows = metrics(run)
     last100 = float(np.mean([float(r["train_reward"]) for r in rows[-10:]]))
     population = run_population(run)
@@ -69,8 +76,8 @@ def learning(mode: str, seed: int, episodes: int, root: Path, eval_episodes: int
         "own": float(np.mean([e.mean for e in own])),
         "own_worst": float(min(e.mean for e in own)),
         "student": float(np.mean([e.mean for e in student])),
-        "seconds": seconds,
         "env_steps": int(rows[-1]["env_steps"]),
+        "episodes_per_agent": int(rows[-1]["episodes"]) // population.num_agents,
     }
 
 
@@ -100,8 +107,18 @@ def main() -> None:
     parser.add_argument("--eval_episodes", type=int, default=20)
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--traffic", action="store_true")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="summarize these runs")
     args = parser.parse_args()
     print(f"Machine: {describe_machine()}")
+    for run in args.runs:  # finished runs (such as a kl_coef tried by hand): no fit
+        result = summary(run, args.eval_episodes)
+        print(
+            f"{run}: {result['episodes_per_agent']} episodes per agent, last-100 "
+            f"{result['last100']:6.1f}, own policies {result['own']:6.1f} (worst "
+            f"{result['own_worst']:6.1f}), student {result['student']:6.1f} on fresh episodes"
+        )
+    if args.runs:
+        return
     root = args.root or Path(tempfile.mkdtemp(prefix="distillation-"))
     if args.traffic:
         traffic(root)
