@@ -8,7 +8,8 @@ Usage::
 
 Each mode fits ``configs/cartpole_distill_fedhpd.yaml`` (10 REINFORCE agents, hidden sizes 32,
 64 and 128, learning rates 1e-3 .. 1e-2, every agent sampled every round) for ``--episodes``
-episodes per agent through the real command line: ``distill`` as the config says, ``none``
+episodes per agent through the real command line: ``distill`` as the config says
+(``kl_coef`` 100), ``none``
 with ``kl_coef`` 0, which trains the same agents from the same streams, each on its own (no
 federation). For each run it prints the issue's metric, the mean over agents of their last
 100 training episodes' returns (every agent trains 10 episodes every round, so that is the
