@@ -50,17 +50,27 @@ class Heterogeneity:
         num_agents: How many agents there are.
         mode: ``spread`` or ``sample``.
         seed: The run seed, for ``sample``.
+        stream: The seed stream of ``sample``'s draws.
+        option: The option the spec came from, for messages.
     """
 
     def __init__(
-        self, spec: Mapping[str, Any], num_agents: int, mode: Mode = "spread", seed: int = 0
+        self,
+        spec: Mapping[str, Any],
+        num_agents: int,
+        mode: Mode = "spread",
+        seed: int = 0,
+        stream: Stream = Stream.HETEROGENEITY,
+        option: str = "data.heterogeneity",
     ) -> None:
         if mode not in ("spread", "sample"):
             raise ConfigError(f"data.heterogeneity_mode must be spread or sample, got {mode!r}")
+        self.option = option
         self.spec = {name: self._parse(name, value) for name, value in spec.items()}
         self.num_agents = num_agents
         self.mode = mode
         self.seed = seed
+        self.stream = stream
 
     def __bool__(self) -> bool:
         """Whether any attribute varies."""
@@ -70,7 +80,7 @@ class Heterogeneity:
         """Agent ``agent_id``'s value of every attribute."""
         rng = None
         if self.mode == "sample":
-            rng = np.random.default_rng(derive_seed(self.seed, 0, agent_id, Stream.HETEROGENEITY))
+            rng = np.random.default_rng(derive_seed(self.seed, 0, agent_id, self.stream))
         values = {}
         for name, (kind, items) in self.spec.items():
             if kind == "range":
@@ -106,8 +116,7 @@ class Heterogeneity:
         refresh_derived(base)
         return env
 
-    @staticmethod
-    def _parse(name: str, value: Any) -> tuple[str, list[Any]]:
+    def _parse(self, name: str, value: Any) -> tuple[str, list[Any]]:
         if isinstance(value, Mapping) and set(value) == {"choices"} and value["choices"]:
             return "choices", list(value["choices"])
         if (
@@ -118,6 +127,6 @@ class Heterogeneity:
         ):
             return "range", [float(value[0]), float(value[1])]
         raise ConfigError(
-            f"data.heterogeneity.{name}: give a range [low, high] with low <= high, or "
+            f"{self.option}.{name}: give a range [low, high] with low <= high, or "
             f"{{choices: [...]}}; got {value!r}"
         )

@@ -41,7 +41,8 @@ def load_module(
     that task's global policy: the global weights with the task's task-scoped ones (and the
     task's initial agent-scoped ones). With IFCA (``trainer.clusters``), agent ``agent``
     deploys the model of the cluster it chose last (an agent that never chose: the global
-    model, the largest cluster's).
+    model, the largest cluster's). With policy distillation (``trainer.distillation``), agent
+    ``agent`` deploys its own whole model, of its own sizes (``data.model_heterogeneity``).
 
     Args:
         path: A round checkpoint (``checkpoints/last.ckpt``, ``round-0012.ckpt``) or an agent's.
@@ -113,6 +114,11 @@ def _deployed_parts(
     initial = (shared.get("task_initial") or [{}] * (task + 1))[task]
     task_hparams = shared.get("task_hparams") or []
     hparams = task_hparams[task] if task < len(task_hparams) else None
+    own_models = shared.get("agent_hparams")  # distillation: every agent has its own model
+    if agent is not None and own_models is not None:
+        if not 0 <= agent < len(own_models):
+            raise ConfigError(f"checkpoint {path}: its run has no agent {agent}")
+        hparams = own_models[agent]
     suffix = None
     if shared.get("conditioned"):
         suffix = np.zeros(len(shared["task_sizes"]), np.float32)

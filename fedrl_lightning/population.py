@@ -13,6 +13,7 @@ from fedrl_lightning.byzantine import Byzantine
 from fedrl_lightning.env_specs import action_spec, episode_limit, find_spec, observation_dim
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.heterogeneity import Heterogeneity
+from fedrl_lightning.seeding import Stream
 from fedrl_lightning.tasks import TaskSet
 
 __all__ = ["AgentPopulation"]
@@ -58,6 +59,10 @@ class AgentPopulation:
             ``num_agents`` share ``num_agents`` evenly. ``agents.csv`` lists each agent's task.
         task_conditioned: Append a one-hot task id to every observation, so that one policy
             serves tasks that share their spaces and tells them apart.
+        model_heterogeneity: Model hyperparameter to ``[low, high]`` or ``{choices: [...]}``;
+            each agent's own model gets its own value (``heterogeneity_mode`` says how), for
+            example ``{hidden_dim: {choices: [32, 64, 128]}, lr: [1e-3, 1e-2]}``. Agents with
+            models of their own learn together only through ``trainer.distillation``.
         seed: The run seed, for ``sample`` (the command line links it from
             ``--seed_everything``).
     """
@@ -75,6 +80,7 @@ class AgentPopulation:
         byzantine: dict[str, Any] | None = None,
         tasks: list[dict[str, Any]] | None = None,
         task_conditioned: bool = False,
+        model_heterogeneity: dict[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
         for name, value in (
@@ -93,6 +99,14 @@ class AgentPopulation:
             heterogeneity or {}, num_agents, heterogeneity_mode, seed
         )
         self.byzantine = Byzantine(byzantine or {}, num_agents, seed)
+        self.model_heterogeneity = Heterogeneity(
+            model_heterogeneity or {},
+            num_agents,
+            heterogeneity_mode,
+            seed,
+            Stream.MODEL_HETEROGENEITY,
+            "data.model_heterogeneity",
+        )
         self.tasks: TaskSet | None = None
         if tasks is not None or task_conditioned:
             defaults = {
@@ -183,10 +197,15 @@ class AgentPopulation:
             return {"task": task, **self.tasks.populations[task].agent_parameters(local)}
         return self.heterogeneity.values(agent_id)
 
+    def model_hparams_of(self, agent_id: int) -> dict[str, Any]:
+        """Agent ``agent_id``'s own model hyperparameters (``data.model_heterogeneity``)."""
+        return self.model_heterogeneity.values(agent_id)
+
     @property
     def agents_differ(self) -> bool:
-        """Whether agents differ (heterogeneity, attacks or tasks): ``agents.csv`` says how."""
-        return bool(self.heterogeneity or self.byzantine or self.tasks is not None)
+        """Whether agents differ (heterogeneity, attacks, tasks, models): ``agents.csv`` says."""
+        differ = self.heterogeneity or self.byzantine or self.model_heterogeneity
+        return bool(differ or self.tasks is not None)
 
     def agent_table(self) -> list[dict[str, Any]]:
         """One row per agent: its id, environment attribute values and attack, if any."""
@@ -195,6 +214,8 @@ class AgentPopulation:
             entry = {"agent": agent_id, **self.agent_parameters(agent_id)}
             if self.byzantine:
                 entry["byzantine"] = self.byzantine.attack_of(agent_id) or ""
+            own = self.model_hparams_of(agent_id).items()
+            entry |= {f"model.{name}": value for name, value in own}
             table.append(entry)
         return table
 

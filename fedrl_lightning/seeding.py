@@ -29,6 +29,9 @@ class Stream(IntEnum):
     CLUSTER_ACTIONS = 14  # action sampling while an agent scores IFCA's clusters
     SHARE_UPLOAD = 16  # which of its episodes an agent uploads to the shared replay buffer
     SHARE_SAMPLE = 17  # the server's sample of the replay buffer sent to each agent
+    PROBE_STATES = 18  # the probe states of distillation, drawn once at the run's start
+    MODEL_HETEROGENEITY = 19  # sampled per-agent model hyperparameters
+    AGENT_MODEL = 20  # the initial weights of each agent's own model, in distillation
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -218,6 +218,65 @@ CASES: list[tuple[str, list[str], str]] = [
         "trainer.sharing cannot be combined with trainer.update_mode gradient",
     ),
     ("gradient", [*GRADIENT, "--model", "PPO"], "model.update_epochs (4) must be 1"),
+    # Policy distillation and agents' own models.
+    ("distillation", ["--trainer.distillation", "{kl_coeff: 1}"], "'kl_coeff' is not an option"),
+    ("distillation", ["--trainer.distillation", "{kl_coef: -1}"], "trainer.distillation.kl_coef"),
+    ("distillation", ["--trainer.distillation", "{probe_states: 0}"], "distillation.probe_states"),
+    (
+        "distillation",
+        ["--trainer.distillation", "{student_lr: 0}"],
+        "trainer.distillation.student_lr",
+    ),
+    (
+        "distillation",
+        ["--trainer.distillation", "{}", "--trainer.clusters", "2"],
+        "trainer.distillation cannot be combined with trainer.clusters",
+    ),
+    (
+        "distillation",
+        ["--trainer.distillation", "{}", "--trainer.sharing", "{share_fraction: 0.5}"],
+        "trainer.distillation cannot be combined with trainer.sharing",
+    ),
+    (
+        "distillation",
+        ["--trainer.distillation", "{}", "--trainer.update_mode", "gradient"],
+        "trainer.distillation cannot be combined with trainer.update_mode gradient",
+    ),
+    (
+        "distillation",
+        ["--trainer.distillation", "{}", "--data.env_id", "Pendulum-v1"],
+        "trainer.distillation: Pendulum-v1 has continuous actions",
+    ),
+    (
+        "distillation",
+        ["--trainer.distillation", "{}", "--model.normalize_observations", "true"],
+        "trainer.distillation: Reinforce keeps running statistics",
+    ),
+    (
+        "model heterogeneity",
+        ["--data.model_heterogeneity", "{hidden_dim: {choices: [8, 16]}}"],
+        "data.model_heterogeneity: agents with models of their own learn together only",
+    ),
+    (
+        "model heterogeneity",
+        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{width: [1, 2]}"],
+        "data.model_heterogeneity: 'width' is not a hyperparameter of Reinforce",
+    ),
+    (
+        "model heterogeneity",
+        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{hidden_dim: [8, 9]}"],
+        "data.model_heterogeneity.hidden_dim: an integer",
+    ),
+    (
+        "model heterogeneity",
+        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{lr: [-2, -1]}"],
+        "data.model_heterogeneity: agent 0: model.lr must not be negative",
+    ),
+    (
+        "model heterogeneity",
+        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{lr: 5}"],
+        "data.model_heterogeneity.lr: give a range",
+    ),
     (
         "model value",
         ["--model", "PPO", "--model.normalize_observations", "maybe"],

@@ -22,6 +22,7 @@ TINY_TASKS_CONFIG = TESTS / "configs" / "tiny_tasks.yaml"  # two tasks, task-sco
 TINY_IFCA_CONFIG = TESTS / "configs" / "tiny_ifca.yaml"  # two clusters (IFCA), two signs
 TINY_SHARING_CONFIG = TESTS / "configs" / "tiny_sharing.yaml"  # shared trajectory replay
 TINY_GRADIENT_CONFIG = TESTS / "configs" / "tiny_gradient.yaml"  # gradient mode, an attacker
+TINY_DISTILL_CONFIG = TESTS / "configs" / "tiny_distill.yaml"  # distillation, own models
 
 
 def cli_command(*args: str) -> list[str]:

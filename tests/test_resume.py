@@ -9,6 +9,7 @@ import torch
 from conftest import (
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_DISTILL_CONFIG,
     TINY_GRADIENT_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
@@ -242,6 +243,20 @@ def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
     personal = [saved_files(cwd, "personal", lambda p: p["round"]) for cwd in (reference, killed)]
     assert list(personal[0]) == [f"agent-000{a}.ckpt" for a in range(4)]
     assert_same_files(*personal)
+
+
+def test_distillation_resumes_bit_identically_after_sigkill(tmp_path):
+    """Every agent's own model, the consensus and the student, killed at random moments."""
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_DISTILL_CONFIG)
+    personal = [saved_files(cwd, "personal", lambda p: p["round"]) for cwd in (reference, killed)]
+    assert list(personal[0]) == [f"agent-000{a}.ckpt" for a in range(4)]
+    assert_same_files(*personal)
+    shared = [
+        torch.load(cwd / RUN / "checkpoints/last.ckpt", weights_only=True)["fedrl"]["shared"]
+        for cwd in (reference, killed)
+    ]
+    assert shared[0]["consensus_round"] == 12
+    assert torch.equal(shared[0]["consensus"], shared[1]["consensus"])
 
 
 def test_task_scoped_heads_resume_bit_identically_after_sigkill(tmp_path):

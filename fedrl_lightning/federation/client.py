@@ -15,10 +15,12 @@ from torch.utils.data import DataLoader
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.data import EpisodeDataset, StoredEpisode
 from fedrl_lightning.federation.cluster_choice import choose_cluster
+from fedrl_lightning.federation.distillation import ProbeExchange
 from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.federation.trajectory_buffer import pack_episodes
 from fedrl_lightning.federation.trajectory_sharing import upload_choice
 from fedrl_lightning.learners import Learner
+from fedrl_lightning.learners.distillation_term import action_distribution
 from fedrl_lightning.learners.meta_step import MetaStep
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
@@ -28,6 +30,7 @@ __all__ = [
     "FIT_STATISTICS_KEY",
     "SHARED_EPISODES_KEY",
     "SENDS_KEY",
+    "DISTRIBUTION_KEY",
     "LocalFit",
     "fit_agent",
     "lr_scale",
@@ -37,6 +40,7 @@ AGENT_STATS_KEY = "agent_stats"
 FIT_STATISTICS_KEY = "fit_statistics"
 SHARED_EPISODES_KEY = "shared_episodes"
 SENDS_KEY = "sends"  # "gradient" in a gradient-mode agent's checkpoint; absent: weights
+DISTRIBUTION_KEY = "probe_distribution"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ class LocalFit:
             sends the mean gradient of its learner's loss at the start weights over its
             episodes, with no local step, instead of trained weights (see
             :meth:`~fedrl_lightning.learners.Learner.capture_gradients`).
+        distillation: In policy distillation (``trainer.distillation``), the probe states,
+            the consensus its loss is pulled towards, and whether it sends its own action
+            distribution on the probe states back (see
+            :class:`~fedrl_lightning.federation.distilled_models.DistilledModels`).
     """
 
     agent_id: int
@@ -99,6 +107,7 @@ class LocalFit:
     share_fraction: float = 0.0
     rho_max: float = 1.0
     send_gradient: bool = False
+    distillation: ProbeExchange | None = None
 
 
 def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
@@ -169,6 +178,8 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     module.set_meta_step(task.meta_step)
     if task.send_gradient:
         module.capture_gradients()
+    if task.distillation is not None:
+        module.set_distillation_target(task.distillation.target())
     byzantine = population.byzantine
     env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
     dataset = EpisodeDataset(
@@ -221,6 +232,9 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
         extra[SHARED_EPISODES_KEY] = pack_episodes(episodes)
     if task.send_gradient:
         extra[SENDS_KEY] = "gradient"
+    if task.distillation is not None and task.distillation.send:
+        probes = task.distillation.probe_states
+        extra[DISTRIBUTION_KEY] = action_distribution(module.policy, probes)
     checkpoint = policy_checkpoint(sent, dict(module.hparams), type(module).__name__, **extra)
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

@@ -146,6 +146,10 @@ class ClusteredModel:
         """The task of agent ``agent``: the one task, 0."""
         return 0
 
+    def hparams_of(self, agent: int) -> dict[str, Any]:
+        """The hyperparameters of every cluster's model: the run's model's."""
+        return self.task_hparams[0]
+
     def open(self, run: RunFolder) -> None:
         """Nothing to keep in the run folder: every cluster is in the round checkpoint."""
 
@@ -156,7 +160,7 @@ class ClusteredModel:
         """The cluster agent ``agent`` deploys: its last choice, else the global one."""
         return self.assignments.get(agent, self.global_cluster)
 
-    def fit_inputs(self, agent: int) -> dict[str, Any]:
+    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
         """Every cluster's model, for agent ``agent``'s ``LocalFit`` to choose among."""
         return {"cluster_states": tuple(self.states), "cluster_eval_episodes": self.eval_episodes}
 

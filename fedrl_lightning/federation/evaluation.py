@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -160,7 +160,7 @@ class RoundEvaluation:
         self.own_envs = {}
         if shared.own_policies or adaptation is not None:
             self.own_envs = {a: population.make_vector_env([a] * episodes) for a in agents}
-        self.scratch = {}  # a learner of each task's sizes, for its weights
+        self.scratch = {}  # a learner of each task's (and agent model's) sizes, for weights
 
     def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, dict[str, float]]:
         """Each agent's task's global policy's mean return, and the other policies' columns.
@@ -196,15 +196,20 @@ class RoundEvaluation:
     def _policy(self, key: int, task_only: bool = False) -> MLPPolicy:
         """Task ``key``'s global policy (``task_only``), or agent ``key``'s own."""
         shared = self.shared
-        task = key if task_only else shared.task_of(key)
-        state = shared.task_deployed_state(task) if task_only else shared.deployed_state(key)
-        self._scratch(task).load_state_dict(state)
-        return self.scratch[task].policy
+        if task_only:
+            hparams = shared.task_hparams[key] if shared.task_hparams else None
+            scratch = self._scratch(key, hparams)
+            scratch.load_state_dict(shared.task_deployed_state(key))
+        else:
+            scratch = self._scratch(shared.task_of(key), shared.hparams_of(key))
+            scratch.load_state_dict(shared.deployed_state(key))
+        return scratch.policy
 
     def _finetuned(self, agent: int, seed: int, round_idx: int) -> MLPPolicy:
         """The global policy agent ``agent`` is evaluated with, fine-tuned on its environment."""
         task = self.shared.task_of(agent)
-        scratch = self._scratch(task)
+        hparams = self.shared.task_hparams
+        scratch = self._scratch(task, hparams[task] if hparams else None)
         if None in self.batches:  # one global model for every agent
             state = self.model.state_dict()
         else:
@@ -214,13 +219,13 @@ class RoundEvaluation:
         )
         return scratch.policy
 
-    def _scratch(self, task: int) -> Learner:
-        """A learner of task ``task``'s sizes, to load its weights into."""
-        if task not in self.scratch:
-            shared = self.shared
-            hparams = shared.task_hparams[task] if shared.task_hparams else self.model.hparams
-            self.scratch[task] = type(self.model)(**hparams)
-        return self.scratch[task]
+    def _scratch(self, task: int, hparams: dict[str, Any] | None) -> Learner:
+        """A learner of task ``task`` with ``hparams`` (``None``: the model's), for weights."""
+        hparams = dict(self.model.hparams if hparams is None else hparams)
+        key = (task, repr(sorted(hparams.items())))
+        if key not in self.scratch:
+            self.scratch[key] = type(self.model)(**hparams)
+        return self.scratch[key]
 
     def close(self) -> None:
         """Close the environments, and the fine-tuning's scratch folder."""

@@ -137,7 +137,7 @@ class GradientModel(SharedModel):
         shared.optimizer = GradientOptimizer(server_optimizer, parameters)
         return shared
 
-    def fit_inputs(self, agent: int) -> dict[str, Any]:
+    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
         """Agents send gradients."""
         return {"send_gradient": True}
 

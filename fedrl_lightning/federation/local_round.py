@@ -41,6 +41,8 @@ class SubmittedRound(NamedTuple):
             every agent must send back.
         clusters: With IFCA, how many cluster models each agent is sent (and chooses among);
             0 otherwise.
+        distribution_shape: In distillation, ``(probe states, actions)``, the shape of the
+            distribution each agent must send back; ``None`` when agents send none.
     """
 
     round_idx: int
@@ -48,6 +50,7 @@ class SubmittedRound(NamedTuple):
     sent_bytes: int
     statistics: tuple[str, ...] = ()
     clusters: int = 0
+    distribution_shape: tuple[int, int] | None = None
 
 
 def sent_state(task: LocalFit) -> dict[str, torch.Tensor]:
@@ -77,13 +80,17 @@ def submit_round(
 ) -> SubmittedRound:
     """Start ``tasks``, one round's fits from the same global weights, on ``executor``.
 
-    Each agent is sent the global weights, or with IFCA every cluster's model.
+    Each agent is sent the global weights, or with IFCA every cluster's model, or in
+    distillation the consensus (and the probe states, the first time).
     """
     executor.submit(tasks)
     # With IFCA, every cluster's model has the layout of the global one.
     sent_bytes = sum(_saved_size(task) * max(1, len(task.cluster_states)) for task in tasks)
     clusters = len(tasks[0].cluster_states)
-    return SubmittedRound(tasks[0].round_idx, tasks, sent_bytes, statistics, clusters)
+    exchange, shape = tasks[0].distillation, None
+    if exchange is not None and exchange.send:
+        shape = (len(exchange.probe_states), int(tasks[0].model_hparams["num_actions"]))
+    return SubmittedRound(tasks[0].round_idx, tasks, sent_bytes, statistics, clusters, shape)
 
 
 _SIZES: dict[tuple[Any, ...], int] = {}
@@ -96,13 +103,16 @@ def _saved_size(task: LocalFit) -> int:
     the values, so it is computed once for each such layout.
     """
     sent = sent_state(task)
+    message = task.distillation.message() if task.distillation is not None else {}
     layout = (
         task.module_class.__name__,
         repr(sorted(task.model_hparams.items())),
         tuple((name, tuple(value.shape), value.dtype) for name, value in sent.items()),
+        tuple((name, tuple(value.shape), value.dtype) for name, value in message.items()),
     )
     if layout not in _SIZES:
-        checkpoint = policy_checkpoint(sent, task.model_hparams, task.module_class.__name__)
+        name = task.module_class.__name__
+        checkpoint = policy_checkpoint(sent, task.model_hparams, name, **message)
         _SIZES[layout] = len(serialize(checkpoint))
     return _SIZES[layout]
 
@@ -138,6 +148,7 @@ def collect_round(
                         submitted.statistics,
                         submitted.clusters,
                         gradient=task.send_gradient,
+                        distribution_shape=submitted.distribution_shape,
                         **_sharing(task),
                     )
                 )

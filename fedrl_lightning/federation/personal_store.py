@@ -14,7 +14,7 @@ from fedrl_lightning.errors import ConfigError
 
 __all__ = ["PersonalStore", "personal_file"]
 
-FILE = re.compile(r"agent-(\d+)(\.pending)?\.ckpt")
+FILE = re.compile(r"agent-(\d+)(\.round-\d+\.pending)?\.ckpt")
 
 
 def personal_file(round_idx: int, state: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -30,8 +30,10 @@ class PersonalStore:
     ``weights_only=True``.
 
     A round's local fits write their agents' new values beside the old ones, as
-    ``agent-NNNN.pending.ckpt``; :meth:`commit` makes them the agents' values once the round's
-    checkpoint, which records the round each agent's values come from, is saved. A run killed
+    ``agent-NNNN.round-RRRR.pending.ckpt``; :meth:`commit` makes them the agents' values once
+    the round's checkpoint, which records the round each agent's values come from, is saved.
+    Each round's pending file has a name of its own: on Ray, the next round's fit of an agent
+    may write its values while this round's are still to be evaluated and committed. A run killed
     in between has them committed by :meth:`recover` when it resumes, and a run killed before
     has them discarded, so a resumed run starts every agent from exactly the values of the
     round it resumes.
@@ -47,9 +49,9 @@ class PersonalStore:
         """Agent ``agent``'s committed file."""
         return self.folder / f"agent-{agent:04d}.ckpt"
 
-    def pending_path(self, agent: int) -> Path:
-        """Where agent ``agent``'s local fit writes its new values."""
-        return self.folder / f"agent-{agent:04d}.pending.ckpt"
+    def pending_path(self, agent: int, round_idx: int) -> Path:
+        """Where agent ``agent``'s local fit of round ``round_idx`` writes its new values."""
+        return self.folder / f"agent-{agent:04d}.round-{round_idx:04d}.pending.ckpt"
 
     def load(self, agent: int, round_idx: int | None = None) -> dict[str, torch.Tensor] | None:
         """Agent ``agent``'s values, or ``None`` for an agent that has none yet.
@@ -60,9 +62,8 @@ class PersonalStore:
                 next round's fits start before the round that wrote them is saved); ``None``:
                 the committed ones.
         """
-        pending = self.pending_path(agent)
-        if round_idx is not None and pending.is_file():
-            written, state = self._read(pending)
+        if round_idx is not None and self.pending_path(agent, round_idx).is_file():
+            written, state = self._read(self.pending_path(agent, round_idx))
             if written == round_idx:
                 return state
         path = self.path(agent)
@@ -73,7 +74,7 @@ class PersonalStore:
     def commit(self, agents: dict[int, int]) -> None:
         """Make each agent's pending values of round ``agents[agent]`` its values."""
         for agent, round_idx in agents.items():
-            pending = self.pending_path(agent)
+            pending = self.pending_path(agent, round_idx)
             if pending.is_file() and self._read(pending)[0] == round_idx:
                 os.replace(pending, self.path(agent))
 

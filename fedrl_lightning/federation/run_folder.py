@@ -27,6 +27,7 @@ UNFINISHED_FILES = (
     "checkpoints/*.ckpt",
     "agents/*.ckpt",
     "personal/*.ckpt",
+    "probe_states.pt",
 )
 
 

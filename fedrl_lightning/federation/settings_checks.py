@@ -87,6 +87,33 @@ def check_cluster_options(
         )
 
 
+def check_distillation_options(
+    distilled: bool,
+    clusters: int | None,
+    personalized: bool,
+    sharing: bool = False,
+    update_mode: str = "weights",
+) -> None:
+    """Refuse distillation combined with what shares weights, gradients or episodes.
+
+    Distilled agents keep their whole models, so IFCA, sharing scopes, gradient mode and
+    trajectory replay (whose episodes would need one policy's log-probabilities) are refused.
+    """
+    others = {
+        "trainer.clusters": clusters is not None,
+        "trainer.personalization": personalized,
+        "trainer.sharing": sharing,
+        "trainer.update_mode gradient": update_mode == "gradient",
+    }
+    given = [option for option, on in others.items() if on]
+    if distilled and given:
+        other = given[0]
+        raise ConfigError(
+            f"trainer.distillation cannot be combined with {other}: distilled agents keep their "
+            "whole models and share no weights; remove one of them"
+        )
+
+
 def check_callbacks(callbacks: Sequence[Any]) -> None:
     """Refuse two callbacks with one state key: a checkpoint could not tell their states apart."""
     keys = [callback.state_key for callback in callbacks]

@@ -149,14 +149,15 @@ class SharedModel:
             )
         PersonalStore(run.personal).recover(self.versions, completed_round)
 
-    def fit_inputs(self, agent: int) -> dict[str, Any]:
-        """What agent ``agent``'s ``LocalFit`` needs beyond the global weights."""
+    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
+        """What agent ``agent``'s ``LocalFit`` of round ``round_idx`` needs beyond the weights."""
         if not self.personalized:
             return {}
+        store = self.store
         return {
             "own_state": self.own_state(agent),
             "personal_names": tuple(self.agent_names),
-            "personal_path": self.store.pending_path(agent) if self.store is not None else None,
+            "personal_path": store.pending_path(agent, round_idx) if store is not None else None,
         }
 
     def commit(self, personal: dict[int, int]) -> None:
@@ -172,6 +173,10 @@ class SharedModel:
     def task_of(self, agent: int) -> int:
         """The task of agent ``agent``."""
         return task_of({"task_sizes": self.task_sizes}, agent)
+
+    def hparams_of(self, agent: int) -> dict[str, Any]:
+        """The hyperparameters of agent ``agent``'s model: its task's."""
+        return self.task_hparams[self.task_of(agent)]
 
     @property
     def personalized(self) -> bool:

@@ -18,10 +18,10 @@ from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.callbacks import Callback
 from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
 from fedrl_lightning.federation.client import LocalFit, lr_scale
-from fedrl_lightning.federation.clustered_model import ClusteredModel
+from fedrl_lightning.federation.distillation import DistillationSettings
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
-from fedrl_lightning.federation.gradient_mode import GradientModel, check_update_mode
+from fedrl_lightning.federation.gradient_mode import check_update_mode
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
 from fedrl_lightning.federation.loggers import LoggerOption
@@ -37,15 +37,16 @@ from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
 from fedrl_lightning.federation.run_start import fresh_run, resumed_run
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.scopes import SharingScopes
+from fedrl_lightning.federation.server_models import server_model
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
     check_callbacks,
     check_cluster_options,
+    check_distillation_options,
     check_executor_options,
     check_output_folder,
     check_round_options,
 )
-from fedrl_lightning.federation.shared_model import SharedModel
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.federation.trajectory_sharing import TrajectorySharing
 from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
@@ -127,6 +128,15 @@ class FederatedTrainer:
             best and sends it back with its choice; each model is aggregated over the agents
             that chose it. Each agent deploys its last choice's model; the global model
             (``eval_reward``) is the largest cluster's. ``None``: one global model.
+        distillation: Policy distillation (FedHPD) instead of weight averaging:
+            ``{probe_states: 1000, every_n_rounds: 1, kl_coef: 1.0, student_steps: 100,
+            student_lr: 0.01}`` (each optional). Every agent keeps its whole model to itself
+            in the run folder's ``personal/`` (its own sizes and learning rate with
+            ``data.model_heterogeneity``) and sends only its action distribution on probe
+            states drawn at the run's start (``probe_states.pt``); its fits add
+            ``kl_coef * KL(consensus || own policy)`` to their loss. The global model is a
+            student the server distills on the consensus (``student_steps``, FedDF). See
+            :class:`~fedrl_lightning.federation.distilled_models.DistilledModels`.
         cluster_eval_episodes: With ``clusters``, episodes each agent scores each model on;
             ``None``: 5. Their steps are counted in ``cluster_eval_steps``, not ``env_steps``.
         sharing: Shared trajectory replay: ``{share_fraction: 0.1, buffer_episodes: 500,
@@ -184,6 +194,7 @@ class FederatedTrainer:
         sharing: dict[str, float] | None = None,
         update_mode: Literal["weights", "gradient"] = "weights",
         server_optimizer: dict[str, Any] | None = None,
+        distillation: dict[str, Any] | None = None,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -238,6 +249,16 @@ class FederatedTrainer:
             bool(self.scopes),
             lr_schedule,
             bool(self.sharing),
+        )
+        self.distillation = (
+            None if distillation is None else DistillationSettings.parse(distillation)
+        )
+        check_distillation_options(
+            self.distillation is not None,
+            clusters,
+            bool(self.scopes),
+            bool(self.sharing),
+            update_mode,
         )
         self.logger = logger
         self.callbacks = list(callbacks or [])
@@ -305,20 +326,18 @@ class FederatedTrainer:
         statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
-        self.shared = (
-            SharedModel.for_population(self.scopes, model, population, self.strategy, self.seed)
-            if self.clusters is None
-            else ClusteredModel.for_population(
-                model,
-                population,
-                self.clusters,
-                self.strategy,
-                self.seed,
-                self.cluster_eval_episodes,
-            )
+        self.shared = server_model(
+            model,
+            population,
+            self.strategy,
+            self.seed,
+            self.scopes,
+            self.clusters,
+            self.cluster_eval_episodes,
+            self.distillation,
+            self.server_optimizer,
         )
         self.sharing.setup(model, population)
-        self.shared = self._shared_model(model, population)
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
         self._hooks = run_callbacks(self.logger, self.callbacks, self.enable_progress_bar)
@@ -430,25 +449,6 @@ class FederatedTrainer:
         self.run, notice = resumed_run(path, self.default_root_dir, self.history)
         self._notice(notice)
 
-    def _shared_model(
-        self, model: Learner, population: AgentPopulation
-    ) -> SharedModel | ClusteredModel:
-        """The server's side of the model: one global model, IFCA's clusters, or gradients."""
-        if self.clusters is not None:
-            return ClusteredModel.for_population(
-                model,
-                population,
-                self.clusters,
-                self.strategy,
-                self.seed,
-                self.cluster_eval_episodes,
-            )
-        if self.update_mode == "gradient":
-            return GradientModel.for_gradients(
-                model, population, self.strategy, self.seed, self.server_optimizer
-            )
-        return SharedModel.for_population(self.scopes, model, population, self.strategy, self.seed)
-
     def _notice(self, message: str | None) -> None:
         if message is not None:
             self.notices.append(message)
@@ -536,7 +536,7 @@ class FederatedTrainer:
                 round_idx=round_idx,
                 run_seed=self.seed,
                 module_class=type(model),
-                model_hparams=self.shared.task_hparams[executor.population.task_of(agent_id)],
+                model_hparams=self.shared.hparams_of(agent_id),
                 global_state=self.shared.global_state,
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
@@ -544,7 +544,7 @@ class FederatedTrainer:
                 proximal_mu=self.strategy.proximal_mu,
                 meta_step=self.strategy.meta_step,
                 lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
-                **self.shared.fit_inputs(agent_id),
+                **self.shared.fit_inputs(agent_id, round_idx),
                 **self.sharing.fit_inputs(agent_id, round_idx),
             )
             for agent_id in agents

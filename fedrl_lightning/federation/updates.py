@@ -12,6 +12,7 @@ from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.client import (
     AGENT_STATS_KEY,
+    DISTRIBUTION_KEY,
     FIT_STATISTICS_KEY,
     SENDS_KEY,
     SHARED_EPISODES_KEY,
@@ -36,6 +37,7 @@ def read_update(
     shared: EpisodeLayout | None = None,
     max_shared: int = 0,
     gradient: bool = False,
+    distribution_shape: tuple[int, int] | None = None,
 ) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
 
@@ -56,6 +58,8 @@ def read_update(
         gradient: Whether the agent was asked for a gradient (gradient sharing) rather than
             weights: the checkpoint must say it holds one, and its ``state_dict`` is then a
             gradient, checked as weights are (names, shapes, finite values).
+        distribution_shape: In distillation, the shape of the action distribution on the
+            probe states it must send: finite probabilities whose rows sum to 1.
 
     Raises:
         InvalidUpdate: With the reason, if the update cannot be used.
@@ -90,6 +94,7 @@ def read_update(
             metrics=_metrics(stats.get("metrics", {})),
             **(_cluster_choice(path, stats, clusters) if clusters else {}),
             **(_shared(path, checkpoint, shared, max_shared) if shared else {}),
+            distribution=_distribution(path, checkpoint, distribution_shape),
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
@@ -125,6 +130,24 @@ def _shared(path: Path, checkpoint: dict, layout: EpisodeLayout, most: int) -> d
     if len(episodes) > most:
         raise InvalidUpdate(f"{path}: it shared {len(episodes)} episodes, more than its {most}")
     return {"shared_episodes": tuple(episodes)}
+
+
+def _distribution(
+    path: Path, checkpoint: dict, shape: tuple[int, int] | None
+) -> torch.Tensor | None:
+    """The action distribution an agent sent on the probe states, checked; ``None`` if none."""
+    if shape is None:
+        return None
+    sent = checkpoint.get(DISTRIBUTION_KEY)
+    if not isinstance(sent, torch.Tensor) or tuple(sent.shape) != tuple(shape):
+        raise InvalidUpdate(f"{path}: no {DISTRIBUTION_KEY} of shape {list(shape)}")
+    sent = sent.to(torch.float32)
+    rows = sent.sum(-1)
+    if not bool(torch.isfinite(sent).all()) or bool((sent < 0).any()):
+        raise InvalidUpdate(f"{path}: its {DISTRIBUTION_KEY} has values that are no probabilities")
+    if not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
+        raise InvalidUpdate(f"{path}: its {DISTRIBUTION_KEY}'s rows do not sum to 1")
+    return sent
 
 
 def _cluster_choice(path: Path, stats: dict, clusters: int) -> dict[str, int]:

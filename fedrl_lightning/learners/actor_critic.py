@@ -144,7 +144,9 @@ class ActorCritic(Learner):
         )
 
     def _update(self, loss: torch.Tensor) -> None:
-        """One optimizer step on ``loss`` (plus FedProx's term), with gradient-norm clipping."""
+        """One optimizer step on ``loss`` (plus FedProx's and distillation's terms), clipped."""
         if self._proximal_mu:
             loss = loss + self._proximal_term()
+        if self._distillation is not None:
+            loss = loss + self._distillation_term()
         self._optimize(loss, self.hparams.max_grad_norm)

@@ -15,6 +15,7 @@ from typing_extensions import Self, override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.learners.distillation_term import DistillationTarget
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
 from fedrl_lightning.learners.off_policy import truncated_importance_weights
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
@@ -68,6 +69,7 @@ class Learner(L.LightningModule):
         self._meta: MetaUpdates | None = None
         self._gradient_sum: dict[str, torch.Tensor] | None = None  # gradient mode's
         self._gradient_count = 0
+        self._distillation: DistillationTarget | None = None
         self.lr_scale = 1.0
         self.rho_max = 1.0  # truncation of replayed episodes' importance weights
         # Features act() appends to every observation: a task-conditioned agent's task id.
@@ -128,6 +130,18 @@ class Learner(L.LightningModule):
                 for name, parameter in self.named_parameters()
             )
         )
+
+    def set_distillation_target(self, target: DistillationTarget | None) -> None:
+        """Add ``kl_coef * KL(consensus || policy)`` on the probe states to the loss (FedHPD).
+
+        Args:
+            target: The probe states, the consensus and the weight; ``None`` removes it.
+        """
+        self._distillation = target
+
+    def _distillation_term(self) -> torch.Tensor:
+        """Distillation's term on the live policy (see :meth:`set_distillation_target`)."""
+        return self._distillation.term(self.policy)
 
     def set_meta_step(self, step: MetaStep | None) -> None:
         """Take Per-FedAvg's local updates (Fallah et al., 2020): see :class:`MetaUpdates`.

@@ -110,6 +110,8 @@ class Reinforce(Learner):
         loss = reinforce_loss(log_probs, weights, batch.mask)
         if self._proximal_mu:
             loss = loss + self._proximal_term()
+        if self._distillation is not None:
+            loss = loss + self._distillation_term()
 
         self._optimize(loss)
 

@@ -7,6 +7,7 @@ from conftest import (
     TESTS,
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_DISTILL_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
@@ -228,6 +229,33 @@ def test_personal_heads_on_ray_match_sequential(tmp_path):
         actual = torch.load(on_ray / run / folder, weights_only=True)
         for key, value in expected["state_dict"].items():
             assert torch.equal(actual["state_dict"][key], value), (folder, key)
+
+
+def test_distillation_on_ray_matches_sequential(tmp_path):
+    """Own models of different sizes, distributions and the student; every agent every round."""
+    args = ["--config", str(TINY_DISTILL_CONFIG), "--trainer.agents_per_round", "4"]
+    sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
+    sequential.mkdir(), on_ray.mkdir()
+    assert run_cli("fit", *args, cwd=sequential).returncode == 0
+    ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
+    result = run_cli("fit", *args, *ray_args, cwd=on_ray)
+    assert result.returncode == 0, result.stderr
+    assert metrics_without_timings(on_ray) == metrics_without_timings(sequential)
+    run = "lightning_logs/version_0"
+    personal = sorted(p.name for p in (sequential / run / "personal").iterdir())
+    assert personal == [f"agent-000{a}.ckpt" for a in range(4)]
+    assert sorted(p.name for p in (on_ray / run / "personal").iterdir()) == personal
+    for name in ("checkpoints/last.ckpt", *(f"personal/{name}" for name in personal)):
+        expected = torch.load(sequential / run / name, weights_only=True)
+        actual = torch.load(on_ray / run / name, weights_only=True)
+        assert expected["state_dict"].keys() == actual["state_dict"].keys()
+        for key, value in expected["state_dict"].items():
+            assert torch.equal(actual["state_dict"][key], value), (name, key)
+    consensus = [
+        torch.load(folder / run / "checkpoints/last.ckpt", weights_only=True)["fedrl"]["shared"]
+        for folder in (sequential, on_ray)
+    ]
+    assert torch.equal(consensus[0]["consensus"], consensus[1]["consensus"])
 
 
 def test_clusters_on_ray_match_sequential(tmp_path):

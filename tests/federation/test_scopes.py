@@ -88,18 +88,22 @@ def test_task_scoped_entries_average_over_their_task_only_by_hand():
 def test_the_store_commits_recovers_and_refuses_to_go_back(tmp_path):
     store = PersonalStore(tmp_path)
     head = {"policy.head.bias": torch.tensor([3.0])}
-    store.save(store.pending_path(1), 4, head)
-    store.save(store.pending_path(2), 4, head)
+    store.save(store.pending_path(1, 4), 4, head)
+    store.save(store.pending_path(2, 4), 4, head)
+    # On Ray, agent 1's fit of round 5 may end before round 4 is evaluated and committed.
+    store.save(store.pending_path(1, 5), 5, {"policy.head.bias": torch.tensor([9.0])})
+    assert torch.equal(store.load(1, 4)["policy.head.bias"], torch.tensor([3.0]))
     store.commit({1: 4})
     assert torch.equal(store.load(1)["policy.head.bias"], torch.tensor([3.0]))
     assert store.load(2) is None  # not committed: the round's checkpoint did not name it
     # Killed after the checkpoint that names agent 2's round 4, before the commit:
     store.recover({1: 4, 2: 4}, completed_round=4)
-    assert store.load(2) is not None and not store.pending_path(2).exists()
+    assert store.load(2) is not None and not store.pending_path(2, 4).exists()
     # A pending file of a round the run did not complete is dropped.
-    store.save(store.pending_path(1), 5, {"policy.head.bias": torch.tensor([9.0])})
+    assert not store.pending_path(1, 5).exists()
+    store.save(store.pending_path(1, 5), 5, {"policy.head.bias": torch.tensor([9.0])})
     store.recover({1: 4, 2: 4}, completed_round=4)
-    assert not store.pending_path(1).exists()
+    assert not store.pending_path(1, 5).exists()
     assert torch.equal(store.load(1)["policy.head.bias"], torch.tensor([3.0]))
     with pytest.raises(ConfigError, match="agent 1's personal parameters .* from round 4"):
         store.recover({1: 2, 2: 2}, completed_round=2)

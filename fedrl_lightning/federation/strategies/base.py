@@ -47,6 +47,9 @@ class AgentUpdate:
         cluster_eval_steps: The environment steps the agent spent scoring the clusters.
         shared_episodes: With trajectory sharing, the episodes the agent uploaded, checked;
             strategies never see them.
+        distribution: In distillation, the agent's action probabilities on the probe states,
+            ``[states, actions]``, its only message besides these statistics; ``None``
+            otherwise.
     """
 
     agent_id: int
@@ -59,6 +62,7 @@ class AgentUpdate:
     cluster: int | None = None
     cluster_eval_steps: int = 0
     shared_episodes: tuple[StoredEpisode, ...] = ()
+    distribution: torch.Tensor | None = None
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
