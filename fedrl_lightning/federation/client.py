@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning.exploration.coverage import CoverageGrid
 from fedrl_lightning.federation.cluster_choice import choose_cluster
 from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.learners import Learner
@@ -55,6 +56,8 @@ class LocalFit:
             ``global_state``, and sends its choice back with its statistics (see
             :func:`~fedrl_lightning.federation.cluster_choice.choose_cluster`).
         cluster_eval_episodes: Episodes the agent scores each cluster's model on.
+        coverage_grid: With ``trainer.coverage``, the grid whose cells the agent's training
+            observations fell in it reports; ``None``: none.
     """
 
     agent_id: int
@@ -74,6 +77,7 @@ class LocalFit:
     personal_path: Path | None = None
     cluster_states: tuple[dict[str, torch.Tensor], ...] = ()
     cluster_eval_episodes: int = 0
+    coverage_grid: CoverageGrid | None = None
 
 
 def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
@@ -123,6 +127,8 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
 
     torch.manual_seed(seed(Stream.TORCH))
     module = task.module_class(**task.model_hparams)
+    module.seed_run(task.run_seed)
+    module.coverage_grid = task.coverage_grid
     base, choice = task.global_state, None
     if task.cluster_states:  # IFCA: the agent trains the cluster that scores best on it
         choice = choose_cluster(

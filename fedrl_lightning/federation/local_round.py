@@ -40,6 +40,7 @@ class SubmittedRound(NamedTuple):
             every agent must send back.
         clusters: With IFCA, how many cluster models each agent is sent (and chooses among);
             0 otherwise.
+        num_cells: With ``trainer.coverage`` and its grid known, the grid's cells; else 0.
     """
 
     round_idx: int
@@ -47,6 +48,7 @@ class SubmittedRound(NamedTuple):
     sent_bytes: int
     statistics: tuple[str, ...] = ()
     clusters: int = 0
+    num_cells: int = 0
 
 
 def sent_state(task: LocalFit) -> dict[str, torch.Tensor]:
@@ -82,7 +84,9 @@ def submit_round(
     # With IFCA, every cluster's model has the layout of the global one.
     sent_bytes = sum(_saved_size(task) * max(1, len(task.cluster_states)) for task in tasks)
     clusters = len(tasks[0].cluster_states)
-    return SubmittedRound(tasks[0].round_idx, tasks, sent_bytes, statistics, clusters)
+    grid = tasks[0].coverage_grid
+    num_cells = grid.num_cells if grid is not None else 0
+    return SubmittedRound(tasks[0].round_idx, tasks, sent_bytes, statistics, clusters, num_cells)
 
 
 _SIZES: dict[tuple[Any, ...], int] = {}
@@ -136,6 +140,7 @@ def collect_round(
                         sent_state(task),
                         submitted.statistics,
                         submitted.clusters,
+                        submitted.num_cells,
                     )
                 )
         except (OSError, InvalidUpdate) as err:

@@ -15,6 +15,7 @@ from fedrl_lightning.checkpoints import (
 )
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.exploration.coverage import Coverage
 from fedrl_lightning.federation.callbacks import Callback
 from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
 from fedrl_lightning.federation.client import LocalFit, lr_scale
@@ -127,6 +128,10 @@ class FederatedTrainer:
             (``eval_reward``) is the largest cluster's. ``None``: one global model.
         cluster_eval_episodes: With ``clusters``, episodes each agent scores each model on;
             ``None``: 5. Their steps are counted in ``cluster_eval_steps``, not ``env_steps``.
+        coverage: Report ``coverage`` every round: the fraction of the cells of a grid of
+            20 per observation dimension (over the space's bounds, or where it has none the
+            mean ± 3 std of the pooled observation statistics) that the training agents
+            have visited so far. Agents send the ids of the cells they visited.
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -161,6 +166,7 @@ class FederatedTrainer:
         personalization: dict[str, list[str]] | None = None,
         clusters: int | None = None,
         cluster_eval_episodes: int | None = None,
+        coverage: bool = False,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -205,6 +211,7 @@ class FederatedTrainer:
         self.scopes = SharingScopes(personalization)
         check_cluster_options(clusters, cluster_eval_episodes, bool(self.scopes))
         self.clusters, self.cluster_eval_episodes = clusters, cluster_eval_episodes
+        self.track_coverage = coverage
         self.logger = logger
         self.callbacks = list(callbacks or [])
         check_callbacks(self.callbacks)
@@ -271,6 +278,9 @@ class FederatedTrainer:
         statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
+        space = population.make_env(0).observation_space if self.track_coverage else None
+        self.coverage = Coverage(space is not None, *_bounds(space, model))
+        self.coverage.check(model.statistics_modules())
         self.shared = (
             SharedModel.for_population(self.scopes, model, population, self.strategy, self.seed)
             if self.clusters is None
@@ -334,7 +344,7 @@ class FederatedTrainer:
         tasks = len(self.population.task_sizes)
         finetuned = self.finetune_episodes > 0
         names = metric_names(self.model, evaluated, self.shared.own_policies, tasks, finetuned)
-        return names + self.shared.metric_names()
+        return names + self.shared.metric_names() + self.coverage.metric_names()
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -350,6 +360,7 @@ class FederatedTrainer:
             "config": self.run_config,
             "callbacks": {c.state_key: c.state_dict() for c in self._hooks if c.state_dict()},
             "shared": self.shared.state_dict(),
+            "coverage": self.coverage.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -362,6 +373,7 @@ class FederatedTrainer:
         self.history = [upgraded_row(row) for row in state["history"]]
         self.strategy.load_state_dict(state["strategy"])
         self.shared.load_state_dict(state.get("shared", {}))
+        self.coverage.load_state_dict(state.get("coverage", {}))
         saved = state.get("callbacks", {})  # none in checkpoints from before callbacks
         for callback in self._hooks:
             if callback.state_key in saved:
@@ -451,6 +463,7 @@ class FederatedTrainer:
                     | columns
                     | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
                     | shared.round_columns()
+                    | self.coverage.columns([u.visited_cells for u in trained.updates])
                 )
                 self._commit_round(row, model, personal)
                 if self.should_stop:
@@ -485,6 +498,7 @@ class FederatedTrainer:
                 proximal_mu=self.strategy.proximal_mu,
                 meta_step=self.strategy.meta_step,
                 lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
+                coverage_grid=self.coverage.grid_for(model.statistics_modules()),
                 **self.shared.fit_inputs(agent_id),
             )
             for agent_id in agents
@@ -516,3 +530,20 @@ class FederatedTrainer:
             atomic_save(checkpoint, self.run.last_checkpoint)
             self.shared.commit(personal)
             self._call("on_round_saved", row["round"], self.run.last_checkpoint)
+
+
+def _bounds(space: Any, model: Learner) -> tuple[list[float], list[float]]:
+    """The observation space's bounds, for the coverage grid; none without a space.
+
+    Raises:
+        ConfigError: If the space is not a flat Box of the model's observation size.
+    """
+    if space is None:
+        return [], []
+    low, high = getattr(space, "low", None), getattr(space, "high", None)
+    if low is None or low.ndim != 1 or low.shape[0] != model.hparams.observation_dim:
+        raise ConfigError(
+            "trainer.coverage needs a flat Box observation space of the model's "
+            f"observation_dim ({model.hparams.observation_dim}), got {space}"
+        )
+    return low.astype(float).tolist(), high.astype(float).tolist()

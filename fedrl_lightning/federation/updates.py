@@ -27,6 +27,7 @@ def read_update(
     reference: dict[str, torch.Tensor],
     statistics: Sequence[str] = (),
     clusters: int = 0,
+    num_cells: int = 0,
 ) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
 
@@ -41,6 +42,8 @@ def read_update(
         statistics: Names of the model's running statistics modules.
         clusters: With IFCA, how many clusters the agent chose among: its statistics must
             name one of them, and the steps it spent scoring them.
+        num_cells: With ``trainer.coverage``, the grid's cells: the agent's visited cells
+            must be distinct ids below it; 0: it sends none.
 
     Raises:
         InvalidUpdate: With the reason, if the update cannot be used.
@@ -70,6 +73,7 @@ def read_update(
             statistics=_fit_statistics(path, checkpoint, reference, statistics),
             metrics=_metrics(stats.get("metrics", {})),
             **(_cluster_choice(path, stats, clusters) if clusters else {}),
+            **({"visited_cells": _visited_cells(path, stats, num_cells)} if num_cells else {}),
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
@@ -105,6 +109,16 @@ def _cluster_choice(path: Path, stats: dict, clusters: int) -> dict[str, int]:
     if not 0 <= cluster < clusters or steps < 0:
         raise InvalidUpdate(f"{path}: it chose cluster {cluster}, not one of the {clusters}")
     return {"cluster": cluster, "cluster_eval_steps": steps}
+
+
+def _visited_cells(path: Path, stats: dict, num_cells: int) -> torch.Tensor:
+    """The distinct cell ids, each below ``num_cells``, an agent says it visited."""
+    cells = stats["visited_cells"]
+    if not isinstance(cells, torch.Tensor) or cells.dtype != torch.int64 or cells.ndim != 1:
+        raise InvalidUpdate(f"{path}: its visited_cells are not a vector of cell ids")
+    if cells.numel() and (int(cells.min()) < 0 or int(cells.max()) >= num_cells):
+        raise InvalidUpdate(f"{path}: its visited_cells are not cells of the {num_cells}")
+    return cells.unique()
 
 
 def _metrics(sent: object) -> dict[str, float]:

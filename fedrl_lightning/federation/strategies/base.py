@@ -44,6 +44,8 @@ class AgentUpdate:
         cluster: With IFCA, the cluster whose model the agent chose and trained; ``None``
             otherwise. Strategies never see it: each cluster is aggregated on its own.
         cluster_eval_steps: The environment steps the agent spent scoring the clusters.
+        visited_cells: With ``trainer.coverage``, the ids of the grid cells its training
+            observations fell in (int64); ``None`` otherwise.
     """
 
     agent_id: int
@@ -55,6 +57,7 @@ class AgentUpdate:
     metrics: dict[str, float] = field(default_factory=dict)
     cluster: int | None = None
     cluster_eval_steps: int = 0
+    visited_cells: torch.Tensor | None = None
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
