@@ -8,9 +8,11 @@ import torch.nn.functional as F
 
 from fedrl_lightning import A2C, PPO, AgentPopulation, Reinforce
 from fedrl_lightning.checkpoints import load_checkpoint
+from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.exploration import ICM, RND, Transitions, make_curiosity
+from fedrl_lightning.exploration import ICM, RND, Transitions, make_curiosity, next_observations
 from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning.returns import episode_returns_to_go
 from fedrl_lightning.running_stats import RunningMeanStd
 from fedrl_lightning.statistics_module import pooled_statistics
 
@@ -162,3 +164,25 @@ def test_icm_inverse_loss_by_hand_for_one_transition():
 def test_bad_curiosity_specs_name_the_option(spec, option):
     with pytest.raises(ConfigError, match=option):
         make_curiosity(spec, 2, 3, False)
+
+
+def test_next_observations_and_intrinsic_returns_to_go_by_hand():
+    observations = torch.tensor([[[0.0], [1.0], [2.0]], [[5.0], [0.0], [0.0]]])
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    batch = EpisodeBatch(
+        observations,
+        torch.zeros(2, 3, dtype=torch.int64),
+        torch.zeros(2, 3),
+        mask,
+        torch.zeros(2),
+        torch.zeros(2, 3),
+        torch.tensor([True, False]),
+        torch.tensor([False, True]),
+        torch.tensor([[3.0], [6.0]]),
+        torch.zeros(2, 3),
+    )
+    following = next_observations(batch)
+    assert following[mask].squeeze(-1).tolist() == [1.0, 2.0, 3.0, 6.0]
+    rewards = torch.tensor([[1.0, 2.0, 4.0], [8.0, 9.0, 9.0]])  # padding ignored
+    returns = episode_returns_to_go(rewards, mask, 0.5)
+    assert returns.tolist() == [[1 + 0.5 * (2 + 0.5 * 4), 2 + 0.5 * 4, 4.0], [8.0, 0.0, 0.0]]
