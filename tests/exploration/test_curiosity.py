@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from fedrl_lightning import A2C, PPO, AgentPopulation, Reinforce
+from fedrl_lightning.byzantine import Byzantine
 from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
@@ -186,3 +187,20 @@ def test_next_observations_and_intrinsic_returns_to_go_by_hand():
     rewards = torch.tensor([[1.0, 2.0, 4.0], [8.0, 9.0, 9.0]])  # padding ignored
     returns = episode_returns_to_go(rewards, mask, 0.5)
     assert returns.tolist() == [[1 + 0.5 * (2 + 0.5 * 4), 2 + 0.5 * 4, 4.0], [8.0, 0.0, 0.0]]
+
+
+def test_the_predictor_is_attacked_and_counted_like_the_policy():
+    model = PPO(observation_dim=2, num_actions=3, hidden_dim=8, curiosity=RND_SPEC)
+    start = model.state_dict()
+    trained = {k: v + 1 if v.is_floating_point() else v for k, v in start.items()}
+    byzantine = Byzantine({"agents": [0], "attack": "sign_flip", "scale": 2.0}, 2, seed=0)
+    sent = byzantine.corrupt_update(0, trained, start, seed=1)
+    key = "curiosity.predictor.0.weight"
+    torch.testing.assert_close(sent[key], start[key] - 2.0)
+    plain = PPO(observation_dim=2, num_actions=3, hidden_dim=8)
+    extra = sum(
+        v.numel() for k, v in start.items() if k not in plain.state_dict() and "normalizer" not in k
+    )
+    predictor = sum(p.numel() for p in model.curiosity.predictor.parameters())
+    critic = sum(p.numel() for p in model.intrinsic_critic.parameters())
+    assert extra == predictor + critic  # what an agent sends beyond the plain model
