@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.statistics_module import RunningStatistics
+
+if TYPE_CHECKING:
+    from fedrl_lightning.learners import Learner
+    from fedrl_lightning.population import AgentPopulation
 
 __all__ = ["BINS", "Coverage", "CoverageGrid"]
 
@@ -80,6 +84,28 @@ class Coverage:
             )
         self.grid: CoverageGrid | None = None
         self.visited: set[int] = set()
+
+    @classmethod
+    def for_population(cls, enabled: bool, population: AgentPopulation, model: Learner) -> Coverage:
+        """Coverage over ``population``'s observation space, checked against ``model``.
+
+        Raises:
+            ConfigError: If enabled and the space is not a flat Box of the model's size, or
+                is unbounded while the model keeps no observation statistics.
+        """
+        if not enabled:
+            return cls()
+        space = population.make_env(0).observation_space
+        low, high = getattr(space, "low", None), getattr(space, "high", None)
+        size = model.hparams.observation_dim
+        if low is None or low.ndim != 1 or low.shape[0] != size:
+            raise ConfigError(
+                f"trainer.coverage needs a flat Box observation space of {size} values, the "
+                f"model's observation_dim; got {space}"
+            )
+        coverage = cls(True, low.astype(float).tolist(), high.astype(float).tolist())
+        coverage.check(model.statistics_modules())
+        return coverage
 
     @property
     def bounded(self) -> bool:

@@ -278,9 +278,7 @@ class FederatedTrainer:
         statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
-        space = population.make_env(0).observation_space if self.track_coverage else None
-        self.coverage = Coverage(space is not None, *_bounds(space, model))
-        self.coverage.check(model.statistics_modules())
+        self.coverage = Coverage.for_population(self.track_coverage, population, model)
         self.shared = (
             SharedModel.for_population(self.scopes, model, population, self.strategy, self.seed)
             if self.clusters is None
@@ -530,20 +528,3 @@ class FederatedTrainer:
             atomic_save(checkpoint, self.run.last_checkpoint)
             self.shared.commit(personal)
             self._call("on_round_saved", row["round"], self.run.last_checkpoint)
-
-
-def _bounds(space: Any, model: Learner) -> tuple[list[float], list[float]]:
-    """The observation space's bounds, for the coverage grid; none without a space.
-
-    Raises:
-        ConfigError: If the space is not a flat Box of the model's observation size.
-    """
-    if space is None:
-        return [], []
-    low, high = getattr(space, "low", None), getattr(space, "high", None)
-    if low is None or low.ndim != 1 or low.shape[0] != model.hparams.observation_dim:
-        raise ConfigError(
-            "trainer.coverage needs a flat Box observation space of the model's "
-            f"observation_dim ({model.hparams.observation_dim}), got {space}"
-        )
-    return low.astype(float).tolist(), high.astype(float).tolist()
