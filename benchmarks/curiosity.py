@@ -118,17 +118,16 @@ def describe(variant: str, results: list[SeedResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_coverage(results: dict[str, list[SeedResult]], machine: str) -> None:
-    """Draw the coverage curves (mean of the seeds, their range shaded) and write their CSV."""
-    from matplotlib.figure import Figure
+LABELS = {
+    "rnd": "RND, federated predictor",
+    "rnd_agent_predictor": "RND, agent-scoped predictors",
+    "off": "no curiosity",
+}
+COVERAGE_CSV = FIGURES / "curiosity_coverage.csv"
 
-    figure = Figure(figsize=(7, 4.2))
-    axes = figure.add_subplot()
-    labels = {
-        "rnd": "RND, federated predictor",
-        "rnd_agent_predictor": "RND, agent-scoped predictors",
-        "off": "no curiosity",
-    }
+
+def plot_coverage(results: dict[str, list[SeedResult]], machine: str) -> None:
+    """Write the coverage curves' CSV (env steps: the seeds' mean per round), then draw them."""
     table = []
     for variant in COVERAGE_VARIANTS:
         if variant not in results:
@@ -137,21 +136,39 @@ def plot_coverage(results: dict[str, list[SeedResult]], machine: str) -> None:
         rounds = min(len(r.curve) for r in curves)
         steps = np.mean([[s for s, _ in r.curve[:rounds]] for r in curves], axis=0)
         values = np.array([[c for _, c in r.curve[:rounds]] for r in curves])
-        axes.plot(steps, values.mean(axis=0), label=labels[variant])
-        axes.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.2)
         for i in range(rounds):
             table.append([variant, int(steps[i]), *values[:, i].round(5).tolist()])
-    axes.set_xlabel("env steps, all agents")
-    axes.set_ylabel("coverage (fraction of 20 x 20 cells visited)")
-    axes.set_title("MountainCar-v0, 10 agents, PPO: 3 seeds (mean, range)", fontsize=10)
-    axes.legend()
-    figure.text(0.01, 0.01, machine[:110], fontsize=6)
     FIGURES.mkdir(exist_ok=True)
-    figure.savefig(FIGURES / "curiosity_coverage.png", dpi=110, bbox_inches="tight")
-    with open(FIGURES / "curiosity_coverage.csv", "w", newline="") as f:
+    with open(COVERAGE_CSV, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["variant", "env_steps", *[f"seed_{s}" for s in SEEDS]])
         writer.writerows(table)
+    draw_coverage(machine)
+
+
+def draw_coverage(machine: str) -> None:
+    """Draw the curves of :data:`COVERAGE_CSV`: the seeds' mean, their range shaded."""
+    from matplotlib.figure import Figure
+
+    with open(COVERAGE_CSV, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    figure = Figure(figsize=(7, 4.2))
+    axes = figure.add_subplot()
+    for variant in COVERAGE_VARIANTS:
+        mine = [row for row in rows if row[0] == variant]
+        if not mine:
+            continue
+        steps = np.array([int(row[1]) for row in mine])
+        values = np.array([[float(x) for x in row[2:]] for row in mine])
+        axes.plot(steps, values.mean(axis=1), label=LABELS[variant])
+        axes.fill_between(steps, values.min(axis=1), values.max(axis=1), alpha=0.2)
+    axes.set_xlabel("env steps, all agents")
+    axes.set_ylabel("coverage (fraction of 20 x 20 cells visited)")
+    axes.set_title(
+        f"MountainCar-v0, 10 agents, PPO: 3 seeds (mean, range)\n{machine[:100]}", fontsize=8
+    )
+    axes.legend()
+    figure.savefig(FIGURES / "curiosity_coverage.png", dpi=110, bbox_inches="tight")
 
 
 def main() -> None:
@@ -159,8 +176,12 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
+    parser.add_argument("--replot", action="store_true", help="only redraw from the CSV")
     args = parser.parse_args()
     machine = describe_machine()
+    if args.replot:
+        draw_coverage(machine)
+        return
     print(f"machine: {machine}")
     print(f"{EPISODES_PER_AGENT} fresh episodes per agent on last.ckpt, actions sampled")
     with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(args.jobs) as pool:
