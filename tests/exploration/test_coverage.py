@@ -4,11 +4,15 @@ import csv
 import math
 
 import numpy as np
+import pytest
 import torch
 from conftest import TINY_CURIOSITY_CONFIG, run_cli
 from test_resume import final_weights, killed_against_reference
 
+from fedrl_lightning import PPO
+from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.exploration.coverage import Coverage, CoverageGrid
+from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.observation_normalizer import ObservationNormalizer
 
 RUN = "lightning_logs/version_0"
@@ -80,3 +84,26 @@ def test_an_agent_scoped_predictor_stays_with_its_agent(tmp_path):
     assert not torch.equal(saved["state_dict"][predictor[0]], last[predictor[0]])
     # The pooled statistics stay global: every agent's observations are in them.
     assert float(last["curiosity.obs_normalizer.count"]) > 0
+
+
+@pytest.mark.parametrize(
+    "cells, accepted",
+    [
+        (torch.tensor([3, 1, 3], dtype=torch.int64), True),
+        (torch.tensor([400], dtype=torch.int64), False),
+        (torch.tensor([-1], dtype=torch.int64), False),
+        (torch.tensor([1.0]), False),
+        ([1, 2], False),
+    ],
+)
+def test_an_agents_visited_cells_are_checked_before_they_count(tmp_path, cells, accepted):
+    model = PPO(observation_dim=2, num_actions=3, hidden_dim=4)
+    stats = {"num_episodes": 1, "num_steps": 5, "mean_return": 0.0, "visited_cells": cells}
+    path = tmp_path / "agent.ckpt"
+    atomic_save(policy_checkpoint(model.state_dict(), {}, "PPO", agent_stats=stats), path)
+    if accepted:
+        update = read_update(path, 0, model.state_dict(), num_cells=400)
+        assert update.visited_cells.tolist() == [1, 3]
+    else:
+        with pytest.raises(InvalidUpdate):
+            read_update(path, 0, model.state_dict(), num_cells=400)
