@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from fedrl_lightning.data import StoredEpisode
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -18,7 +19,8 @@ __all__ = ["ATTACKS", "Byzantine"]
 # Attacks on the update an agent sends, and attacks on the experience it trains on.
 UPDATE_ATTACKS = ("sign_flip", "random_noise", "zero")
 TRAINING_ATTACKS = ("random_action", "reward_flip")
-ATTACKS = UPDATE_ATTACKS + TRAINING_ATTACKS
+SHARING_ATTACKS = ("poison_trajectories",)
+ATTACKS = UPDATE_ATTACKS + TRAINING_ATTACKS + SHARING_ATTACKS
 KEYS = ("agents", "attack", "scale", "noise_std")
 
 
@@ -32,7 +34,10 @@ class Byzantine:
       and seeded by (run seed, round, agent);
     - ``zero`` sends ``w`` unchanged;
     - ``random_action`` trains on episodes in which the agent acts uniformly at random;
-    - ``reward_flip`` trains on negated rewards.
+    - ``reward_flip`` trains on negated rewards;
+    - ``poison_trajectories`` trains and sends its weights honestly, but the episodes it
+      uploads for trajectory sharing (``trainer.sharing``) have every reward multiplied
+      by ``scale``: without sharing it changes nothing.
 
     Every agent reports the statistics of the episodes it trained on: the update attacks change
     only the weights sent, while ``reward_flip`` reports the negated returns it trained on and
@@ -114,6 +119,12 @@ class Byzantine:
             else:
                 sent[key] = start.clone()
         return sent
+
+    def poison_episodes(self, agent_id: int, episodes: list[StoredEpisode]) -> list[StoredEpisode]:
+        """The episodes agent ``agent_id`` uploads instead of ``episodes``; them if honest."""
+        if self.attack_of(agent_id) != "poison_trajectories":
+            return episodes
+        return [e._replace(rewards=e.rewards * self.scale) for e in episodes]
 
     @staticmethod
     def _number(spec: Mapping[str, Any], key: str, default: float) -> float:

@@ -10,6 +10,7 @@ import numpy as np
 
 from fedrl_lightning.checkpoints import LEARNER_KEY, load_checkpoint
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.client import SENDS_KEY
 from fedrl_lightning.federation.clustered_model import clustered_deployed_state
 from fedrl_lightning.federation.personal_store import PersonalStore
 from fedrl_lightning.federation.run_folder import RunFolder
@@ -52,11 +53,16 @@ def load_module(
         The module, in eval mode.
 
     Raises:
-        ConfigError: If the file is not a readable checkpoint, names an unknown learner, or
-            holds weights that do not fit it; with ``agent``, if it is not a round checkpoint
-            in its run folder, or the agent's values are newer than it.
+        ConfigError: If the file is not a readable checkpoint, names an unknown learner,
+            holds weights that do not fit it or an agent's gradient; with ``agent``, if it is
+            not a round checkpoint in its run folder, or the agent's values are newer than it.
     """
     checkpoint = load_checkpoint(path)
+    if checkpoint.get(SENDS_KEY) == "gradient":
+        raise ConfigError(
+            f"checkpoint {path}: an agent's gradient (trainer.update_mode gradient), not a "
+            "policy; load a round checkpoint, such as checkpoints/last.ckpt"
+        )
     suffix = None
     if agent is not None or task is not None:
         own, hparams, suffix = _deployed_parts(path, checkpoint, agent, task)

@@ -28,6 +28,8 @@ class Stream(IntEnum):
     CLUSTER_ENV = 13  # the episodes on which an agent scores IFCA's clusters
     CLUSTER_ACTIONS = 14  # action sampling while an agent scores IFCA's clusters
     CURIOSITY_TARGET = 15  # RND's fixed target network: round 0, agent -1, the same for all
+    SHARE_UPLOAD = 16  # which of its episodes an agent uploads to the shared replay buffer
+    SHARE_SAMPLE = 17  # the server's sample of the replay buffer sent to each agent
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -21,6 +21,7 @@ INPUT_FILES = {
 
 EARLY = ["--trainer.callbacks+", "EarlyStopping", "--trainer.callbacks.patience", "2"]
 
+GRADIENT = ["--trainer.update_mode", "gradient"]
 CASES: list[tuple[str, list[str], str]] = [
     # Strategy arguments, from flags and from YAML.
     ("strategy", ["--trainer.strategy", "FedTrimmedAvg", "--trainer.strategy.beta", "0.6"], "beta"),
@@ -156,6 +157,25 @@ CASES: list[tuple[str, list[str], str]] = [
     # SimpleEnv's observations are unbounded, and tiny.yaml's REINFORCE keeps no statistics.
     ("coverage", ["--trainer.coverage", "true"], "trainer.coverage"),
     ("trainer value", ["--trainer.lr_schedule", "cosine"], "trainer.lr_schedule"),
+    # Shared trajectory replay.
+    ("sharing", ["--trainer.sharing", "{share_fraction: 0}"], "trainer.sharing.share_fraction"),
+    ("sharing", ["--trainer.sharing", "{share_fraction: 1.5}"], "trainer.sharing.share_fraction"),
+    ("sharing", ["--trainer.sharing", "{buffer_episodes: 0}"], "trainer.sharing.buffer_episodes"),
+    ("sharing", ["--trainer.sharing", "{buffer_episodes: 2.5}"], "trainer.sharing.buffer_episodes"),
+    ("sharing", ["--trainer.sharing", "{replay_ratio: -1}"], "trainer.sharing.replay_ratio"),
+    ("sharing", ["--trainer.sharing", "{rho_max: 0}"], "trainer.sharing.rho_max"),
+    ("sharing", ["--trainer.sharing", "{rho_max: .inf}"], "trainer.sharing.rho_max"),
+    ("sharing", ["--trainer.sharing", "{buffer: 5}"], "trainer.sharing.buffer: unknown key"),
+    (
+        "sharing",
+        ["--trainer.sharing", "{}", "--data.num_agents", "4", "--data.tasks", "[{}, {}]"],
+        "trainer.sharing cannot be combined with data.tasks",
+    ),
+    (
+        "environment",
+        ["--data.byzantine", "{agents: 1, attack: poison_trajectory}"],
+        "data.byzantine.attack",
+    ),
     # Clustered federation (IFCA).
     ("clusters", ["--trainer.clusters", "0"], "trainer.clusters"),
     ("clusters", ["--trainer.cluster_eval_episodes", "3"], "trainer.cluster_eval_episodes"),
@@ -174,6 +194,41 @@ CASES: list[tuple[str, list[str], str]] = [
         ["--trainer.clusters", "2", "--data.num_agents", "4", "--data.tasks", "[{}, {}]"],
         "trainer.clusters: data.tasks gives 2 tasks",
     ),
+    # Gradient sharing.
+    ("gradient", ["--trainer.update_mode", "gradients"], "trainer.update_mode"),
+    ("gradient", ["--trainer.server_optimizer", "{name: sgd}"], "trainer.server_optimizer is only"),
+    ("gradient", [*GRADIENT, "--trainer.server_optimizer", "{name: rmsprop}"], "optimizer.name"),
+    ("gradient", [*GRADIENT, "--trainer.server_optimizer", "{name: sgd, lr: 0}"], "optimizer.lr"),
+    (
+        "gradient",
+        [*GRADIENT, "--trainer.server_optimizer", "{name: adam, momentum: 0.9}"],
+        "trainer.server_optimizer.momentum: unknown key for adam",
+    ),
+    (
+        "gradient",
+        [*GRADIENT, "--trainer.server_optimizer", "{name: adam, betas: [0.9, 1.0]}"],
+        "trainer.server_optimizer.betas",
+    ),
+    ("gradient", [*GRADIENT, "--trainer.strategy", "FedAdam"], "trainer.strategy FedAdam"),
+    ("gradient", [*GRADIENT, "--trainer.strategy", "FedProx"], "trainer.strategy FedProx"),
+    ("gradient", [*GRADIENT, "--trainer.strategy", "PerFedAvg"], "trainer.strategy PerFedAvg"),
+    (
+        "gradient",
+        [*GRADIENT, "--trainer.clusters", "2"],
+        "trainer.clusters cannot be combined with trainer.update_mode gradient",
+    ),
+    (
+        "gradient",
+        [*GRADIENT, "--trainer.personalization", "{agent: [policy.head.*]}"],
+        "trainer.personalization cannot be combined with trainer.update_mode gradient",
+    ),
+    ("gradient", [*GRADIENT, "--trainer.lr_schedule", "linear"], "trainer.lr_schedule linear"),
+    (
+        "gradient",
+        [*GRADIENT, "--trainer.sharing", "{share_fraction: 0.5}"],
+        "trainer.sharing cannot be combined with trainer.update_mode gradient",
+    ),
+    ("gradient", [*GRADIENT, "--model", "PPO"], "model.update_epochs (4) must be 1"),
     (
         "model value",
         ["--model", "PPO", "--model.normalize_observations", "maybe"],

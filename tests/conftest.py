@@ -21,6 +21,8 @@ TINY_CALLBACKS_CONFIG = TESTS / "configs" / "tiny_callbacks.yaml"  # every shipp
 TINY_PERSONAL_CONFIG = TESTS / "configs" / "tiny_personal.yaml"  # personal heads, two signs
 TINY_TASKS_CONFIG = TESTS / "configs" / "tiny_tasks.yaml"  # two tasks, task-scoped heads
 TINY_IFCA_CONFIG = TESTS / "configs" / "tiny_ifca.yaml"  # two clusters (IFCA), two signs
+TINY_SHARING_CONFIG = TESTS / "configs" / "tiny_sharing.yaml"  # shared trajectory replay
+TINY_GRADIENT_CONFIG = TESTS / "configs" / "tiny_gradient.yaml"  # gradient mode, an attacker
 
 
 def cli_command(*args: str) -> list[str]:

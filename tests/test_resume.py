@@ -9,9 +9,11 @@ import torch
 from conftest import (
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_GRADIENT_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
     cli_command,
     cli_env,
@@ -269,6 +271,37 @@ def test_clusters_resume_bit_identically_after_sigkill(tmp_path):
     assert_same_files(
         {k: (0, state) for k, state in enumerate(expected["clusters"])},
         {k: (0, state) for k, state in enumerate(actual["clusters"])},
+    )
+
+
+def test_the_shared_trajectory_buffer_resumes_bit_identically_after_sigkill(tmp_path):
+    """Uploads, the FIFO buffer (over its bound of 4) and each round's replayed sample too."""
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_SHARING_CONFIG)
+
+    def buffer(cwd):
+        state = torch.load(cwd / RUN / "checkpoints/last.ckpt", weights_only=True)
+        return state["fedrl"]["sharing"]["buffer"]["episodes"]
+
+    expected, actual = buffer(reference), buffer(killed)
+    assert len(expected["lengths"]) == 4  # full
+    assert_same_files({"buffer": (0, expected)}, {"buffer": (0, actual)})
+    rows = metrics_without_timings(reference)
+    assert all(int(row["shared_bytes_down"]) > 0 for row in rows[1:])
+
+
+def test_gradient_mode_resumes_bit_identically_after_sigkill(tmp_path):
+    """Gradients aggregated by FedMedian, one attacker, and Adam's moments on the server."""
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_GRADIENT_CONFIG)
+
+    def adam(cwd):
+        state = torch.load(cwd / RUN / "checkpoints/last.ckpt", weights_only=True)
+        return state["fedrl"]["shared"]["server_optimizer"]["state"]
+
+    expected, actual = adam(reference), adam(killed)
+    assert int(expected[0]["step"]) == 12  # one server step a round
+    assert_same_files(
+        {k: (0, state) for k, state in expected.items()},
+        {k: (0, state) for k, state in actual.items()},
     )
 
 

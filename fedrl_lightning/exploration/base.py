@@ -110,18 +110,20 @@ class Curiosity(nn.Module, ABC):
 
         The batch's next observations are folded into the observation statistics first,
         then each transition's raw reward is computed, its discounted returns folded into
-        the return statistics, and the rewards divided by their standard deviation.
+        the return statistics, and the rewards divided by their standard deviation. Only the
+        agent's own steps are folded in, not episodes replayed from other agents (trajectory
+        sharing), which their own agents' statistics hold already.
 
         Returns:
             ``(normalised, raw)``: ``[episodes, steps]`` zero on padding, and ``[n]`` over
             the real steps.
         """
-        steps = transitions(batch)
-        self.obs_normalizer.observe(steps.next_observations)
+        steps, own = transitions(batch), batch.own_mask()  # replayed episodes: not observed
+        self.obs_normalizer.observe(next_observations(batch)[own])
         raw = self.raw_rewards(steps)
         rewards = torch.zeros(batch.mask.shape, dtype=raw.dtype, device=raw.device)
         rewards[batch.mask] = raw
-        self.reward_normalizer.observe_episodes(rewards, batch.mask)
+        self.reward_normalizer.observe_episodes(rewards, own)
         return self.reward_normalizer(rewards), raw
 
     def normalize(self, observations: torch.Tensor) -> torch.Tensor:

@@ -13,19 +13,31 @@ import torch
 from torch.utils.data import DataLoader
 
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
-from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning.data import EpisodeDataset, StoredEpisode
 from fedrl_lightning.exploration.coverage import CoverageGrid
 from fedrl_lightning.federation.cluster_choice import choose_cluster
 from fedrl_lightning.federation.personal_store import PersonalStore
+from fedrl_lightning.federation.trajectory_buffer import pack_episodes
+from fedrl_lightning.federation.trajectory_sharing import upload_choice
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.learners.meta_step import MetaStep
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["AGENT_STATS_KEY", "FIT_STATISTICS_KEY", "LocalFit", "fit_agent", "lr_scale"]
+__all__ = [
+    "AGENT_STATS_KEY",
+    "FIT_STATISTICS_KEY",
+    "SHARED_EPISODES_KEY",
+    "SENDS_KEY",
+    "LocalFit",
+    "fit_agent",
+    "lr_scale",
+]
 
 AGENT_STATS_KEY = "agent_stats"
 FIT_STATISTICS_KEY = "fit_statistics"
+SHARED_EPISODES_KEY = "shared_episodes"
+SENDS_KEY = "sends"  # "gradient" in a gradient-mode agent's checkpoint; absent: weights
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,15 @@ class LocalFit:
             ``global_state``, and sends its choice back with its statistics (see
             :func:`~fedrl_lightning.federation.cluster_choice.choose_cluster`).
         cluster_eval_episodes: Episodes the agent scores each cluster's model on.
+        replay: With trajectory sharing, episodes other agents shared, which the agent
+            replays beside its own (see :class:`~fedrl_lightning.data.EpisodeDataset`).
+        share_fraction: With trajectory sharing, each of the agent's episodes is uploaded
+            with these odds, drawn from its ``SHARE_UPLOAD`` stream; 0: none.
+        rho_max: The truncation of replayed episodes' importance weights.
+        send_gradient: Gradient sharing (``trainer.update_mode gradient``): the agent
+            sends the mean gradient of its learner's loss at the start weights over its
+            episodes, with no local step, instead of trained weights (see
+            :meth:`~fedrl_lightning.learners.Learner.capture_gradients`).
         coverage_grid: With ``trainer.coverage``, the grid whose cells the agent's training
             observations fell in it reports; ``None``: none.
     """
@@ -77,6 +98,10 @@ class LocalFit:
     personal_path: Path | None = None
     cluster_states: tuple[dict[str, torch.Tensor], ...] = ()
     cluster_eval_episodes: int = 0
+    replay: tuple[StoredEpisode, ...] = ()
+    share_fraction: float = 0.0
+    rho_max: float = 1.0
+    send_gradient: bool = False
     coverage_grid: CoverageGrid | None = None
 
 
@@ -146,7 +171,10 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     if task.proximal_mu:
         module.set_proximal_term(start, task.proximal_mu)
     module.lr_scale = task.lr_scale
+    module.rho_max = task.rho_max
     module.set_meta_step(task.meta_step)
+    if task.send_gradient:
+        module.capture_gradients()
     byzantine = population.byzantine
     env = byzantine.wrap_training_env(population.make_rollout_env(task.agent_id), task.agent_id)
     dataset = EpisodeDataset(
@@ -158,6 +186,8 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
         env_seed=seed(Stream.ENV),
         action_seed=seed(Stream.ACTIONS),
         random_actions=byzantine.acts_randomly(task.agent_id),
+        replay=task.replay,
+        keep_episodes=task.share_fraction > 0,
     )
     trainer = L.Trainer(
         max_epochs=1,
@@ -178,19 +208,25 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     def shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v for k, v in state.items() if k not in task.personal_names}
 
+    update, origin = trained, start
+    if task.send_gradient:  # a gradient is a change from zero, which attacks scale or replace
+        update = module.captured_gradient()
+        origin = {name: torch.zeros_like(value) for name, value in update.items()}
     sent = byzantine.corrupt_update(
-        task.agent_id, shared(trained), shared(start), seed(Stream.BYZANTINE)
+        task.agent_id, shared(update), shared(origin), seed(Stream.BYZANTINE)
     )
     # The agent's checkpoint holds what aggregation reads: weights, hyperparameters, what
     # the fit did, and what its running statistics observed. Lightning's full checkpoint
     # would add loop state that no one reads, and costs several times as long to write and
     # to load.
     stats = module.agent_stats() | (choice.stats() if choice is not None else {})
-    checkpoint = policy_checkpoint(
-        sent,
-        dict(module.hparams),
-        type(module).__name__,
-        **{AGENT_STATS_KEY: stats, FIT_STATISTICS_KEY: module.fit_statistics()},
-    )
+    extra = {AGENT_STATS_KEY: stats, FIT_STATISTICS_KEY: module.fit_statistics()}
+    if task.share_fraction:  # trajectory sharing: some episodes, as plain tensors
+        uploaded = upload_choice(len(dataset.kept), task.share_fraction, seed(Stream.SHARE_UPLOAD))
+        episodes = byzantine.poison_episodes(task.agent_id, [dataset.kept[i] for i in uploaded])
+        extra[SHARED_EPISODES_KEY] = pack_episodes(episodes)
+    if task.send_gradient:
+        extra[SENDS_KEY] = "gradient"
+    checkpoint = policy_checkpoint(sent, dict(module.hparams), type(module).__name__, **extra)
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

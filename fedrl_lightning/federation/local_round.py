@@ -13,6 +13,7 @@ from fedrl_lightning.errors import FederationError
 from fedrl_lightning.federation.client import LocalFit
 from fedrl_lightning.federation.executor import Executor, describe_failure
 from fedrl_lightning.federation.strategies import AgentUpdate
+from fedrl_lightning.federation.trajectory_buffer import EpisodeLayout
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 
 __all__ = [
@@ -140,7 +141,9 @@ def collect_round(
                         sent_state(task),
                         submitted.statistics,
                         submitted.clusters,
-                        submitted.num_cells,
+                        num_cells=submitted.num_cells,
+                        gradient=task.send_gradient,
+                        **_sharing(task),
                     )
                 )
         except (OSError, InvalidUpdate) as err:
@@ -164,6 +167,16 @@ def collect_round(
             f"failed with {failures[first]}"
         )
     return TrainedRound(agents, updates, failures, bytes_received)
+
+
+def _sharing(task: LocalFit) -> dict[str, Any]:
+    """What :func:`read_update` checks of the episodes ``task``'s agent shares, if it does."""
+    if not task.share_fraction:
+        return {}
+    return {
+        "shared": EpisodeLayout.of_hparams(task.model_hparams),
+        "max_shared": task.num_episodes,
+    }
 
 
 def training_metrics(updates: list[AgentUpdate]) -> dict[str, float]:

@@ -22,6 +22,7 @@ from fedrl_lightning.federation.client import LocalFit, lr_scale
 from fedrl_lightning.federation.clustered_model import ClusteredModel
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executor import Executor, SequentialExecutor
+from fedrl_lightning.federation.gradient_mode import GradientModel, check_update_mode
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
 from fedrl_lightning.federation.loggers import LoggerOption
@@ -47,6 +48,7 @@ from fedrl_lightning.federation.settings_checks import (
 )
 from fedrl_lightning.federation.shared_model import SharedModel
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
+from fedrl_lightning.federation.trajectory_sharing import TrajectorySharing
 from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.population import AgentPopulation
@@ -128,6 +130,24 @@ class FederatedTrainer:
             (``eval_reward``) is the largest cluster's. ``None``: one global model.
         cluster_eval_episodes: With ``clusters``, episodes each agent scores each model on;
             ``None``: 5. Their steps are counted in ``cluster_eval_steps``, not ``env_steps``.
+        sharing: Shared trajectory replay: ``{share_fraction: 0.1, buffer_episodes: 500,
+            replay_ratio: 0.5, rho_max: 1.0}`` (any key left out takes that value). Each
+            sampled agent uploads each of its episodes with ``share_fraction``'s odds,
+            seeded, with its behaviour policy's log-probabilities, to a server-side FIFO
+            buffer of ``buffer_episodes``; each of the next round's agents is sent a seeded
+            sample of it, ``replay_ratio`` times its episodes per round, and trains on its
+            own episodes plus those, with off-policy corrections truncated at ``rho_max``
+            (REINFORCE's importance weights, V-trace for A2C and PPO, PPO's ratio against
+            the stored log-probabilities). Rows report ``episodes_shared``,
+            ``shared_bytes_up`` and ``shared_bytes_down``. ``None``: no sharing.
+        update_mode: What agents send: ``weights`` after their local fit, or ``gradient``,
+            their learner's loss gradient at the global weights over their episodes, with
+            no local step (gradient sharing; see :class:`GradientModel`). The strategy
+            aggregates the gradients and ``server_optimizer`` applies the result.
+        server_optimizer: With ``update_mode: gradient``, the optimizer that applies the
+            aggregated gradient: ``{name: sgd, lr: 0.01, momentum: 0.0}`` or ``{name: adam,
+            lr: 0.001, betas: [0.9, 0.999], eps: 1e-8}``; ``None``: that Adam. Its state is
+            saved in every round checkpoint.
         coverage: Report ``coverage`` every round: the fraction of the cells of a grid of
             20 per observation dimension (over the space's bounds, or where it has none the
             mean ± 3 std of the pooled observation statistics) that the training agents
@@ -166,6 +186,9 @@ class FederatedTrainer:
         personalization: dict[str, list[str]] | None = None,
         clusters: int | None = None,
         cluster_eval_episodes: int | None = None,
+        sharing: dict[str, float] | None = None,
+        update_mode: Literal["weights", "gradient"] = "weights",
+        server_optimizer: dict[str, Any] | None = None,
         coverage: bool = False,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
@@ -211,6 +234,17 @@ class FederatedTrainer:
         self.scopes = SharingScopes(personalization)
         check_cluster_options(clusters, cluster_eval_episodes, bool(self.scopes))
         self.clusters, self.cluster_eval_episodes = clusters, cluster_eval_episodes
+        self.sharing = TrajectorySharing(sharing, episodes_per_round, seed)
+        self.update_mode = update_mode
+        self.server_optimizer = check_update_mode(
+            update_mode,
+            server_optimizer,
+            self.strategy,
+            clusters,
+            bool(self.scopes),
+            lr_schedule,
+            bool(self.sharing),
+        )
         self.track_coverage = coverage
         self.logger = logger
         self.callbacks = list(callbacks or [])
@@ -291,6 +325,8 @@ class FederatedTrainer:
                 self.cluster_eval_episodes,
             )
         )
+        self.sharing.setup(model, population)
+        self.shared = self._shared_model(model, population)
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
         self._hooks = run_callbacks(self.logger, self.callbacks, self.enable_progress_bar)
@@ -342,7 +378,12 @@ class FederatedTrainer:
         tasks = len(self.population.task_sizes)
         finetuned = self.finetune_episodes > 0
         names = metric_names(self.model, evaluated, self.shared.own_policies, tasks, finetuned)
-        return names + self.shared.metric_names() + self.coverage.metric_names()
+        return (
+            names
+            + self.shared.metric_names()
+            + self.sharing.metric_names()
+            + self.coverage.metric_names()
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -358,6 +399,7 @@ class FederatedTrainer:
             "config": self.run_config,
             "callbacks": {c.state_key: c.state_dict() for c in self._hooks if c.state_dict()},
             "shared": self.shared.state_dict(),
+            "sharing": self.sharing.state_dict(),
             "coverage": self.coverage.state_dict(),
         }
 
@@ -371,6 +413,7 @@ class FederatedTrainer:
         self.history = [upgraded_row(row) for row in state["history"]]
         self.strategy.load_state_dict(state["strategy"])
         self.shared.load_state_dict(state.get("shared", {}))
+        self.sharing.load_state_dict(state.get("sharing", {}))
         self.coverage.load_state_dict(state.get("coverage", {}))
         saved = state.get("callbacks", {})  # none in checkpoints from before callbacks
         for callback in self._hooks:
@@ -401,6 +444,25 @@ class FederatedTrainer:
         self.shared.resume(path, model.state_dict(), self.completed_rounds)
         self.run, notice = resumed_run(path, self.default_root_dir, self.history)
         self._notice(notice)
+
+    def _shared_model(
+        self, model: Learner, population: AgentPopulation
+    ) -> SharedModel | ClusteredModel:
+        """The server's side of the model: one global model, IFCA's clusters, or gradients."""
+        if self.clusters is not None:
+            return ClusteredModel.for_population(
+                model,
+                population,
+                self.clusters,
+                self.strategy,
+                self.seed,
+                self.cluster_eval_episodes,
+            )
+        if self.update_mode == "gradient":
+            return GradientModel.for_gradients(
+                model, population, self.strategy, self.seed, self.server_optimizer
+            )
+        return SharedModel.for_population(self.scopes, model, population, self.strategy, self.seed)
 
     def _notice(self, message: str | None) -> None:
         if message is not None:
@@ -447,6 +509,7 @@ class FederatedTrainer:
                     self.verbose,
                 )
                 shared.aggregate(self.strategy, trained.updates, submitted.statistics)
+                self.sharing.aggregate(trained.updates, round_idx)
                 personal = shared.record_personal([u.agent_id for u in trained.updates], round_idx)
                 model.load_state_dict(shared.global_state)
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
@@ -461,6 +524,7 @@ class FederatedTrainer:
                     | columns
                     | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
                     | shared.round_columns()
+                    | self.sharing.round_columns()
                     | self.coverage.columns([u.visited_cells for u in trained.updates])
                 )
                 self._commit_round(row, model, personal)
@@ -498,6 +562,7 @@ class FederatedTrainer:
                 lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
                 coverage_grid=self.coverage.grid_for(model.statistics_modules()),
                 **self.shared.fit_inputs(agent_id),
+                **self.sharing.fit_inputs(agent_id, round_idx),
             )
             for agent_id in agents
         ]

@@ -10,8 +10,14 @@ import torch
 
 from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import AGENT_STATS_KEY, FIT_STATISTICS_KEY
+from fedrl_lightning.federation.client import (
+    AGENT_STATS_KEY,
+    FIT_STATISTICS_KEY,
+    SENDS_KEY,
+    SHARED_EPISODES_KEY,
+)
 from fedrl_lightning.federation.strategies import AgentUpdate
+from fedrl_lightning.federation.trajectory_buffer import EpisodeLayout, unpack_episodes
 from fedrl_lightning.running_stats import RunningMeanStd
 
 __all__ = ["InvalidUpdate", "read_update"]
@@ -27,6 +33,9 @@ def read_update(
     reference: dict[str, torch.Tensor],
     statistics: Sequence[str] = (),
     clusters: int = 0,
+    shared: EpisodeLayout | None = None,
+    max_shared: int = 0,
+    gradient: bool = False,
     num_cells: int = 0,
 ) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
@@ -42,6 +51,12 @@ def read_update(
         statistics: Names of the model's running statistics modules.
         clusters: With IFCA, how many clusters the agent chose among: its statistics must
             name one of them, and the steps it spent scoring them.
+        shared: With trajectory sharing, the spaces of the episodes the agent uploads: they
+            must have them, be finite, and number at most ``max_shared``.
+        max_shared: The most episodes the agent may upload (its episodes in the round).
+        gradient: Whether the agent was asked for a gradient (gradient sharing) rather than
+            weights: the checkpoint must say it holds one, and its ``state_dict`` is then a
+            gradient, checked as weights are (names, shapes, finite values).
         num_cells: With ``trainer.coverage``, the grid's cells: the agent's visited cells
             must be distinct ids below it; 0: it sends none.
 
@@ -56,6 +71,10 @@ def read_update(
     stats = checkpoint.get(AGENT_STATS_KEY)
     if not isinstance(stats, dict):
         raise InvalidUpdate(f"{path}: no {AGENT_STATS_KEY}")
+    sends = checkpoint.get(SENDS_KEY, "weights")
+    if sends != ("gradient" if gradient else "weights"):
+        expected = "a gradient" if gradient else "weights"
+        raise InvalidUpdate(f"{path}: it holds {sends!r}, and the server asked for {expected}")
     if set(state_dict) != set(reference):
         raise InvalidUpdate(f"{path}: its weights have other names than the global model's")
     for key, tensor in state_dict.items():
@@ -73,6 +92,7 @@ def read_update(
             statistics=_fit_statistics(path, checkpoint, reference, statistics),
             metrics=_metrics(stats.get("metrics", {})),
             **(_cluster_choice(path, stats, clusters) if clusters else {}),
+            **(_shared(path, checkpoint, shared, max_shared) if shared else {}),
             **({"visited_cells": _visited_cells(path, stats, num_cells)} if num_cells else {}),
         )
     except (KeyError, TypeError, ValueError):
@@ -98,6 +118,17 @@ def _fit_statistics(
             ) from None
         parsed[name] = stats
     return parsed
+
+
+def _shared(path: Path, checkpoint: dict, layout: EpisodeLayout, most: int) -> dict[str, tuple]:
+    """The episodes an agent uploaded for trajectory sharing, checked, as ``shared_episodes``."""
+    try:
+        episodes = unpack_episodes(checkpoint.get(SHARED_EPISODES_KEY), layout)
+    except ValueError as err:
+        raise InvalidUpdate(f"{path}: {err}") from None
+    if len(episodes) > most:
+        raise InvalidUpdate(f"{path}: it shared {len(episodes)} episodes, more than its {most}")
+    return {"shared_episodes": tuple(episodes)}
 
 
 def _cluster_choice(path: Path, stats: dict, clusters: int) -> dict[str, int]:

@@ -22,6 +22,8 @@ class A2C(ActorCritic):
     values (bootstrapped from ``V(final_observation)`` after a truncation, from zero after a
     termination), the policy gradient weighted by them, the critic's squared error against
     the GAE returns, and an entropy bonus; one Adam step with the gradient's norm clipped.
+    Episodes replayed from other agents (trajectory sharing) take V-trace's targets and
+    importance-weighted advantages instead, truncated at ``rho_max``.
 
     Args:
         observation_dim: Size of a flat observation (linked from the environment by the CLI).

@@ -11,6 +11,7 @@ from fedrl_lightning.advantages import gae
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners.base import Learner
+from fedrl_lightning.learners.off_policy import vtrace
 from fedrl_lightning.learners.reward_normalizer import RewardNormalizer
 
 __all__ = ["CRITICS", "ActorCritic", "CriticLayout"]
@@ -38,6 +39,7 @@ class ActorCritic(Learner):
 
     critic: nn.Module
     reward_normalizer: RewardNormalizer | None
+    rho_weighted_advantages = True  # replayed episodes' advantages carry V-trace's rho
 
     def _build_networks(self) -> None:
         """Check the shared hyperparameters, then build the policy and, after it, the critic."""
@@ -79,7 +81,7 @@ class ActorCritic(Learner):
         """
         if self.reward_normalizer is None:
             return batch
-        self.reward_normalizer.observe_episodes(batch.rewards, batch.mask)
+        self.reward_normalizer.observe_episodes(batch.rewards, batch.own_mask())
         return batch._replace(rewards=self.reward_normalizer(batch.rewards))
 
     def value(self, observations: torch.Tensor, critic: nn.Module | None = None) -> torch.Tensor:
@@ -129,6 +131,11 @@ class ActorCritic(Learner):
         not a terminal state; a terminated one from zero (see :func:`~fedrl_lightning.
         advantages.gae`).
 
+        Episodes replayed from other agents get V-trace's targets and advantages instead
+        (:func:`~fedrl_lightning.learners.off_policy.vtrace`, truncated at ``rho_max``), the
+        advantages multiplied by the truncated importance weight unless
+        ``rho_weighted_advantages`` is false (PPO, whose ratio is the weight).
+
         Args:
             batch: Whole episodes, padded.
             values: ``[episodes, steps]`` the critic's values of the batch's observations.
@@ -136,15 +143,38 @@ class ActorCritic(Learner):
         Returns:
             ``(advantages, returns)``, both ``[episodes, steps]`` and zero on padding.
         """
-        return gae(
+        final_values = self.value(batch.final_observations)
+        advantages, returns = gae(
             batch.rewards,
             values.detach(),
-            self.value(batch.final_observations),
+            final_values,
             batch.terminated,
             batch.truncated,
             batch.mask,
             self.hparams.gamma,
             self.hparams.gae_lambda,
+        )
+        replayed = batch.replayed_episodes()
+        if not bool(replayed.any()):
+            return advantages, returns
+        log_probs, _ = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
+        traced = vtrace(
+            batch.rewards,
+            values.detach(),
+            final_values,
+            batch.terminated,
+            batch.mask,
+            log_probs - batch.log_probs,
+            self.hparams.gamma,
+            self.hparams.gae_lambda,
+            self.rho_max,
+        )
+        off_policy = traced.advantages
+        if self.rho_weighted_advantages:
+            off_policy = off_policy * traced.rhos
+        replayed = replayed.unsqueeze(1)
+        return torch.where(replayed, off_policy, advantages), torch.where(
+            replayed, traced.returns, returns
         )
 
     def _update(self, loss: torch.Tensor) -> None:

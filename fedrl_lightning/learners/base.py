@@ -18,6 +18,7 @@ from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.exploration import Curiosity, make_curiosity
 from fedrl_lightning.exploration.coverage import CoverageGrid
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
+from fedrl_lightning.learners.off_policy import truncated_importance_weights
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from fedrl_lightning.statistics_module import RunningStatistics
 
@@ -47,7 +48,9 @@ class Learner(L.LightningModule):
     term; and the statistics of a local fit (:meth:`agent_stats`), which a ``training_step``
     feeds through :meth:`_record_batch` and :meth:`_record`. A ``training_step`` updates
     the weights through :meth:`_optimize`, which takes Per-FedAvg's inner and outer steps
-    instead of plain ones once :meth:`set_meta_step` is called. Calling the module on
+    instead of plain ones once :meth:`set_meta_step` is called, and keeps each update's
+    gradient without stepping once :meth:`capture_gradients` is (gradient sharing). Calling
+    the module on
     observations returns the policy's action distribution.
     """
 
@@ -66,7 +69,10 @@ class Learner(L.LightningModule):
         self._proximal_mu = 0.0
         self._anchor: dict[str, torch.Tensor] = {}
         self._meta: MetaUpdates | None = None
+        self._gradient_sum: dict[str, torch.Tensor] | None = None  # gradient mode's
+        self._gradient_count = 0
         self.lr_scale = 1.0
+        self.rho_max = 1.0  # truncation of replayed episodes' importance weights
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
         self.curiosity = None
@@ -191,13 +197,50 @@ class Learner(L.LightningModule):
             self.clip_gradients(
                 optimizer, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm"
             )
+        if self._gradient_sum is not None:  # gradient mode: keep the gradient, do not step
+            for name, parameter in self.named_parameters():
+                if parameter.grad is not None:
+                    self._gradient_sum[name] += parameter.grad.detach()
+            self._gradient_count += 1
+            return
         optimizer.step()
+
+    def capture_gradients(self) -> None:
+        """Gradient sharing: each update keeps its gradient and leaves the weights as they are.
+
+        Every update computes the learner's own loss and gradient (clipped as the learner
+        clips it), so the weights stay the ones the fit started from, every batch is rolled
+        out with them, and :meth:`captured_gradient` is the mean of the updates' gradients.
+        """
+        self._gradient_sum = {
+            name: torch.zeros_like(parameter) for name, parameter in self.named_parameters()
+        }
+        self._gradient_count = 0
+
+    def captured_gradient(self) -> dict[str, torch.Tensor]:
+        """The mean gradient of the updates since :meth:`capture_gradients`, ``state_dict``-shaped.
+
+        Entries that are not parameters (buffers, such as running statistics) are zeros.
+
+        Raises:
+            RuntimeError: If gradients are not being captured, or no update happened.
+        """
+        if self._gradient_sum is None or not self._gradient_count:
+            raise RuntimeError("no gradient was captured: call capture_gradients before the fit")
+        mean = {name: g / self._gradient_count for name, g in self._gradient_sum.items()}
+        return {
+            name: mean[name].cpu() if name in mean else torch.zeros_like(value).cpu()
+            for name, value in self.state_dict().items()
+        }
+
+    def check_gradient_mode(self) -> None:
+        """Refuse, with a :class:`ConfigError`, hyperparameters gradient sharing cannot honour."""
 
     @override
     def transfer_batch_to_device(
         self, batch: EpisodeBatch, device: torch.device, dataloader_idx: int
     ) -> EpisodeBatch:
-        return EpisodeBatch(*(tensor.to(device) for tensor in batch))
+        return EpisodeBatch(*(t.to(device) if t is not None else None for t in batch))
 
     def _metrics(self) -> dict[str, MeanMetric]:
         metrics = {
@@ -232,9 +275,9 @@ class Learner(L.LightningModule):
         # After the batch's update: the batch was rolled out and trained with the same
         # statistics, and the next one will be both with these observations folded in.
         if self.policy.normalizer is not None:
-            self.policy.normalizer.observe(batch.observations[batch.mask])
-        if self.coverage_grid is not None:
-            observations = batch.observations[batch.mask].detach().cpu().numpy()
+            self.policy.normalizer.observe(batch.observations[batch.own_mask()])
+        if self.coverage_grid is not None:  # the cells of the agent's own steps
+            observations = batch.observations[batch.own_mask()].detach().cpu().numpy()
             self._visited.update(self.coverage_grid.cells(observations).tolist())
 
     def statistics_modules(self) -> dict[str, RunningStatistics]:
@@ -271,10 +314,22 @@ class Learner(L.LightningModule):
         self._step_values[name].append(value.detach().reshape(-1))
 
     def _record_batch(self, batch: EpisodeBatch) -> None:
-        """Count a batch's episodes and steps, and record its episode returns."""
-        self._step_values["episode_return"].append(batch.episode_returns)
-        self.num_episodes += batch.mask.shape[0]
-        self.num_steps += int(batch.mask.sum())
+        """Count a batch's own episodes and steps, and record their returns (not replayed ones)."""
+        own = ~batch.replayed_episodes()
+        self._step_values["episode_return"].append(batch.episode_returns[own])
+        self.num_episodes += int(own.sum())
+        self.num_steps += int(batch.own_mask().sum())
+
+    def replay_weights(self, log_probs: torch.Tensor, batch: EpisodeBatch) -> torch.Tensor:
+        """``[episodes, steps]`` importance weights: 1 on own episodes, truncated on replayed.
+
+        A replayed episode's step gets ``min(rho_max, pi(a_t|s_t) / mu(a_t|s_t))``, ``mu``
+        being its behaviour policy's log-probability (``batch.log_probs``); see
+        :func:`~fedrl_lightning.learners.off_policy.truncated_importance_weights`.
+        """
+        weights = truncated_importance_weights(log_probs, batch.log_probs, self.rho_max)
+        replayed = batch.replayed_episodes().unsqueeze(1)
+        return torch.where(replayed & batch.mask, weights, torch.ones_like(weights))
 
     def agent_stats(self) -> dict[str, Any]:
         """What the last local fit did: episodes, environment steps and mean episode return.

@@ -38,6 +38,11 @@ def minibatch_indices(
 class PPO(ActorCritic):
     """Proximal policy optimisation on the steps of each batch of whole episodes.
 
+    Episodes replayed from other agents (trajectory sharing) keep their behaviour policy's
+    log-probabilities, so their ratio is taken against the policy that acted; their
+    advantages and value targets are V-trace's, truncated at ``rho_max``, without the
+    importance weight that the clipped ratio already applies.
+
     The ratio is taken against the behaviour policy's log-probabilities, which the rollout
     recorded in the batch (``batch.log_probs``). The dataset rolls each batch out with exactly
     the module's current weights (it has a length, so Lightning does not prefetch), so the
@@ -91,6 +96,8 @@ class PPO(ActorCritic):
             ``intrinsic_critic``, learns the non-episodic intrinsic return.
     """
 
+    rho_weighted_advantages = False  # the clipped ratio against mu is the importance weight
+
     def __init__(
         self,
         observation_dim: int = 4,
@@ -138,6 +145,16 @@ class PPO(ActorCritic):
             "approx_kl": self.approx_kl,
             "clip_fraction": self.clip_fraction,
         }
+
+    @override
+    def check_gradient_mode(self) -> None:
+        """One pass only: at weights that never change, more passes repeat the same gradients."""
+        if self.hparams.update_epochs != 1:
+            raise ConfigError(
+                f"model.update_epochs ({self.hparams.update_epochs}) must be 1 with "
+                "trainer.update_mode gradient: the agents compute one gradient at the global "
+                "weights, so further passes over the batch would repeat it"
+            )
 
     def minibatch_generator(self) -> torch.Generator:
         """A CPU generator for this batch's shuffles, seeded from torch's global generator."""

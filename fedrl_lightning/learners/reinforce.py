@@ -46,6 +46,10 @@ def reinforce_loss(
 class Reinforce(Learner):
     """REINFORCE with normalised returns, one optimizer step per batch of episodes.
 
+    Episodes replayed from other agents (trajectory sharing) weight each step's term by its
+    truncated per-decision importance weight, ``min(rho_max, pi(a_t|s_t) / mu(a_t|s_t))``
+    (:meth:`~fedrl_lightning.learners.base.Learner.replay_weights`).
+
     Discrete action spaces get a categorical policy; continuous ones a Gaussian policy with a
     learned log-std whose actions are clipped to the bounds. ``for_population`` sizes the
     module for a population's environment, and a trained module acts with ``act(obs)``.
@@ -116,6 +120,8 @@ class Reinforce(Learner):
             intrinsic_returns = episode_returns_to_go(intrinsic, batch.mask, gamma)
             returns = returns + self.curiosity.coef * intrinsic_returns.to(returns.dtype)
         weights = self._normalize(returns, batch.mask)
+        if batch.replayed is not None and bool(batch.replayed.any()):  # shared episodes
+            weights = weights * self.replay_weights(log_probs, batch)
         loss = reinforce_loss(log_probs, weights, batch.mask)
         if intrinsic is not None:
             loss = loss + self.curiosity.loss(transitions(batch))

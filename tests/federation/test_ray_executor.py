@@ -11,6 +11,7 @@ from conftest import (
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
     metrics_without_timings,
     run_cli,
@@ -20,6 +21,7 @@ from faults import FlakyModule
 from fedrl_lightning import AgentPopulation, FederatedTrainer
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.federation.sampling import sample_agents
+from fedrl_lightning.federation.strategies import FedMedian
 
 ray = pytest.importorskip("ray")
 
@@ -40,10 +42,11 @@ def local_ray():
         os.environ["PYTHONPATH"] = previous
 
 
-def run(tmp_path, executor, num_rounds=3, round_timeout=None, **faults):
+def run(tmp_path, executor, num_rounds=3, round_timeout=None, trainer_options=None, **faults):
     torch.manual_seed(0)
     model = FlakyModule(hidden_dim=8, **faults)
     trainer = FederatedTrainer(
+        **(trainer_options or {}),
         num_rounds=num_rounds,
         agents_per_round=AGENTS_PER_ROUND,
         episodes_per_round=2,
@@ -80,6 +83,25 @@ def test_ray_gives_the_same_weights_and_metrics_as_sequential(tmp_path, local_ra
         assert torch.equal(ray_model.state_dict()[key], value), key
 
 
+def test_gradient_mode_on_ray_matches_sequential(tmp_path, local_ray):
+    """Gradients, a sign-flipping agent and failing fits, FedMedian, Adam on the server."""
+
+    def options():
+        optimizer = {"name": "adam", "lr": 0.01}
+        return {"update_mode": "gradient", "server_optimizer": optimizer, "strategy": FedMedian()}
+
+    faults = {"crash_prob": 0.2, "nan_prob": 0.2}
+    sequential_model, sequential = run(tmp_path, "sequential", trainer_options=options(), **faults)
+    ray_model, on_ray = run(tmp_path, "ray", trainer_options=options(), **faults)
+
+    assert without_times(on_ray) == without_times(sequential)
+    assert all(row["gradient_norm"] > 0 for row in sequential)
+    assert sum(row["num_failed_agents"] for row in sequential) > 0
+    assert sum(row["num_byzantine_agents"] for row in sequential) > 0
+    for key, value in sequential_model.state_dict().items():
+        assert torch.equal(ray_model.state_dict()[key], value), key
+
+
 def test_a_lost_worker_fails_its_agent_only(tmp_path, local_ray):
     _, history = run(tmp_path, "ray", num_rounds=2, exit_prob=0.3)
     lost = [row for row in history if row["num_failed_agents"]]
@@ -103,15 +125,17 @@ def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
 
 @pytest.mark.parametrize(
     "config",
-    [TINY_CONFIG, TINY_PPO_CONFIG, TINY_TASKS_CONFIG, TINY_CURIOSITY_CONFIG],
-    ids=["reinforce", "ppo_norm", "tasks", "curiosity"],
+    [TINY_CONFIG, TINY_PPO_CONFIG, TINY_TASKS_CONFIG, TINY_SHARING_CONFIG, TINY_CURIOSITY_CONFIG],
+    ids=["reinforce", "ppo_norm", "tasks", "sharing", "curiosity"],
 )
 def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config):
     """Three rounds on Ray, round 3 redone in this process: the sequential run's result.
 
     Also for PPO with observation and reward normalisation (whose statistics the server
-    pools), two hidden layers and a linear learning-rate schedule. Resuming from round 2's
-    checkpoint keeps ``num_rounds``, so the schedule is the sequential run's.
+    pools), two hidden layers and a linear learning-rate schedule, and for shared
+    trajectory replay (the replayed episodes travel to the workers, the uploads back).
+    Resuming from round 2's checkpoint keeps ``num_rounds``, so the schedule is the
+    sequential run's.
     """
     if config == TINY_CONFIG:
         sequential = tiny_run[0]

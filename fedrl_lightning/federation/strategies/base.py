@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from fedrl_lightning.data import StoredEpisode
 from fedrl_lightning.learners.meta_step import MetaStep
 from fedrl_lightning.running_stats import RunningMeanStd
 
@@ -44,6 +45,8 @@ class AgentUpdate:
         cluster: With IFCA, the cluster whose model the agent chose and trained; ``None``
             otherwise. Strategies never see it: each cluster is aggregated on its own.
         cluster_eval_steps: The environment steps the agent spent scoring the clusters.
+        shared_episodes: With trajectory sharing, the episodes the agent uploaded, checked;
+            strategies never see them.
         visited_cells: With ``trainer.coverage``, the ids of the grid cells its training
             observations fell in (int64); ``None`` otherwise.
     """
@@ -57,6 +60,7 @@ class AgentUpdate:
     metrics: dict[str, float] = field(default_factory=dict)
     cluster: int | None = None
     cluster_eval_steps: int = 0
+    shared_episodes: tuple[StoredEpisode, ...] = ()
     visited_cells: torch.Tensor | None = None
 
 

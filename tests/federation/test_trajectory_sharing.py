@@ -1,0 +1,258 @@
+import io
+
+import gymnasium as gym
+import pytest
+import torch
+from conftest import (
+    TINY_CONFIG,
+    TINY_SHARING_CONFIG,
+    TRAINER_KWARGS,
+    metrics_without_timings,
+    run_cli,
+)
+
+from fedrl_lightning import A2C, PPO, AgentPopulation, EpisodeDataset, ReinforceModule
+from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint, serialize
+from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning.data import StoredEpisode
+from fedrl_lightning.federation.client import (
+    AGENT_STATS_KEY,
+    SHARED_EPISODES_KEY,
+    LocalFit,
+    fit_agent,
+)
+from fedrl_lightning.federation.strategies import AgentUpdate
+from fedrl_lightning.federation.trajectory_buffer import (
+    EpisodeLayout,
+    TrajectoryBuffer,
+    pack_episodes,
+    unpack_episodes,
+)
+from fedrl_lightning.federation.trajectory_sharing import TrajectorySharing, upload_choice
+from fedrl_lightning.federation.updates import InvalidUpdate, read_update
+from fedrl_lightning.seeding import Stream, derive_seed
+
+RUN = "lightning_logs/version_0"
+LAYOUT = EpisodeLayout(observation_dim=4, num_actions=2, continuous=False)
+
+
+def episode(tag: float, steps: int = 3) -> StoredEpisode:
+    """A ``steps``-step episode whose rewards are all ``tag``, to tell episodes apart."""
+    tag = float(tag)
+    return StoredEpisode(
+        observations=torch.full((steps, 4), tag),
+        actions=torch.arange(steps) % 2,
+        rewards=torch.full((steps,), tag),
+        log_probs=torch.full((steps,), -0.5),
+        terminated=True,
+        truncated=False,
+        final_observation=torch.zeros(4),
+    )
+
+
+def tags(episodes):
+    return [float(e.rewards[0]) for e in episodes]
+
+
+def test_the_buffer_keeps_the_newest_episodes_up_to_its_bound():
+    buffer = TrajectoryBuffer(capacity=4)
+    buffer.add([episode(1), episode(2), episode(3)])
+    assert tags(buffer.episodes) == [1, 2, 3]
+    buffer.add([episode(4), episode(5), episode(6)])
+    assert len(buffer) == 4
+    assert tags(buffer.episodes) == [3, 4, 5, 6]  # first in, first out
+
+
+def test_a_sample_is_drawn_without_replacement_from_its_seed():
+    buffer = TrajectoryBuffer(capacity=10)
+    buffer.add([episode(t) for t in range(10)])
+    first = tags(buffer.sample(4, seed=123))
+    assert first == tags(buffer.sample(4, seed=123))
+    assert first != tags(buffer.sample(4, seed=124))
+    assert len(set(first)) == 4
+    assert sorted(tags(buffer.sample(50, seed=1))) == list(range(10))  # all it holds
+    assert TrajectoryBuffer(3).sample(2, seed=1) == []
+
+
+def test_each_agent_is_sent_a_sample_from_its_share_sample_stream():
+    sharing = TrajectorySharing({"replay_ratio": 0.5, "buffer_episodes": 20}, 6, seed=5)
+    sharing.setup(ReinforceModule(), AgentPopulation(num_agents=3))
+    sharing.buffer.add([episode(t) for t in range(20)])
+    sent = sharing.fit_inputs(agent=2, round_idx=4)
+    expected = sharing.buffer.sample(3, derive_seed(5, 4, 2, Stream.SHARE_SAMPLE))
+    assert tags(sent["replay"]) == tags(expected)  # replay_ratio 0.5 of 6 episodes
+    assert tags(sharing.fit_inputs(agent=1, round_idx=4)["replay"]) != tags(expected)
+    assert sent["share_fraction"] == 0.1 and sent["rho_max"] == 1.0
+
+
+def test_uploads_are_a_seeded_binomial_fraction():
+    seed = derive_seed(5, 1, 0, Stream.SHARE_UPLOAD)
+    assert upload_choice(10, 0.3, seed) == upload_choice(10, 0.3, seed)
+    assert sorted(upload_choice(10, 1.0, seed)) == list(range(10))
+    counts = [len(upload_choice(4, 0.1, s)) for s in range(2000)]
+    assert sum(counts) / len(counts) == pytest.approx(0.4, abs=0.05)  # 0.1 of 4, on average
+
+
+def test_packed_episodes_round_trip_through_weights_only_loading():
+    buffer = TrajectoryBuffer(capacity=5)
+    buffer.add([episode(1, steps=2), episode(2, steps=5)])
+    loaded = torch.load(io.BytesIO(serialize(buffer.state_dict())), weights_only=True)
+    restored = TrajectoryBuffer(capacity=5)
+    restored.load_state_dict(loaded, LAYOUT)
+    assert len(restored) == 2
+    for got, want in zip(restored.episodes, buffer.episodes, strict=True):
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("rewards", torch.tensor([1.0, float("nan"), 1.0]), "NaN or Inf"),
+        ("actions", torch.tensor([0, 2, 1]), "outside the action space"),
+        ("observations", torch.zeros(3, 5), "observations"),
+        ("lengths", torch.tensor([0]), "lengths"),
+        ("log_probs", torch.zeros(3, dtype=torch.float64), "log_probs"),
+        ("truncated", torch.tensor([True]), "both terminated and truncated"),
+    ],
+)
+def test_unusable_shared_episodes_are_refused(field, value, reason):
+    packed = pack_episodes([episode(1)]) | {field: value}
+    with pytest.raises(ValueError, match=reason):
+        unpack_episodes(packed, LAYOUT)
+    with pytest.raises(ValueError, match="packed tensors"):
+        unpack_episodes({"lengths": torch.tensor([3])}, LAYOUT)
+
+
+def test_an_agent_that_shares_too_much_or_garbage_is_a_failed_update(tmp_path):
+    reference = ReinforceModule().state_dict()
+    stats = {"num_episodes": 2, "num_steps": 6, "mean_return": 1.0}
+
+    def upload(packed):
+        path = tmp_path / "agent.ckpt"
+        extra = {AGENT_STATS_KEY: stats, SHARED_EPISODES_KEY: packed}
+        atomic_save(policy_checkpoint(reference, {}, "Reinforce", **extra), path)
+        return read_update(path, 0, reference, shared=LAYOUT, max_shared=2)
+
+    assert tags(upload(pack_episodes([episode(1), episode(2)])).shared_episodes) == [1, 2]
+    with pytest.raises(InvalidUpdate, match="more than its 2"):
+        upload(pack_episodes([episode(1)] * 3))
+    with pytest.raises(InvalidUpdate, match="NaN"):
+        upload(pack_episodes([episode(float("inf"))]))
+    with pytest.raises(InvalidUpdate, match="packed tensors"):
+        upload("not episodes")
+
+
+def test_a_round_counts_its_episodes_and_their_serialized_bytes():
+    sharing = TrajectorySharing({"buffer_episodes": 3}, 4, seed=0)
+    sharing.setup(ReinforceModule(), AgentPopulation(num_agents=3))
+    sharing.buffer.add([episode(9)])
+    sent = sharing.fit_inputs(agent=0, round_idx=2)["replay"]  # 2 of the buffer's 1: 1
+    state = ReinforceModule().state_dict()
+    uploads = [[episode(1), episode(2)], [], [episode(3)]]
+    updates = [
+        AgentUpdate(a, state, 4, 12, 1.0, shared_episodes=tuple(u)) for a, u in enumerate(uploads)
+    ]
+    sharing.aggregate(updates, round_idx=2)
+    up = len(serialize(pack_episodes(uploads[0]))) + len(serialize(pack_episodes(uploads[2])))
+    assert sharing.round_columns() == {
+        "episodes_shared": 3,
+        "shared_bytes_up": up,
+        "shared_bytes_down": len(serialize(pack_episodes(list(sent)))),
+    }
+    assert tags(sharing.buffer.episodes) == [1, 2, 3]  # the bound of 3 drops the oldest
+
+
+def test_a_sharing_run_counts_only_its_own_episodes_and_keeps_the_buffer(tmp_path):
+    result = run_cli(
+        "fit", "--config", str(TINY_SHARING_CONFIG), "--trainer.num_rounds", "4", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    rows = metrics_without_timings(tmp_path)
+    assert [int(r["episodes"]) for r in rows] == [4, 8, 12, 16]  # replayed ones not counted
+    assert int(rows[0]["shared_bytes_down"]) == 0  # the buffer starts empty
+    assert all(int(r["shared_bytes_down"]) > 0 for r in rows[1:])
+    shared = sum(int(r["episodes_shared"]) for r in rows)
+    assert shared > 4 and all(
+        int(r["shared_bytes_up"]) > 0 for r in rows if r["episodes_shared"] != "0"
+    )
+    last = torch.load(tmp_path / RUN / "checkpoints/last.ckpt", weights_only=True)
+    buffer = last["fedrl"]["sharing"]["buffer"]
+    assert len(buffer["episodes"]["lengths"]) == min(4, shared)  # the config's bound
+
+
+@pytest.mark.parametrize("learner", [ReinforceModule, A2C, PPO])
+def test_a_local_fit_replays_shared_episodes_and_uploads_some_of_its_own(tmp_path, learner):
+    """Each learner's off-policy path runs: the replayed episodes change the weights only."""
+    other = learner(hidden_dim=8)  # a behaviour policy of other weights
+    dataset = EpisodeDataset(
+        gym.make("fedrl/Simple-v0"), other.policy, 4, 4, 0.9, 3, 4, keep_episodes=True
+    )
+    list(dataset)
+    torch.manual_seed(0)
+    start = learner(hidden_dim=8).state_dict()
+
+    def fit(name, replay):
+        task = LocalFit(
+            agent_id=1, round_idx=2, run_seed=7, module_class=learner,
+            model_hparams={"hidden_dim": 8}, global_state=start, num_episodes=3,
+            checkpoint_path=tmp_path / name, trainer_kwargs=TRAINER_KWARGS,
+            replay=tuple(replay), share_fraction=1.0, rho_max=1.5,
+        )  # fmt: skip
+        with quiet_lightning(verbose=False):
+            fit_agent(task, AgentPopulation(num_agents=3))
+        return read_update(tmp_path / name, 1, start, shared=LAYOUT, max_shared=3)
+
+    alone, replaying = fit("alone.ckpt", []), fit("replaying.ckpt", dataset.kept)
+    assert alone.num_episodes == replaying.num_episodes == 3  # own episodes only
+    assert alone.num_steps == replaying.num_steps
+    assert len(replaying.shared_episodes) == 3  # share_fraction 1: every own episode
+    assert [len(e.rewards) for e in replaying.shared_episodes] == [
+        len(e.rewards) for e in alone.shared_episodes
+    ]
+    assert any(not torch.equal(alone.state_dict[k], replaying.state_dict[k]) for k in start)
+
+
+POISON = ["--data.byzantine", "{agents: 3, attack: poison_trajectories, scale: 10}"]
+
+
+def test_poisoned_trajectories_change_nothing_without_sharing(tmp_path, tiny_run):
+    clean, _ = tiny_run
+    assert run_cli("fit", "--config", str(TINY_CONFIG), *POISON, cwd=tmp_path).returncode == 0
+    rows = zip(metrics_without_timings(clean), metrics_without_timings(tmp_path), strict=True)
+    for row, poisoned_row in rows:
+        assert poisoned_row.pop("num_byzantine_agents") == "2"  # every agent, sampled 2 a round
+        assert len(poisoned_row.pop("byzantine_agents").split()) == 2
+        del row["num_byzantine_agents"], row["byzantine_agents"]
+        assert poisoned_row == row  # their weights and statistics are honest
+    weights = [
+        torch.load(cwd / RUN / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+        for cwd in (clean, tmp_path)
+    ]
+    for key, value in weights[0].items():
+        assert torch.equal(weights[1][key], value), key
+
+
+def test_poisoned_trajectories_are_the_honest_episodes_with_inflated_rewards(tmp_path):
+    """The attack changes what the agent uploads, not what it trains on or sends."""
+    start = ReinforceModule(hidden_dim=8).state_dict()
+
+    def fit(name, byzantine):
+        task = LocalFit(
+            agent_id=1, round_idx=2, run_seed=7, module_class=ReinforceModule,
+            model_hparams={"hidden_dim": 8}, global_state=start, num_episodes=4,
+            checkpoint_path=tmp_path / name, trainer_kwargs=TRAINER_KWARGS, share_fraction=0.5,
+        )  # fmt: skip
+        with quiet_lightning(verbose=False):
+            fit_agent(task, AgentPopulation(num_agents=3, byzantine=byzantine))
+        return read_update(tmp_path / name, 1, start, shared=LAYOUT, max_shared=4)
+
+    honest = fit("honest.ckpt", None)
+    poisoned = fit("poisoned.ckpt", {"agents": [1], "attack": "poison_trajectories", "scale": 10})
+    assert len(honest.shared_episodes) == len(poisoned.shared_episodes) > 0
+    for a, b in zip(honest.shared_episodes, poisoned.shared_episodes, strict=True):
+        assert torch.equal(a.observations, b.observations)
+        assert torch.allclose(a.rewards * 10, b.rewards)
+    assert poisoned.mean_return == honest.mean_return
+    for key, value in honest.state_dict.items():
+        assert torch.equal(poisoned.state_dict[key], value), key
