@@ -8,6 +8,7 @@ import torch
 
 __all__ = [
     "discounted_returns",
+    "episode_returns_to_go",
     "normalize_over_batch",
     "normalize_per_episode",
     "normalize_per_step",
@@ -33,6 +34,26 @@ def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
     for t in range(len(rewards) - 1, -1, -1):
         running = rewards[t] + gamma * running
         returns[t] = running
+    return returns
+
+
+def episode_returns_to_go(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """:func:`discounted_returns` of every episode of a padded batch, as one tensor.
+
+    Args:
+        rewards: ``[episodes, steps]`` rewards; padding is ignored.
+        mask: ``[episodes, steps]``, true on real steps, which come first in each row.
+        gamma: The discount factor.
+
+    Returns:
+        ``[episodes, steps]`` ``G_t`` in ``rewards``' dtype, zero on padding.
+    """
+    rewards = torch.where(mask, rewards, rewards.new_zeros(()))
+    returns = torch.zeros_like(rewards)
+    running = rewards.new_zeros(rewards.shape[0])
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        running = rewards[:, t] + gamma * running
+        returns[:, t] = running
     return returns
 
 

@@ -27,6 +27,7 @@ class Stream(IntEnum):
     CLUSTER_INIT = 12  # the initial weights of IFCA's clusters 1 .. K - 1
     CLUSTER_ENV = 13  # the episodes on which an agent scores IFCA's clusters
     CLUSTER_ACTIONS = 14  # action sampling while an agent scores IFCA's clusters
+    CURIOSITY_TARGET = 15  # RND's fixed target network: round 0, agent -1, the same for all
     SHARE_UPLOAD = 16  # which of its episodes an agent uploads to the shared replay buffer
     SHARE_SAMPLE = 17  # the server's sample of the replay buffer sent to each agent
     PROBE_STATES = 18  # the probe states of distillation, drawn once at the run's start

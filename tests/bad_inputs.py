@@ -145,6 +145,17 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model value", ["--model.lr", "inf"], "model.lr"),
     ("model value", ["--model.hidden_dim", "0"], "model.hidden_dim"),
     ("model value", ["--model.num_layers", "0"], "model.num_layers"),
+    # Curiosity (RND, ICM) and coverage.
+    ("curiosity", ["--model.curiosity", "{kind: nope}"], "model.curiosity.kind"),
+    ("curiosity", ["--model.curiosity", "{kind: rnd, coef: -1}"], "model.curiosity.coef"),
+    ("curiosity", ["--model.curiosity", "{kind: icm, gama: 0.9}"], "model.curiosity: unknown"),
+    (
+        "curiosity",
+        ["--model.curiosity", "{kind: rnd, intrinsic_gamma: 1.5}"],
+        "model.curiosity.intrinsic_gamma",
+    ),
+    # SimpleEnv's observations are unbounded, and tiny.yaml's REINFORCE keeps no statistics.
+    ("coverage", ["--trainer.coverage", "true"], "trainer.coverage"),
     ("trainer value", ["--trainer.lr_schedule", "cosine"], "trainer.lr_schedule"),
     # Shared trajectory replay.
     ("sharing", ["--trainer.sharing", "{share_fraction: 0}"], "trainer.sharing.share_fraction"),

@@ -16,6 +16,7 @@ from fedrl_lightning.federation.client import LocalFit, fit_agent
 TESTS = Path(__file__).parent
 TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
 TINY_PPO_CONFIG = TESTS / "configs" / "tiny_ppo.yaml"  # PPO, normalisation, linear lr
+TINY_CURIOSITY_CONFIG = TESTS / "configs" / "tiny_curiosity.yaml"  # PPO + RND, coverage
 TINY_CALLBACKS_CONFIG = TESTS / "configs" / "tiny_callbacks.yaml"  # every shipped callback
 TINY_PERSONAL_CONFIG = TESTS / "configs" / "tiny_personal.yaml"  # personal heads, two signs
 TINY_TASKS_CONFIG = TESTS / "configs" / "tiny_tasks.yaml"  # two tasks, task-scoped heads

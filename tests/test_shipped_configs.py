@@ -28,6 +28,8 @@ def test_every_environment_has_a_config():
         "acrobot_ppo",
         "pendulum_hetero_ppo",
         "lunarlander_ppo",
+        "mountaincar_rnd",
+        "mountaincar_continuous_rnd",
     } <= names
 
 

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.data import EpisodeDataset, StoredEpisode
+from fedrl_lightning.exploration.coverage import CoverageGrid
 from fedrl_lightning.federation.cluster_choice import choose_cluster
 from fedrl_lightning.federation.distillation import ProbeExchange
 from fedrl_lightning.federation.personal_store import PersonalStore
@@ -84,6 +85,8 @@ class LocalFit:
             the consensus its loss is pulled towards, and whether it sends its own action
             distribution on the probe states back (see
             :class:`~fedrl_lightning.federation.distilled_models.DistilledModels`).
+        coverage_grid: With ``trainer.coverage``, the grid whose cells the agent's training
+            observations fell in it reports; ``None``: none.
     """
 
     agent_id: int
@@ -108,6 +111,7 @@ class LocalFit:
     rho_max: float = 1.0
     send_gradient: bool = False
     distillation: ProbeExchange | None = None
+    coverage_grid: CoverageGrid | None = None
 
 
 def lr_scale(schedule: str, round_idx: int, num_rounds: int) -> float:
@@ -157,6 +161,8 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
 
     torch.manual_seed(seed(Stream.TORCH))
     module = task.module_class(**task.model_hparams)
+    module.seed_run(task.run_seed)
+    module.coverage_grid = task.coverage_grid
     base, choice = task.global_state, None
     if task.cluster_states:  # IFCA: the agent trains the cluster that scores best on it
         choice = choose_cluster(

@@ -43,6 +43,7 @@ class SubmittedRound(NamedTuple):
             0 otherwise.
         distribution_shape: In distillation, ``(probe states, actions)``, the shape of the
             distribution each agent must send back; ``None`` when agents send none.
+        num_cells: With ``trainer.coverage`` and its grid known, the grid's cells; else 0.
     """
 
     round_idx: int
@@ -51,6 +52,7 @@ class SubmittedRound(NamedTuple):
     statistics: tuple[str, ...] = ()
     clusters: int = 0
     distribution_shape: tuple[int, int] | None = None
+    num_cells: int = 0
 
 
 def sent_state(task: LocalFit) -> dict[str, torch.Tensor]:
@@ -90,7 +92,11 @@ def submit_round(
     exchange, shape = tasks[0].distillation, None
     if exchange is not None and exchange.send:
         shape = (len(exchange.probe_states), int(tasks[0].model_hparams["num_actions"]))
-    return SubmittedRound(tasks[0].round_idx, tasks, sent_bytes, statistics, clusters, shape)
+    grid = tasks[0].coverage_grid
+    num_cells = grid.num_cells if grid is not None else 0
+    return SubmittedRound(
+        tasks[0].round_idx, tasks, sent_bytes, statistics, clusters, shape, num_cells
+    )
 
 
 _SIZES: dict[tuple[Any, ...], int] = {}
@@ -147,6 +153,7 @@ def collect_round(
                         sent_state(task),
                         submitted.statistics,
                         submitted.clusters,
+                        num_cells=submitted.num_cells,
                         gradient=task.send_gradient,
                         distribution_shape=submitted.distribution_shape,
                         **_sharing(task),

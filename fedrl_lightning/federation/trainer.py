@@ -15,6 +15,7 @@ from fedrl_lightning.checkpoints import (
 )
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.exploration.coverage import Coverage
 from fedrl_lightning.federation.callbacks import Callback
 from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
 from fedrl_lightning.federation.client import LocalFit, lr_scale
@@ -157,6 +158,10 @@ class FederatedTrainer:
             aggregated gradient: ``{name: sgd, lr: 0.01, momentum: 0.0}`` or ``{name: adam,
             lr: 0.001, betas: [0.9, 0.999], eps: 1e-8}``; ``None``: that Adam. Its state is
             saved in every round checkpoint.
+        coverage: Report ``coverage`` every round: the fraction of the cells of a grid of
+            20 per observation dimension (over the space's bounds, or where it has none the
+            mean ± 3 std of the pooled observation statistics) that the training agents
+            have visited so far. Agents send the ids of the cells they visited.
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -195,6 +200,7 @@ class FederatedTrainer:
         update_mode: Literal["weights", "gradient"] = "weights",
         server_optimizer: dict[str, Any] | None = None,
         distillation: dict[str, Any] | None = None,
+        coverage: bool = False,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -260,6 +266,7 @@ class FederatedTrainer:
             bool(self.sharing),
             update_mode,
         )
+        self.track_coverage = coverage
         self.logger = logger
         self.callbacks = list(callbacks or [])
         check_callbacks(self.callbacks)
@@ -326,6 +333,7 @@ class FederatedTrainer:
         statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
+        self.coverage = Coverage.for_population(self.track_coverage, population, model)
         self.shared = server_model(
             model,
             population,
@@ -389,7 +397,12 @@ class FederatedTrainer:
         tasks = len(self.population.task_sizes)
         finetuned = self.finetune_episodes > 0
         names = metric_names(self.model, evaluated, self.shared.own_policies, tasks, finetuned)
-        return names + self.shared.metric_names() + self.sharing.metric_names()
+        return (
+            names
+            + self.shared.metric_names()
+            + self.sharing.metric_names()
+            + self.coverage.metric_names()
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -406,6 +419,7 @@ class FederatedTrainer:
             "callbacks": {c.state_key: c.state_dict() for c in self._hooks if c.state_dict()},
             "shared": self.shared.state_dict(),
             "sharing": self.sharing.state_dict(),
+            "coverage": self.coverage.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -419,6 +433,7 @@ class FederatedTrainer:
         self.strategy.load_state_dict(state["strategy"])
         self.shared.load_state_dict(state.get("shared", {}))
         self.sharing.load_state_dict(state.get("sharing", {}))
+        self.coverage.load_state_dict(state.get("coverage", {}))
         saved = state.get("callbacks", {})  # none in checkpoints from before callbacks
         for callback in self._hooks:
             if callback.state_key in saved:
@@ -510,6 +525,7 @@ class FederatedTrainer:
                     | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
                     | shared.round_columns()
                     | self.sharing.round_columns()
+                    | self.coverage.columns([u.visited_cells for u in trained.updates])
                 )
                 self._commit_round(row, model, personal)
                 if self.should_stop:
@@ -544,6 +560,7 @@ class FederatedTrainer:
                 proximal_mu=self.strategy.proximal_mu,
                 meta_step=self.strategy.meta_step,
                 lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
+                coverage_grid=self.coverage.grid_for(model.statistics_modules()),
                 **self.shared.fit_inputs(agent_id, round_idx),
                 **self.sharing.fit_inputs(agent_id, round_idx),
             )

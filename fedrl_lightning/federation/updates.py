@@ -38,6 +38,7 @@ def read_update(
     max_shared: int = 0,
     gradient: bool = False,
     distribution_shape: tuple[int, int] | None = None,
+    num_cells: int = 0,
 ) -> AgentUpdate:
     """Load agent ``agent_id``'s checkpoint and check it before it reaches aggregation.
 
@@ -60,6 +61,8 @@ def read_update(
             gradient, checked as weights are (names, shapes, finite values).
         distribution_shape: In distillation, the shape of the action distribution on the
             probe states it must send: finite probabilities whose rows sum to 1.
+        num_cells: With ``trainer.coverage``, the grid's cells: the agent's visited cells
+            must be distinct ids below it; 0: it sends none.
 
     Raises:
         InvalidUpdate: With the reason, if the update cannot be used.
@@ -95,6 +98,7 @@ def read_update(
             **(_cluster_choice(path, stats, clusters) if clusters else {}),
             **(_shared(path, checkpoint, shared, max_shared) if shared else {}),
             distribution=_distribution(path, checkpoint, distribution_shape),
+            **({"visited_cells": _visited_cells(path, stats, num_cells)} if num_cells else {}),
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
@@ -159,6 +163,16 @@ def _cluster_choice(path: Path, stats: dict, clusters: int) -> dict[str, int]:
     if not 0 <= cluster < clusters or steps < 0:
         raise InvalidUpdate(f"{path}: it chose cluster {cluster}, not one of the {clusters}")
     return {"cluster": cluster, "cluster_eval_steps": steps}
+
+
+def _visited_cells(path: Path, stats: dict, num_cells: int) -> torch.Tensor:
+    """The distinct cell ids, each below ``num_cells``, an agent says it visited."""
+    cells = stats["visited_cells"]
+    if not isinstance(cells, torch.Tensor) or cells.dtype != torch.int64 or cells.ndim != 1:
+        raise InvalidUpdate(f"{path}: its visited_cells are not a vector of cell ids")
+    if cells.numel() and (int(cells.min()) < 0 or int(cells.max()) >= num_cells):
+        raise InvalidUpdate(f"{path}: its visited_cells are not cells of the {num_cells}")
+    return cells.unique()
 
 
 def _metrics(sent: object) -> dict[str, float]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from typing_extensions import override
 
 from fedrl_lightning.data import EpisodeBatch
+from fedrl_lightning.exploration import transitions
 from fedrl_lightning.learners.actor_critic import ActorCritic, CriticLayout
 from fedrl_lightning.learners.losses import normalize_advantages, value_loss
 
@@ -50,6 +53,12 @@ class A2C(ActorCritic):
             (reset at each episode's start), as SB3's ``VecNormalize(norm_reward=True)``;
             the mean is not subtracted. A federation pools every agent's statistics of ``R``,
             as it does observation statistics.
+        curiosity: Curiosity-driven exploration, off when ``None``: ``{kind: rnd}`` (random
+            network distillation) or ``{kind: icm}`` (the intrinsic curiosity module), with
+            ``coef`` (weight of the intrinsic advantage, default 1.0) and
+            ``intrinsic_gamma`` (default 0.99), and the kind's sizes (see
+            :func:`~fedrl_lightning.exploration.make_curiosity`). A second value head,
+            ``intrinsic_critic``, learns the non-episodic intrinsic return.
     """
 
     def __init__(
@@ -72,6 +81,7 @@ class A2C(ActorCritic):
         num_layers: int = 1,
         normalize_observations: bool = False,
         normalize_rewards: bool = False,
+        curiosity: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -80,6 +90,7 @@ class A2C(ActorCritic):
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
         batch = self.scale_rewards(batch)  # unchanged unless normalize_rewards
+        intrinsic = self.intrinsic_rewards(batch)  # None unless curiosity
         hp, mask = self.hparams, batch.mask
         log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
         values = self.value(batch.observations)
@@ -92,9 +103,25 @@ class A2C(ActorCritic):
         v_loss = value_loss(values[mask], returns[mask])
         entropy_bonus = entropy[mask].mean()
         loss = pg_loss - hp.ent_coef * entropy_bonus + hp.vf_coef * v_loss
+        if intrinsic is not None:
+            loss = loss + self._curiosity_loss(batch, intrinsic, log_probs)
         self._update(loss)
 
         self._record("loss", loss)
         self._record("entropy", entropy_bonus)
         self._record_batch(batch)
         return loss.detach()
+
+    def _curiosity_loss(
+        self, batch: EpisodeBatch, intrinsic: torch.Tensor, log_probs: torch.Tensor
+    ) -> torch.Tensor:
+        """The intrinsic terms of the loss: policy gradient, value loss and the model's loss."""
+        mask = batch.mask
+        values = self.intrinsic_value(batch.observations)
+        advantages, returns = self.intrinsic_advantages_and_returns(batch, intrinsic, values)
+        advantages = advantages[mask]
+        if self.hparams.norm_adv:
+            advantages = normalize_advantages(advantages)
+        pg_loss = -(self.curiosity.coef * advantages * log_probs[mask]).mean()
+        v_loss = value_loss(values[mask], returns[mask])
+        return pg_loss + self.hparams.vf_coef * v_loss + self.curiosity.loss(transitions(batch))

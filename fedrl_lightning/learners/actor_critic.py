@@ -55,15 +55,22 @@ class ActorCritic(Learner):
         if hp.max_grad_norm <= 0:
             raise ConfigError(f"model.max_grad_norm must be positive, got {hp.max_grad_norm}")
         self.policy = self._make_policy()
-        if hp.critic == "shared":
-            self.critic = nn.Linear(hp.hidden_dim, 1)
-        else:
-            layers: list[nn.Module] = [nn.Linear(hp.observation_dim, hp.hidden_dim), nn.ReLU()]
-            for _ in range(hp.num_layers - 1):
-                layers += [nn.Linear(hp.hidden_dim, hp.hidden_dim), nn.ReLU()]
-            self.critic = nn.Sequential(*layers, nn.Linear(hp.hidden_dim, 1))
+        self.critic = self._make_critic()
         normalize = hp.get("normalize_rewards", False)
         self.reward_normalizer = RewardNormalizer(hp.gamma) if normalize else None
+        if hp.get("curiosity") is not None:  # a second value head, for intrinsic returns
+            self.intrinsic_critic = self._make_critic()
+        self._make_curiosity()
+
+    def _make_critic(self) -> nn.Module:
+        """A value network of the ``critic`` layout: a head on the policy's trunk, or an MLP."""
+        hp = self.hparams
+        if hp.critic == "shared":
+            return nn.Linear(hp.hidden_dim, 1)
+        layers: list[nn.Module] = [nn.Linear(hp.observation_dim, hp.hidden_dim), nn.ReLU()]
+        for _ in range(hp.num_layers - 1):
+            layers += [nn.Linear(hp.hidden_dim, hp.hidden_dim), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(hp.hidden_dim, 1))
 
     def scale_rewards(self, batch: EpisodeBatch) -> EpisodeBatch:
         """The batch with its rewards scaled by the reward normalizer; as it is without one.
@@ -77,15 +84,42 @@ class ActorCritic(Learner):
         self.reward_normalizer.observe_episodes(batch.rewards, batch.own_mask())
         return batch._replace(rewards=self.reward_normalizer(batch.rewards))
 
-    def value(self, observations: torch.Tensor) -> torch.Tensor:
+    def value(self, observations: torch.Tensor, critic: nn.Module | None = None) -> torch.Tensor:
         """The critic's ``V(s)`` for ``[..., observation]`` observations, shape ``[...]``.
 
         A separate critic sees the observations as the policy's first layer does, normalised
-        with the policy's statistics when it normalises them.
+        with the policy's statistics when it normalises them. ``critic``: another value
+        head of the same layout, such as ``intrinsic_critic``.
         """
+        critic = self.critic if critic is None else critic
         if self.hparams.critic == "shared":
-            return self.critic(self.policy.features(observations)).squeeze(-1)
-        return self.critic(self.policy.normalize(observations)).squeeze(-1)
+            return critic(self.policy.features(observations)).squeeze(-1)
+        return critic(self.policy.normalize(observations)).squeeze(-1)
+
+    def intrinsic_value(self, observations: torch.Tensor) -> torch.Tensor:
+        """The intrinsic critic's ``V_int(s)``, shape ``[...]`` (curiosity only)."""
+        return self.value(observations, self.intrinsic_critic)
+
+    @torch.no_grad()
+    def intrinsic_advantages_and_returns(
+        self, batch: EpisodeBatch, rewards: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE advantages and targets of the intrinsic return, which is non-episodic.
+
+        As in Burda et al., an episode's end is not the end of the intrinsic return: every
+        episode, terminated or truncated, bootstraps from ``V_int(final_observation)``, and
+        the discount is ``curiosity.intrinsic_gamma``.
+        """
+        return gae(
+            rewards,
+            values.detach(),
+            self.intrinsic_value(batch.final_observations),
+            torch.zeros_like(batch.terminated),
+            batch.truncated,
+            batch.mask,
+            self.curiosity.intrinsic_gamma,
+            self.hparams.gae_lambda,
+        )
 
     @torch.no_grad()
     def advantages_and_returns(

@@ -15,6 +15,8 @@ from typing_extensions import Self, override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.exploration import Curiosity, make_curiosity
+from fedrl_lightning.exploration.coverage import CoverageGrid
 from fedrl_lightning.learners.distillation_term import DistillationTarget
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
 from fedrl_lightning.learners.off_policy import truncated_importance_weights
@@ -54,6 +56,7 @@ class Learner(L.LightningModule):
     """
 
     policy: MLPPolicy
+    curiosity: Curiosity | None
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,6 +77,10 @@ class Learner(L.LightningModule):
         self.rho_max = 1.0  # truncation of replayed episodes' importance weights
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
+        self.curiosity = None
+        # The grid whose cells the fit's observations fall in are reported (trainer.coverage).
+        self.coverage_grid: CoverageGrid | None = None
+        self._visited: set[int] = set()
 
     def _check_hparams(self) -> None:
         """Refuse the hyperparameters every learner has, once they are saved."""
@@ -109,6 +116,36 @@ class Learner(L.LightningModule):
         return GaussianMLPPolicy(
             hp.observation_dim, hp.num_actions, hp.hidden_dim, low, high, hp.log_std_init, **layout
         )
+
+    def _make_curiosity(self) -> None:
+        """Build ``self.curiosity`` from the ``curiosity`` hyperparameter; ``None`` keeps it off.
+
+        Call it after every other network, so a learner without curiosity draws the same
+        initial weights, and has the same ``state_dict``, as before curiosity existed.
+        """
+        spec = self.hparams.get("curiosity")
+        if spec is None:
+            return
+        hp = self.hparams
+        self.curiosity = make_curiosity(spec, hp.observation_dim, hp.num_actions, hp.continuous)
+        self.intrinsic_reward = MeanMetric(nan_strategy="disable")
+
+    def seed_run(self, run_seed: int) -> None:
+        """Rebuild what derives from the run seed alone: RND's target network, if any."""
+        if self.curiosity is not None:
+            self.curiosity.seed_run(run_seed)
+
+    def intrinsic_rewards(self, batch: EpisodeBatch) -> torch.Tensor | None:
+        """The batch's normalised intrinsic rewards, ``[episodes, steps]``; ``None`` if none.
+
+        Without curiosity there are none. Their raw values are recorded in the
+        ``intrinsic_reward`` metric.
+        """
+        if self.curiosity is None:
+            return None
+        rewards, raw = self.curiosity.intrinsic_rewards(batch)
+        self._record("intrinsic_reward", raw)
+        return rewards
 
     def set_proximal_term(self, anchor: dict[str, torch.Tensor], mu: float) -> None:
         """Add ``mu / 2 * ||w - anchor||^2`` over every parameter to the loss, as FedProx does.
@@ -220,7 +257,14 @@ class Learner(L.LightningModule):
         return EpisodeBatch(*(t.to(device) if t is not None else None for t in batch))
 
     def _metrics(self) -> dict[str, MeanMetric]:
-        return {"episode_return": self.episode_return, "loss": self.loss, "entropy": self.entropy}
+        metrics = {
+            "episode_return": self.episode_return,
+            "loss": self.loss,
+            "entropy": self.entropy,
+        }
+        if self.curiosity is not None:
+            metrics["intrinsic_reward"] = self.intrinsic_reward
+        return metrics
 
     def metric_names(self) -> list[str]:
         """The training metrics a local fit reports besides its return, such as ``loss``.
@@ -236,6 +280,7 @@ class Learner(L.LightningModule):
         self._step_values = {name: [] for name in self._metrics()}
         self.num_episodes = 0
         self.num_steps = 0
+        self._visited = set()
         for statistics in self.statistics_modules().values():
             statistics.start_fit()
 
@@ -245,6 +290,9 @@ class Learner(L.LightningModule):
         # statistics, and the next one will be both with these observations folded in.
         if self.policy.normalizer is not None:
             self.policy.normalizer.observe(batch.observations[batch.own_mask()])
+        if self.coverage_grid is not None:  # the cells of the agent's own steps
+            observations = batch.observations[batch.own_mask()].detach().cpu().numpy()
+            self._visited.update(self.coverage_grid.cells(observations).tolist())
 
     def statistics_modules(self) -> dict[str, RunningStatistics]:
         """The running statistics in the module, by name: a federation pools them as statistics.
@@ -302,9 +350,14 @@ class Learner(L.LightningModule):
 
         ``metrics`` holds the mean of each other recorded metric (the loss and the entropy,
         and whatever a learner adds, such as PPO's ``approx_kl``); the server reports each
-        as a ``train_<name>`` column, averaged over the round's agents.
+        as a ``train_<name>`` column, averaged over the round's agents. With a
+        :attr:`coverage_grid`, ``visited_cells`` holds the ids of the cells the fit's
+        observations fell in.
         """
-        return {
+        visited = {}
+        if self.coverage_grid is not None:
+            visited = {"visited_cells": torch.tensor(sorted(self._visited), dtype=torch.int64)}
+        return visited | {
             "num_episodes": self.num_episodes,
             "num_steps": self.num_steps,
             "mean_return": float(self.episode_return.compute()),

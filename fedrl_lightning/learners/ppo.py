@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.exploration import transitions
 from fedrl_lightning.learners.actor_critic import ActorCritic, CriticLayout
 from fedrl_lightning.learners.losses import normalize_advantages, ppo_policy_loss, value_loss
 
@@ -85,6 +88,12 @@ class PPO(ActorCritic):
             (reset at each episode's start), as SB3's ``VecNormalize(norm_reward=True)``;
             the mean is not subtracted. A federation pools every agent's statistics of ``R``,
             as it does observation statistics.
+        curiosity: Curiosity-driven exploration, off when ``None``: ``{kind: rnd}`` (random
+            network distillation) or ``{kind: icm}`` (the intrinsic curiosity module), with
+            ``coef`` (weight of the intrinsic advantage, default 1.0) and
+            ``intrinsic_gamma`` (default 0.99), and the kind's sizes (see
+            :func:`~fedrl_lightning.exploration.make_curiosity`). A second value head,
+            ``intrinsic_critic``, learns the non-episodic intrinsic return.
     """
 
     rho_weighted_advantages = False  # the clipped ratio against mu is the importance weight
@@ -114,6 +123,7 @@ class PPO(ActorCritic):
         num_layers: int = 1,
         normalize_observations: bool = False,
         normalize_rewards: bool = False,
+        curiosity: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -154,6 +164,7 @@ class PPO(ActorCritic):
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
         batch = self.scale_rewards(batch)  # unchanged unless normalize_rewards
+        intrinsic = self.intrinsic_rewards(batch)  # None unless curiosity
         hp, mask = self.hparams, batch.mask
         generator = self.minibatch_generator()
         observations, actions = batch.observations[mask], batch.actions[mask]
@@ -162,6 +173,16 @@ class PPO(ActorCritic):
             values = self.value(batch.observations)
             advantages, returns = self.advantages_and_returns(batch, values)
         old_values, advantages, returns = values[mask], advantages[mask], returns[mask]
+        if intrinsic is not None:  # a second value head for the non-episodic intrinsic return
+            steps = transitions(batch)
+            with torch.no_grad():
+                int_values = self.intrinsic_value(batch.observations)
+                int_advantages, int_returns = self.intrinsic_advantages_and_returns(
+                    batch, intrinsic, int_values
+                )
+            old_int_values, int_returns = int_values[mask], int_returns[mask]
+            advantages = advantages + self.curiosity.coef * int_advantages[mask]
+        clip_v = hp.clip_coef if hp.clip_vloss else None
 
         for _ in range(hp.update_epochs):
             for idx in minibatch_indices(len(observations), hp.num_minibatches, generator):
@@ -176,13 +197,14 @@ class PPO(ActorCritic):
                     new_log_probs, old_log_probs[idx], mb_advantages, hp.clip_coef
                 )
                 v_loss = value_loss(
-                    self.value(observations[idx]),
-                    returns[idx],
-                    old_values[idx],
-                    hp.clip_coef if hp.clip_vloss else None,
+                    self.value(observations[idx]), returns[idx], old_values[idx], clip_v
                 )
                 entropy_bonus = entropy.mean()
                 loss = pg_loss - hp.ent_coef * entropy_bonus + hp.vf_coef * v_loss
+                if intrinsic is not None:
+                    int_v = self.intrinsic_value(observations[idx])
+                    v_int_loss = value_loss(int_v, int_returns[idx], old_int_values[idx], clip_v)
+                    loss = loss + hp.vf_coef * v_int_loss + self.curiosity.loss(steps.take(idx))
                 self._update(loss)
                 approx_kl = self._record_minibatch(
                     loss, entropy_bonus, new_log_probs - old_log_probs[idx]

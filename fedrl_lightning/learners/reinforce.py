@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from typing_extensions import override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.exploration import transitions
 from fedrl_lightning.learners.base import Learner
 from fedrl_lightning.returns import (
+    episode_returns_to_go,
     normalize_over_batch,
     normalize_per_episode,
     normalize_per_step,
@@ -73,6 +75,11 @@ class Reinforce(Learner):
         normalize_observations: Standardise observations with running statistics (count,
             mean and M2 per feature) before the policy and the critic see them; a federation
             pools every agent's statistics, it does not average them.
+        curiosity: Curiosity-driven exploration, off when ``None``: ``{kind: rnd}`` or
+            ``{kind: icm}``, with ``coef`` (default 1.0) and ``intrinsic_gamma`` (default
+            0.99); the intrinsic rewards, normalised and times ``coef``, are discounted
+            with ``intrinsic_gamma`` and added to the returns before they are normalised
+            (see :func:`~fedrl_lightning.exploration.make_curiosity`).
     """
 
     def __init__(
@@ -89,6 +96,7 @@ class Reinforce(Learner):
         log_std_init: float = 0.0,
         num_layers: int = 1,
         normalize_observations: bool = False,
+        curiosity: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -100,14 +108,23 @@ class Reinforce(Learner):
             )
         self.policy = self._make_policy()
         self._normalize = NORMALIZERS[normalize_returns]
+        self._make_curiosity()
 
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
         log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
-        weights = self._normalize(batch.returns, batch.mask)
+        returns = batch.returns
+        intrinsic = self.intrinsic_rewards(batch)  # None unless curiosity
+        if intrinsic is not None:
+            gamma = self.curiosity.intrinsic_gamma
+            intrinsic_returns = episode_returns_to_go(intrinsic, batch.mask, gamma)
+            returns = returns + self.curiosity.coef * intrinsic_returns.to(returns.dtype)
+        weights = self._normalize(returns, batch.mask)
         if batch.replayed is not None and bool(batch.replayed.any()):  # shared episodes
             weights = weights * self.replay_weights(log_probs, batch)
         loss = reinforce_loss(log_probs, weights, batch.mask)
+        if intrinsic is not None:
+            loss = loss + self.curiosity.loss(transitions(batch))
         if self._proximal_mu:
             loss = loss + self._proximal_term()
         if self._distillation is not None:

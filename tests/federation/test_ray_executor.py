@@ -7,6 +7,7 @@ from conftest import (
     TESTS,
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
+    TINY_CURIOSITY_CONFIG,
     TINY_DISTILL_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
@@ -125,8 +126,8 @@ def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
 
 @pytest.mark.parametrize(
     "config",
-    [TINY_CONFIG, TINY_PPO_CONFIG, TINY_TASKS_CONFIG, TINY_SHARING_CONFIG],
-    ids=["reinforce", "ppo_norm", "tasks", "sharing"],
+    [TINY_CONFIG, TINY_PPO_CONFIG, TINY_TASKS_CONFIG, TINY_SHARING_CONFIG, TINY_CURIOSITY_CONFIG],
+    ids=["reinforce", "ppo_norm", "tasks", "sharing", "curiosity"],
 )
 def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config):
     """Three rounds on Ray, round 3 redone in this process: the sequential run's result.

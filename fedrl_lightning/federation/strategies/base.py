@@ -50,6 +50,8 @@ class AgentUpdate:
         distribution: In distillation, the agent's action probabilities on the probe states,
             ``[states, actions]``, its only message besides these statistics; ``None``
             otherwise.
+        visited_cells: With ``trainer.coverage``, the ids of the grid cells its training
+            observations fell in (int64); ``None`` otherwise.
     """
 
     agent_id: int
@@ -63,6 +65,7 @@ class AgentUpdate:
     cluster_eval_steps: int = 0
     shared_episodes: tuple[StoredEpisode, ...] = ()
     distribution: torch.Tensor | None = None
+    visited_cells: torch.Tensor | None = None
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
