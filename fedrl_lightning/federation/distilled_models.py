@@ -18,7 +18,7 @@ from fedrl_lightning.federation.distillation import (
     distill_student,
     draw_probe_states,
 )
-from fedrl_lightning.federation.personal_store import PersonalStore
+from fedrl_lightning.federation.personal_store import PersonalStore, recover_run_store
 from fedrl_lightning.federation.run_folder import RunFolder
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import StateDict
@@ -160,13 +160,7 @@ class DistilledModels:
                 are newer than it.
         """
         self.global_state = _detached(global_state)
-        run = RunFolder.of_checkpoint(checkpoint)
-        if run is None:
-            raise ConfigError(
-                f"--ckpt_path {checkpoint}: its agents keep their models in their run folder's "
-                "personal/; resume from the checkpoint inside that folder"
-            )
-        PersonalStore(run.personal).recover(self.versions, completed_round)
+        recover_run_store(checkpoint, self.versions, completed_round, "their models")
 
     def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
         """Agent ``agent``'s whole model, kept by it, and what it exchanges in ``round_idx``.

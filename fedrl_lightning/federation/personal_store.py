@@ -11,8 +11,9 @@ import torch
 
 from fedrl_lightning.checkpoints import atomic_save, load_checkpoint
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.run_folder import RunFolder
 
-__all__ = ["PersonalStore", "personal_file"]
+__all__ = ["PersonalStore", "personal_file", "recover_run_store"]
 
 FILE = re.compile(r"agent-(\d+)(\.round-\d+\.pending)?\.ckpt")
 
@@ -124,3 +125,27 @@ class PersonalStore:
     def _read(path: Path) -> tuple[int, dict[str, torch.Tensor]]:
         checkpoint = load_checkpoint(path)
         return int(checkpoint.get("round", 0)), checkpoint["state_dict"]
+
+
+def recover_run_store(
+    checkpoint: Path, versions: dict[int, int], completed_round: int, kept: str
+) -> None:
+    """Bring the personal store of ``checkpoint``'s run folder to that checkpoint.
+
+    Args:
+        checkpoint: The round checkpoint being resumed.
+        versions: The round each agent's values are from, as the checkpoint records.
+        completed_round: The checkpoint's round.
+        kept: What the agents keep in ``personal/``, for the error message.
+
+    Raises:
+        ConfigError: If the checkpoint lies outside its run folder, or the agents' values
+            are newer than it.
+    """
+    run = RunFolder.of_checkpoint(checkpoint)
+    if run is None:
+        raise ConfigError(
+            f"--ckpt_path {checkpoint}: its agents keep {kept} in their run folder's "
+            "personal/; resume from the checkpoint inside that folder"
+        )
+    PersonalStore(run.personal).recover(versions, completed_round)

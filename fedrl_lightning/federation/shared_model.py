@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.aggregation import aggregate_round
-from fedrl_lightning.federation.personal_store import PersonalStore
+from fedrl_lightning.federation.personal_store import PersonalStore, recover_run_store
 from fedrl_lightning.federation.run_folder import RunFolder
 from fedrl_lightning.federation.scopes import SharingScopes
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
@@ -141,13 +141,7 @@ class SharedModel:
         self.global_state = {k: v.detach().cpu().clone() for k, v in global_state.items()}
         if not self.versions:
             return
-        run = RunFolder.of_checkpoint(checkpoint)
-        if run is None:
-            raise ConfigError(
-                f"--ckpt_path {checkpoint}: its agents keep personal parameters in their run "
-                "folder's personal/; resume from the checkpoint inside that folder"
-            )
-        PersonalStore(run.personal).recover(self.versions, completed_round)
+        recover_run_store(checkpoint, self.versions, completed_round, "personal parameters")
 
     def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
         """What agent ``agent``'s ``LocalFit`` of round ``round_idx`` needs beyond the weights."""
