@@ -101,6 +101,7 @@ def test_hyperparameters_are_saved():
         "log_std_init": 0.0,
         "num_layers": 1,
         "normalize_observations": False,
+        "curiosity": None,
     }
     assert module.automatic_optimization is False
 
