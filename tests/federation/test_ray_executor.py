@@ -1,5 +1,6 @@
 import csv
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -210,16 +211,28 @@ def test_a_run_that_callbacks_stop_on_ray_matches_sequential(tmp_path):
     assert not list((on_ray / "lightning_logs/version_0").glob("agents/*.ckpt"))
 
 
-def test_personal_heads_on_ray_match_sequential(tmp_path):
-    """Each agent's own head travels back from its worker to the run's personal store."""
-    args = ["--config", str(TINY_PERSONAL_CONFIG), "--trainer.num_rounds", "6"]
+def fit_sequential_and_on_ray(tmp_path: Path, args: list[str]) -> tuple[Path, Path, list[dict]]:
+    """Run ``fit args`` sequentially and on Ray (2 workers), and check the metrics agree.
+
+    Returns:
+        The sequential run's folder, the Ray run's folder, and the Ray run's metrics.
+    """
     sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
     sequential.mkdir(), on_ray.mkdir()
-    assert run_cli("fit", *args, cwd=sequential).returncode == 0
+    first = run_cli("fit", *args, cwd=sequential)
+    assert first.returncode == 0, first.stderr
     ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
     result = run_cli("fit", *args, *ray_args, cwd=on_ray)
     assert result.returncode == 0, result.stderr
-    assert metrics_without_timings(on_ray) == metrics_without_timings(sequential)
+    rows = metrics_without_timings(on_ray)
+    assert rows == metrics_without_timings(sequential)
+    return sequential, on_ray, rows
+
+
+def test_personal_heads_on_ray_match_sequential(tmp_path):
+    """Each agent's own head travels back from its worker to the run's personal store."""
+    args = ["--config", str(TINY_PERSONAL_CONFIG), "--trainer.num_rounds", "6"]
+    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, args)
     assert "eval_reward_personalized" in metrics_without_timings(on_ray)[0]
     run = "lightning_logs/version_0"
     personal = sorted(p.name for p in (sequential / run / "personal").iterdir())
@@ -235,13 +248,7 @@ def test_personal_heads_on_ray_match_sequential(tmp_path):
 def test_distillation_on_ray_matches_sequential(tmp_path):
     """Own models of different sizes, distributions and the student; every agent every round."""
     args = ["--config", str(TINY_DISTILL_CONFIG), "--trainer.agents_per_round", "4"]
-    sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
-    sequential.mkdir(), on_ray.mkdir()
-    assert run_cli("fit", *args, cwd=sequential).returncode == 0
-    ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
-    result = run_cli("fit", *args, *ray_args, cwd=on_ray)
-    assert result.returncode == 0, result.stderr
-    assert metrics_without_timings(on_ray) == metrics_without_timings(sequential)
+    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, args)
     run = "lightning_logs/version_0"
     personal = sorted(p.name for p in (sequential / run / "personal").iterdir())
     assert personal == [f"agent-000{a}.ckpt" for a in range(4)]
@@ -262,13 +269,7 @@ def test_distillation_on_ray_matches_sequential(tmp_path):
 def test_clusters_on_ray_match_sequential(tmp_path):
     """Every cluster's model travels to the workers with its task; each choice comes back."""
     args = ["--config", str(TINY_IFCA_CONFIG), "--trainer.num_rounds", "6"]
-    sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
-    sequential.mkdir(), on_ray.mkdir()
-    assert run_cli("fit", *args, cwd=sequential).returncode == 0
-    ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
-    result = run_cli("fit", *args, *ray_args, cwd=on_ray)
-    assert result.returncode == 0, result.stderr
-    assert metrics_without_timings(on_ray) == metrics_without_timings(sequential)
+    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, args)
     assert "cluster_assignments" in metrics_without_timings(on_ray)[0]
     last = "lightning_logs/version_0/checkpoints/last.ckpt"
     expected = torch.load(sequential / last, weights_only=True)
@@ -291,14 +292,7 @@ def test_local_adaptation_and_meta_learning_on_ray_match_sequential(tmp_path, st
     """Per-FedAvg's meta step travels to the workers; fine-tuning runs in this process."""
     args = ["--config", str(TINY_CONFIG), "--trainer.num_rounds", "4", *strategy]
     args += ["--trainer.finetune_episodes", "2"]
-    sequential, on_ray = tmp_path / "sequential", tmp_path / "ray"
-    sequential.mkdir(), on_ray.mkdir()
-    assert run_cli("fit", *args, cwd=sequential).returncode == 0
-    ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "2"]
-    result = run_cli("fit", *args, *ray_args, cwd=on_ray)
-    assert result.returncode == 0, result.stderr
-    rows = metrics_without_timings(on_ray)
-    assert rows == metrics_without_timings(sequential)
+    sequential, on_ray, rows = fit_sequential_and_on_ray(tmp_path, args)
     assert "eval_reward_finetuned" in rows[0]
     last = "lightning_logs/version_0/checkpoints/last.ckpt"
     expected = torch.load(sequential / last, weights_only=True)["state_dict"]
