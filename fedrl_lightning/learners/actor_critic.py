@@ -179,8 +179,4 @@ class ActorCritic(Learner):
 
     def _update(self, loss: torch.Tensor) -> None:
         """One optimizer step on ``loss`` (plus FedProx's and distillation's terms), clipped."""
-        if self._proximal_mu:
-            loss = loss + self._proximal_term()
-        if self._distillation is not None:
-            loss = loss + self._distillation_term()
-        self._optimize(loss, self.hparams.max_grad_norm)
+        self._optimize(self._with_federated_terms(loss), self.hparams.max_grad_norm)

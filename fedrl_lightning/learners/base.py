@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities.model_helpers import _restricted_classmethod
@@ -16,12 +15,10 @@ from typing_extensions import Self, override
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.exploration import Curiosity, make_curiosity
-from fedrl_lightning.exploration.coverage import CoverageGrid
-from fedrl_lightning.learners.distillation_term import DistillationTarget
-from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
+from fedrl_lightning.learners.federated_updates import FederatedUpdates
+from fedrl_lightning.learners.fit_record import FitRecord
 from fedrl_lightning.learners.off_policy import truncated_importance_weights
 from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
-from fedrl_lightning.statistics_module import RunningStatistics
 
 if TYPE_CHECKING:
     from fedrl_lightning.population import AgentPopulation
@@ -37,7 +34,7 @@ def env_hparams(population: AgentPopulation) -> dict[str, Any]:
     return {name: getattr(population, name) for name in ENV_HPARAMS}
 
 
-class Learner(L.LightningModule):
+class Learner(FederatedUpdates, FitRecord):
     """A LightningModule, with manual optimization, whose ``policy`` acts in the agents' env.
 
     Subclasses call ``super().__init__()``, then ``save_hyperparameters()`` with
@@ -45,13 +42,12 @@ class Learner(L.LightningModule):
     arguments, then build ``self.policy`` with :meth:`_make_policy` and any other network
     (a critic) after it. Everything a learner trains is a submodule, so it is in the
     ``state_dict`` that strategies aggregate. This base gives every learner the same ways to be
-    built for a population, checked against one, loaded and deployed; FedProx's proximal
-    term; and the statistics of a local fit (:meth:`agent_stats`), which a ``training_step``
-    feeds through :meth:`_record_batch` and :meth:`_record`. A ``training_step`` updates
-    the weights through :meth:`_optimize`, which takes Per-FedAvg's inner and outer steps
-    instead of plain ones once :meth:`set_meta_step` is called, and keeps each update's
-    gradient without stepping once :meth:`capture_gradients` is (gradient sharing). Calling
-    the module on
+    built for a population, checked against one, loaded and deployed, and its curiosity and
+    replayed episodes' importance weights. A ``training_step`` adds the federation's terms to
+    its loss with :meth:`_with_federated_terms` and updates the weights through
+    :meth:`_optimize` (:class:`~fedrl_lightning.learners.federated_updates.FederatedUpdates`),
+    and records what the fit did with :meth:`_record_batch` and :meth:`_record`
+    (:class:`~fedrl_lightning.learners.fit_record.FitRecord`). Calling the module on
     observations returns the policy's action distribution.
     """
 
@@ -61,26 +57,11 @@ class Learner(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.episode_return = MeanMetric(nan_strategy="disable")
-        self.loss = MeanMetric(nan_strategy="disable")
-        self.entropy = MeanMetric(nan_strategy="disable")
-        self.num_episodes = 0
-        self.num_steps = 0
-        self._step_values: dict[str, list[torch.Tensor]] = {}
-        self._proximal_mu = 0.0
-        self._anchor: dict[str, torch.Tensor] = {}
-        self._meta: MetaUpdates | None = None
-        self._gradient_sum: dict[str, torch.Tensor] | None = None  # gradient mode's
-        self._gradient_count = 0
-        self._distillation: DistillationTarget | None = None
         self.lr_scale = 1.0
         self.rho_max = 1.0  # truncation of replayed episodes' importance weights
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
         self.curiosity = None
-        # The grid whose cells the fit's observations fall in are reported (trainer.coverage).
-        self.coverage_grid: CoverageGrid | None = None
-        self._visited: set[int] = set()
 
     def _check_hparams(self) -> None:
         """Refuse the hyperparameters every learner has, once they are saved."""
@@ -147,192 +128,11 @@ class Learner(L.LightningModule):
         self._record("intrinsic_reward", raw)
         return rewards
 
-    def set_proximal_term(self, anchor: dict[str, torch.Tensor], mu: float) -> None:
-        """Add ``mu / 2 * ||w - anchor||^2`` over every parameter to the loss, as FedProx does.
-
-        Args:
-            anchor: The global weights the local fit started from, by parameter name.
-            mu: Weight of the term; 0 removes it.
-        """
-        self._proximal_mu = mu
-        self._anchor = {name: anchor[name].detach().clone() for name, _ in self.named_parameters()}
-
-    def _proximal_term(self) -> torch.Tensor:
-        """FedProx's term over all parameters (a critic's too); 0 unless it was set."""
-        return (
-            self._proximal_mu
-            / 2
-            * sum(
-                (parameter - self._anchor[name].to(parameter.device)).square().sum()
-                for name, parameter in self.named_parameters()
-            )
-        )
-
-    def set_distillation_target(self, target: DistillationTarget | None) -> None:
-        """Add ``kl_coef * KL(consensus || policy)`` on the probe states to the loss (FedHPD).
-
-        Args:
-            target: The probe states, the consensus and the weight; ``None`` removes it.
-        """
-        self._distillation = target
-
-    def _distillation_term(self) -> torch.Tensor:
-        """Distillation's term on the live policy (see :meth:`set_distillation_target`)."""
-        return self._distillation.term(self.policy)
-
-    def set_meta_step(self, step: MetaStep | None) -> None:
-        """Take Per-FedAvg's local updates (Fallah et al., 2020): see :class:`MetaUpdates`.
-
-        The learner's updates go in pairs: an inner step of ``step.inner_lr`` on one batch
-        adapts the weights, and the next batch's update, computed at the adapted weights, is
-        applied to the original ones by the learner's optimizer. It holds for every learner
-        that updates through :meth:`_optimize`, whatever its loss.
-
-        Args:
-            step: The inner step's size and order; ``None`` restores plain updates.
-        """
-        self._meta = MetaUpdates(step) if step is not None else None
-
-    def _optimize(self, loss: torch.Tensor, max_grad_norm: float | None = None) -> None:
-        """One update of the weights on ``loss``: the optimizer's step, or Per-FedAvg's.
-
-        Args:
-            loss: The loss to descend, FedProx's term included.
-            max_grad_norm: Clip the gradient's norm to this before the step; ``None``: no
-                clipping.
-        """
-        optimizer = self.optimizers()
-        if self._meta is not None:
-            self._meta.update(self, optimizer, loss, max_grad_norm)
-            return
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        if max_grad_norm is not None:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm"
-            )
-        if self._gradient_sum is not None:  # gradient mode: keep the gradient, do not step
-            for name, parameter in self.named_parameters():
-                if parameter.grad is not None:
-                    self._gradient_sum[name] += parameter.grad.detach()
-            self._gradient_count += 1
-            return
-        optimizer.step()
-
-    def capture_gradients(self) -> None:
-        """Gradient sharing: each update keeps its gradient and leaves the weights as they are.
-
-        Every update computes the learner's own loss and gradient (clipped as the learner
-        clips it), so the weights stay the ones the fit started from, every batch is rolled
-        out with them, and :meth:`captured_gradient` is the mean of the updates' gradients.
-        """
-        self._gradient_sum = {
-            name: torch.zeros_like(parameter) for name, parameter in self.named_parameters()
-        }
-        self._gradient_count = 0
-
-    def captured_gradient(self) -> dict[str, torch.Tensor]:
-        """The mean gradient of the updates since :meth:`capture_gradients`, ``state_dict``-shaped.
-
-        Entries that are not parameters (buffers, such as running statistics) are zeros.
-
-        Raises:
-            RuntimeError: If gradients are not being captured, or no update happened.
-        """
-        if self._gradient_sum is None or not self._gradient_count:
-            raise RuntimeError("no gradient was captured: call capture_gradients before the fit")
-        mean = {name: g / self._gradient_count for name, g in self._gradient_sum.items()}
-        return {
-            name: mean[name].cpu() if name in mean else torch.zeros_like(value).cpu()
-            for name, value in self.state_dict().items()
-        }
-
-    def check_gradient_mode(self) -> None:
-        """Refuse, with a :class:`ConfigError`, hyperparameters gradient sharing cannot honour."""
-
     @override
     def transfer_batch_to_device(
         self, batch: EpisodeBatch, device: torch.device, dataloader_idx: int
     ) -> EpisodeBatch:
         return EpisodeBatch(*(t.to(device) if t is not None else None for t in batch))
-
-    def _metrics(self) -> dict[str, MeanMetric]:
-        metrics = {
-            "episode_return": self.episode_return,
-            "loss": self.loss,
-            "entropy": self.entropy,
-        }
-        if self.curiosity is not None:
-            metrics["intrinsic_reward"] = self.intrinsic_reward
-        return metrics
-
-    def metric_names(self) -> list[str]:
-        """The training metrics a local fit reports besides its return, such as ``loss``.
-
-        A round's row has each as ``train_<name>``, averaged over the round's agents.
-        """
-        return [name for name in self._metrics() if name != "episode_return"]
-
-    @override
-    def on_train_epoch_start(self) -> None:
-        for metric in self._metrics().values():
-            metric.reset()
-        self._step_values = {name: [] for name in self._metrics()}
-        self.num_episodes = 0
-        self.num_steps = 0
-        self._visited = set()
-        for statistics in self.statistics_modules().values():
-            statistics.start_fit()
-
-    @override
-    def on_train_batch_end(self, outputs: Any, batch: EpisodeBatch, batch_idx: int) -> None:
-        # After the batch's update: the batch was rolled out and trained with the same
-        # statistics, and the next one will be both with these observations folded in.
-        if self.policy.normalizer is not None:
-            self.policy.normalizer.observe(batch.observations[batch.own_mask()])
-        if self.coverage_grid is not None:  # the cells of the agent's own steps
-            observations = batch.observations[batch.own_mask()].detach().cpu().numpy()
-            self._visited.update(self.coverage_grid.cells(observations).tolist())
-
-    def statistics_modules(self) -> dict[str, RunningStatistics]:
-        """The running statistics in the module, by name: a federation pools them as statistics.
-
-        These are the :class:`~fedrl_lightning.statistics_module.RunningStatistics` among the
-        submodules: the policy's observation normalizer, an actor-critic's reward normalizer.
-        Their buffers are in the ``state_dict``, but a strategy never aggregates them; the
-        server pools what each agent observed (:meth:`fit_statistics`) into them instead.
-        """
-        return {
-            name: module
-            for name, module in self.named_modules()
-            if isinstance(module, RunningStatistics)
-        }
-
-    def fit_statistics(self) -> dict[str, dict[str, Any]]:
-        """What each of :meth:`statistics_modules` observed in this local fit, by name."""
-        return {name: module.fit_statistics() for name, module in self.statistics_modules().items()}
-
-    @override
-    def on_train_epoch_end(self) -> None:
-        if self._meta is not None:  # a last inner step without its outer step is dropped
-            self._meta.discard(self)
-        # Each metric takes the epoch's step values in one update: a torchmetrics update per
-        # step would cost more than the step's arithmetic.
-        for name, metric in self._metrics().items():
-            if self._step_values[name]:
-                metric.update(torch.cat(self._step_values[name]))
-            self._step_values[name] = []
-
-    def _record(self, name: str, value: torch.Tensor) -> None:
-        """Add a detached scalar or vector to the epoch's values of metric ``name``."""
-        self._step_values[name].append(value.detach().reshape(-1))
-
-    def _record_batch(self, batch: EpisodeBatch) -> None:
-        """Count a batch's own episodes and steps, and record their returns (not replayed ones)."""
-        own = ~batch.replayed_episodes()
-        self._step_values["episode_return"].append(batch.episode_returns[own])
-        self.num_episodes += int(own.sum())
-        self.num_steps += int(batch.own_mask().sum())
 
     def replay_weights(self, log_probs: torch.Tensor, batch: EpisodeBatch) -> torch.Tensor:
         """``[episodes, steps]`` importance weights: 1 on own episodes, truncated on replayed.
@@ -344,29 +144,6 @@ class Learner(L.LightningModule):
         weights = truncated_importance_weights(log_probs, batch.log_probs, self.rho_max)
         replayed = batch.replayed_episodes().unsqueeze(1)
         return torch.where(replayed & batch.mask, weights, torch.ones_like(weights))
-
-    def agent_stats(self) -> dict[str, Any]:
-        """What the last local fit did: episodes, environment steps and mean episode return.
-
-        ``metrics`` holds the mean of each other recorded metric (the loss and the entropy,
-        and whatever a learner adds, such as PPO's ``approx_kl``); the server reports each
-        as a ``train_<name>`` column, averaged over the round's agents. With a
-        :attr:`coverage_grid`, ``visited_cells`` holds the ids of the cells the fit's
-        observations fell in.
-        """
-        visited = {}
-        if self.coverage_grid is not None:
-            visited = {"visited_cells": torch.tensor(sorted(self._visited), dtype=torch.int64)}
-        return visited | {
-            "num_episodes": self.num_episodes,
-            "num_steps": self.num_steps,
-            "mean_return": float(self.episode_return.compute()),
-            "metrics": {
-                name: float(metric.compute())
-                for name, metric in self._metrics().items()
-                if name != "episode_return" and metric.update_called
-            },
-        }
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -125,10 +125,7 @@ class Reinforce(Learner):
         loss = reinforce_loss(log_probs, weights, batch.mask)
         if intrinsic is not None:
             loss = loss + self.curiosity.loss(transitions(batch))
-        if self._proximal_mu:
-            loss = loss + self._proximal_term()
-        if self._distillation is not None:
-            loss = loss + self._distillation_term()
+        loss = self._with_federated_terms(loss)  # FedProx's and distillation's, if set
 
         self._optimize(loss)
 
