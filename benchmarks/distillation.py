@@ -9,14 +9,15 @@ Usage::
 Each mode fits ``configs/cartpole_distill_fedhpd.yaml`` (10 REINFORCE agents, hidden sizes 32,
 64 and 128, learning rates 1e-3 .. 1e-2, every agent sampled every round) for ``--episodes``
 episodes per agent through the real command line: ``distill`` as the config says
-(``kl_coef`` 100), ``none``
-with ``kl_coef`` 0, which trains the same agents from the same streams, each on its own (no
-federation). For each run it prints the issue's metric, the mean over agents of their last
-100 training episodes' returns (every agent trains 10 episodes every round, so that is the
-last 10 rounds' ``train_reward``), and the mean over agents of their own policies (from
-``last.ckpt``, ``load_module(last, agent=k)``) and of the FedDF student on ``--eval_episodes``
-fresh episodes each. Anchors: FedHPD 455.5 (distilling every 5 episodes), 477.3 (every 2);
-no federation 369.6.
+(``kl_coef`` 100), ``none`` with ``kl_coef`` 0, which trains the same agents from the same
+streams, each on its own (no federation); ``sign_flip`` and ``random_noise`` (run only when
+named) make 3 of the 10 agents Byzantine, attacking the distribution they send. For each run
+it prints the issue's metric, the mean over agents of their last 100 training episodes'
+returns (every agent trains 10 episodes every round, so that is the last 10 rounds'
+``train_reward``), and the mean over agents of their own policies (from ``last.ckpt``,
+``load_module(last, agent=k)``; over all agents, the worst, and the honest ones) and of the
+FedDF student on ``--eval_episodes`` fresh episodes each. Anchors: FedHPD 455.5 (distilling
+every 5 episodes), 477.3 (every 2); no federation 369.6.
 
 ``--runs RUN ...`` prints the same for finished run folders, without fitting.
 
@@ -45,7 +46,11 @@ DISTILLATION = "{probe_states: 1000, every_n_rounds: 1, student_steps: 100, stud
 MODES = {
     "distill": [],
     "none": [f"--trainer.distillation={DISTILLATION}, kl_coef: 0.0}}"],
+    # 3 of the 10 agents Byzantine, their attack on the distribution they send
+    "sign_flip": ["--data.byzantine={agents: 3, attack: sign_flip}"],
+    "random_noise": ["--data.byzantine={agents: 3, attack: random_noise}"],
 }
+DEFAULT_MODES = ["distill", "none"]
 
 
 def metrics(run: Path) -> list[dict[str, str]]:
@@ -76,6 +81,15 @@ def summary(run: Path, eval_episodes: int) -> dict:
         "last100": last100,
         "own": float(np.mean([e.mean for e in own])),
         "own_worst": float(min(e.mean for e in own)),
+        "own_honest": float(
+            np.mean(
+                [
+                    e.mean
+                    for a, e in zip(agents, own, strict=True)
+                    if a not in population.byzantine.agents
+                ]
+            )
+        ),
         "student": float(np.mean([e.mean for e in student])),
         "env_steps": int(rows[-1]["env_steps"]),
         "episodes_per_agent": int(rows[-1]["episodes"]) // population.num_agents,
@@ -104,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--episodes", type=int, default=2000)
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--modes", nargs="+", default=DEFAULT_MODES, choices=list(MODES))
     parser.add_argument("--eval_episodes", type=int, default=20)
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--traffic", action="store_true")
@@ -131,16 +145,18 @@ def main() -> None:
             results.append(result)
             print(
                 f"{mode:8s} seed {seed}: last-100 {result['last100']:6.1f}, own policies "
-                f"{result['own']:6.1f} (worst {result['own_worst']:6.1f}), student "
+                f"{result['own']:6.1f} (worst {result['own_worst']:6.1f}, honest agents "
+                f"{result['own_honest']:6.1f}), student "
                 f"{result['student']:6.1f} on fresh episodes; {result['env_steps']:,} env "
                 f"steps, {result['seconds']:.0f} s",
                 flush=True,
             )
-        means = {k: np.mean([r[k] for r in results]) for k in ("last100", "own", "student")}
+        keys = ("last100", "own", "own_honest", "student")
+        means = {k: np.mean([r[k] for r in results]) for k in keys}
         print(
             f"{mode:8s} mean of {len(results)} seeds, {args.episodes} episodes per agent: "
-            f"last-100 {means['last100']:.1f}, own policies {means['own']:.1f}, "
-            f"student {means['student']:.1f}",
+            f"last-100 {means['last100']:.1f}, own policies {means['own']:.1f} (honest agents "
+            f"{means['own_honest']:.1f}), student {means['student']:.1f}",
             flush=True,
         )
 

@@ -39,9 +39,15 @@ class Byzantine:
       uploads for trajectory sharing (``trainer.sharing``) have every reward multiplied
       by ``scale``: without sharing it changes nothing.
 
+    In policy distillation (``trainer.distillation``) an agent sends its action distribution
+    ``p`` on the probe states instead of weights, and the update attacks apply to it, with the
+    consensus ``c`` it was sent (uniform before the first) in the place of ``w``:
+    ``sign_flip`` sends ``c - scale * (p - c)``, its negative entries set to 0 and each row
+    renormalised; ``random_noise`` sends ``softmax(log c + noise)``; ``zero`` sends ``c``.
+
     Every agent reports the statistics of the episodes it trained on: the update attacks change
-    only the weights sent, while ``reward_flip`` reports the negated returns it trained on and
-    ``random_action`` the returns of its random episodes.
+    only the weights (or distribution) sent, while ``reward_flip`` reports the negated returns
+    it trained on and ``random_action`` the returns of its random episodes.
 
     Args:
         spec: ``{"agents": count or list of agent ids, "attack": name}``, plus ``scale`` for
@@ -119,6 +125,39 @@ class Byzantine:
             else:
                 sent[key] = start.clone()
         return sent
+
+    def corrupt_distribution(
+        self,
+        agent_id: int,
+        distribution: torch.Tensor,
+        consensus: torch.Tensor | None,
+        seed: int,
+    ) -> torch.Tensor:
+        """The action distribution agent ``agent_id`` sends instead of ``distribution``.
+
+        Args:
+            agent_id: The agent.
+            distribution: ``[states, actions]`` its policy's probabilities on the probe states.
+            consensus: The consensus it was sent, ``None`` before the first: then uniform.
+            seed: Seed for ``random_noise``.
+
+        Returns:
+            ``distribution`` itself if the agent is honest or its attack is not on updates;
+            otherwise a distribution (each row non-negative and summing to 1).
+        """
+        attack = self.attack_of(agent_id)
+        if attack not in UPDATE_ATTACKS:
+            return distribution
+        start = consensus if consensus is not None else torch.ones_like(distribution)
+        start = (start / start.sum(-1, keepdim=True)).to(distribution.dtype)
+        if attack == "sign_flip":  # each row sums to 1 before clamping, so to >= 1 after it
+            flipped = (start - self.scale * (distribution - start)).clamp(min=0)
+            return flipped / flipped.sum(-1, keepdim=True)
+        if attack == "random_noise":
+            generator = torch.Generator().manual_seed(seed)
+            noise = torch.randn(start.shape, generator=generator, dtype=start.dtype)
+            return torch.softmax(start.clamp(min=1e-8).log() + self.noise_std * noise, dim=-1)
+        return start.clone()
 
     def poison_episodes(self, agent_id: int, episodes: list[StoredEpisode]) -> list[StoredEpisode]:
         """The episodes agent ``agent_id`` uploads instead of ``episodes``; them if honest."""

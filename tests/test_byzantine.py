@@ -50,6 +50,37 @@ def test_zero_sends_the_global_weights_and_random_noise_ignores_the_fit():
     assert torch.equal(sent, again) and not torch.equal(sent, other)
 
 
+CONSENSUS = torch.tensor([[0.5, 0.5], [0.6, 0.4]])
+OWN = torch.tensor([[0.8, 0.2], [0.7, 0.3]])
+
+
+def test_in_distillation_the_update_attacks_corrupt_the_distribution_sent():
+    flip = Byzantine({"agents": [0], "attack": "sign_flip"}, num_agents=2, seed=0)
+    sent = flip.corrupt_distribution(0, OWN, CONSENSUS, seed=3)
+    # c - 2.5 * (p - c), by hand: [-0.25, 1.25] clamps to [0, 1.25], then sums to 1;
+    # [0.35, 0.65] already does.
+    assert torch.allclose(sent, torch.tensor([[0.0, 1.0], [0.35, 0.65]]))
+    assert flip.corrupt_distribution(1, OWN, CONSENSUS, seed=3) is OWN  # honest agent
+    # Before the first consensus, the uniform distribution takes its place.
+    first = flip.corrupt_distribution(0, OWN, None, seed=3)
+    # [0.5 - 2.5 * 0.3, ...] clamps to [0, 1.25]; [0.5 - 2.5 * 0.2, ...] is [0, 1] already.
+    assert torch.allclose(first, torch.tensor([[0.0, 1.0], [0.0, 1.0]]), atol=1e-6)
+
+    zero = Byzantine({"agents": [0], "attack": "zero"}, 1, 0)
+    assert torch.equal(zero.corrupt_distribution(0, OWN, CONSENSUS, 3), CONSENSUS)
+    assert torch.equal(zero.corrupt_distribution(0, OWN, None, 3), torch.full((2, 2), 0.5))
+
+    noisy = Byzantine({"agents": [0], "attack": "random_noise"}, 1, 0)
+    sent = noisy.corrupt_distribution(0, OWN, CONSENSUS, seed=3)
+    assert (sent >= 0).all() and torch.allclose(sent.sum(-1), torch.ones(2))
+    assert not torch.allclose(sent, OWN) and not torch.allclose(sent, CONSENSUS)
+    assert torch.equal(sent, noisy.corrupt_distribution(0, OWN, CONSENSUS, seed=3))
+    assert not torch.equal(sent, noisy.corrupt_distribution(0, OWN, CONSENSUS, seed=4))
+
+    poison = Byzantine({"agents": [0], "attack": "reward_flip"}, 1, 0)
+    assert poison.corrupt_distribution(0, OWN, CONSENSUS, seed=3) is OWN  # not an update attack
+
+
 @pytest.mark.parametrize(
     ("spec", "option"),
     [

@@ -246,8 +246,9 @@ def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
 
 
 def test_distillation_resumes_bit_identically_after_sigkill(tmp_path):
-    """Every agent's own model, the consensus and the student, killed at random moments."""
-    reference, killed, _ = killed_against_reference(tmp_path, TINY_DISTILL_CONFIG)
+    """Own models, the consensus and the student, killed at random moments; agent 1 attacks."""
+    byzantine = "--data.byzantine={agents: [1], attack: random_noise}"  # seeded noise
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_DISTILL_CONFIG, byzantine)
     personal = [saved_files(cwd, "personal", lambda p: p["round"]) for cwd in (reference, killed)]
     assert list(personal[0]) == [f"agent-000{a}.ckpt" for a in range(4)]
     assert_same_files(*personal)

@@ -239,8 +239,11 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     if task.send_gradient:
         extra[SENDS_KEY] = "gradient"
     if task.distillation is not None and task.distillation.send:
-        probes = task.distillation.probe_states
-        extra[DISTRIBUTION_KEY] = action_distribution(module.policy, probes)
+        exchange = task.distillation
+        own = action_distribution(module.policy, exchange.probe_states)
+        extra[DISTRIBUTION_KEY] = byzantine.corrupt_distribution(
+            task.agent_id, own, exchange.consensus, seed(Stream.BYZANTINE)
+        )
     checkpoint = policy_checkpoint(sent, dict(module.hparams), type(module).__name__, **extra)
     atomic_save(checkpoint, task.checkpoint_path)
     return task.checkpoint_path

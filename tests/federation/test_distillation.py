@@ -134,6 +134,33 @@ def test_in_distillation_no_weights_leave_an_agent(distilled_run):
         assert own["state_dict"]["policy.hidden.weight"].shape == (int(row["model.hidden_dim"]), 4)
 
 
+def test_a_zero_attacker_sends_back_the_consensus_it_was_sent(tmp_path):
+    """``zero`` in distillation: uniform before the first consensus, then the last one."""
+    args = ["fit", "--config", str(TINY_DISTILL_CONFIG), "--trainer.keep_agent_checkpoints=true"]
+    byzantine = "--data.byzantine={agents: [1], attack: zero}"
+    result = run_cli(*args, byzantine, "--trainer.num_rounds=5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sent = {}
+    for path in (tmp_path / RUN / "agents").glob("*.ckpt"):
+        _, round_idx, _, agent = path.stem.split("-")
+        sent[int(round_idx), int(agent)] = load_checkpoint(path)[DISTRIBUTION_KEY]
+    attacked = sorted(r for r, agent in sent if agent == 1)
+    assert attacked, "agent 1 was never sampled"
+    for round_idx in attacked:
+        if round_idx == 1:
+            expected = torch.full((20, 2), 0.5)
+        else:  # the consensus of the round before: the plain mean of what it was sent
+            expected = consensus_of([d for (r, _), d in sent.items() if r == round_idx - 1])
+        assert torch.allclose(sent[round_idx, 1], expected), round_idx
+    honest = [d for (_, agent), d in sent.items() if agent != 1]
+    assert not any(torch.allclose(d, torch.full((20, 2), 0.5)) for d in honest)
+    with open(tmp_path / RUN / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["byzantine_agents"] for r in rows if int(r["round"]) in attacked] == ["1"] * len(
+        attacked
+    )
+
+
 def test_load_module_gives_each_agent_its_own_model(distilled_run):
     run, result = distilled_run
     last = run / "checkpoints" / "last.ckpt"

@@ -246,8 +246,12 @@ def test_personal_heads_on_ray_match_sequential(tmp_path):
 
 
 def test_distillation_on_ray_matches_sequential(tmp_path):
-    """Own models of different sizes, distributions and the student; every agent every round."""
+    """Own models of different sizes, distributions and the student; every agent every round.
+
+    Agent 1 sends seeded noise instead of its distribution (a Byzantine attack).
+    """
     args = ["--config", str(TINY_DISTILL_CONFIG), "--trainer.agents_per_round", "4"]
+    args += ["--data.byzantine={agents: [1], attack: random_noise}"]
     sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, args)
     run = "lightning_logs/version_0"
     personal = sorted(p.name for p in (sequential / run / "personal").iterdir())
