@@ -108,18 +108,13 @@ class ActorCritic(Learner):
 
         As in Burda et al., an episode's end is not the end of the intrinsic return: every
         episode, terminated or truncated, bootstraps from ``V_int(final_observation)``, and
-        the discount is ``curiosity.intrinsic_gamma``.
+        the discount is ``curiosity.intrinsic_gamma``. Replayed episodes get V-trace's, as in
+        :meth:`advantages_and_returns`.
         """
-        return gae(
-            rewards,
-            values.detach(),
-            self.intrinsic_value(batch.final_observations),
-            torch.zeros_like(batch.terminated),
-            batch.truncated,
-            batch.mask,
-            self.curiosity.intrinsic_gamma,
-            self.hparams.gae_lambda,
-        )
+        never_terminal = torch.zeros_like(batch.terminated)
+        final_values = self.intrinsic_value(batch.final_observations)
+        gamma = self.curiosity.intrinsic_gamma
+        return self._corrected_gae(batch, rewards, values, final_values, never_terminal, gamma)
 
     @torch.no_grad()
     def advantages_and_returns(
@@ -144,14 +139,28 @@ class ActorCritic(Learner):
             ``(advantages, returns)``, both ``[episodes, steps]`` and zero on padding.
         """
         final_values = self.value(batch.final_observations)
+        return self._corrected_gae(
+            batch, batch.rewards, values, final_values, batch.terminated, self.hparams.gamma
+        )
+
+    def _corrected_gae(
+        self,
+        batch: EpisodeBatch,
+        rewards: torch.Tensor,
+        values: torch.Tensor,
+        final_values: torch.Tensor,
+        terminated: torch.Tensor,
+        gamma: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE on own episodes and V-trace on replayed ones, for one reward stream and critic."""
         advantages, returns = gae(
-            batch.rewards,
+            rewards,
             values.detach(),
             final_values,
-            batch.terminated,
+            terminated,
             batch.truncated,
             batch.mask,
-            self.hparams.gamma,
+            gamma,
             self.hparams.gae_lambda,
         )
         replayed = batch.replayed_episodes()
@@ -159,13 +168,13 @@ class ActorCritic(Learner):
             return advantages, returns
         log_probs, _ = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
         traced = vtrace(
-            batch.rewards,
+            rewards,
             values.detach(),
             final_values,
-            batch.terminated,
+            terminated,
             batch.mask,
             log_probs - batch.log_probs,
-            self.hparams.gamma,
+            gamma,
             self.hparams.gae_lambda,
             self.rho_max,
         )

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fedrl_lightning  # noqa: F401
-from fedrl_lightning import EpisodeDataset, ReinforceModule
+from fedrl_lightning import A2C, EpisodeDataset, ReinforceModule
 from fedrl_lightning.advantages import gae
 from fedrl_lightning.data import StoredEpisode, with_replay
 from fedrl_lightning.learners.off_policy import truncated_importance_weights, vtrace
@@ -135,3 +135,26 @@ def test_the_dataset_spreads_replayed_episodes_over_its_batches(replayed, per_ba
     assert [int(b.replayed.sum()) for b in batches] == per_batch
     assert [int((~b.replayed).sum()) for b in batches] == [2, 2, 1]
     assert len(dataset.kept) == 5  # own episodes only
+
+
+def test_replayed_episodes_get_v_trace_on_the_intrinsic_return_too():
+    """Curiosity with sharing: the intrinsic critic's targets are corrected like the extrinsic."""
+    torch.manual_seed(0)
+    module = A2C(hidden_dim=8, curiosity={"kind": "rnd", "coef": 1.0})
+    module.rho_max = 1.5
+    batch = _batch_of_own_and_replayed(module)
+    rewards = torch.rand(batch.mask.shape) * batch.mask
+    values = module.intrinsic_value(batch.observations) * batch.mask
+    advantages, returns = module.intrinsic_advantages_and_returns(batch, rewards, values)
+    never_terminal = torch.zeros(2, dtype=torch.bool)
+    final = module.intrinsic_value(batch.final_observations).detach()
+    gamma, lam = module.curiosity.intrinsic_gamma, module.hparams.gae_lambda
+    own_adv, own_ret = gae(rewards, values.detach(), final, never_terminal, batch.truncated,
+                           batch.mask, gamma, lam)  # fmt: skip
+    log_probs, _ = module.policy.log_prob_and_entropy(batch.observations, batch.actions)
+    traced = vtrace(rewards, values.detach(), final, never_terminal, batch.mask,
+                    log_probs - batch.log_probs, gamma, lam, 1.5)  # fmt: skip
+    assert torch.allclose(advantages[0], own_adv[0]) and torch.allclose(returns[0], own_ret[0])
+    assert torch.allclose(returns[1], traced.returns[1])
+    assert torch.allclose(advantages[1], (traced.advantages * traced.rhos)[1])
+    assert not torch.allclose(returns[1], own_ret[1])  # the correction changed something
