@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import yaml
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 from typing_extensions import override
 
@@ -14,7 +15,14 @@ from fedrl_lightning.checkpoints import atomic_write_text
 from fedrl_lightning.federation.metrics_csv import RoundCSVLogger
 from fedrl_lightning.federation.run_folder import RunFolder
 
-__all__ = ["LoggerOption", "RunTensorBoardLogger", "run_loggers"]
+__all__ = [
+    "LoggerOption",
+    "RunTensorBoardLogger",
+    "continue_mlflow_runs",
+    "log_config",
+    "mlflow_runs",
+    "run_loggers",
+]
 
 LoggerOption = bool | Logger | list[Logger] | None
 """The trainer's ``logger``: ``None`` or ``True`` (the default), ``False``, or loggers."""
@@ -77,3 +85,50 @@ def run_loggers(
     elif option is not False:
         loggers += list(option)
     return loggers
+
+
+def mlflow_runs(loggers: Sequence[Logger]) -> list[str]:
+    """The ids of the MLflow runs the loggers write to, in order, for a resume to continue."""
+    return [logger.run_id for logger in loggers if isinstance(logger, MLFlowLogger)]
+
+
+def continue_mlflow_runs(loggers: Sequence[Logger], run_ids: Sequence[str]) -> list[Logger]:
+    """Point the run's MLflow loggers at the runs a resumed run logged to before.
+
+    The ``n``-th ``MLFlowLogger`` continues the ``n``-th saved run, as if it had been built
+    with ``run_id``, unless it was given a ``run_id`` of its own or its tracking server does
+    not have that run (then it starts a new one, as before).
+
+    Returns:
+        The loggers that continue a run.
+    """
+    continued: list[Logger] = []
+    mlflow = [logger for logger in loggers if isinstance(logger, MLFlowLogger)]
+    for logger, run_id in zip(mlflow, run_ids, strict=False):
+        if logger._run_id is not None:  # the user's own run_id wins
+            continue
+        try:
+            logger._mlflow_client.get_run(run_id)
+        except Exception:  # another tracking server, or the run was deleted
+            continue
+        logger._run_id = run_id  # what MLFlowLogger(run_id=...) would have set
+        continued.append(logger)
+    return continued
+
+
+def log_config(logger: Logger, config: dict[str, Any], continued: bool) -> None:
+    """Log the run's resolved config as ``logger``'s hyperparameters.
+
+    A continued MLflow run keeps the params it has (MLflow refuses to change one): it gets
+    the options that are new, and each changed value as a tag ``resumed/<option>``.
+    """
+    if not (continued and isinstance(logger, MLFlowLogger)):
+        logger.log_hyperparams(config)
+        return
+    client, run_id = logger.experiment, logger.run_id
+    logged = client.get_run(run_id).data.params
+    flat = {key: str(value)[:250] for key, value in _flatten_dict(_convert_params(config)).items()}
+    logger.log_hyperparams({key: value for key, value in flat.items() if key not in logged})
+    for key, value in flat.items():
+        if key in logged and logged[key] != value:
+            client.set_tag(run_id, f"resumed/{key}", value)

@@ -69,6 +69,31 @@ def test_mlflow_gets_every_metric_of_every_round_and_the_config(tmp_path):
     assert not list((tmp_path / RUN).glob("events.out.tfevents.*"))
 
 
+def test_a_resumed_run_continues_its_mlflow_run(tmp_path):
+    """Resumed (here: extended), a run logs on to the same MLflow run, one value per round."""
+    tracking = f"file:{tmp_path / 'mlruns'}"
+    logger = ["--trainer.logger", "MLFlowLogger", "--trainer.logger.tracking_uri", tracking]
+    logger += ["--trainer.logger.experiment_name", "fedrl"]
+    args = ["--config", str(TINY_CONFIG), *logger]
+    first = run_cli("fit", *args, "--trainer.num_rounds", "2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    _, before = mlflow_run(tracking)
+    resumed = run_cli(
+        "fit", *args, "--ckpt_path", "last", "--trainer.num_rounds", "4", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    client, run = mlflow_run(tracking)  # still one run: the same
+    assert run.info.run_id == before.info.run_id and run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "eval_reward")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert [m.value for m in history] == pytest.approx(
+        [float(row["eval_reward"]) for row in rows_of(tmp_path)]
+    )
+    # MLflow params cannot change: the first value stays, the resumed one is a tag.
+    assert run.data.params["trainer/num_rounds"] == "2"
+    assert run.data.tags["resumed/trainer/num_rounds"] == "4"
+
+
 def test_default_tensorboard_writes_the_config_as_hparams_yaml(tiny_run):
     cwd, _ = tiny_run
     hparams = yaml.safe_load((cwd / RUN / "hparams.yaml").read_text())
