@@ -11,7 +11,9 @@ Each mode fits ``configs/cartpole_distill_fedhpd.yaml`` (10 REINFORCE agents, hi
 episodes per agent through the real command line: ``distill`` as the config says
 (``kl_coef`` 100), ``none`` with ``kl_coef`` 0, which trains the same agents from the same
 streams, each on its own (no federation); ``sign_flip`` and ``random_noise`` (run only when
-named) make 3 of the 10 agents Byzantine, attacking the distribution they send. For each run
+named) make 3 of the 10 agents Byzantine, attacking the distribution they send, and
+``sign_flip_median`` and ``random_noise_median`` do the same with the consensus the
+coordinate-wise median (``consensus: strategy``, ``FedMedian``). For each run
 it prints the issue's metric, the mean over agents of their last 100 training episodes'
 returns (every agent trains 10 episodes every round, so that is the last 10 rounds'
 ``train_reward``), and the mean over agents of their own policies (from ``last.ckpt``,
@@ -43,12 +45,22 @@ from fedrl_lightning.agent_evaluation import evaluate_agents
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cartpole_distill_fedhpd.yaml"
 DISTILLATION = "{probe_states: 1000, every_n_rounds: 1, student_steps: 100, student_lr: 0.01"
+ROBUST = ["--trainer.distillation.consensus=strategy", "--trainer.strategy=FedMedian"]
 MODES = {
     "distill": [],
     "none": [f"--trainer.distillation={DISTILLATION}, kl_coef: 0.0}}"],
     # 3 of the 10 agents Byzantine, their attack on the distribution they send
     "sign_flip": ["--data.byzantine={agents: 3, attack: sign_flip}"],
     "random_noise": ["--data.byzantine={agents: 3, attack: random_noise}"],
+    # the same, the consensus the coordinate-wise median of the distributions
+    "sign_flip_median": [
+        "--data.byzantine={agents: 3, attack: sign_flip}",
+        *ROBUST,
+    ],
+    "random_noise_median": [
+        "--data.byzantine={agents: 3, attack: random_noise}",
+        *ROBUST,
+    ],
 }
 DEFAULT_MODES = ["distill", "none"]
 

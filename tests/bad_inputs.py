@@ -233,6 +233,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("distillation", ["--trainer.distillation", "{kl_coeff: 1}"], "'kl_coeff' is not an option"),
     ("distillation", ["--trainer.distillation", "{kl_coef: -1}"], "trainer.distillation.kl_coef"),
     ("distillation", ["--trainer.distillation", "{probe_states: 0}"], "distillation.probe_states"),
+    ("distillation", ["--trainer.distillation", "{consensus: max}"], "distillation.consensus"),
     (
         "distillation",
         ["--trainer.distillation", "{student_lr: 0}"],

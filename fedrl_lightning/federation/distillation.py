@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from fedrl_lightning.learners.distillation_term import DistillationTarget, conse
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population import AgentPopulation
 
@@ -23,9 +24,11 @@ __all__ = [
     "consensus_of",
     "distill_student",
     "draw_probe_states",
+    "strategy_consensus",
 ]
 
 OPTION = "trainer.distillation"
+CONSENSUS = ("mean", "strategy")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,10 @@ class DistillationSettings:
             student, on each new consensus (FedDF), so the run has one deployable
             ``last.ckpt``; 0: no student (the global model keeps its initial weights).
         student_lr: The student's Adam learning rate.
+        consensus: How the server combines the round's distributions: ``mean``, FedHPD's
+            plain mean state by state, or ``strategy``, the run's ``trainer.strategy`` applied
+            to them as it is to weights (FedMedian's median, Krum's choice, ...), starting
+            from the last consensus, each row then clipped at 0 and renormalised.
     """
 
     probe_states: int = 1000
@@ -49,6 +56,7 @@ class DistillationSettings:
     kl_coef: float = 1.0
     student_steps: int = 100
     student_lr: float = 0.01
+    consensus: str = "mean"
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> DistillationSettings:
@@ -77,6 +85,11 @@ class DistillationSettings:
                 bound = "> 0" if positive else ">= 0"
                 raise ConfigError(f"{OPTION}.{name} must be a number {bound}, got {value!r}")
             values[name] = float(value)
+        if values["consensus"] not in CONSENSUS:
+            raise ConfigError(
+                f"{OPTION}.consensus must be one of {', '.join(CONSENSUS)}, "
+                f"got {values['consensus']!r}"
+            )
         return cls(**values)
 
     def sends(self, round_idx: int) -> bool:
@@ -150,6 +163,34 @@ def consensus_of(distributions: Sequence[torch.Tensor]) -> torch.Tensor:
     Accumulates in float64 and returns float32, ``[states, actions]``.
     """
     return torch.stack([d.to(torch.float64) for d in distributions]).mean(0).float()
+
+
+def strategy_consensus(
+    strategy: Strategy, updates: Sequence[AgentUpdate], previous: torch.Tensor | None
+) -> torch.Tensor:
+    """The round's distributions combined by ``strategy``, as it combines agents' weights.
+
+    Each update's distribution is its "weights" and the last consensus (uniform before the
+    first) the global state they start from, so robust strategies (FedMedian, Krum, ...)
+    apply unchanged; the result is clipped at 0 and each row renormalised, since a median or
+    a server step need not give a distribution.
+
+    Args:
+        strategy: The run's strategy.
+        updates: The round's updates that hold a distribution.
+        previous: The last consensus, ``[states, actions]``, or ``None``.
+
+    Returns:
+        The consensus, float32 ``[states, actions]``.
+    """
+    first = updates[0].distribution
+    start = previous if previous is not None else torch.full_like(first, 1 / first.shape[-1])
+    sent = [replace(u, state_dict={"distribution": u.distribution}) for u in updates]
+    combined = strategy.aggregate({"distribution": start}, sent)["distribution"]
+    combined = combined.to(torch.float64).clamp(min=0)
+    sums = combined.sum(-1, keepdim=True)
+    uniform = torch.full_like(combined, 1 / combined.shape[-1])
+    return torch.where(sums > 0, combined / sums.clamp(min=1e-12), uniform).float()
 
 
 def distill_student(

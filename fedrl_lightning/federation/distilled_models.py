@@ -17,6 +17,7 @@ from fedrl_lightning.federation.distillation import (
     consensus_of,
     distill_student,
     draw_probe_states,
+    strategy_consensus,
 )
 from fedrl_lightning.federation.personal_store import PersonalStore, recover_run_store
 from fedrl_lightning.federation.run_folder import RunFolder
@@ -49,8 +50,9 @@ class DistilledModels:
     (``student_steps``, FedDF), so the run's ``last.ckpt`` holds one deployable policy; its
     ``eval_reward`` is the student's, and ``eval_reward_personalized`` each agent's own.
 
-    The strategy is not used: the consensus is the plain mean of the distributions, as
-    FedHPD's. It offers the trainer what
+    The consensus is the plain mean of the distributions, as FedHPD's, unless
+    ``consensus: strategy`` asks for the run's strategy (a robust one against Byzantine
+    distributions). It offers the trainer what
     :class:`~fedrl_lightning.federation.shared_model.SharedModel` does.
 
     Args:
@@ -204,15 +206,18 @@ class DistilledModels:
         """Average the round's distributions into the consensus, and distill the student on it.
 
         Args:
-            strategy: The run's strategy; unused, the consensus is the plain mean.
+            strategy: The run's strategy; used only with ``consensus: strategy``.
             updates: The round's updates; in a round that exchanges, each holds a distribution.
             statistics: Names of the model's running statistics modules (there are none).
         """
-        distributions = [u.distribution for u in updates if u.distribution is not None]
-        self.averaged = len(distributions)
-        if not distributions:
+        sent = [u for u in updates if u.distribution is not None]
+        self.averaged = len(sent)
+        if not sent:
             return
-        self.consensus = consensus_of(distributions)
+        if self.settings.consensus == "strategy":
+            self.consensus = strategy_consensus(strategy, sent, self.consensus)
+        else:
+            self.consensus = consensus_of([u.distribution for u in sent])
         self.consensus_round = self.round + 1
         if self.settings.student_steps:
             with one_torch_thread():

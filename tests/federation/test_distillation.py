@@ -14,9 +14,10 @@ from fedrl_lightning.federation.distillation import (
     consensus_of,
     distill_student,
     draw_probe_states,
+    strategy_consensus,
 )
 from fedrl_lightning.federation.distilled_models import PROBE_STATES_FILE, DistilledModels
-from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg
+from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg, FedMedian
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.learners import Reinforce
 from fedrl_lightning.learners.distillation_term import DistillationTarget, consensus_kl
@@ -70,6 +71,24 @@ def test_the_consensus_of_two_agents_is_their_mean_state_by_state():
     assert server.round_columns()["distributions_averaged"] == 2
     server.record_personal([0, 1], 1)
     assert server.consensus_round == server.round == 1  # round 2's fits are pulled to it
+
+
+def test_a_strategy_consensus_is_the_robust_combination_renormalised():
+    """``consensus: strategy`` with FedMedian: the median state by state, then a distribution."""
+    rows = [[0.6, 0.3, 0.1], [0.1, 0.6, 0.3], [0.3, 0.1, 0.6], [0.0, 0.0, 1.0]]
+    first = [update(agent, [row]) for agent, row in enumerate(rows[:3])]
+    # Medians [0.3, 0.3, 0.3] sum to 0.9, renormalised to a third each.
+    consensus = strategy_consensus(FedMedian(), first, None)
+    assert torch.allclose(consensus, torch.full((1, 3), 1 / 3))
+    # One agent of three sending a point mass moves the median only as far as the others let.
+    outvoted = [update(0, [rows[3]]), update(1, [rows[0]]), update(2, [[0.5, 0.4, 0.1]])]
+    consensus = strategy_consensus(FedMedian(), outvoted, None)
+    assert torch.allclose(consensus, torch.tensor([[0.5, 0.3, 0.1]]) / 0.9)
+    # FedAvg weights agents by their episodes, from the last consensus.
+    averaged = strategy_consensus(FedAvg(), first, torch.full((1, 3), 0.2))
+    assert torch.allclose(averaged, consensus_of([u.distribution for u in first]))
+    settings = DistillationSettings.parse({"consensus": "strategy"})
+    assert settings.consensus == "strategy" and DistillationSettings().consensus == "mean"
 
 
 def test_the_kl_term_pulls_the_policy_towards_the_consensus():
