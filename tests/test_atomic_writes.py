@@ -1,10 +1,11 @@
 import csv
+import random
 
 import pytest
 import torch
 
 from fedrl_lightning.checkpoints import atomic_save, atomic_write_text, load_checkpoint
-from fedrl_lightning.federation.metrics_csv import RoundCSVLogger
+from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text
 from fedrl_lightning.federation.run_folder import RunFolder
 
 
@@ -55,6 +56,25 @@ def test_round_csv_logger_keeps_one_row_per_round(tmp_path):
         {"round": "3", "reward": "3.0", "failed_agents": "4 7"},
     ]
     assert [p.name for p in path.parent.iterdir()] == ["metrics.csv"]
+
+
+def test_round_csv_logger_formats_only_new_rows_and_writes_what_a_whole_rewrite_would(tmp_path):
+    """New rows, new columns, fewer columns and redone rounds, in a seeded order."""
+    path = tmp_path / "metrics.csv"
+    logger = RoundCSVLogger(path, rows=[{"round": 1, "reward": 1.0}])
+    rng, rows = random.Random(0), {1: {"round": 1, "reward": 1.0}}
+    for _ in range(60):
+        step = rng.choice([max(rows) + 1] * 4 + list(rows))  # mostly new rounds, some redone
+        row = {"round": step, "reward": rng.random()}
+        if rng.random() < 0.2:
+            row[f"extra_{rng.randrange(4)}"] = rng.randrange(9)
+        if rng.random() < 0.2:
+            del row["reward"]
+        rows[step] = row
+        logger.log_metrics(row, step=step)
+        logger.save()
+        assert path.read_text() == csv_text([rows[s] for s in sorted(rows)])
+    assert logger._formatted_to == max(rows)  # the text of the rows written is kept
 
 
 def test_new_run_folders_take_the_next_free_version(tmp_path):
