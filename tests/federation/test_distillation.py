@@ -91,6 +91,20 @@ def test_a_strategy_consensus_is_the_robust_combination_renormalised():
     assert settings.consensus == "strategy" and DistillationSettings().consensus == "mean"
 
 
+def test_a_krum_consensus_is_one_agents_distribution(tmp_path):
+    """Through the command line: Krum's consensus is what one of the round's agents sent."""
+    args = ["fit", "--config", str(TINY_DISTILL_CONFIG), "--trainer.keep_agent_checkpoints=true"]
+    args += ["--data.num_agents=6", "--trainer.agents_per_round=5", "--trainer.strategy=Krum"]
+    args += ["--trainer.distillation.consensus=strategy", "--trainer.strategy.num_byzantine=1"]
+    result = run_cli(*args, "--data.byzantine={agents: [1], attack: sign_flip}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / RUN
+    consensus = load_checkpoint(run / "checkpoints/last.ckpt")["fedrl"]["shared"]["consensus"]
+    sent = [load_checkpoint(p)[DISTRIBUTION_KEY] for p in (run / "agents").glob("round-0003-*")]
+    assert len(sent) == 5
+    assert sum(torch.allclose(consensus, d, atol=1e-6) for d in sent) >= 1
+
+
 def test_the_kl_term_pulls_the_policy_towards_the_consensus():
     # Uniform logits against a consensus of (0.9, 0.1): d KL / d logits = softmax - p =
     # (0.5 - 0.9, 0.5 - 0.1) = (-0.4, 0.4), so descending raises action 0's logit.
