@@ -245,10 +245,20 @@ def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
     assert_same_files(*personal)
 
 
-def test_distillation_resumes_bit_identically_after_sigkill(tmp_path):
-    """Own models, the consensus and the student, killed at random moments; agent 1 attacks."""
+@pytest.mark.parametrize(
+    "consensus",
+    [[], ["--trainer.distillation.consensus=strategy", "--trainer.strategy=FedMedian"]],
+    ids=["mean", "median"],
+)
+def test_distillation_resumes_bit_identically_after_sigkill(tmp_path, consensus):
+    """Own models, the consensus and the student, killed at random moments; agent 1 attacks.
+
+    The consensus is the plain mean, or the median (``consensus: strategy``).
+    """
     byzantine = "--data.byzantine={agents: [1], attack: random_noise}"  # seeded noise
-    reference, killed, _ = killed_against_reference(tmp_path, TINY_DISTILL_CONFIG, byzantine)
+    reference, killed, _ = killed_against_reference(
+        tmp_path, TINY_DISTILL_CONFIG, byzantine, *consensus
+    )
     personal = [saved_files(cwd, "personal", lambda p: p["round"]) for cwd in (reference, killed)]
     assert list(personal[0]) == [f"agent-000{a}.ckpt" for a in range(4)]
     assert_same_files(*personal)

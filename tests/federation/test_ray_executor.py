@@ -254,13 +254,19 @@ def test_personal_heads_on_ray_match_sequential(tmp_path):
             assert torch.equal(actual["state_dict"][key], value), (folder, key)
 
 
-def test_distillation_on_ray_matches_sequential(tmp_path):
+@pytest.mark.parametrize(
+    "consensus",
+    [[], ["--trainer.distillation.consensus=strategy", "--trainer.strategy=FedMedian"]],
+    ids=["mean", "median"],
+)
+def test_distillation_on_ray_matches_sequential(tmp_path, consensus):
     """Own models of different sizes, distributions and the student; every agent every round.
 
-    Agent 1 sends seeded noise instead of its distribution (a Byzantine attack).
+    Agent 1 sends seeded noise instead of its distribution (a Byzantine attack); the
+    consensus is the plain mean, or the median (``consensus: strategy``).
     """
     args = ["--config", str(TINY_DISTILL_CONFIG), "--trainer.agents_per_round", "4"]
-    args += ["--data.byzantine={agents: [1], attack: random_noise}"]
+    args += ["--data.byzantine={agents: [1], attack: random_noise}", *consensus]
     sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, args)
     run = "lightning_logs/version_0"
     personal = sorted(p.name for p in (sequential / run / "personal").iterdir())
