@@ -1,0 +1,356 @@
+"""The headline figures on held-out seeds: fit, evaluate ``last.ckpt`` fresh, write results.
+
+Usage::
+
+    python benchmarks/held_out.py FIGURE [FIGURE ...] [--seeds 100 ... 109] [--jobs 2]
+        [--runs DIR] [--episodes N]
+    python benchmarks/held_out.py --list
+
+Each figure (see :data:`FIGURES`, or ``--list``) is a shipped config, perhaps with overrides,
+a measure and a goal. For every seed the config is fitted through the real command line
+(``python -m fedrl_lightning fit --config ... --seed_everything SEED``), ``--jobs`` seeds at a
+time, each in its own processes. Then every agent's deployed policy from the run's
+``last.ckpt`` (``load_module(last, agent=k)``: the global policy, with the agent's own
+parameters where the run personalises) plays fresh episodes of its own environment, seeds the
+run never used, sampling actions as in training. A seed's value is the mean over agents; its
+worst agent is reported beside it with the standard error of that agent's mean.
+
+The figure's summary (:func:`protocol.summarize`): IQM and mean over seeds with 95% bootstrap
+CIs, the same for the worst agent, and the seeds that meet the goal. It is written to
+``benchmarks/results/FIGURE.json`` with the commit, the machine, the config's hash and its
+fingerprint (``benchmarks/check_figures.py``); ``benchmarks/render_figures.py`` makes the docs'
+tables from it.
+
+The default seeds are the reporting seeds 100-109: no config was tuned on them. Tune on
+``--seeds 0 1 ... 9`` (:data:`protocol.TUNING_SEEDS`) with ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from check_figures import fingerprint
+from fresh_evaluation import run_population
+from milestones import first_reaching, read_metrics
+from protocol import (
+    REPORTING_SEEDS,
+    ROOT,
+    TUNING_SEEDS,
+    Goal,
+    config_hash,
+    provenance,
+    summarize,
+    write_results,
+)
+from runs import fit_config
+
+CONFIGS = ROOT / "configs"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline figure: what is fitted, how a seed is measured, and the goal.
+
+    Attributes:
+        config: The shipped config's file name, under ``configs/``.
+        topic: The docs page the figure belongs on.
+        title: The figure's row title.
+        goal: The goal over seeds; ``None`` for a figure that is only reported.
+        overrides: Command-line overrides after the config.
+        episodes: Fresh episodes per agent.
+        steps_to: Measure the env steps to the first round whose evaluation mean reaches this
+            (from ``metrics.csv``) instead of the fresh return; a seed that never reaches it
+            counts its whole run's steps and is marked not reached.
+        unit: What the value is, for the docs.
+    """
+
+    config: str
+    topic: str
+    title: str
+    goal: Goal | None
+    overrides: tuple[str, ...] = ()
+    episodes: int = 50
+    steps_to: float | None = None
+    unit: str = "return"
+
+    @property
+    def path(self) -> Path:
+        """The config file."""
+        return CONFIGS / self.config
+
+    def command(self) -> str:
+        """The command a user runs to fit one seed of this figure."""
+        extra = "".join(f" '{o}'" for o in self.overrides)
+        return (
+            f"python -m fedrl_lightning fit --config configs/{self.config}{extra} "
+            "--seed_everything SEED"
+        )
+
+
+CONFLICT = "every agent >= 72 in >= 9 of 10 seeds"
+FIGURES: dict[str, Figure] = {
+    "cartpole_hetero_ppo": Figure(
+        "cartpole_hetero_ppo.yaml",
+        "control",
+        "CartPole, 10 pole lengths, PPO",
+        Goal(
+            "IQM >= 490, and worst agent >= 475 in >= 9 of 10 seeds, within 150k steps",
+            iqm=490.0,
+            seed_worst=475.0,
+            seeds_needed=9,
+            max_env_steps=150_000,
+        ),
+    ),
+    "acrobot_ppo": Figure(
+        "acrobot_ppo.yaml",
+        "control",
+        "Acrobot, PPO",
+        Goal("IQM >= -85 within 300k steps", iqm=-85.0, seed_value=-85.0, max_env_steps=300_000),
+        episodes=20,
+    ),
+    "pendulum_hetero_ppo": Figure(
+        "pendulum_hetero_ppo.yaml",
+        "control",
+        "Pendulum, 10 masses and lengths, PPO",
+        Goal("IQM >= -200 within 300k steps", iqm=-200.0, seed_value=-200.0, max_env_steps=300_000),
+        episodes=20,
+    ),
+    "lunarlander_ppo": Figure(
+        "lunarlander_ppo.yaml",
+        "control",
+        "LunarLander, PPO",
+        Goal(
+            "IQM >= 200, >= 9 of 10 seeds >= 200, within 1M steps",
+            iqm=200.0,
+            seed_value=200.0,
+            seeds_needed=9,
+            max_env_steps=1_000_000,
+        ),
+        episodes=20,
+    ),
+    "mountaincar_rnd": Figure(
+        "mountaincar_rnd.yaml",
+        "curiosity",
+        "MountainCar, PPO + RND",
+        Goal("IQM >= -130 within 300k steps", iqm=-130.0, seed_value=-130.0, max_env_steps=300_000),
+        episodes=20,
+    ),
+    "mountaincar_no_curiosity": Figure(
+        "mountaincar_rnd.yaml",
+        "curiosity",
+        "MountainCar, the same without curiosity",
+        Goal(
+            "stays at -200: IQM <= -199",
+            iqm=-199.0,
+            seed_value=-199.0,
+            lower_is_better=True,
+        ),
+        overrides=("--model.init_args.curiosity=null",),
+        episodes=20,
+    ),
+    "cartpole_distill_fedhpd": Figure(
+        "cartpole_distill_fedhpd.yaml",
+        "distillation",
+        "CartPole, 10 REINFORCE agents of 3 sizes, distillation: agents' own policies",
+        Goal("IQM >= 477 (FedHPD: 455.5 / 477.3)", iqm=477.0, seed_value=477.0),
+        episodes=20,
+    ),
+    "simple_conflict_personal": Figure(
+        "simple_conflict_personal.yaml",
+        "personalization",
+        "simple_conflict, personal heads",
+        Goal(CONFLICT, seed_worst=72.0, seeds_needed=9),
+        episodes=1000,
+    ),
+    "simple_conflict_ifca": Figure(
+        "simple_conflict_ifca.yaml",
+        "personalization",
+        "simple_conflict, IFCA",
+        Goal(CONFLICT, seed_worst=72.0, seeds_needed=9),
+        episodes=1000,
+    ),
+    "simple_conflict_tasks": Figure(
+        "simple_conflict_tasks.yaml",
+        "personalization",
+        "simple_conflict, task-conditioned",
+        Goal(CONFLICT, seed_worst=72.0, seeds_needed=9),
+        episodes=1000,
+    ),
+    "simple_tuned": Figure(
+        "simple_tuned.yaml",
+        "personalization",
+        "Simple, tuned (the tutorial's budget)",
+        Goal("IQM >= 74 (oracle 75)", iqm=74.0, seed_value=74.0),
+        episodes=200,
+    ),
+    "cartpole_hetero_ppo_sharing": Figure(
+        "cartpole_hetero_ppo_sharing.yaml",
+        "sharing",
+        "CartPole-hetero PPO, trajectory sharing: env steps to a mean of 475",
+        None,
+        steps_to=475.0,
+        unit="env steps",
+    ),
+    "cartpole_hetero_ppo_no_sharing": Figure(
+        "cartpole_hetero_ppo_sharing.yaml",
+        "sharing",
+        "the same without sharing: env steps to a mean of 475",
+        None,
+        overrides=("--trainer.sharing=null",),
+        steps_to=475.0,
+        unit="env steps",
+    ),
+}
+
+
+def measure_seed(name: str, seed: int, root: Path, episodes: int | None) -> dict[str, Any]:
+    """Fit figure ``name`` with ``seed`` under ``root`` and measure its ``last.ckpt``.
+
+    A run folder that already holds a finished run of the same command is measured again
+    without fitting (fits are deterministic on one machine).
+
+    Returns:
+        The seed's record: value, per-agent returns and standard errors, worst agent, env
+        steps and seconds.
+    """
+    import torch
+
+    from fedrl_lightning import load_module
+    from fedrl_lightning.agent_evaluation import evaluate_agents
+
+    torch.set_num_threads(1)
+    figure = FIGURES[name]
+    run, seconds = fit_config(figure.path, seed, root, *figure.overrides)
+    rows = read_metrics(run)
+    env_steps = int(rows[-1]["env_steps"])
+    population = run_population(run)
+    last = run / "checkpoints" / "last.ckpt"
+    agents = list(range(population.num_agents))
+    evaluations = evaluate_agents(
+        lambda a: load_module(last, agent=a).policy,
+        population,
+        agents,
+        episodes or figure.episodes,
+        seed,
+    )
+    per_agent = np.array([e.mean for e in evaluations])
+    sem = np.array([e.returns.std(ddof=1) / np.sqrt(len(e.returns)) for e in evaluations])
+    worst = int(per_agent.argmin())
+    record: dict[str, Any] = {
+        "seed": seed,
+        "value": float(per_agent.mean()),
+        "worst_agent": float(per_agent[worst]),
+        "worst_agent_id": worst,
+        "worst_agent_sem": float(sem[worst]),
+        "per_agent": [round(float(x), 4) for x in per_agent],
+        "per_agent_sem": [round(float(x), 4) for x in sem],
+        "env_steps": env_steps,
+        "rounds": len(rows),
+        "seconds": round(seconds, 1),
+    }
+    if figure.steps_to is not None:
+        reached = first_reaching(rows, figure.steps_to)
+        record["fresh_return"] = record["value"]
+        record["reached"] = reached is not None
+        record["value"] = float(reached.env_steps if reached else env_steps)
+    return record
+
+
+def measure(
+    name: str, seeds: list[int], jobs: int, runs: Path, episodes: int | None
+) -> dict[str, Any]:
+    """Measure figure ``name`` over ``seeds``, ``jobs`` at a time; return its results."""
+    figure = FIGURES[name]
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = {
+            pool.submit(measure_seed, name, seed, runs / name / str(seed), episodes): seed
+            for seed in seeds
+        }
+        records = []
+        for future in concurrent.futures.as_completed(futures):
+            record = future.result()
+            records.append(record)
+            print(
+                f"  {name} seed {record['seed']}: {record['value']:.1f} {figure.unit}, worst agent "
+                f"{record['worst_agent']:.1f} ({record['worst_agent_id']}), "
+                f"{record['env_steps']:,} steps, {record['seconds']:.0f} s",
+                flush=True,
+            )
+    records.sort(key=lambda r: r["seed"])
+    return {
+        "figure": name,
+        "title": figure.title,
+        "topic": figure.topic,
+        "config": f"configs/{figure.config}",
+        "overrides": list(figure.overrides),
+        "command": figure.command(),
+        "benchmark": f"python benchmarks/held_out.py {name} --jobs {jobs}",
+        "config_hash": config_hash(figure.path, figure.overrides),
+        "fingerprint": fingerprint(figure.config),
+        **provenance(),
+        "seeds": seeds,
+        "tuning_seeds": list(TUNING_SEEDS),
+        "episodes_per_agent": episodes or figure.episodes,
+        "unit": figure.unit,
+        "goal": None if figure.goal is None else vars(figure.goal),
+        "per_seed": records,
+        "summary": summarize(records, figure.goal),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figures", nargs="*", help="figure names (--list shows them)")
+    parser.add_argument("--list", action="store_true", help="list the figures and exit")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(REPORTING_SEEDS))
+    parser.add_argument("--jobs", type=int, default=2, help="seeds fitted at a time")
+    parser.add_argument("--runs", type=Path, help="keep run folders here (default: a temp dir)")
+    parser.add_argument("--episodes", type=int, help="fresh episodes per agent (default: figure's)")
+    parser.add_argument("--no-write", action="store_true", help="print only; write no results")
+    args = parser.parse_args()
+    if args.list or not args.figures:
+        for name, figure in FIGURES.items():
+            goal = figure.goal.text if figure.goal else "reported"
+            print(f"{name}: {figure.title} [{goal}]")
+        return
+    unknown = [name for name in args.figures if name not in FIGURES]
+    if unknown:
+        sys.exit(f"unknown figure(s) {', '.join(unknown)}; --list shows them")
+    tuning = sorted(set(args.seeds) & set(TUNING_SEEDS))
+    if tuning and not args.no_write:
+        sys.exit(f"seeds {tuning} are tuning seeds: pass --no-write, or report on 100-109")
+    with tempfile.TemporaryDirectory() as workdir:
+        runs = args.runs or Path(workdir)
+        for name in args.figures:
+            results = measure(name, args.seeds, args.jobs, runs, args.episodes)
+            summary = results["summary"]
+            iqm, mean = summary["iqm"], summary["mean"]
+            print(
+                f"{name}: IQM {iqm['value']:.1f} [{iqm['low']:.1f}, {iqm['high']:.1f}], mean "
+                f"{mean['value']:.1f} [{mean['low']:.1f}, {mean['high']:.1f}]"
+                + (
+                    f"; {summary['seeds_meeting_goal']}/{summary['seeds']} seeds meet the goal; "
+                    f"goal {'MET' if summary['goal_met'] else 'MISSED'}"
+                    if "goal_met" in summary
+                    else ""
+                ),
+                flush=True,
+            )
+            if not args.no_write:
+                print(f"  wrote {write_results(name, results)}")
+
+
+if __name__ == "__main__":
+    main()
