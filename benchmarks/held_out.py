@@ -212,11 +212,12 @@ FIGURES: dict[str, Figure] = {
 }
 
 
-def measure_seed(name: str, seed: int, root: Path, episodes: int | None) -> dict[str, Any]:
+def measure_seed(
+    name: str, seed: int, root: Path, episodes: int | None, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Fit figure ``name`` with ``seed`` under ``root`` and measure its ``last.ckpt``.
 
-    A run folder that already holds a finished run of the same command is measured again
-    without fitting (fits are deterministic on one machine).
+    ``extra`` overrides go after the figure's own (for tuning; never written as results).
 
     Returns:
         The seed's record: value, per-agent returns and standard errors, worst agent, env
@@ -229,7 +230,7 @@ def measure_seed(name: str, seed: int, root: Path, episodes: int | None) -> dict
 
     torch.set_num_threads(1)
     figure = FIGURES[name]
-    run, seconds = fit_config(figure.path, seed, root, *figure.overrides)
+    run, seconds = fit_config(figure.path, seed, root, *figure.overrides, *extra)
     rows = read_metrics(run)
     env_steps = int(rows[-1]["env_steps"])
     population = run_population(run)
@@ -266,7 +267,12 @@ def measure_seed(name: str, seed: int, root: Path, episodes: int | None) -> dict
 
 
 def measure(
-    name: str, seeds: list[int], jobs: int, runs: Path, episodes: int | None
+    name: str,
+    seeds: list[int],
+    jobs: int,
+    runs: Path,
+    episodes: int | None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Measure figure ``name`` over ``seeds``, ``jobs`` at a time; return its results."""
     figure = FIGURES[name]
@@ -274,7 +280,7 @@ def measure(
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {
-            pool.submit(measure_seed, name, seed, runs / name / str(seed), episodes): seed
+            pool.submit(measure_seed, name, seed, runs / name / str(seed), episodes, extra): seed
             for seed in seeds
         }
         records = []
@@ -319,6 +325,13 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, help="keep run folders here (default: a temp dir)")
     parser.add_argument("--episodes", type=int, help="fresh episodes per agent (default: figure's)")
     parser.add_argument("--no-write", action="store_true", help="print only; write no results")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="an extra command-line override, such as --model.init_args.lr=0.001 (for tuning: "
+        "needs --no-write)",
+    )
     args = parser.parse_args()
     if args.list or not args.figures:
         for name, figure in FIGURES.items():
@@ -328,13 +341,17 @@ def main() -> None:
     unknown = [name for name in args.figures if name not in FIGURES]
     if unknown:
         sys.exit(f"unknown figure(s) {', '.join(unknown)}; --list shows them")
+    if args.override and not args.no_write:
+        sys.exit("--override changes what is fitted: pass --no-write (results match the config)")
     tuning = sorted(set(args.seeds) & set(TUNING_SEEDS))
     if tuning and not args.no_write:
         sys.exit(f"seeds {tuning} are tuning seeds: pass --no-write, or report on 100-109")
     with tempfile.TemporaryDirectory() as workdir:
         runs = args.runs or Path(workdir)
         for name in args.figures:
-            results = measure(name, args.seeds, args.jobs, runs, args.episodes)
+            results = measure(
+                name, args.seeds, args.jobs, runs, args.episodes, tuple(args.override)
+            )
             summary = results["summary"]
             iqm, mean = summary["iqm"], summary["mean"]
             print(

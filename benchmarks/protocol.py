@@ -124,12 +124,15 @@ def interval_estimates(values: Sequence[float], reps: int = BOOTSTRAP_REPS) -> d
     }
 
 
-def summarize(seeds: Sequence[dict[str, Any]], goal: Goal | None) -> dict[str, Any]:
+def summarize(
+    seeds: Sequence[dict[str, Any]], goal: Goal | None, reps: int = BOOTSTRAP_REPS
+) -> dict[str, Any]:
     """The summary of a figure's per-seed records.
 
     Args:
         seeds: Per-seed records, each with ``value``, ``worst_agent`` and ``env_steps``.
         goal: The figure's goal; ``None`` for a figure that is only reported.
+        reps: Bootstrap resamples for each interval.
 
     Returns:
         The IQM and mean of the values and of the worst agents with their CIs, the seeds that
@@ -139,16 +142,25 @@ def summarize(seeds: Sequence[dict[str, Any]], goal: Goal | None) -> dict[str, A
     worst = [s["worst_agent"] for s in seeds]
     summary: dict[str, Any] = {
         "seeds": len(seeds),
-        **{k: asdict(v) for k, v in interval_estimates(values).items()},
-        "worst_agent": {k: asdict(v) for k, v in interval_estimates(worst).items()},
+        **{k: asdict(v) for k, v in interval_estimates(values, reps).items()},
+        "worst_agent": {k: asdict(v) for k, v in interval_estimates(worst, reps).items()},
     }
     if goal is not None:
-        met = [goal.seed_meets(s["value"], s["worst_agent"], s["env_steps"]) for s in seeds]
-        summary["seeds_meeting_goal"] = int(sum(met))
-        summary["goal_met"] = bool(
-            goal.reaches(summary["iqm"]["value"], goal.iqm) and sum(met) >= goal.seeds_needed
-        )
+        summary |= verdict(seeds, goal, summary["iqm"]["value"])
     return summary
+
+
+def verdict(seeds: Sequence[dict[str, Any]], goal: Goal, iqm: float) -> dict[str, Any]:
+    """How many ``seeds`` meet ``goal``, and whether it is met given the seeds' ``iqm``.
+
+    Returns:
+        ``{"seeds_meeting_goal": int, "goal_met": bool}``.
+    """
+    met = sum(goal.seed_meets(s["value"], s["worst_agent"], s["env_steps"]) for s in seeds)
+    return {
+        "seeds_meeting_goal": int(met),
+        "goal_met": bool(goal.reaches(iqm, goal.iqm) and met >= goal.seeds_needed),
+    }
 
 
 def git(*args: str) -> str:
@@ -176,8 +188,15 @@ def provenance() -> dict[str, Any]:
 
 
 def config_hash(config: Path, overrides: Sequence[str] = ()) -> str:
-    """A short SHA-256 of the config file's bytes and the overrides given beside it."""
-    digest = hashlib.sha256(config.read_bytes())
+    """A short SHA-256 of what the config sets, and of the overrides given beside it.
+
+    The config's parsed content is hashed, not its bytes, so its comments can change without
+    a re-measure; any value that changes does change the hash.
+    """
+    import yaml
+
+    content = json.dumps(yaml.safe_load(config.read_text()), sort_keys=True)
+    digest = hashlib.sha256(content.encode())
     for override in overrides:
         digest.update(b"\0" + override.encode())
     return digest.hexdigest()[:16]
