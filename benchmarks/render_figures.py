@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from protocol import Goal
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 PAGES = ROOT / "docs" / "figures"
@@ -74,7 +76,7 @@ def verdict(results: dict[str, Any]) -> str:
     if "goal_met" not in summary:
         return "reported"
     word = "**met**" if summary["goal_met"] else "**missed**"
-    return f"{word} ({summary['seeds_meeting_goal']} of {summary['seeds']} seeds)"
+    return f"{word} ({summary['seeds_meeting_goal']} of {summary['seeds']} seeds meet it)"
 
 
 def load_all() -> list[dict[str, Any]]:
@@ -130,6 +132,18 @@ def figure_section(results: dict[str, Any]) -> list[str]:
         "| env steps | "
         + " | ".join(f"{s['env_steps'] / 1000:,.0f}k" for s in results["per_seed"])
         + " |",
+    ]
+    if results["goal"]:
+        goal = Goal(**results["goal"])
+        lines.append(
+            "| meets the goal | "
+            + " | ".join(
+                "yes" if goal.seed_meets(s["value"], s["worst_agent"], s["env_steps"]) else "**no**"
+                for s in results["per_seed"]
+            )
+            + " |"
+        )
+    lines += [
         "",
         f"- Command, per seed: `{results['command']}`",
         f"- Benchmark: `{results['benchmark']}`; results file "

@@ -179,3 +179,17 @@ def test_check_names_moved_configs_and_other_machines(tmp_path, monkeypatch, cap
     assert "default.yaml: MOVED" in capsys.readouterr().out
     check_figures.record(["default.yaml"])
     assert check_figures.check(["default.yaml"]) == 0
+
+
+def test_no_shipped_config_has_moved(capsys):
+    """The canary: every shipped config's short run is where its fingerprint says.
+
+    Fails with the configs whose trajectory a change moved (re-measure their figures, then
+    ``python benchmarks/check_figures.py --record``); skipped on a machine with no recorded
+    fingerprints, where floats are not comparable.
+    """
+    if check_figures.machine_kind() not in check_figures.read_fingerprints():
+        pytest.skip(f"other machine: not comparable ({check_figures.machine_kind()})")
+    code = check_figures.check(check_figures.shipped_configs())
+    out = capsys.readouterr().out
+    assert code == 0, out
