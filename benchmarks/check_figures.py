@@ -67,8 +67,8 @@ def _hash_tensors(obj: Any, digest: Any, prefix: str = "") -> None:
             _hash_tensors(item, digest, f"{prefix}/{i}")
 
 
-def fingerprint(config: str) -> str:
-    """The fingerprint of shipped config ``config`` (a file name under ``configs/``).
+def fingerprint(config: str | Path) -> str:
+    """The fingerprint of ``config``: a file name under ``configs/``, or a path.
 
     Raises:
         RuntimeError: Where the short run does not finish.
@@ -82,7 +82,7 @@ def fingerprint(config: str) -> str:
         argv = [
             "fit",
             "--config",
-            str(CONFIGS / config),
+            str(CONFIGS / config if isinstance(config, str) else config),
             f"--trainer.num_rounds={ROUNDS}",
             f"--trainer.default_root_dir={root}",
             "--trainer.enable_progress_bar=false",

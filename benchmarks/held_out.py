@@ -42,6 +42,7 @@ from check_figures import fingerprint
 from fresh_evaluation import run_population
 from milestones import first_reaching, read_metrics
 from protocol import (
+    BOOTSTRAP_REPS,
     REPORTING_SEEDS,
     ROOT,
     TUNING_SEEDS,
@@ -67,6 +68,7 @@ class Figure:
         goal: The goal over seeds; ``None`` for a figure that is only reported.
         overrides: Command-line overrides after the config.
         episodes: Fresh episodes per agent.
+        folder: The folder the config is in.
         steps_to: Measure the env steps to the first round whose evaluation mean reaches this
             (from ``metrics.csv``) instead of the fresh return; a seed that never reaches it
             counts its whole run's steps and is marked not reached.
@@ -81,11 +83,12 @@ class Figure:
     episodes: int = 50
     steps_to: float | None = None
     unit: str = "return"
+    folder: Path = CONFIGS
 
     @property
     def path(self) -> Path:
         """The config file."""
-        return CONFIGS / self.config
+        return self.folder / self.config
 
     def command(self) -> str:
         """The command a user runs to fit one seed of this figure."""
@@ -213,9 +216,9 @@ FIGURES: dict[str, Figure] = {
 
 
 def measure_seed(
-    name: str, seed: int, root: Path, episodes: int | None, extra: tuple[str, ...] = ()
+    figure: Figure, seed: int, root: Path, episodes: int | None, extra: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Fit figure ``name`` with ``seed`` under ``root`` and measure its ``last.ckpt``.
+    """Fit ``figure``'s config with ``seed`` under ``root`` and measure its ``last.ckpt``.
 
     ``extra`` overrides go after the figure's own (for tuning; never written as results).
 
@@ -229,7 +232,6 @@ def measure_seed(
     from fedrl_lightning.agent_evaluation import evaluate_agents
 
     torch.set_num_threads(1)
-    figure = FIGURES[name]
     run, seconds = fit_config(figure.path, seed, root, *figure.overrides, *extra)
     rows = read_metrics(run)
     env_steps = int(rows[-1]["env_steps"])
@@ -268,19 +270,25 @@ def measure_seed(
 
 def measure(
     name: str,
+    figure: Figure,
     seeds: list[int],
     jobs: int,
     runs: Path,
     episodes: int | None,
     extra: tuple[str, ...] = (),
+    reps: int = BOOTSTRAP_REPS,
 ) -> dict[str, Any]:
-    """Measure figure ``name`` over ``seeds``, ``jobs`` at a time; return its results."""
-    figure = FIGURES[name]
+    """Measure ``figure``, named ``name``, over ``seeds``, ``jobs`` at a time.
+
+    Returns:
+        Its results, as :func:`protocol.write_results` writes them.
+    """
+    source = provenance()  # before the fits: the code they run
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {
-            pool.submit(measure_seed, name, seed, runs / name / str(seed), episodes, extra): seed
+            pool.submit(measure_seed, figure, seed, runs / name / str(seed), episodes, extra): seed
             for seed in seeds
         }
         records = []
@@ -298,20 +306,20 @@ def measure(
         "figure": name,
         "title": figure.title,
         "topic": figure.topic,
-        "config": f"configs/{figure.config}",
+        "config": str(figure.path.relative_to(ROOT)),
         "overrides": list(figure.overrides),
         "command": figure.command(),
         "benchmark": f"python benchmarks/held_out.py {name} --jobs {jobs}",
         "config_hash": config_hash(figure.path, figure.overrides),
-        "fingerprint": fingerprint(figure.config),
-        **provenance(),
+        "fingerprint": fingerprint(figure.path),
+        **source,
         "seeds": seeds,
         "tuning_seeds": list(TUNING_SEEDS),
         "episodes_per_agent": episodes or figure.episodes,
         "unit": figure.unit,
         "goal": None if figure.goal is None else vars(figure.goal),
         "per_seed": records,
-        "summary": summarize(records, figure.goal),
+        "summary": summarize(records, figure.goal, reps),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -350,7 +358,13 @@ def main() -> None:
         runs = args.runs or Path(workdir)
         for name in args.figures:
             results = measure(
-                name, args.seeds, args.jobs, runs, args.episodes, tuple(args.override)
+                name,
+                FIGURES[name],
+                args.seeds,
+                args.jobs,
+                runs,
+                args.episodes,
+                tuple(args.override),
             )
             summary = results["summary"]
             iqm, mean = summary["iqm"], summary["mean"]

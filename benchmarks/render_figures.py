@@ -258,13 +258,14 @@ def main() -> None:
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-    orphans = [p for p in PAGES.glob("*.md") if p not in rendered_files]
-    for path in orphans:
-        stale.append(path)
-        if not args.check:
-            path.unlink()
     for path in stale:
         print(f"{'differs' if args.check else 'wrote'}: {path.relative_to(ROOT)}")
+    orphans = [p for p in PAGES.glob("*.md") if p not in rendered_files]
+    for path in orphans:  # a page whose results files are gone
+        print(f"{'no results for' if args.check else 'removed'}: {path.relative_to(ROOT)}")
+        if not args.check:
+            path.unlink()
+    stale += orphans
     if args.check and stale:
         sys.exit(1)
 

@@ -193,3 +193,33 @@ def test_no_shipped_config_has_moved(capsys):
     code = check_figures.check(check_figures.shipped_configs())
     out = capsys.readouterr().out
     assert code == 0, out
+
+
+def test_a_figure_end_to_end_on_a_tiny_config(tmp_path):
+    """Two seeds through the real command line, measured fresh, summarised and rendered."""
+    from held_out import Figure, measure
+
+    figure = Figure(
+        "tiny.yaml",
+        "control",
+        "tiny",
+        Goal("IQM >= 0", iqm=0.0, seed_value=0.0, seeds_needed=2),
+        episodes=5,
+        folder=ROOT / "tests" / "configs",
+    )
+    results = measure("tiny", figure, [101, 100], 2, tmp_path, None, reps=2_000)
+    assert [s["seed"] for s in results["per_seed"]] == [100, 101]
+    for record in results["per_seed"]:
+        assert record["value"] == pytest.approx(np.mean(record["per_agent"]), abs=1e-3)
+        assert record["worst_agent"] == pytest.approx(min(record["per_agent"]), abs=1e-3)
+        run = tmp_path / "tiny" / str(record["seed"]) / "lightning_logs" / "version_0"
+        rows = (run / "metrics.csv").read_text().splitlines()
+        assert record["rounds"] == len(rows) - 1
+        assert str(record["env_steps"]) in rows[-1].split(",")
+    values = [s["value"] for s in results["per_seed"]]
+    assert results["summary"]["mean"]["value"] == pytest.approx(np.mean(values))
+    assert results["summary"]["goal_met"] is True  # SimpleEnv's returns are never negative
+    assert results["seeds"] == [101, 100] and results["config"] == "tests/configs/tiny.yaml"
+    assert results["fingerprint"] == check_figures.fingerprint(figure.path)
+    page = render_figures.topic_page("control", [results | {"_file": "tiny.json"}])
+    assert "### tiny" in page and f"{values[0]:.1f}" in page and "**met**" in page
