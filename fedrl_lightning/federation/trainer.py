@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fedrl_lightning.checkpoints import (
+    ROUND_STATE_KEY,
     atomic_save,
     atomic_write_text,
     load_checkpoint,
@@ -57,7 +58,7 @@ from fedrl_lightning.statistics_module import STATISTICS_BUFFERS as STATISTICS
 
 __all__ = ["FEDRL_KEY", "FederatedTrainer"]
 
-FEDRL_KEY = "fedrl"
+FEDRL_KEY = ROUND_STATE_KEY  # where a round checkpoint keeps the federated state
 log = logging.getLogger(__name__)
 
 
@@ -453,8 +454,11 @@ class FederatedTrainer:
             ) from None
         try:
             self.load_state_dict(state)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"checkpoint {path}: incomplete round state ({err})") from None
+        except ConfigError:
+            raise
+        except Exception as err:  # a damaged or foreign state fails wherever it is read
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise ConfigError(f"checkpoint {path}: incomplete round state ({reason})") from None
         if self.completed_rounds > self.num_rounds:
             raise ConfigError(
                 f"--trainer.num_rounds ({self.num_rounds}) is below the {self.completed_rounds} "
