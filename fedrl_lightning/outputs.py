@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +25,7 @@ from fedrl_lightning.checkpoints import atomic_write_bytes, atomic_write_text
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.run_folder import UNFINISHED_FILES
 
-__all__ = ["Outputs", "check_output", "check_output_folder", "run_folder_of"]
+__all__ = ["Outputs", "check_output", "check_output_folder", "run_folder_of", "unwritable"]
 
 
 def run_folder_of(path: Path) -> Path | None:
@@ -113,9 +114,23 @@ def check_output_folder(path: str | Path, option: str) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{option} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: cannot write in {existing} (permission denied)")
+    problem = unwritable(existing)
+    if problem is not None:
+        raise ConfigError(f"{option} {path}: cannot write in {existing} ({problem})")
     return path
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why nothing can be created in existing ``folder``, or ``None`` if something can.
+
+    It creates an empty hidden folder there and removes it at once: permission bits say
+    nothing for root, nor for read-only or virtual file systems such as ``/proc``.
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=folder))
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    return None
 
 
 class Outputs:

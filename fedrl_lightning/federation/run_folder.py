@@ -40,6 +40,8 @@ class RunFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.created = False
+        """Whether :meth:`create` made the folder, in this process."""
 
     @property
     def version(self) -> int | None:
@@ -202,7 +204,9 @@ class RunFolder:
             except FileExistsError:
                 version += 1
                 continue
-            return cls(path)
+            run = cls(path)
+            run.created = True
+            return run
 
     @classmethod
     def newest(cls, root: Path) -> RunFolder | None:
