@@ -74,6 +74,8 @@ def check_output(
     """
     path = Path(path)
     resolved = path.resolve()
+    if resolved.is_dir():
+        raise ConfigError(f"{option} {path}: a folder, not a file")
     for given in inputs:
         if Path(given).resolve() == resolved:
             raise ConfigError(
