@@ -4,6 +4,7 @@ puts back what the command wrote."""
 import contextlib
 import io
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,28 @@ def test_output_paths_compare_resolved(cartpole_run):
     assert check_output(own, "--out", own=[own]) == own
     assert check_output(cartpole_run / "elsewhere.csv", "--out") == cartpole_run / "elsewhere.csv"
     (cartpole_run / "to_metrics.csv").unlink()
+
+
+README = Path(__file__).parents[1] / "README.md"
+MARKER = "<!-- tests/test_nothing_lost.py runs the next block"
+
+
+def readme_examples() -> list[tuple[str, str]]:
+    """Each command and its error line, from the README blocks after the marker."""
+    examples = []
+    for block in README.read_text().split(MARKER)[1:]:
+        lines = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+        for command, error in zip(lines, lines[1:], strict=False):
+            if command.startswith("$ python -m fedrl_lightning "):
+                assert error.startswith("error: "), error
+                examples.append((command.removeprefix("$ python -m fedrl_lightning "), error))
+    return examples
+
+
+@pytest.mark.parametrize("command, error", readme_examples())
+def test_readme_examples_print_what_the_readme_says(cartpole_run, command, error):
+    before = snapshot(cartpole_run)
+    code, stderr = run_in(cartpole_run, shlex.split(command))
+    assert code == 2
+    assert stderr.replace(str(cartpole_run.resolve()), "/home/me") == error + "\n"
+    assert snapshot(cartpole_run) == before

@@ -24,7 +24,7 @@ LOGGER_PACKAGES: dict[str, tuple[str, str]] = {
     "WandbLogger": ("wandb", "pip install wandb"),
     "CometLogger": ("comet_ml", "pip install comet-ml"),
     "NeptuneLogger": ("neptune", "pip install neptune"),
-    "MLFlowLogger": ("mlflow", "pip install mlflow"),
+    "MLFlowLogger": ("mlflow", "pip install -c constraints.txt -e '.[mlflow]'"),
 }
 """Lightning's loggers that need a package of their own: its module, and how to install it."""
 
