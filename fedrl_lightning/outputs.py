@@ -23,24 +23,9 @@ from types import TracebackType
 
 from fedrl_lightning.checkpoints import atomic_write_bytes, atomic_write_text
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.run_folder import UNFINISHED_FILES
+from fedrl_lightning.federation.run_folder import UNFINISHED_FILES, run_folder_of
 
 __all__ = ["Outputs", "check_output", "check_output_folder", "run_folder_of", "unwritable"]
-
-
-def run_folder_of(path: Path) -> Path | None:
-    """The run folder that ``path`` lies in (at any depth), or ``None``.
-
-    A run folder is one that holds a ``checkpoints/`` folder or a ``metrics.csv``, as every
-    run that completed a round does.
-
-    Args:
-        path: A resolved path; it need not exist.
-    """
-    for folder in path.parents:
-        if (folder / "checkpoints").is_dir() or (folder / "metrics.csv").is_file():
-            return folder
-    return None
 
 
 def _is_run_file(path: Path, run: Path) -> bool:

@@ -132,6 +132,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("output folder", ["--trainer.default_root_dir", "a_file"], "trainer.default_root_dir"),
     ("output folder", ["--trainer.default_root_dir", "a_file/below"], "trainer.default_root_dir"),
     ("output folder", ["--trainer.default_root_dir", "/proc/no_such"], "trainer.default_root_dir"),
+    (
+        "output folder",
+        ["--trainer.default_root_dir", "lightning_logs/version_0/checkpoints"],
+        "trainer.default_root_dir 'lightning_logs/version_0/checkpoints': inside the run",
+    ),
     # Options the executor would ignore.
     ("executor", ["--trainer.num_workers", "2"], "trainer.num_workers"),
     ("executor", ["--trainer.round_timeout", "60"], "trainer.round_timeout"),

@@ -272,10 +272,18 @@ def _run_config(checkpoint: Path) -> dict[str, Any]:
     """The config of the run that saved ``checkpoint``: from it, or from its run folder."""
     state = load_checkpoint(checkpoint).get(FEDRL_KEY)
     text = state.get("config") if isinstance(state, dict) else None
+    path = checkpoint
     if not isinstance(text, str):  # an agent's checkpoint, in <run>/agents/
         path = checkpoint.parent.parent / "config.yaml"
-        text = path.read_text() if path.is_file() else None
-    config = yaml.safe_load(text) if text else None
+        try:
+            text = path.read_text() if path.is_file() else None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read the run's config ({err})") from None
+    try:
+        config = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(f"{path}: the run's config is not valid YAML ({problem})") from None
     return config if isinstance(config, dict) else {}
 
 
