@@ -81,6 +81,35 @@ def fuzz() -> collections.Counter:
     return outcomes
 
 
+def fuzz_finished_run() -> collections.Counter:
+    """The fuzz dimensions that start from a finished run: outputs, loggers, damaged files."""
+    import test_cli_fuzz
+
+    outcomes: collections.Counter = collections.Counter()
+    check = test_cli_fuzz.check_refused_and_unchanged
+
+    def counted(
+        code: int, stderr: str, folder: Path, digest: str, may_finish: bool = False
+    ) -> None:
+        outcomes["draws"] += 1
+        outcomes["finished" if code == 0 else "refused in one line"] += 1
+        check(code, stderr, folder, digest, may_finish)
+
+    test_cli_fuzz.check_refused_and_unchanged = counted
+    with tempfile.TemporaryDirectory() as workdir:
+        code, stderr, _ = test_cli_fuzz.run_in_folder(
+            workdir, ["fit", "--config", str(test_cli_fuzz.FUZZ_CONFIG)]
+        )
+        assert code == 0, stderr
+        for test in (
+            test_cli_fuzz.test_outputs_over_a_runs_own_files_are_refused,
+            test_cli_fuzz.test_loggers_end_in_a_run_or_one_line_and_spare_the_run,
+            test_cli_fuzz.test_damaged_checkpoints_end_in_a_result_or_one_line,
+        ):
+            test(fuzz_run=Path(workdir))
+    return outcomes
+
+
 def main_report() -> None:
     print(describe_machine())
     cwd = os.getcwd()
@@ -106,6 +135,13 @@ def main_report() -> None:
     print(
         f"fuzzing: {outcomes['draws']} draws, {outcomes['finished runs']} finished runs, "
         f"{outcomes['refused in one line']} refused in one line, 0 tracebacks"
+    )
+    outcomes = fuzz_finished_run()
+    print(
+        f"fuzzing from a finished run (outputs over its files, loggers, damaged checkpoints): "
+        f"{outcomes['draws']} draws, {outcomes['finished']} finished, "
+        f"{outcomes['refused in one line']} refused in one line, 0 tracebacks, "
+        "the run unchanged by every draw"
     )
 
 

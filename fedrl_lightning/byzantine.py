@@ -191,4 +191,7 @@ class Byzantine:
                 raise ConfigError(
                     f"data.byzantine.agents: {agent!r} is not an agent id in 0..{num_agents - 1}"
                 )
+        if len(set(agents)) != len(agents):
+            twice = next(agent for agent in agents if agents.count(agent) > 1)
+            raise ConfigError(f"data.byzantine.agents: names agent {twice} twice")
         return frozenset(agents)

@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 
 from fedrl_lightning.errors import ConfigError
 
@@ -49,6 +50,18 @@ def policy_checkpoint(
 
 
 LEARNER_KEY = "learner"
+ROUND_STATE_KEY = "fedrl"
+"""A round checkpoint's federated state (the trainer's ``FEDRL_KEY``)."""
+HISTORY_NUMBERS = (
+    "round",
+    "train_reward",
+    "eval_reward",
+    "eval_reward_min",
+    "num_failed_agents",
+    "episodes",
+    "env_steps",
+)
+"""Numbers every row of a round checkpoint's metrics history holds."""
 
 
 def serialize(obj: Any) -> bytes:
@@ -115,7 +128,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path}: no such file")
-    if not zipfile.is_zipfile(path):
+    try:
+        archive = zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):  # a damaged central directory
+        archive = False
+    if not archive:
         raise ConfigError(
             f"checkpoint {path}: not a readable checkpoint (not a torch.save archive)"
         )
@@ -125,12 +142,74 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"checkpoint {path}: refused to load ({_unpickler_reason(err)})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # a damaged archive fails anywhere in the unpickler
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"checkpoint {path}: not a readable checkpoint ({reason})") from None
+    _check_contents(checkpoint, path)
+    return checkpoint
+
+
+def _check_contents(checkpoint: object, path: Path) -> None:
+    """Refuse a loadable file that does not hold what this package's checkpoints hold.
+
+    A damaged byte can leave a file that unpickles into something else: a state dict of
+    non-tensors, a round counter that is a string, a saved config that is no longer YAML.
+
+    Raises:
+        ConfigError: Naming the file and what is wrong in it.
+    """
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"checkpoint {path}: has no state_dict")
-    return checkpoint
+    state_dict = checkpoint["state_dict"]
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor)
+        for key, value in state_dict.items()
+    ):
+        raise ConfigError(f"checkpoint {path}: damaged (its state_dict is not named tensors)")
+    for key, kind in (("hyper_parameters", dict), (LEARNER_KEY, str), (ROUND_STATE_KEY, dict)):
+        if key in checkpoint and not isinstance(checkpoint[key], kind | None):
+            raise ConfigError(
+                f"checkpoint {path}: damaged (its {key!r} entry is not a {kind.__name__})"
+            )
+    state = checkpoint.get(ROUND_STATE_KEY)
+    if isinstance(state, dict):
+        _check_round_state(state, path)
+
+
+def _check_round_state(state: dict[str, Any], path: Path) -> None:
+    """Refuse a round checkpoint whose round, seed, history or saved config is damaged."""
+    for key in ("round", "seed"):
+        value = state.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"checkpoint {path}: damaged (its {key} is {value!r})")
+    history = state.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        raise ConfigError(f"checkpoint {path}: damaged (its metrics history is not rows)")
+    for index, row in enumerate(history, start=1):
+        for key in HISTORY_NUMBERS:
+            value = row.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(
+                    f"checkpoint {path}: damaged (round {index} of its metrics history has "
+                    f"{key} {value!r})"
+                )
+        if row["round"] != index:
+            raise ConfigError(
+                f"checkpoint {path}: damaged (row {index} of its metrics history is round "
+                f"{row['round']!r})"
+            )
+    config = state.get("config")
+    if config is None:
+        return
+    try:
+        parsed = yaml.safe_load(config) if isinstance(config, str) else None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(
+            f"checkpoint {path}: damaged (its saved config is not valid YAML: {problem})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"checkpoint {path}: damaged (its saved config is not a mapping)")
 
 
 def _unpickler_reason(err: pickle.UnpicklingError) -> str:

@@ -20,6 +20,7 @@ from typing_extensions import override
 
 from fedrl_lightning.commands import ALIASES, COMMANDS, command_module, run_command
 from fedrl_lightning.errors import ConfigError, FederationError
+from fedrl_lightning.federation.logger_checks import check_logger_packages
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
 from fedrl_lightning.federation.settings_checks import RAY_ONLY_OPTIONS
 from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
@@ -67,7 +68,9 @@ class FedRLArgumentParser(LightningArgumentParser):
     """A LightningCLI parser whose errors become a :class:`ConfigError` instead of usage text."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        """Raise the parse error as one line."""
+        """Raise the parse error as one line; a logger whose package is missing says which."""
+        if "trainer.logger" in message:
+            check_logger_packages(message)
         raise ConfigError(one_line(message, _class_options()))
 
 
@@ -151,6 +154,7 @@ class FedRLCLI(LightningCLI):
         if any(is_print_config(arg) for arg in args):
             parser.parse_args(args)  # prints the config and exits
         if fit is not None:
+            check_logger_packages(str(self.config.fit.trainer.logger))
             refuse_nulls(self._parser("fit"), self.config.fit)
             self.config.fit.seed_everything = self._resolve_seed(self.config.fit.seed_everything)
             self.config.fit.data.seed = self.config.fit.seed_everything
@@ -216,6 +220,7 @@ class FedRLCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except Exception as err:
+            check_logger_packages(str(self.config.fit.trainer.logger))
             config_error = config_error_of(err) or construction_error(err, self.config.fit)
             raise config_error from None
 

@@ -19,6 +19,10 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     Raises:
         ConfigError: Naming ``data.env_id`` if the module or the id is unknown.
     """
+    if not isinstance(env_id, str):
+        raise ConfigError(
+            f"data.env_id: expected a gymnasium id such as CartPole-v1, got {env_id!r}"
+        )
     module, _, name = env_id.rpartition(":")
     if module:  # as gymnasium.make does
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -112,9 +113,42 @@ class Heterogeneity:
                 raise ConfigError(
                     f"data.heterogeneity: {type(base).__name__} has no attribute {name!r}"
                 )
+            self._check_kind(base, name)
             setattr(base, name, value)
         refresh_derived(base)
         return env
+
+    def _check_kind(self, base: object, name: str) -> None:
+        """Refuse values of ``base``'s attribute ``name`` (every agent's) not of its kind."""
+        self.check_kind(name, getattr(base, name), f"{type(base).__name__}.{name}")
+
+    def check_kind(self, name: str, current: Any, owner: str) -> None:
+        """Refuse values of ``name`` (every agent's) that are not of ``current``'s kind.
+
+        A number takes finite numbers, a flag true or false; the check covers every choice,
+        so no agent fails later in the run.
+
+        Args:
+            name: A varied attribute or hyperparameter.
+            current: Its value as it is, without heterogeneity.
+            owner: What has it, for the message (``CartPoleEnv.length``).
+
+        Raises:
+            ConfigError: Naming the option, ``name`` and the value.
+        """
+        _, items = self.spec[name]
+        for item in items:
+            if isinstance(current, bool):
+                fits, kind = isinstance(item, bool), "true or false"
+            elif isinstance(current, int | float | np.number):
+                fits = isinstance(item, int | float) and not isinstance(item, bool)
+                fits, kind = fits and math.isfinite(item), "a finite number"
+            else:
+                continue
+            if not fits:
+                raise ConfigError(
+                    f"{self.option}.{name}: {item!r} is not {kind}, as {owner} ({current!r}) is"
+                )
 
     def _parse(self, name: str, value: Any) -> tuple[str, list[Any]]:
         if isinstance(value, Mapping) and set(value) == {"choices"} and value["choices"]:
@@ -123,10 +157,11 @@ class Heterogeneity:
             isinstance(value, list | tuple)
             and len(value) == 2
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            and all(math.isfinite(v) for v in value)
             and value[0] <= value[1]
         ):
             return "range", [float(value[0]), float(value[1])]
         raise ConfigError(
-            f"{self.option}.{name}: give a range [low, high] with low <= high, or "
+            f"{self.option}.{name}: give a range [low, high] of finite numbers, low <= high, or "
             f"{{choices: [...]}}; got {value!r}"
         )

@@ -82,8 +82,8 @@ def load_module(
     try:
         module = known[name](**(hparams if isinstance(hparams, dict) else {}))
         module.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, RuntimeError) as err:
-        reason = " ".join(str(err).split())
+    except Exception as err:  # hyperparameters from a file can fail a constructor anywhere
+        reason = " ".join(str(err).split()) or type(err).__name__
         raise ConfigError(f"checkpoint {path}: does not fit {name} ({reason})") from None
     module.observation_suffix = suffix
     return module.eval()

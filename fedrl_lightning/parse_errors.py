@@ -189,19 +189,31 @@ def check_config_files(args: list[str]) -> None:
 
     jsonargparse would report a YAML error without the file's name.
     """
-    for flag, value in zip(args, args[1:], strict=False):
-        if flag not in ("--config", "-c"):
-            continue
+    pairs = zip(args, args[1:], strict=False)
+    given = [value for flag, value in pairs if flag in ("--config", "-c")]
+    given += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    for value in given:
         path = Path(value)
         try:
-            yaml.safe_load(path.read_text())
+            parsed = yaml.safe_load(path.read_text())
         except OSError as err:
             raise ConfigError(f"--config {value}: cannot read it ({err.strerror})") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"--config {value}: not a YAML text file (byte {err.start} is not UTF-8)"
+            ) from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise ConfigError(f"--config {value}: not valid YAML ({where}{problem})") from None
+        if parsed is None:
+            raise ConfigError(f"--config {value}: holds no options (an empty YAML file)")
+        if not isinstance(parsed, dict):
+            raise ConfigError(
+                f"--config {value}: not a config (its YAML is a {type(parsed).__name__}, "
+                "not a mapping of options such as trainer: {num_rounds: 3})"
+            )
 
 
 def allows_none(hint: Any) -> bool:

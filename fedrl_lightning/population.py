@@ -311,3 +311,9 @@ class AgentPopulation:
             raise ConfigError(f"data.env_kwargs: {err}") from None
         except gym.error.DependencyNotInstalled as err:
             raise ConfigError(f"data.env_id: {self.env_id} needs a package: {err}") from None
+        except ConfigError:
+            raise
+        except Exception as err:  # an environment's constructor refusing a value, its own way
+            option = "data.env_kwargs" if self.env_kwargs else "data.env_id"
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise ConfigError(f"{option}: {self.env_id} could not be made ({reason})") from None

@@ -20,7 +20,7 @@ from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.rollouts import rollout_episode
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["EveryFrameRecordVideo", "check_recordable", "record_videos"]
+__all__ = ["EveryFrameRecordVideo", "check_recordable", "record_videos", "video_name"]
 
 VIDEO_EXTRA = "pip install 'fedrl_lightning[video]'"
 
@@ -80,6 +80,11 @@ def check_recordable(population: AgentPopulation) -> None:
         raise ConfigError(f"--record_video needs moviepy: {VIDEO_EXTRA}")
 
 
+def video_name(agent: int, episode: int) -> str:
+    """The file name of agent ``agent``'s video of its ``episode``-th recorded episode."""
+    return f"agent-{agent}-episode-{episode}.mp4"
+
+
 def record_videos(
     policy: MLPPolicy,
     population: AgentPopulation,
@@ -128,7 +133,7 @@ def record_videos(
                 rollout_episode(env, policy.actor(), rng, reset_seed, deterministic)
         finally:
             env.close()  # the last episode's video is written on close
-        written += [folder / f"agent-{agent}-episode-{i}.mp4" for i in range(episodes)]
+        written += [folder / video_name(agent, i) for i in range(episodes)]
     return written
 
 

@@ -7,7 +7,13 @@ cases name (``bad.yaml`` and friends) are written by :func:`write_input_files`.
 """
 
 import hashlib
+import io
+import shutil
+import struct
+import zipfile
 from pathlib import Path
+
+import torch
 
 INPUT_FILES = {
     "bad_syntax.yaml": "trainer:\n  num_rounds: [1\n",
@@ -17,7 +23,27 @@ INPUT_FILES = {
     "unknown_key.yaml": "trainer:\n  num_roundz: 3\n",
     "not_a_checkpoint.ckpt": "this is not a checkpoint\n",
     "a_file": "",
+    "clip.mp4": "",
+    "empty.ckpt": "",
+    "yaml.ckpt": "trainer:\n  num_rounds: 3\n",
+    "csv.ckpt": "round,eval_reward\n1,20.0\n",
+    "empty.yaml": "",
+    "list.yaml": "- trainer\n- model\n",
+    "damaged_run/metrics.csv": "round,eval_reward,train_reward\n1,20.0,18.5\n2,2",
 }
+"""Files the cases name, by path below the case's folder."""
+
+RUN = "lightning_logs/version_0"
+LAST = f"{RUN}/checkpoints/last.ckpt"
+DAMAGED_CHECKPOINTS = (
+    "truncated.ckpt",
+    "flipped.ckpt",
+    "damaged_config.ckpt",
+    "tensor.ckpt",
+    "wrong_weights.ckpt",
+    "strings.ckpt",
+)
+"""Checkpoints that :func:`write_input_files` makes from the finished run's ``last.ckpt``."""
 
 EARLY = ["--trainer.callbacks+", "EarlyStopping", "--trainer.callbacks.patience", "2"]
 
@@ -106,6 +132,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("output folder", ["--trainer.default_root_dir", "a_file"], "trainer.default_root_dir"),
     ("output folder", ["--trainer.default_root_dir", "a_file/below"], "trainer.default_root_dir"),
     ("output folder", ["--trainer.default_root_dir", "/proc/no_such"], "trainer.default_root_dir"),
+    (
+        "output folder",
+        ["--trainer.default_root_dir", "lightning_logs/version_0/checkpoints"],
+        "trainer.default_root_dir 'lightning_logs/version_0/checkpoints': inside the run",
+    ),
     # Options the executor would ignore.
     ("executor", ["--trainer.num_workers", "2"], "trainer.num_workers"),
     ("executor", ["--trainer.round_timeout", "60"], "trainer.round_timeout"),
@@ -303,11 +334,22 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model value", ["--model.normalize_returns", "x"], "model.normalize_returns: expected one of"),
     # Config files.
     ("config file", ["--config", "bad_syntax.yaml"], "bad_syntax.yaml"),
+    ("config file", ["--config", "empty.yaml"], "--config empty.yaml: holds no options"),
+    ("config file", ["--config", "list.yaml"], "--config list.yaml: not a config"),
+    ("config file", ["--config", LAST], f"--config {LAST}: not a YAML text file"),
+    ("config file", ["--config", f"{RUN}/metrics.csv"], f"--config {RUN}/metrics.csv: not a"),
     ("config file", ["--config", "missing.yaml"], "missing.yaml"),
     ("config file", ["--config", "unknown_key.yaml"], "num_roundz"),
     # Resuming.
     ("resume", ["--ckpt_path", "missing.ckpt"], "missing.ckpt"),
     ("resume", ["--ckpt_path", "not_a_checkpoint.ckpt"], "not_a_checkpoint.ckpt"),
+    *[
+        ("damaged file", ["--ckpt_path", name], f"checkpoint {name}")
+        for name in DAMAGED_CHECKPOINTS
+    ],
+    ("damaged file", ["--ckpt_path", "empty.ckpt"], "checkpoint empty.ckpt"),
+    ("damaged file", ["--ckpt_path", "yaml.ckpt"], "checkpoint yaml.ckpt"),
+    ("damaged file", ["--ckpt_path", f"{RUN}/metrics.csv"], f"checkpoint {RUN}/metrics.csv"),
     ("resume", ["--ckpt_path", "last", "--model.lr", "0.5"], "model.lr"),
     ("resume", ["--ckpt_path", "last", "--trainer.num_rounds", "1"], "trainer.num_rounds"),
     ("resume", ["--ckpt_path", "last", "--seed_everything", "8"], "seed_everything"),
@@ -330,6 +372,36 @@ CASES: list[tuple[str, list[str], str]] = [
     ("callbacks", [*EARLY, *EARLY], "trainer.callbacks: two callbacks"),
     ("callbacks", ["--trainer.callbacks+", "Nope"], "trainer.callbacks: not a known callback"),
     ("loggers", ["--trainer.logger", "Nope"], "trainer.logger: not a known logger"),
+    ("loggers", ["--trainer.logger", "WandbLogger"], "WandbLogger needs the wandb package"),
+    ("loggers", ["--trainer.logger", "CometLogger"], "CometLogger needs the comet_ml package"),
+    ("loggers", ["--trainer.logger", "NeptuneLogger"], "NeptuneLogger needs the neptune package"),
+    (
+        "loggers",
+        ["--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", "a_file/below"],
+        "--trainer.logger CSVLogger: cannot create its save_dir",
+    ),
+    (
+        "loggers",
+        ["--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", "/proc/no_such"],
+        "--trainer.logger TensorBoardLogger: cannot create its save_dir",
+    ),
+    (
+        "loggers",
+        [
+            "--trainer.logger",
+            "CSVLogger",
+            "--trainer.logger.save_dir",
+            ".",
+            "--trainer.logger.version",
+            "0",
+        ],
+        "--trainer.logger CSVLogger: it would write in lightning_logs/version_0",
+    ),
+    (
+        "loggers",
+        ["--trainer.logger", "MLFlowLogger", "--trainer.logger.tracking_uri", "nope://x"],
+        "MLFlowLogger",
+    ),
     ("loggers", ["--trainer.logger", "TensorBoardLogger"], "trainer.logger: TensorBoardLogger"),
     (
         "loggers",
@@ -377,6 +449,121 @@ CASES += [
     ),
 ]
 
+CASES += [
+    # Values that used to pass the checks and fail mid-run.
+    (
+        "checked value",
+        [
+            "--data.env_id",
+            "CartPole-v1",
+            "--data.heterogeneity",
+            "{length: {choices: [0.5, long]}}",
+        ],
+        "data.heterogeneity.length: 'long' is not a finite number",
+    ),
+    (
+        "checked value",
+        ["--data.env_id", "CartPole-v1", "--data.heterogeneity", "{length: {choices: [1, .nan]}}"],
+        "data.heterogeneity.length: nan",
+    ),
+    (
+        "checked value",
+        ["--data.env_id", "CartPole-v1", "--data.heterogeneity", "{length: [0.1, .inf]}"],
+        "data.heterogeneity.length",
+    ),
+    (
+        "checked value",
+        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{lr: {choices: [1, x]}}"],
+        "data.model_heterogeneity.lr: 'x' is not a finite number",
+    ),
+    (
+        "checked value",
+        ["--trainer.distillation", "{}", "--model", "PPO", "--model.curiosity", "{kind: rnd}"],
+        "turn off model.curiosity",
+    ),
+    ("checked value", ["--model.curiosity", "{kind: rnd, coef: .nan}"], "model.curiosity.coef"),
+    (
+        "checked value",
+        ["--data.byzantine", "{agents: [0, 0], attack: sign_flip}"],
+        "data.byzantine.agents: names agent 0 twice",
+    ),
+    ("checked value", ["--data.tasks", "[{env_id: 5}]"], "data.tasks[0]: data.env_id"),
+    (
+        "checked value",
+        ["--data.env_id", "CartPole-v1", "--data.env_kwargs", "{render_mode: 5}"],
+        "data.env_kwargs",
+    ),
+]
+
+OUTPUT_CASES: list[tuple[str, list[str], str]] = [
+    # An output that resolves to one of the run's files, or to the command's own input.
+    ("output path", ["export", "--ckpt_path", LAST, "--out", LAST], f"--out {LAST}"),
+    (
+        "output path",
+        ["evaluate", "--ckpt_path", f"{RUN}/checkpoints/best.ckpt"]
+        + ["--out", f"{RUN}/checkpoints/best.ckpt"],
+        "--out",
+    ),
+    ("output path", ["evaluate", "--out", f"{RUN}/metrics.csv"], "would overwrite metrics.csv"),
+    ("output path", ["evaluate", "--out", f"{RUN}/config.yaml"], "would overwrite config.yaml"),
+    ("output path", ["export", "--out", f"{RUN}/hparams.yaml"], "would overwrite hparams.yaml"),
+    (
+        "output path",
+        ["export", "--out", f"{RUN}/checkpoints/round-0001.ckpt"],
+        "would overwrite checkpoints/round-0001.ckpt",
+    ),
+    (
+        "output path",
+        ["export", "--out", f"{RUN}/checkpoints/round-0099.ckpt"],
+        "is the name of checkpoints/round-0099.ckpt",
+    ),
+    (
+        "output path",
+        ["export", "--out", f"{RUN}/events.out.tfevents.1"],
+        "is the name of events.out.tfevents.1",
+    ),
+    ("output path", ["evaluate", "--out", f"{RUN}/agents.csv"], "is the name of agents.csv"),
+    (
+        "output path",
+        ["evaluate", "--out", f"{RUN}/checkpoints/../metrics.csv"],
+        "would overwrite metrics.csv",
+    ),
+    ("output path", ["export", "--out", "link.ckpt"], "--out link.ckpt: that is"),
+    ("output path", ["evaluate", "--out", "link.ckpt"], "--out link.ckpt: that is"),
+    (
+        "output path",
+        ["export", "--ckpt_path", "copy.ckpt", "--out", "copy.ckpt"],
+        "--out copy.ckpt",
+    ),
+    ("output path", ["export", "--ckpt_path", "./copy.ckpt", "--out", "copy.ckpt"], "--out"),
+    # A command that would write and then fail checks everything first.
+    ("write then fail", ["evaluate", "--record_video", "clip.mp4"], "--record_video clip.mp4"),
+    ("write then fail", ["evaluate", "--record_video", "a_file/videos"], "--record_video"),
+    ("write then fail", ["report", RUN, "--out", "a_file"], "--out a_file: cannot create it"),
+    ("write then fail", ["report", RUN, "--out", "a_file/below"], "--out a_file/below"),
+    # Damaged or wrong files, wherever a command reads one.
+    *[
+        ("damaged file", ["evaluate", "--ckpt_path", name], f"checkpoint {name}")
+        for name in DAMAGED_CHECKPOINTS
+    ],
+    *[
+        ("damaged file", ["export", "--ckpt_path", name, "--out", "p.pt"], f"checkpoint {name}")
+        for name in DAMAGED_CHECKPOINTS
+    ],
+    ("damaged file", ["evaluate", "--ckpt_path", "empty.ckpt"], "checkpoint empty.ckpt"),
+    ("damaged file", ["evaluate", "--ckpt_path", "yaml.ckpt"], "checkpoint yaml.ckpt"),
+    ("damaged file", ["export", "--ckpt_path", "csv.ckpt", "--out", "p.pt"], "csv.ckpt"),
+    ("damaged file", ["report", "damaged_run"], "damaged_run/metrics.csv"),
+    # Options that the command would ignore.
+    ("ignored option", ["evaluate", "--video_agents", "0"], "--video_agents applies to"),
+    ("ignored option", ["evaluate", "--video_episodes", "2"], "--video_episodes applies to"),
+    (
+        "ignored option",
+        ["evaluate", "--data.byzantine", "{agents: 1, attack: sign_flip}"],
+        "--data.byzantine: evaluate ignores it",
+    ),
+]
+
 COMMAND_CASES: list[tuple[str, list[str], str]] = [
     # The subcommands beside fit: (category, the whole command line, what the line names).
     ("evaluate", ["evaluate", "--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt"),
@@ -399,10 +586,41 @@ COMMAND_CASES: list[tuple[str, list[str], str]] = [
 ]
 
 
+COMMAND_CASES += OUTPUT_CASES
+
+
 def write_input_files(folder: Path) -> None:
-    """Write the files that cases name into ``folder``."""
+    """Write the files that cases name into ``folder``, which holds a finished run.
+
+    The damaged checkpoints are made from the run's ``last.ckpt``: cut in half, the first
+    byte of its pickle flipped, a colon of its saved config changed, and valid torch files
+    that hold a bare tensor, weights of the wrong names, or strings where tensors belong.
+    """
     for name, text in INPUT_FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
+    last = (folder / LAST).read_bytes()
+    shutil.copyfile(folder / LAST, folder / "copy.ckpt")
+    (folder / "link.ckpt").symlink_to(LAST)
+    (folder / "truncated.ckpt").write_bytes(last[: len(last) // 2])
+    (folder / "flipped.ckpt").write_bytes(flipped_pickle(last))
+    at = last.index(b"\ntrainer:\n")
+    (folder / "damaged_config.ckpt").write_bytes(last[:at] + b"\ntrainer{\n" + last[at + 10 :])
+    torch.save(torch.zeros(3), folder / "tensor.ckpt")
+    torch.save({"state_dict": {"weight": torch.zeros(2)}}, folder / "wrong_weights.ckpt")
+    torch.save({"state_dict": {"weight": "zeros"}}, folder / "strings.ckpt")
+
+
+def flipped_pickle(data: bytes, offset: int = 0, bit: int = 7) -> bytes:
+    """``data``, a ``torch.save`` archive, with a bit of its pickle's byte ``offset`` flipped."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("data.pkl"))
+    start = info.header_offset  # the local header: its name and extra field lengths, then data
+    name_length, extra_length = struct.unpack("<HH", data[start + 26 : start + 30])
+    position = start + 30 + name_length + extra_length + offset
+    damaged = bytearray(data)
+    damaged[position] ^= 1 << bit
+    return bytes(damaged)
 
 
 def folder_digest(folder: Path) -> str:

@@ -13,7 +13,7 @@ from jsonargparse import Namespace
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from fedrl_lightning.agent_evaluation import AgentEvaluation, evaluate_agents
-from fedrl_lightning.checkpoints import atomic_write_text, load_checkpoint
+from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.commands.parser import CommandParser, agent_ids
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
@@ -22,14 +22,20 @@ from fedrl_lightning.federation.run_folder import trained_checkpoint
 from fedrl_lightning.federation.trainer import FEDRL_KEY
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.loading import load_module
+from fedrl_lightning.outputs import Outputs, check_output, check_output_folder
 from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.population import AgentPopulation
-from fedrl_lightning.videos import check_recordable, record_videos
+from fedrl_lightning.videos import check_recordable, record_videos, video_name
 
 __all__ = ["DESCRIPTION", "build_parser", "run"]
 
 DESCRIPTION = "Evaluate a trained policy on the run's agents, or on others, over fresh episodes."
 EVALUATION_FILE = "evaluation.csv"
+IGNORED_DATA = {
+    "--data.byzantine": "Byzantine agents corrupt what they send in training, and an "
+    "evaluated agent acts with the policy evaluated",
+}
+"""Population options that evaluation has no use for, and why."""
 
 
 def build_parser(prog: str) -> CommandParser:
@@ -108,6 +114,7 @@ def run(args: list[str], prog: str) -> None:
     """Evaluate a checkpoint's policy; print a per-agent table and write the CSV."""
     parser = build_parser(prog)
     first = parser.parse_args(args)
+    _refuse_ignored(first, args)
     checkpoint = trained_checkpoint(first.ckpt_path, first.default_root_dir)
     module = load_module(checkpoint)
     saved = _run_config(checkpoint)
@@ -120,11 +127,24 @@ def run(args: list[str], prog: str) -> None:
     if agents is None:
         agents = list(range(population.num_agents))
     video_agents = agent_ids(config.video_agents, "--video_agents", population.num_agents)
-    out = Path(config.out) if config.out is not None else checkpoint.parent / EVALUATION_FILE
+    default_out = checkpoint.parent / EVALUATION_FILE
+    out = Path(config.out) if config.out is not None else default_out
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: a folder, not a file")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: no folder {out.parent}")
+    check_output(out, "--out", inputs=[checkpoint], own=[default_out])
+    videos: list[Path] = []
     if config.record_video is not None:
+        folder = check_output_folder(config.record_video, "--record_video")
         check_recordable(population)
+        videos = [
+            folder / video_name(agent, episode)
+            for agent in video_agents or agents[:1]
+            for episode in range(config.video_episodes)
+        ]
+        for video in videos:
+            check_output(video, "--record_video", inputs=[checkpoint], own=videos)
 
     def own_policy(agent: int) -> MLPPolicy:
         return load_module(checkpoint, agent=agent).policy
@@ -147,7 +167,6 @@ def run(args: list[str], prog: str) -> None:
     results = evaluate_agents(
         policy, population, agents, config.episodes, config.seed, config.deterministic
     )
-    _write_csv(results, out)
     actions = "deterministic" if config.deterministic else "sampled"
     whose = "the global policy"
     if config.personalized:
@@ -165,20 +184,25 @@ def run(args: list[str], prog: str) -> None:
     worst = min(results, key=lambda result: result.mean)
     mean = sum(result.mean for result in results) / len(results)
     print(f"Mean return {mean:.2f}; worst agent {worst.agent}: {worst.mean:.2f}.")
-    print(f"Wrote {out}")
-    if config.record_video is not None:
-        for agent in video_agents or agents[:1]:
-            videos = record_videos(
-                policy if policy is module.policy else policy(agent),
-                population,
-                [agent],
-                Path(config.record_video),
-                config.seed,
-                config.deterministic,
-                config.video_episodes,
-            )
+    written = [out]
+    with Outputs() as outputs:
+        _write_csv(results, out, outputs)
+        if config.record_video is not None:
             for video in videos:
-                print(f"Wrote {video}")
+                outputs.remember(video)
+            _make_video_folder(Path(config.record_video), outputs)
+            for agent in video_agents or agents[:1]:
+                written += record_videos(
+                    policy if policy is module.policy else policy(agent),
+                    population,
+                    [agent],
+                    Path(config.record_video),
+                    config.seed,
+                    config.deterministic,
+                    config.video_episodes,
+                )
+    for path in written:
+        print(f"Wrote {path}")
 
 
 def _finetuned_policies(
@@ -214,14 +238,52 @@ def _finetuned_policies(
     return policy
 
 
+def _refuse_ignored(config: Namespace, args: list[str]) -> None:
+    """Refuse options that this command would ignore, as ``fit`` does, in one line.
+
+    Args:
+        config: The parsed options.
+        args: The command line, to tell an option given from its default.
+    """
+    given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}
+    if config.record_video is None:
+        for option in ("--video_agents", "--video_episodes"):
+            if option in given:
+                raise ConfigError(
+                    f"{option} applies to --record_video, which is not given; "
+                    "add --record_video DIR or leave it out"
+                )
+    for option in IGNORED_DATA:
+        if any(name == option or name.startswith(f"{option}.") for name in given):
+            raise ConfigError(
+                f"{option}: evaluate ignores it ({IGNORED_DATA[option]}); leave it out"
+            )
+
+
+def _make_video_folder(folder: Path, outputs: Outputs) -> None:
+    """Create ``--record_video``'s folder, to remove if the command fails."""
+    try:
+        outputs.make_folder(folder)
+    except OSError as err:
+        raise ConfigError(f"--record_video {folder}: cannot create it ({err.strerror})") from None
+
+
 def _run_config(checkpoint: Path) -> dict[str, Any]:
     """The config of the run that saved ``checkpoint``: from it, or from its run folder."""
     state = load_checkpoint(checkpoint).get(FEDRL_KEY)
     text = state.get("config") if isinstance(state, dict) else None
+    path = checkpoint
     if not isinstance(text, str):  # an agent's checkpoint, in <run>/agents/
         path = checkpoint.parent.parent / "config.yaml"
-        text = path.read_text() if path.is_file() else None
-    config = yaml.safe_load(text) if text else None
+        try:
+            text = path.read_text() if path.is_file() else None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read the run's config ({err})") from None
+    try:
+        config = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(f"{path}: the run's config is not valid YAML ({problem})") from None
     return config if isinstance(config, dict) else {}
 
 
@@ -236,9 +298,9 @@ def _round_of(checkpoint: Path) -> str:
     return f", round {state['round']}" if isinstance(state, dict) and "round" in state else ""
 
 
-def _write_csv(results: list[AgentEvaluation], out: Path) -> None:
+def _write_csv(results: list[AgentEvaluation], out: Path, outputs: Outputs) -> None:
     try:
-        atomic_write_text(csv_text([result.row() for result in results]), out)
+        outputs.write_text(csv_text([result.row() for result in results]), out)
     except OSError as err:
         raise ConfigError(f"--out {out}: cannot write it ({err.strerror})") from None
 

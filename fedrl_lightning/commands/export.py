@@ -33,6 +33,7 @@ from fedrl_lightning.exported_policy import (
 from fedrl_lightning.federation.run_folder import trained_checkpoint
 from fedrl_lightning.federation.trainer import FEDRL_KEY
 from fedrl_lightning.loading import load_module
+from fedrl_lightning.outputs import check_output
 
 __all__ = ["DESCRIPTION", "build_parser", "run"]
 
@@ -86,6 +87,7 @@ def run(args: list[str], prog: str) -> None:
         _check_opset(config.opset_version)
     out = _check_out(Path(config.out))
     path = trained_checkpoint(config.ckpt_path, config.default_root_dir)
+    check_output(out, "--out", inputs=[path])
     module = load_module(path)
     try:
         policy = exported_policy(module.policy)

@@ -13,10 +13,11 @@ from typing import Literal
 
 from jsonargparse.typing import PositiveInt
 
-from fedrl_lightning.checkpoints import atomic_write_bytes
 from fedrl_lightning.commands.parser import CommandParser
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.run_folder import RunFolder
 from fedrl_lightning.federation.run_record import RunRecord, read_run
+from fedrl_lightning.outputs import Outputs, check_output
 
 __all__ = ["DESCRIPTION", "REPORT_FOLDER", "build_parser", "output_folder", "run"]
 
@@ -92,16 +93,33 @@ def run(args: list[str], prog: str) -> None:
     labels = list(options.labels) if options.labels is not None else run_labels(runs)
     folder = output_folder(runs, options.out)
     where = "--out" if options.out is not None else "run folder"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"{where} {folder}: cannot create it ({err.strerror})") from None
-    for name, figure in draw_report(runs, labels, options.x).items():
-        path = folder / f"{name}.png"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{where} {folder}: cannot create it (a file, not a folder)")
+    pngs = {
+        folder / f"{name}.png": png_bytes(figure, options.dpi)
+        for name, figure in draw_report(runs, labels, options.x).items()
+    }
+    default = output_folder(runs, None)
+    inputs = [path for run in runs for path in _read_files(run.path)]
+    for path in pngs:
+        check_output(path, where, inputs=inputs, own=[default / path.name])
+    with Outputs() as outputs:
         try:
-            atomic_write_bytes(png_bytes(figure, options.dpi), path)
+            outputs.make_folder(folder)
         except OSError as err:
-            raise ConfigError(
-                f"{where} {folder}: cannot write {path.name} ({err.strerror})"
-            ) from None
+            raise ConfigError(f"{where} {folder}: cannot create it ({err.strerror})") from None
+        for path, data in pngs.items():
+            try:
+                outputs.write_bytes(data, path)
+            except OSError as err:
+                raise ConfigError(
+                    f"{where} {folder}: cannot write {path.name} ({err.strerror})"
+                ) from None
+    for path in pngs:
         print(path)
+
+
+def _read_files(run: Path) -> list[Path]:
+    """The files of run folder ``run`` that ``report`` reads."""
+    folder = RunFolder(run)
+    return [folder.metrics, folder.config, folder.agents_table]

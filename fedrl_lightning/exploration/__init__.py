@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,6 +62,8 @@ def make_curiosity(
     for key, value in options.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"model.curiosity.{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"model.curiosity.{key} must be a finite number, got {value}")
     if options["coef"] < 0:
         raise ConfigError(f"model.curiosity.coef must not be negative, got {options['coef']}")
     if not 0 < options["intrinsic_gamma"] <= 1:

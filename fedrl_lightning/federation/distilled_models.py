@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population import AgentPopulation
 
-__all__ = ["PROBE_STATES_FILE", "DistilledModels", "agent_hparams"]
+__all__ = ["PROBE_STATES_FILE", "DistilledModels", "agent_hparams", "statistics_options"]
 
 PROBE_STATES_FILE = "probe_states.pt"
 """The run folder's file of the probe states: ``{"probe_states": [states, observation_dim]}``."""
@@ -113,10 +113,11 @@ class DistilledModels:
                 "consensus averages categorical distributions, so it needs discrete ones"
             )
         if model.statistics_modules():
+            options = statistics_options(model.statistics_modules())
             raise ConfigError(
                 f"trainer.distillation: {type(model).__name__} keeps running statistics "
                 f"({', '.join(model.statistics_modules())}), which the server would pool; turn "
-                "off model.normalize_observations (and model.normalize_rewards)"
+                f"off {' and '.join(options)}"
             )
         hparams = agent_hparams(model, population)
         probes = draw_probe_states(population, settings.probe_states, seed)
@@ -292,6 +293,27 @@ class DistilledModels:
         self.versions = {int(a): int(r) for a, r in state["versions"].items()}
 
 
+STATISTICS_OPTIONS = {
+    "policy.normalizer": "model.normalize_observations",
+    "reward_normalizer": "model.normalize_rewards",
+    "curiosity.": "model.curiosity",
+}
+"""The option that gives a learner each of its running statistics, by module name (prefix)."""
+
+
+def statistics_options(names: Iterable[str]) -> list[str]:
+    """The options that turn off the running statistics ``names``, in order, each once."""
+    options: list[str] = []
+    for name in names:
+        option = next(
+            (o for prefix, o in STATISTICS_OPTIONS.items() if name.startswith(prefix)),
+            f"the module {name}",
+        )
+        if option not in options:
+            options.append(option)
+    return options
+
+
 def agent_hparams(model: Learner, population: AgentPopulation) -> list[dict[str, Any]]:
     """Each agent's model's hyperparameters: ``model``'s, with its own model heterogeneity.
 
@@ -309,6 +331,9 @@ def agent_hparams(model: Learner, population: AgentPopulation) -> list[dict[str,
                 f"{option}: {name!r} is not a hyperparameter of {type(model).__name__} that "
                 f"agents may vary (its hyperparameters: {usable})"
             )
+    for name in population.model_heterogeneity.spec:
+        owner = f"{type(model).__name__}'s {name}"
+        population.model_heterogeneity.check_kind(name, base[name], owner)
     built: set[str] = set()
     table = []
     for agent in range(population.num_agents):
@@ -326,8 +351,9 @@ def agent_hparams(model: Learner, population: AgentPopulation) -> list[dict[str,
             try:
                 with torch.random.fork_rng(devices=[]):
                     type(model)(**hparams)
-            except ConfigError as err:
-                raise ConfigError(f"{option}: agent {agent}: {err}") from None
+            except Exception as err:  # the learner's own refusal, or a value it cannot take
+                reason = " ".join(str(err).split()) or type(err).__name__
+                raise ConfigError(f"{option}: agent {agent}: {reason}") from None
             built.add(key)
         table.append(hparams)
     return table

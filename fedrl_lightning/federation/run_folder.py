@@ -11,7 +11,7 @@ from fedrl_lightning.checkpoints import atomic_write_bytes, atomic_write_text
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.metrics_csv import csv_text
 
-__all__ = ["RUNS_FOLDER", "RunFolder", "resolve_checkpoint", "trained_checkpoint"]
+__all__ = ["RUNS_FOLDER", "RunFolder", "resolve_checkpoint", "run_folder_of", "trained_checkpoint"]
 
 RUNS_FOLDER = "lightning_logs"
 VERSION_PATTERN = re.compile(r"version_(\d+)")
@@ -40,6 +40,8 @@ class RunFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.created = False
+        """Whether :meth:`create` made the folder, in this process."""
 
     @property
     def version(self) -> int | None:
@@ -188,6 +190,12 @@ class RunFolder:
     def create(cls, root: Path) -> RunFolder:
         """Make the next free ``version_N`` under ``<root>/lightning_logs``."""
         runs = Path(root) / RUNS_FOLDER
+        inside = run_folder_of(runs.resolve() / "version_0")
+        if inside is not None:
+            raise ConfigError(
+                f"trainer.default_root_dir {str(root)!r}: inside the run in {inside}; a new "
+                "run there would change that run's folder, so give another folder"
+            )
         try:
             runs.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -202,7 +210,9 @@ class RunFolder:
             except FileExistsError:
                 version += 1
                 continue
-            return cls(path)
+            run = cls(path)
+            run.created = True
+            return run
 
     @classmethod
     def newest(cls, root: Path) -> RunFolder | None:
@@ -223,6 +233,22 @@ class RunFolder:
     def _versions(runs: Path) -> list[int]:
         found = (VERSION_PATTERN.fullmatch(p.name) for p in runs.iterdir() if p.is_dir())
         return [int(match.group(1)) for match in found if match]
+
+
+def run_folder_of(path: Path) -> Path | None:
+    """The run folder that ``path`` lies in (at any depth), or ``None``.
+
+    A run folder is one that holds both a ``checkpoints/`` folder and a ``metrics.csv``, as
+    every run that completed a round does (a project folder with a ``checkpoints/`` of its
+    own is not one).
+
+    Args:
+        path: A resolved path; it need not exist.
+    """
+    for folder in path.parents:
+        if (folder / "checkpoints").is_dir() and (folder / "metrics.csv").is_file():
+            return folder
+    return None
 
 
 def resolve_checkpoint(ckpt_path: str | Path, root: str | Path) -> Path | None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from fedrl_lightning.checkpoints import (
+    ROUND_STATE_KEY,
     atomic_save,
     atomic_write_text,
     load_checkpoint,
@@ -25,6 +27,7 @@ from fedrl_lightning.federation.executor import Executor, SequentialExecutor
 from fedrl_lightning.federation.gradient_mode import check_update_mode
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
+from fedrl_lightning.federation.logger_checks import given_loggers, probe_loggers
 from fedrl_lightning.federation.loggers import LoggerOption
 from fedrl_lightning.federation.metrics_csv import csv_text
 from fedrl_lightning.federation.ray_executor import RayExecutor
@@ -57,7 +60,7 @@ from fedrl_lightning.statistics_module import STATISTICS_BUFFERS as STATISTICS
 
 __all__ = ["FEDRL_KEY", "FederatedTrainer"]
 
-FEDRL_KEY = "fedrl"
+FEDRL_KEY = ROUND_STATE_KEY  # where a round checkpoint keeps the federated state
 log = logging.getLogger(__name__)
 
 
@@ -348,6 +351,7 @@ class FederatedTrainer:
         self.sharing.setup(model, population)
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
+        probe_loggers(given_loggers(self.logger))
         self._hooks = run_callbacks(self.logger, self.callbacks, self.enable_progress_bar)
         for callback in self._hooks:
             callback.setup(self, model)
@@ -381,6 +385,8 @@ class FederatedTrainer:
                         failure.round_idx = self.completed_rounds + 1
                     self.run.remove_agent_checkpoints(after_round=self.completed_rounds)
                     self.shared.discard_pending()
+                elif isinstance(failure, ConfigError) and self.completed_rounds == 0:
+                    self._remove_new_run()
                 raise
             finally:
                 executor.close()
@@ -453,8 +459,11 @@ class FederatedTrainer:
             ) from None
         try:
             self.load_state_dict(state)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"checkpoint {path}: incomplete round state ({err})") from None
+        except ConfigError:
+            raise
+        except Exception as err:  # a damaged or foreign state fails wherever it is read
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise ConfigError(f"checkpoint {path}: incomplete round state ({reason})") from None
         if self.completed_rounds > self.num_rounds:
             raise ConfigError(
                 f"--trainer.num_rounds ({self.num_rounds}) is below the {self.completed_rounds} "
@@ -463,6 +472,16 @@ class FederatedTrainer:
         self.shared.resume(path, model.state_dict(), self.completed_rounds)
         self.run, notice = resumed_run(path, self.default_root_dir, self.history)
         self._notice(notice)
+
+    def _remove_new_run(self) -> None:
+        """Remove the run folder this fit created, when it was refused before any round ended.
+
+        A refusal that can only show up once the run has started (a logger that cannot
+        write, a setting an environment rejects) leaves no folder behind, as one found
+        before the start does not.
+        """
+        if self.run is not None and self.run.created:
+            shutil.rmtree(self.run.path, ignore_errors=True)
 
     def _notice(self, message: str | None) -> None:
         if message is not None:

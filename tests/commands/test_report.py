@@ -174,14 +174,14 @@ def test_default_labels_keep_what_differs(tmp_path):
 
 
 def test_pngs_are_written_atomically(plain_run, monkeypatch):
-    import fedrl_lightning.commands.report as report
+    import fedrl_lightning.outputs as outputs
 
     written = {}
 
     def record(data, path):
         written[path] = data
 
-    monkeypatch.setattr(report, "atomic_write_bytes", record)
+    monkeypatch.setattr(outputs, "atomic_write_bytes", record)
     code, stdout, stderr = run_in_process(plain_run)
     assert code == 0, stderr
     assert sorted(written) == sorted(plain_run / "report" / f"{n}.png" for n in FIGURES)

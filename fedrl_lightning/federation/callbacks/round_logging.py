@@ -8,6 +8,7 @@ import yaml
 from lightning.pytorch.loggers import Logger
 from typing_extensions import override
 
+from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.callbacks.base import Callback
 from fedrl_lightning.federation.loggers import (
     LoggerOption,
@@ -52,7 +53,13 @@ class RoundLogging(Callback):
         if isinstance(config, dict):
             for logger in self.loggers:
                 if not isinstance(logger, RoundCSVLogger):
-                    log_config(logger, config, continued=logger in continued)
+                    try:
+                        log_config(logger, config, continued=logger in continued)
+                    except Exception as err:  # the logger's first write: nothing is lost yet
+                        reason = " ".join(str(err).split()) or type(err).__name__
+                        raise ConfigError(
+                            f"--trainer.logger {type(logger).__name__}: cannot log ({reason})"
+                        ) from None
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -75,4 +82,7 @@ class RoundLogging(Callback):
     @override
     def on_exception(self, trainer: FederatedTrainer, exception: BaseException) -> None:
         for logger in self.loggers:
-            logger.finalize("failed")
+            try:
+                logger.finalize("failed")
+            except Exception:  # the failure being reported is the one that matters
+                continue
