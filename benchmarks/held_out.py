@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from check_figures import fingerprint
+from check_figures import fingerprint, machine_kind
 from fresh_evaluation import run_population
 from milestones import first_reaching, read_metrics
 from protocol import (
@@ -312,6 +312,7 @@ def measure(
         "benchmark": f"python benchmarks/held_out.py {name} --jobs {jobs}",
         "config_hash": config_hash(figure.path, figure.overrides),
         "fingerprint": fingerprint(figure.path),
+        "machine_kind": machine_kind(),
         **source,
         "seeds": seeds,
         "tuning_seeds": list(TUNING_SEEDS),

@@ -131,8 +131,9 @@ def test_results_were_measured_on_the_recorded_trajectory(path):
     recorded = check_figures.read_fingerprints()
     kinds = [kind for kind, configs in recorded.items() if config in configs]
     assert kinds, f"no fingerprint is recorded for {config}"
-    # the results' machine kind may not be this one: compare with any kind of the same CPU
-    matching = [k for k in kinds if k.startswith(results["cpu"])]
+    # the results' machine kind (older files name only the CPU model) may not be this one
+    kind = results.get("machine_kind")
+    matching = [k for k in kinds if k == kind or (kind is None and k.startswith(results["cpu"]))]
     if not matching:
         pytest.skip(f"{path.name} comes from {results['cpu']}: no fingerprint of that machine")
     assert results["fingerprint"] in {recorded[k][config] for k in matching}, (
