@@ -2,13 +2,15 @@
 
 Usage::
 
-    python benchmarks/bad_input_report.py
+    python benchmarks/bad_input_report.py [--no-write]
 
 Runs every case of ``tests/bad_inputs.py`` (``fit``'s, and those of the subcommands
 ``evaluate``, ``report`` and ``export``) in this process against a folder holding a
 finished run, and the CLI fuzz tests' draws (``tests/test_cli_fuzz.py``), and counts per
 category how many end in a traceback, in another exit code than 2 or more than one stderr
 line, or change the run folder (a hash of every path, mode and byte before and after).
+The table and the fuzzing counts are written to ``benchmarks/results/bad_input.json``, from
+which ``benchmarks/render_figures.py`` makes the docs' table.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import io
 import os
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
-from machine import describe_machine
+from protocol import provenance, write_results
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
@@ -111,7 +114,9 @@ def fuzz_finished_run() -> collections.Counter:
 
 
 def main_report() -> None:
-    print(describe_machine())
+    started = time.perf_counter()
+    source = provenance()
+    print(source["machine"])
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as workdir:
         folder = Path(workdir)
@@ -126,23 +131,41 @@ def main_report() -> None:
     print("| category | " + " | ".join(columns) + " |")
     print("| --- " * (len(columns) + 1) + "|")
     total: collections.Counter = collections.Counter()
+    rows = []
     for category, tally in counts.items():
         total.update(tally)
+        rows.append([category, *(tally[c] for c in columns)])
         print(f"| {category} | " + " | ".join(str(tally[c]) for c in columns) + " |")
+    rows.append([f"all {len(counts)} categories", *(total[c] for c in columns)])
     figures = " | ".join(f"**{total[c]}**" for c in columns)
     print(f"| **all {len(counts)} categories** | {figures} |")
     outcomes = fuzz()
-    print(
-        f"fuzzing: {outcomes['draws']} draws, {outcomes['finished runs']} finished runs, "
-        f"{outcomes['refused in one line']} refused in one line, 0 tracebacks"
-    )
+    notes = [
+        f"Fuzzing: {outcomes['draws']} draws, {outcomes['finished runs']} finished runs, "
+        f"{outcomes['refused in one line']} refused in one line, 0 tracebacks."
+    ]
+    print(notes[-1])
     outcomes = fuzz_finished_run()
-    print(
-        f"fuzzing from a finished run (outputs over its files, loggers, damaged checkpoints): "
+    notes.append(
+        f"Fuzzing from a finished run (outputs over its files, loggers, damaged checkpoints): "
         f"{outcomes['draws']} draws, {outcomes['finished']} finished, "
         f"{outcomes['refused in one line']} refused in one line, 0 tracebacks, "
-        "the run unchanged by every draw"
+        "the run unchanged by every draw."
     )
+    print(notes[-1])
+    if "--no-write" not in sys.argv:
+        results = {
+            "table": "bad_input",
+            "topic": "bad_input",
+            "title": "Bad input: the catalogue and fuzzing",
+            "command": "python benchmarks/bad_input_report.py",
+            **source,
+            "columns": ["category", *columns],
+            "rows": rows,
+            "notes": notes,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+        print(f"wrote {write_results('bad_input', results)}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ from protocol import (  # noqa: E402
 )
 from scipy.stats import trim_mean  # noqa: E402
 
-RESULTS = sorted(p for p in protocol.RESULTS.glob("*.json") if p.name != "fingerprints.json")
+RESULTS = sorted(
+    p for p in protocol.RESULTS.glob("*.json") if "figure" in json.loads(p.read_text())
+)
+TABLES = sorted(p for p in protocol.RESULTS.glob("*.json") if "table" in json.loads(p.read_text()))
 
 
 def seed(value: float, worst: float | None = None, steps: int = 100) -> dict:
@@ -224,3 +227,12 @@ def test_a_figure_end_to_end_on_a_tiny_config(tmp_path):
     assert results["fingerprint"] == check_figures.fingerprint(figure.path)
     page = render_figures.topic_page("control", [results | {"_file": "tiny.json"}])
     assert "### tiny" in page and f"{values[0]:.1f}" in page and "**met**" in page
+
+
+@pytest.mark.parametrize("path", TABLES, ids=[p.stem for p in TABLES])
+def test_table_results_are_complete(path):
+    results = json.loads(path.read_text())
+    for key in ("commit", "clean", "machine", "command", "columns", "rows", "wall_seconds"):
+        assert key in results, key
+    assert results["table"] == path.stem and results["topic"] in render_figures.TOPICS
+    assert all(len(row) == len(results["columns"]) for row in results["rows"])
