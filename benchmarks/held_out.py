@@ -150,7 +150,7 @@ FIGURES: dict[str, Figure] = {
     "mountaincar_no_curiosity": Figure(
         "mountaincar_rnd.yaml",
         "curiosity",
-        "MountainCar, the same without curiosity",
+        "MountainCar, PPO without curiosity",
         Goal(
             "stays at -200: IQM <= -199",
             iqm=-199.0,
@@ -198,7 +198,7 @@ FIGURES: dict[str, Figure] = {
     "cartpole_hetero_ppo_sharing": Figure(
         "cartpole_hetero_ppo_sharing.yaml",
         "sharing",
-        "CartPole-hetero PPO, trajectory sharing: env steps to a mean of 475",
+        "CartPole-hetero PPO with trajectory sharing: env steps to a mean of 475",
         None,
         steps_to=475.0,
         unit="env steps",
@@ -206,7 +206,7 @@ FIGURES: dict[str, Figure] = {
     "cartpole_hetero_ppo_no_sharing": Figure(
         "cartpole_hetero_ppo_sharing.yaml",
         "sharing",
-        "the same without sharing: env steps to a mean of 475",
+        "CartPole-hetero PPO without sharing: env steps to a mean of 475",
         None,
         overrides=("--trainer.sharing=null",),
         steps_to=475.0,
