@@ -69,8 +69,8 @@ Every figure here is measured the same way (`benchmarks/protocol.py`):
 - Env steps are summed over all agents.
 
 Floats differ across CPUs: the same seed follows another trajectory on another kind of
-machine, so re-running a figure on yours gives other per-seed numbers and, if the figure
-holds, an IQM inside the interval. Each results file names its machine and commit."""
+machine, so re-running a figure on yours gives other per-seed numbers: compare their IQM with
+the interval, not with the point. Each results file names its machine and commit."""
 
 
 def fmt(value: float, unit: str) -> str:
