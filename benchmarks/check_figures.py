@@ -78,28 +78,30 @@ def fingerprint(config: str | Path) -> str:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same arithmetic whoever calls
-    with tempfile.TemporaryDirectory() as root:
-        argv = [
-            "fit",
-            "--config",
-            str(CONFIGS / config if isinstance(config, str) else config),
-            f"--trainer.num_rounds={ROUNDS}",
-            f"--trainer.default_root_dir={root}",
-            "--trainer.enable_progress_bar=false",
-        ]
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = main(argv)
-        if code != 0:
-            raise RuntimeError(f"{config}: the fingerprint run failed:\n{out.getvalue()}")
-        run = Path(root) / "lightning_logs" / "version_0"
-        digest = hashlib.sha256()
-        with open(run / "metrics.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                kept = {k: v for k, v in row.items() if not k.endswith("time")}
-                digest.update(json.dumps(kept, sort_keys=True).encode())
-        _hash_tensors(load_checkpoint(run / "checkpoints" / "last.ckpt"), digest)
-    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as root:
+            argv = [
+                "fit",
+                "--config",
+                str(CONFIGS / config if isinstance(config, str) else config),
+                f"--trainer.num_rounds={ROUNDS}",
+                f"--trainer.default_root_dir={root}",
+                "--trainer.enable_progress_bar=false",
+            ]
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                code = main(argv)
+            if code != 0:
+                raise RuntimeError(f"{config}: the fingerprint run failed:\n{out.getvalue()}")
+            run = Path(root) / "lightning_logs" / "version_0"
+            digest = hashlib.sha256()
+            with open(run / "metrics.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    kept = {k: v for k, v in row.items() if not k.endswith("time")}
+                    digest.update(json.dumps(kept, sort_keys=True).encode())
+            _hash_tensors(load_checkpoint(run / "checkpoints" / "last.ckpt"), digest)
+    finally:
+        torch.set_num_threads(threads)
     return digest.hexdigest()[:16]
 
 

@@ -215,8 +215,3 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
     partial.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
     os.replace(partial, path)
     return path
-
-
-def read_results(name: str) -> dict[str, Any]:
-    """Figure ``name``'s results file."""
-    return json.loads(results_path(name).read_text())
