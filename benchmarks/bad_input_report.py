@@ -21,11 +21,10 @@ import io
 import os
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
-from protocol import provenance, write_results
+from protocol import TableResults
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
@@ -114,9 +113,14 @@ def fuzz_finished_run() -> collections.Counter:
 
 
 def main_report() -> None:
-    started = time.perf_counter()
-    source = provenance()
-    print(source["machine"])
+    columns = ["cases", "traceback", "not one line, exit 2", "names it", "changed the run folder"]
+    table = TableResults(
+        "bad_input",
+        "Bad input: the catalogue and fuzzing",
+        "python benchmarks/bad_input_report.py",
+        ["category", *columns],
+    )
+    print(table.results["machine"])
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as workdir:
         folder = Path(workdir)
@@ -127,45 +131,32 @@ def main_report() -> None:
             counts = catalogue(folder)
         finally:
             os.chdir(cwd)
-    columns = ["cases", "traceback", "not one line, exit 2", "names it", "changed the run folder"]
     print("| category | " + " | ".join(columns) + " |")
     print("| --- " * (len(columns) + 1) + "|")
     total: collections.Counter = collections.Counter()
-    rows = []
     for category, tally in counts.items():
         total.update(tally)
-        rows.append([category, *(tally[c] for c in columns)])
+        table.add_row(category, *(tally[c] for c in columns))
         print(f"| {category} | " + " | ".join(str(tally[c]) for c in columns) + " |")
-    rows.append([f"all {len(counts)} categories", *(total[c] for c in columns)])
+    table.add_row(f"all {len(counts)} categories", *(total[c] for c in columns))
     figures = " | ".join(f"**{total[c]}**" for c in columns)
     print(f"| **all {len(counts)} categories** | {figures} |")
     outcomes = fuzz()
-    notes = [
+    table.add_note(
         f"Fuzzing: {outcomes['draws']} draws, {outcomes['finished runs']} finished runs, "
         f"{outcomes['refused in one line']} refused in one line, 0 tracebacks."
-    ]
-    print(notes[-1])
+    )
+    print(table.results["notes"][-1])
     outcomes = fuzz_finished_run()
-    notes.append(
+    table.add_note(
         f"Fuzzing from a finished run (outputs over its files, loggers, damaged checkpoints): "
         f"{outcomes['draws']} draws, {outcomes['finished']} finished, "
         f"{outcomes['refused in one line']} refused in one line, 0 tracebacks, "
         "the run unchanged by every draw."
     )
-    print(notes[-1])
+    print(table.results["notes"][-1])
     if "--no-write" not in sys.argv:
-        results = {
-            "table": "bad_input",
-            "topic": "bad_input",
-            "title": "Bad input: the catalogue and fuzzing",
-            "command": "python benchmarks/bad_input_report.py",
-            **source,
-            "columns": ["category", *columns],
-            "rows": rows,
-            "notes": notes,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-        }
-        print(f"wrote {write_results('bad_input', results)}")
+        print(f"wrote {table.write(totals=True)}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/evaluate_speed.py [--run RUN_FOLDER] [--episodes 100]
+    python benchmarks/evaluate_speed.py [--run RUN_FOLDER] [--episodes 100] [--no-write]
 
 Without ``--run``, fits ``configs/cartpole_hetero_ppo.yaml`` (seed 43) first, for a policy
 that balances every pole for 500 steps. Then the same policy, acting deterministically, plays
@@ -16,7 +16,9 @@ that balances every pole for 500 steps. Then the same policy, acting determinist
 
 Both use the same reset seeds, so they must give the same returns; the benchmark checks it.
 Both run on one thread. The whole command, ``python -m fedrl_lightning evaluate``, is also
-timed as a process, its start-up included.
+timed as a process, its start-up included. Writes ``benchmarks/results/evaluation_speed.json``
+(not with ``--run``: then the policy is not the benchmark's), from which
+``benchmarks/render_figures.py`` makes ``docs/figures/evaluation_speed.md``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fresh_evaluation import run_population
-from machine import describe_machine
+from protocol import TableResults
 from runs import fit_config
 
 from fedrl_lightning import AgentPopulation, load_module
@@ -66,8 +68,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a run folder of a CartPole run")
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--no-write", action="store_true", help="print only; write no results")
     args = parser.parse_args()
-    print(f"machine: {describe_machine()}")
+    table = TableResults(
+        "evaluation_speed",
+        "Evaluation: batched against one episode at a time",
+        "python benchmarks/evaluate_speed.py",
+        ["evaluation", "wall time", "env steps per second", "vs one at a time"],
+    )
+    print(f"machine: {table.results['machine']}")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as workdir:
         run = args.run
@@ -101,21 +110,37 @@ def main() -> None:
         f"(batched: {batched_steps:,}), mean return {looped.mean():.1f}; "
         f"same returns episode for episode: {same}"
     )
+    table.add_row(
+        "one episode at a time (SB3's pattern)",
+        f"{looped_seconds:.2f} s",
+        f"{steps / looped_seconds:,.0f}",
+        "1.0x",
+    )
+    table.add_row(
+        "batched (`evaluate_agents`)",
+        f"{batched_seconds:.2f} s",
+        f"{batched_steps / batched_seconds:,.0f}",
+        f"{looped_seconds / batched_seconds:.1f}x",
+    )
+    table.add_row(
+        "`python -m fedrl_lightning evaluate`, whole process",
+        f"{command_seconds:.2f} s",
+        "",
+        f"{looped_seconds / command_seconds:.1f}x",
+    )
+    table.add_note(
+        f"{population.num_agents} agents x {args.episodes} fresh episodes of CartPole, "
+        f"{steps:,} env steps, mean return {looped.mean():.1f}, deterministic actions, one "
+        f"thread; the same returns episode for episode: {'yes' if same else '**no**'}. The "
+        "policy: `configs/cartpole_hetero_ppo.yaml` fitted with seed 43."
+    )
     print()
-    print("| evaluation | wall time | steps per second | vs one at a time |")
-    print("| --- | --- | --- | --- |")
-    print(
-        f"| one episode at a time (SB3's pattern) | {looped_seconds:.2f} s "
-        f"| {steps / looped_seconds:,.0f} | 1.0x |"
-    )
-    print(
-        f"| batched (`evaluate_agents`) | {batched_seconds:.2f} s "
-        f"| {batched_steps / batched_seconds:,.0f} | {looped_seconds / batched_seconds:.1f}x |"
-    )
-    print(
-        f"| `python -m fedrl_lightning evaluate`, whole process | {command_seconds:.2f} s "
-        f"| | {looped_seconds / command_seconds:.1f}x |"
-    )
+    print("| " + " | ".join(table.results["columns"]) + " |")
+    for row in table.results["rows"]:
+        print("| " + " | ".join(row) + " |")
+    print(table.results["notes"][-1])
+    if not (args.no_write or args.run):
+        print(f"wrote {table.write()}")
 
 
 if __name__ == "__main__":

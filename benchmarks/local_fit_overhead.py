@@ -2,12 +2,14 @@
 
 Usage::
 
-    python benchmarks/local_fit_overhead.py [--fits 500] [--warmup 50]
+    python benchmarks/local_fit_overhead.py [--fits 500] [--warmup 50] [--no-write]
 
 Each local fit is the real one (``fit_agent``: build the module, a fresh ``lightning.Trainer``,
 fit, save the agent checkpoint), on ``fedrl/Simple-v0`` episodes cut to a single step, so
 what is measured is the fixed cost of building and tearing everything down, not learning.
-Resident memory (``VmRSS``) is read after every fit.
+Resident memory (``VmRSS``) is read after every fit. Writes
+``benchmarks/results/local_fit.json``, from which ``benchmarks/render_figures.py`` makes
+``docs/figures/local_fit.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe_machine
+from protocol import TableResults
 
 from fedrl_lightning import AgentPopulation, ReinforceModule
 from fedrl_lightning.console import quiet_lightning
@@ -46,8 +48,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--no-write", action="store_true", help="print only; write no results")
     args = parser.parse_args()
-    print(f"machine: {describe_machine()}")
+    table = TableResults(
+        "local_fit",
+        "The fixed cost and memory of a local fit",
+        "python benchmarks/local_fit_overhead.py",
+        ["measure", "value"],
+    )
+    print(f"machine: {table.results['machine']}")
     population = AgentPopulation(num_agents=10, max_episode_steps=1)
     model = ReinforceModule(observation_dim=population.observation_dim, num_actions=2)
     global_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -70,17 +79,23 @@ def main() -> None:
             seconds.append(time.perf_counter() - started)
             memory.append(resident_mb())
     measured = np.array(seconds[args.warmup :]) * 1000
-    print(f"torch threads: {torch.get_num_threads()}")
-    print(
-        f"fixed cost per local fit over {args.fits} fits: median {np.median(measured):.1f} ms, "
-        f"p90 {np.percentile(measured, 90):.1f} ms"
-    )
     after_warmup = memory[args.warmup - 1]
-    print(
-        f"resident memory: {after_warmup:.1f} MB after {args.warmup} warm-up fits, "
-        f"{memory[-1]:.1f} MB after {args.fits} more (growth {memory[-1] - after_warmup:+.1f} MB, "
-        f"peak {max(memory):.1f} MB)"
+    table.add_row("fixed cost per local fit, median", f"{np.median(measured):.1f} ms")
+    table.add_row(
+        "fixed cost per local fit, 90th percentile", f"{np.percentile(measured, 90):.1f} ms"
     )
+    table.add_row(f"resident memory after {args.warmup} warm-up fits", f"{after_warmup:.1f} MB")
+    table.add_row(f"resident memory after {args.fits} more", f"{memory[-1]:.1f} MB")
+    table.add_row("growth over those fits", f"{memory[-1] - after_warmup:+.1f} MB")
+    table.add_row("peak resident memory", f"{max(memory):.1f} MB")
+    table.add_note(
+        f"{args.fits} real local fits (`fit_agent`) of one-step episodes after {args.warmup} "
+        f"warm-up fits, in one process with {torch.get_num_threads()} torch threads."
+    )
+    for row in table.results["rows"]:
+        print(f"{row[0]}: {row[1]}")
+    if not args.no_write:
+        print(f"wrote {table.write()}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -215,3 +216,52 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
     partial.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
     os.replace(partial, path)
     return path
+
+
+class TableResults:
+    """A measurement that is a table, not a learning figure (timings, counts), as a results file.
+
+    Built when the benchmark starts, so its provenance is the commit and tree the measurement
+    ran on, and written at its end: ``benchmarks/render_figures.py`` makes the page
+    ``docs/figures/NAME.md`` from it.
+
+    Args:
+        name: The results file's and the page's name (``benchmarks/results/NAME.json``).
+        title: The page's title.
+        command: The command that measures it.
+        columns: The table's column names.
+    """
+
+    def __init__(self, name: str, title: str, command: str, columns: Sequence[str]) -> None:
+        self.name = name
+        self.results: dict[str, Any] = {
+            "table": name,
+            "topic": name,
+            "title": title,
+            "command": command,
+            **provenance(),
+            "columns": list(columns),
+            "rows": [],
+            "notes": [],
+        }
+        self.started = time.perf_counter()
+
+    def add_row(self, *cells: Any) -> None:
+        """Append one row; it must have a cell per column."""
+        if len(cells) != len(self.results["columns"]):
+            raise ValueError(f"{len(cells)} cells for {len(self.results['columns'])} columns")
+        self.results["rows"].append(list(cells))
+
+    def add_note(self, note: str) -> None:
+        """Append a line printed under the table."""
+        self.results["notes"].append(note)
+
+    def write(self, totals: bool = False) -> Path:
+        """Write the results file, with the wall time so far; return its path.
+
+        Args:
+            totals: Whether the last row holds totals (printed in bold).
+        """
+        self.results["totals"] = totals
+        self.results["wall_seconds"] = round(time.perf_counter() - self.started, 1)
+        return write_results(self.name, self.results)

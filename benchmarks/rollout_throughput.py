@@ -2,21 +2,23 @@
 
 Usage::
 
-    python benchmarks/rollout_throughput.py
+    python benchmarks/rollout_throughput.py [--no-write]
 
 An agent's ``EpisodeDataset`` rolls out episodes in batches of 64, stepping ``num_envs``
 copies of the environment in lock-step. Two policies: a fresh one, whose episodes are short
 and uneven (about 20 steps), and a balancing one, whose episodes all last 500 steps. Only
 steps that belong to an episode count; steps that a finished sub-environment idles through,
-waiting for the rest of its wave, do not.
+waiting for the rest of its wave, do not. Writes ``benchmarks/results/rollout.json``, from
+which ``benchmarks/render_figures.py`` makes ``docs/figures/rollout.md``.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
-from machine import describe_machine
+from protocol import TableResults
 
 from fedrl_lightning import AgentPopulation, EpisodeDataset, ReinforceModule
 
@@ -55,12 +57,29 @@ def steps_per_second(num_envs: int, balancing: bool) -> tuple[float, int]:
 
 
 def main() -> None:
-    print(f"machine: {describe_machine()}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-write", action="store_true", help="print only; write no results")
+    args = parser.parse_args()
+    table = TableResults(
+        "rollout",
+        "Rollout throughput on CartPole-v1",
+        "python benchmarks/rollout_throughput.py",
+        ["policy", "num_envs", "env steps per second", "steps counted"],
+    )
+    print(f"machine: {table.results['machine']}")
     for balancing in (False, True):
-        print("balancing policy (500-step episodes)" if balancing else "fresh policy")
+        policy = "balancing (500-step episodes)" if balancing else "fresh (short, uneven episodes)"
+        print(policy)
         for num_envs in (1, 8, 64):
             rate, steps = steps_per_second(num_envs, balancing)
             print(f"  num_envs {num_envs:>2}: {rate:>9,.0f} env steps/s ({steps:,} steps)")
+            table.add_row(policy, num_envs, f"{rate:,.0f}", f"{steps:,}")
+    table.add_note(
+        f"Batches of {PER_BATCH} episodes, one process, torch's default threads; steps that a "
+        "finished sub-environment idles through do not count."
+    )
+    if not args.no_write:
+        print(f"wrote {table.write()}")
 
 
 if __name__ == "__main__":

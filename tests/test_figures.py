@@ -236,3 +236,30 @@ def test_table_results_are_complete(path):
         assert key in results, key
     assert results["table"] == path.stem and results["topic"] in render_figures.TOPICS
     assert all(len(row) == len(results["columns"]) for row in results["rows"])
+
+
+def test_a_table_is_written_atomically_and_rendered(tmp_path, monkeypatch):
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path)
+    table = protocol.TableResults("speed", "Speed", "python benchmarks/x.py", ["run", "time"])
+    table.add_row("ours", "1.00 s")
+    table.add_row("all", "2.00 s")
+    with pytest.raises(ValueError, match="3 cells for 2 columns"):
+        table.add_row("a", "b", "c")
+    table.add_note("a note")
+    path = table.write(totals=True)
+    assert path == tmp_path / "speed.json" and not list(tmp_path.glob("*.partial"))
+    results = json.loads(path.read_text())
+    assert results["rows"] == [["ours", "1.00 s"], ["all", "2.00 s"]]
+    assert results["commit"] == protocol.provenance()["commit"] and results["wall_seconds"] >= 0
+    page = render_figures.table_page(results | {"_file": "speed.json"})
+    assert "| ours | 1.00 s |" in page and "| **all** | **2.00 s** |" in page
+    assert "a note" in page and "benchmarks/results/speed.json" in page
+
+
+def test_the_index_names_unmeasured_benchmarks_without_numbers():
+    index = (ROOT / "docs" / "figures" / "index.md").read_text()
+    unmeasured = index.split("## Not yet measured under the protocol", 1)[1]
+    for script in render_figures.NOT_YET_MEASURED:
+        assert (ROOT / "benchmarks" / script).is_file(), script
+        assert f"`benchmarks/{script}`" in unmeasured
+    assert not any(ch.isdigit() for ch in unmeasured.replace("A2C", ""))  # no figures
