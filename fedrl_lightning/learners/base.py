@@ -147,6 +147,11 @@ class Learner(FederatedUpdates, FitRecord):
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam over every parameter, at ``lr`` times the round's learning-rate scale.
+
+        Returns:
+            The optimizer (fused on CPU and CUDA).
+        """
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr * self.lr_scale, fused=fused)
 
