@@ -198,7 +198,7 @@ def figure_section(results: dict[str, Any]) -> list[str]:
     rel = "../../"
     goal = results["goal"]["text"] if results["goal"] else "reported, no goal"
     lines = [
-        f"### {results['title']}",
+        f"## {results['title']}",
         "",
         f"Goal: {goal}. Result: {verdict(results)}.",
         "",

@@ -1,16 +1,13 @@
-import re
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from conftest import fit_one_agent
+from doc_blocks import marked_block
 
 from fedrl_lightning import AgentPopulation, ReinforceModule
 
-README = Path(__file__).parents[1] / "README.md"
-README_MARKER = "<!-- tests/test_act.py runs the next block"
+DOCS_MARKER = "<!-- tests/test_act.py runs the next block"
 
 
 @pytest.fixture(scope="module")
@@ -172,22 +169,12 @@ def test_agent_checkpoints_load_in_eval_mode_also_as_a_subclass(tmp_path):
         module.load_from_checkpoint(path)
 
 
-def readme_snippet():
-    """The python block right after the marker line in README.md."""
-    text = README.read_text()
-    assert text.count(README_MARKER) == 1
-    after = text[text.index(README_MARKER) :].split("\n", 1)[1]
-    match = re.match(r"```python\n(.*?)\n```\n", after, re.DOTALL)
-    assert match is not None, "the marker must be followed by a python block"
-    return match.group(1)
-
-
-def test_the_readme_snippet_runs_as_written(tiny_run, monkeypatch, capsys):
-    snippet = readme_snippet()
-    assert "load_from_checkpoint" in snippet and "module.act(obs)" in snippet
+def test_the_docs_snippet_runs_as_written(tiny_run, monkeypatch, capsys):
+    block = marked_block(DOCS_MARKER, "python")
+    assert "load_module(" in block.text and "module.act(obs)" in block.text
     cwd, _ = tiny_run
     monkeypatch.chdir(cwd)
-    exec(compile(snippet, str(README), "exec"), {"__name__": "__main__"})
+    exec(compile(block.text, block.where, "exec"), {"__name__": "__main__"})
     (line,) = capsys.readouterr().out.splitlines()
     episode_return = float(line.removeprefix("return "))
     assert 0 <= episode_return <= 100  # fedrl/Simple-v0 pays at most 1 a step for 100 steps

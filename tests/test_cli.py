@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 from conftest import TINY_CONFIG, cli_command, cli_env, run_cli
+from doc_blocks import docs_text
 
 from fedrl_lightning import ReinforceModule
 from fedrl_lightning.checkpoints import load_checkpoint
@@ -210,9 +211,8 @@ def test_fedrl_script_finds_environments_in_the_current_folder(tmp_path):
     assert usage.stdout.startswith("usage: fedrl [options] fit")
 
 
-def test_ray_install_hint_is_the_readme_s():
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert RAY_INSTALL in readme
+def test_ray_install_hint_is_the_docs_():
+    assert RAY_INSTALL in docs_text()
 
 
 @pytest.mark.parametrize(

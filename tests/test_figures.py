@@ -226,7 +226,7 @@ def test_a_figure_end_to_end_on_a_tiny_config(tmp_path):
     assert results["seeds"] == [101, 100] and results["config"] == "tests/configs/tiny.yaml"
     assert results["fingerprint"] == check_figures.fingerprint(figure.path)
     page = render_figures.topic_page("control", [results | {"_file": "tiny.json"}])
-    assert "### tiny" in page and f"{values[0]:.1f}" in page and "**met**" in page
+    assert "\n## tiny\n" in page and f"{values[0]:.1f}" in page and "**met**" in page
 
 
 @pytest.mark.parametrize("path", TABLES, ids=[p.stem for p in TABLES])

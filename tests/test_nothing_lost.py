@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_CONFIG
+from doc_blocks import marked_blocks
 
 import fedrl_lightning.commands.evaluate as evaluate
 from fedrl_lightning.cli import main
@@ -131,15 +132,15 @@ def test_output_paths_compare_resolved(cartpole_run):
     (cartpole_run / "to_metrics.csv").unlink()
 
 
-README = Path(__file__).parents[1] / "README.md"
 MARKER = "<!-- tests/test_nothing_lost.py runs the next block"
 
 
-def readme_examples() -> list[tuple[str, str]]:
-    """Each command and its error line, from the README blocks after the marker."""
+def docs_examples() -> list[tuple[str, str]]:
+    """Each command and its error line, from the docs' text blocks after the marker."""
     examples = []
-    for block in README.read_text().split(MARKER)[1:]:
-        lines = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    for block in marked_blocks(MARKER):
+        assert block.lang == "text", block.where
+        lines = block.text.splitlines()
         for command, error in zip(lines, lines[1:], strict=False):
             if command.startswith("$ python -m fedrl_lightning "):
                 assert error.startswith("error: "), error
@@ -147,8 +148,8 @@ def readme_examples() -> list[tuple[str, str]]:
     return examples
 
 
-@pytest.mark.parametrize("command, error", readme_examples())
-def test_readme_examples_print_what_the_readme_says(cartpole_run, command, error):
+@pytest.mark.parametrize("command, error", docs_examples())
+def test_docs_examples_print_what_the_docs_say(cartpole_run, command, error):
     before = snapshot(cartpole_run)
     code, stderr = run_in(cartpole_run, shlex.split(command))
     assert code == 2

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 RAY_ONLY_OPTIONS = ("num_workers", "ray_address", "round_timeout")
-RAY_INSTALL = 'pip install -c constraints.txt -e ".[ray]"'  # as the README says
+RAY_INSTALL = 'pip install -c constraints.txt -e ".[ray]"'  # as docs/scaling.md says
 
 
 def check_round_options(

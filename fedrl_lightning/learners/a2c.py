@@ -89,6 +89,15 @@ class A2C(ActorCritic):
 
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
+        """One A2C update: policy gradient on GAE advantages, value loss and entropy bonus.
+
+        Args:
+            batch: Episodes the agent's dataset just rolled out with the live weights.
+            batch_idx: The batch's index in the local fit.
+
+        Returns:
+            The loss, detached: the one gradient-clipped step is taken here.
+        """
         batch = self.scale_rewards(batch)  # unchanged unless normalize_rewards
         intrinsic = self.intrinsic_rewards(batch)  # None unless curiosity
         hp, mask = self.hparams, batch.mask

@@ -132,6 +132,11 @@ class Learner(FederatedUpdates, FitRecord):
     def transfer_batch_to_device(
         self, batch: EpisodeBatch, device: torch.device, dataloader_idx: int
     ) -> EpisodeBatch:
+        """The batch with every tensor on ``device`` (``replayed`` may be ``None``).
+
+        Returns:
+            A new :class:`EpisodeBatch`.
+        """
         return EpisodeBatch(*(t.to(device) if t is not None else None for t in batch))
 
     def replay_weights(self, log_probs: torch.Tensor, batch: EpisodeBatch) -> torch.Tensor:
@@ -147,6 +152,11 @@ class Learner(FederatedUpdates, FitRecord):
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam over every parameter, at ``lr`` times the round's learning-rate scale.
+
+        Returns:
+            The optimizer (fused on CPU and CUDA).
+        """
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr * self.lr_scale, fused=fused)
 
@@ -247,6 +257,11 @@ class Learner(FederatedUpdates, FitRecord):
 
     @override
     def forward(self, observations: torch.Tensor) -> Distribution:
+        """The policy's action distribution, before any clipping to the action bounds.
+
+        Returns:
+            A ``Categorical`` for discrete actions, or ``Independent(Normal(mean, std), 1)``.
+        """
         return self.policy(observations)
 
     def act(self, observations: np.ndarray, deterministic: bool = False) -> int | np.ndarray:

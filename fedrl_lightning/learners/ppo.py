@@ -163,6 +163,19 @@ class PPO(ActorCritic):
 
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
+        """PPO's updates on a batch: ``update_epochs`` passes of shuffled minibatches.
+
+        Advantages and value targets are computed once, before the first pass; each minibatch
+        takes one step of the clipped surrogate, the (optionally clipped) value loss and the
+        entropy bonus. A pass whose approximate KL exceeds ``target_kl`` is the last.
+
+        Args:
+            batch: Episodes the agent's dataset just rolled out with the live weights.
+            batch_idx: The batch's index in the local fit.
+
+        Returns:
+            The last minibatch's loss, detached.
+        """
         batch = self.scale_rewards(batch)  # unchanged unless normalize_rewards
         intrinsic = self.intrinsic_rewards(batch)  # None unless curiosity
         hp, mask = self.hparams, batch.mask

@@ -112,6 +112,19 @@ class Reinforce(Learner):
 
     @override
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
+        """One REINFORCE update on a batch of whole episodes.
+
+        The loss is ``-sum(weight_t * log pi(a_t | s_t))`` over the real steps, the weights
+        being the normalised returns (plus ``coef`` times the intrinsic returns, with
+        curiosity), times the truncated importance weights on replayed episodes.
+
+        Args:
+            batch: Episodes the agent's dataset just rolled out with the live weights.
+            batch_idx: The batch's index in the local fit.
+
+        Returns:
+            The loss, detached: the step is taken here, by manual optimization.
+        """
         log_probs, entropy = self.policy.log_prob_and_entropy(batch.observations, batch.actions)
         returns = batch.returns
         intrinsic = self.intrinsic_rewards(batch)  # None unless curiosity

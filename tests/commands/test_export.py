@@ -14,13 +14,13 @@ import pytest
 import torch
 from bad_inputs import folder_digest
 from conftest import TINY_CONFIG, TINY_PPO_CONFIG, fit_one_agent, run_cli
+from doc_blocks import docs_text, marked_block
 
 from fedrl_lightning import ReinforceModule, load_module
 from fedrl_lightning.cli import main
 from fedrl_lightning.export_formats import METADATA_KEY
 
-README = Path(__file__).parents[2] / "README.md"
-README_MARKER = "<!-- tests/commands/test_export.py runs the next block"
+DOCS_MARKER = "<!-- tests/commands/test_export.py runs the next block"
 RUN = Path("lightning_logs/version_0")
 
 # torch 2.13 deprecates TorchScript (torch.jit.load included), but still runs it.
@@ -285,26 +285,17 @@ def test_onnx_without_its_packages_names_the_extra(package, runs, tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
-def readme_snippet():
-    """The python block right after the marker line in README.md."""
-    text = README.read_text()
-    assert text.count(README_MARKER) == 1
-    after = text[text.index(README_MARKER) :].split("\n", 1)[1]
-    match = re.match(r"```python\n(.*?)\n```\n", after, re.DOTALL)
-    assert match is not None, "the marker must be followed by a python block"
-    return match.group(1)
-
-
-def test_the_readme_command_and_snippet_run_as_written(runs, monkeypatch):
+def test_the_docs_command_and_snippet_run_as_written(runs, monkeypatch):
     cwd = runs["cartpole_ppo"]
-    command = re.search(r"python -m fedrl_lightning export ([^#\n]*)", README.read_text())
+    command = re.search(r"python -m fedrl_lightning export ([^#\n]*)", docs_text())
     assert command is not None
     result = run_cli("export", *command.group(1).split(), cwd=cwd)  # a real process, as typed
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert result.stdout.startswith("Wrote policy.onnx (ONNX opset ")
     monkeypatch.chdir(cwd)
     namespace = {"__name__": "__main__"}
-    exec(compile(readme_snippet(), str(README), "exec"), namespace)
+    block = marked_block(DOCS_MARKER, "python")
+    exec(compile(block.text, block.where, "exec"), namespace)
     actions, obs = namespace["actions"], namespace["obs"]
     assert actions.dtype == np.int64 and actions.shape == (8,)
     module = load_module(cwd / RUN / "checkpoints" / "last.ckpt")

@@ -5,7 +5,7 @@ The cluster is Ray's own ``ray.cluster_utils.Cluster``, which starts the process
 fit runs on a worker node, and worker nodes of one CPU each, so that a round's fits spread over
 them. Its sessions, sockets and address file live in a folder of its own (``RAY_TMPDIR``), apart
 from any other Ray on this machine, and token authentication is off on the nodes and the
-drivers alike (they must agree; see the README). ``ray stop`` is never used: it would stop
+drivers alike (they must agree; see docs/scaling.md). ``ray stop`` is never used: it would stop
 every Ray of this user.
 
 The runs use ``faults:Slow-v0``, SimpleEnv's trajectories, whose workers' environments (set
