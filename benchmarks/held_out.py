@@ -137,7 +137,7 @@ FIGURES: dict[str, Figure] = {
     "pendulum_hetero_ppo": Figure(
         "pendulum_hetero_ppo.yaml",
         "control",
-        "Pendulum, 10 masses and lengths, PPO",
+        "Pendulum, 10 gravities, PPO",
         Goal("IQM >= -200 within 300k steps", iqm=-200.0, seed_value=-200.0, max_env_steps=300_000),
         episodes=20,
     ),

@@ -26,10 +26,10 @@ import re
 import shlex
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 from doc_blocks import DOCS, README, ROOT, Block, all_blocks, blocks, doc_files
 

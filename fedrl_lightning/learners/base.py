@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Self
 
 import numpy as np
 import torch
 from lightning.pytorch.utilities.model_helpers import _restricted_classmethod
 from torch.distributions import Distribution
 from torchmetrics import MeanMetric
-from typing_extensions import Self, override
+from typing_extensions import override
 
 from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
