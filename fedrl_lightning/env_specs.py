@@ -9,8 +9,12 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.extras import missing_extra
 
-__all__ = ["action_spec", "episode_limit", "find_spec", "observation_dim"]
+__all__ = ["action_spec", "dependency_error", "episode_limit", "find_spec", "observation_dim"]
+
+EXTRA_OF_ENTRY_POINTS = {"gymnasium.envs.box2d.": ("Box2D", "box2d")}
+"""gymnasium's environments whose package an extra of ours installs: the package and extra."""
 
 
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -33,6 +37,26 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         return gym.spec(name)
     except gym.error.Error as err:
         raise ConfigError(f"data.env_id: unknown environment {env_id!r} ({err})") from None
+
+
+def dependency_error(env_id: str, err: gym.error.DependencyNotInstalled) -> ConfigError:
+    """One line for ``env_id`` needing a package that is not installed.
+
+    Box2D's environments (LunarLander, BipedalWalker, CarRacing) name the ``box2d`` extra,
+    whose wheel needs no ``swig``; others keep gymnasium's own advice.
+
+    Args:
+        env_id: The environment, as ``data.env_id`` gave it.
+        err: What gymnasium raised when making it.
+
+    Returns:
+        The error naming ``data.env_id``, and the command that installs the package.
+    """
+    entry_point = str(find_spec(env_id).entry_point)
+    for prefix, (package, extra) in EXTRA_OF_ENTRY_POINTS.items():
+        if entry_point.startswith(prefix):
+            return missing_extra(f"data.env_id: {env_id}", package, extra)
+    return ConfigError(f"data.env_id: {env_id} needs a package: {err}")
 
 
 def episode_limit(

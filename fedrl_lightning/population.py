@@ -10,7 +10,13 @@ import numpy as np
 
 import fedrl_lightning.envs  # noqa: F401  (registers fedrl/* ids)
 from fedrl_lightning.byzantine import Byzantine
-from fedrl_lightning.env_specs import action_spec, episode_limit, find_spec, observation_dim
+from fedrl_lightning.env_specs import (
+    action_spec,
+    dependency_error,
+    episode_limit,
+    find_spec,
+    observation_dim,
+)
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.heterogeneity import Heterogeneity
 from fedrl_lightning.seeding import Stream
@@ -310,7 +316,7 @@ class AgentPopulation:
         except TypeError as err:
             raise ConfigError(f"data.env_kwargs: {err}") from None
         except gym.error.DependencyNotInstalled as err:
-            raise ConfigError(f"data.env_id: {self.env_id} needs a package: {err}") from None
+            raise dependency_error(self.env_id, err) from None
         except ConfigError:
             raise
         except Exception as err:  # an environment's constructor refusing a value, its own way

@@ -15,14 +15,13 @@ from typing_extensions import override
 
 from fedrl_lightning.agent_evaluation import fresh_episode_seeds
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.extras import missing_extra
 from fedrl_lightning.policy import MLPPolicy
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.rollouts import rollout_episode
 from fedrl_lightning.seeding import Stream, derive_seed
 
 __all__ = ["EveryFrameRecordVideo", "check_recordable", "record_videos", "video_name"]
-
-VIDEO_EXTRA = "pip install 'fedrl_lightning[video]'"
 
 
 class EveryFrameRecordVideo(RecordVideo):
@@ -77,7 +76,7 @@ def check_recordable(population: AgentPopulation) -> None:
             f"{modes or 'none'}; rgb_array is needed)"
         )
     if importlib.util.find_spec("moviepy") is None:
-        raise ConfigError(f"--record_video needs moviepy: {VIDEO_EXTRA}")
+        raise missing_extra("--record_video", "moviepy", "video")
 
 
 def video_name(agent: int, episode: int) -> str:

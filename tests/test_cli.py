@@ -7,11 +7,9 @@ import pytest
 import torch
 import yaml
 from conftest import TINY_CONFIG, cli_command, cli_env, run_cli
-from doc_blocks import docs_text
 
 from fedrl_lightning import ReinforceModule
 from fedrl_lightning.checkpoints import load_checkpoint
-from fedrl_lightning.federation.settings_checks import RAY_INSTALL
 
 
 def read_metrics(run_dir):
@@ -209,10 +207,6 @@ def test_fedrl_script_finds_environments_in_the_current_folder(tmp_path):
     assert "Finished 3 rounds" in result.stdout
     usage = subprocess.run([str(script), "fit", "--help"], capture_output=True, text=True)
     assert usage.stdout.startswith("usage: fedrl [options] fit")
-
-
-def test_ray_install_hint_is_the_docs_():
-    assert RAY_INSTALL in docs_text()
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from fedrl_lightning.exported_policy import (
     ExportedPolicy,
     exported_policy,
 )
+from fedrl_lightning.extras import missing_extra
 from fedrl_lightning.federation.run_folder import trained_checkpoint
 from fedrl_lightning.federation.trainer import FEDRL_KEY
 from fedrl_lightning.loading import load_module
@@ -133,10 +134,8 @@ def _require_onnx() -> None:
         try:
             importlib.import_module(name)
         except ImportError as err:
-            raise ConfigError(
-                f"--format onnx needs {name} ({' '.join(str(err).split())}): "
-                "pip install 'fedrl_lightning[export]'"
-            ) from None
+            reason = " ".join(str(err).split())
+            raise missing_extra("--format onnx", name, "export", reason=reason) from None
 
 
 def _check_opset(opset_version: int | None) -> None:

@@ -15,6 +15,7 @@ from jsonargparse.typing import PositiveInt
 
 from fedrl_lightning.commands.parser import CommandParser
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.extras import missing_extra
 from fedrl_lightning.federation.run_folder import RunFolder
 from fedrl_lightning.federation.run_record import RunRecord, read_run
 from fedrl_lightning.outputs import Outputs, check_output
@@ -26,7 +27,6 @@ REPORT_FOLDER = "report"
 """The sub-folder of a run that its report goes to."""
 COMPARE_FOLDER = "compare"
 """The sub-folder of the first run's report that a report of several runs goes to."""
-INSTALL_HINT = "pip install -c constraints.txt -e '.[plot]'"
 
 
 def build_parser(prog: str) -> CommandParser:
@@ -85,9 +85,7 @@ def run(args: list[str], prog: str) -> None:
     try:
         from fedrl_lightning.reporting.figures import draw_report, png_bytes
     except ImportError as err:
-        raise ConfigError(
-            f"report needs matplotlib, the .[plot] extra ({err}); {INSTALL_HINT}"
-        ) from None
+        raise missing_extra("report", "matplotlib", "plot", reason=str(err)) from None
     from fedrl_lightning.reporting.series import run_labels
 
     labels = list(options.labels) if options.labels is not None else run_labels(runs)

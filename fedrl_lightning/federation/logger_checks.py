@@ -16,6 +16,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger
 
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.extras import install_command
 from fedrl_lightning.outputs import run_folder_of, unwritable
 
 __all__ = ["LOGGER_PACKAGES", "check_logger_packages", "given_loggers", "probe_loggers"]
@@ -24,7 +25,7 @@ LOGGER_PACKAGES: dict[str, tuple[str, str]] = {
     "WandbLogger": ("wandb", "pip install wandb"),
     "CometLogger": ("comet_ml", "pip install comet-ml"),
     "NeptuneLogger": ("neptune", "pip install neptune"),
-    "MLFlowLogger": ("mlflow", "pip install -c constraints.txt -e '.[mlflow]'"),
+    "MLFlowLogger": ("mlflow", install_command("mlflow")),
 }
 """Lightning's loggers that need a package of their own: its module, and how to install it."""
 

@@ -12,9 +12,9 @@ import lightning as L
 
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.extras import missing_extra
 
 __all__ = [
-    "RAY_INSTALL",
     "RAY_ONLY_OPTIONS",
     "check_accelerator",
     "check_callbacks",
@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 RAY_ONLY_OPTIONS = ("num_workers", "ray_address", "round_timeout")
-RAY_INSTALL = 'pip install -c constraints.txt -e ".[ray]"'  # as docs/scaling.md says
 
 
 def check_round_options(
@@ -164,7 +163,7 @@ def check_executor_options(executor: str, **options: object) -> None:
             "ignored when joining a cluster with trainer.ray_address; remove one of them"
         )
     if executor == "ray" and importlib.util.find_spec("ray") is None:
-        raise ConfigError(f"trainer.executor ray needs Ray: {RAY_INSTALL}")
+        raise missing_extra("trainer.executor ray", "ray", "ray")
 
 
 def check_output_folder(root: Path) -> None:

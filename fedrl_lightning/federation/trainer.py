@@ -104,7 +104,7 @@ class FederatedTrainer:
             0: off.
         accelerator: Accelerator for local fits (``cpu``, ``gpu``, ``auto``, ...).
         executor: Where local fits run: ``sequential``, one after another in this process,
-            or ``ray``, as Ray tasks in parallel (``pip install 'fedrl_lightning[ray]'``).
+            or ``ray``, as Ray tasks in parallel (the ``ray`` extra).
             Both give the same weights and metrics.
         num_workers: With ``executor: ray``, the CPUs of the local Ray instance, one fit per
             CPU; ``None``: all of this machine's.

@@ -280,8 +280,8 @@ def test_onnx_without_its_packages_names_the_extra(package, runs, tmp_path, monk
     root = ["--default_root_dir", str(runs["cartpole_ppo"])]
     code, _, stderr = export(*root, "--out", str(tmp_path / "p.onnx"), "--format", "onnx")
     assert code == 2 and len(stderr.splitlines()) == 1
-    assert stderr.startswith(f"error: --format onnx needs {package} (")
-    assert "pip install 'fedrl_lightning[export]'" in stderr
+    assert stderr.startswith(f"error: --format onnx needs the {package} package, which is not")
+    assert stderr.endswith(': pip install -c constraints.txt -e ".[export]"\n')
     assert list(tmp_path.iterdir()) == []
 
 
