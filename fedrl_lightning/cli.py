@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from fedrl_lightning.commands import ALIASES, COMMANDS, command_module, run_command
 from fedrl_lightning.errors import ConfigError, FederationError
-from fedrl_lightning.federation.logger_checks import check_logger_packages
+from fedrl_lightning.federation.logger_checks import check_logger_packages, check_mlflow_store
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
 from fedrl_lightning.federation.settings_checks import RAY_ONLY_OPTIONS
 from fedrl_lightning.federation.strategies import RewardWeighted, all_strategies
@@ -221,6 +221,7 @@ class FedRLCLI(LightningCLI):
             super().instantiate_classes()
         except Exception as err:
             check_logger_packages(str(self.config.fit.trainer.logger))
+            check_mlflow_store(str(err))
             config_error = config_error_of(err) or construction_error(err, self.config.fit)
             raise config_error from None
 

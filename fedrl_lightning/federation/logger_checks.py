@@ -1,7 +1,8 @@
 """Loggers checked before a run starts: their packages installed, their folders writable.
 
 A logger that cannot be built or cannot write would otherwise fail with a traceback after
-the run folder exists. :func:`check_logger_packages` names the package a logger needs, and
+the run folder exists. :func:`check_logger_packages` names the package a logger needs,
+:func:`check_mlflow_store` says what to give when MLflow refuses its default file store, and
 :func:`probe_loggers` refuses a logger whose folder cannot be created or lies inside another
 run's folder, each in one line naming ``trainer.logger``.
 """
@@ -16,10 +17,16 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.extras import install_command
+from fedrl_lightning.extras import install_command, missing_extra
 from fedrl_lightning.outputs import run_folder_of, unwritable
 
-__all__ = ["LOGGER_PACKAGES", "check_logger_packages", "given_loggers", "probe_loggers"]
+__all__ = [
+    "LOGGER_PACKAGES",
+    "check_logger_packages",
+    "check_mlflow_store",
+    "given_loggers",
+    "probe_loggers",
+]
 
 LOGGER_PACKAGES: dict[str, tuple[str, str]] = {
     "WandbLogger": ("wandb", "pip install wandb"),
@@ -28,6 +35,10 @@ LOGGER_PACKAGES: dict[str, tuple[str, str]] = {
     "MLFlowLogger": ("mlflow", install_command("mlflow")),
 }
 """Lightning's loggers that need a package of their own: its module, and how to install it."""
+MLFLOW_DATABASE = re.compile(r"\b(sqlite|postgresql|mysql|mssql)(\+\w+)?:")
+"""A tracking URI of a database store, which MLflow's client reaches through sqlalchemy."""
+MLFLOW_DATABASE_PACKAGES = ("sqlalchemy", "alembic")
+LOCAL_MLFLOW_STORE = "sqlite:///mlflow.db"
 
 
 def check_logger_packages(text: str) -> None:
@@ -45,6 +56,32 @@ def check_logger_packages(text: str) -> None:
                 f"--trainer.logger {name} needs the {module} package, which is not installed: "
                 f"{install}"
             )
+    database = MLFLOW_DATABASE.search(text)
+    if database and re.search(r"\bMLFlowLogger\b", text):
+        for module in MLFLOW_DATABASE_PACKAGES:
+            if importlib.util.find_spec(module) is None:
+                what = f"--trainer.logger MLFlowLogger's {database.group(1)}: tracking_uri"
+                raise missing_extra(what, module, "mlflow")
+
+
+def check_mlflow_store(message: str) -> None:
+    """Refuse MLflow 3's refusal of a ``file:`` store with what to give instead.
+
+    ``MLFlowLogger`` writes to ``./mlruns`` by default, a file store, which MLflow 3 refuses
+    unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set.
+
+    Args:
+        message: What building the loggers raised.
+
+    Raises:
+        ConfigError: Naming ``trainer.logger`` and a local sqlite store to give.
+    """
+    if "MLFLOW_ALLOW_FILE_STORE" in message:
+        raise ConfigError(
+            "--trainer.logger MLFlowLogger: MLflow 3 refuses a file: store unless "
+            "MLFLOW_ALLOW_FILE_STORE=true is set; for a local store give "
+            f"--trainer.logger.tracking_uri {LOCAL_MLFLOW_STORE}"
+        )
 
 
 def given_loggers(option: object) -> list[Logger]:
