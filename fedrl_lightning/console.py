@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -18,10 +19,13 @@ __all__ = [
     "progress_fields",
     "quiet_lightning",
     "round_progress",
+    "terminal_fits_a_bar",
 ]
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 LOGGER_CHATTER = "lightning.pytorch.loggers"  # "Experiment with name ... not found. Creating it."
+MIN_BAR_COLUMNS = 20
+"""The narrowest terminal a progress bar is drawn on; a narrower one gets plain lines."""
 
 
 @contextmanager
@@ -92,13 +96,30 @@ class PlainRoundLog:
         """Nothing to end."""
 
 
+def terminal_fits_a_bar() -> bool:
+    """Whether stdout and stderr are a terminal that a progress bar can be drawn on.
+
+    The bar goes to stderr. A terminal that reports no size (0x0, as under ``script -c``) or
+    fewer than :data:`MIN_BAR_COLUMNS` columns would show nothing at all: tqdm hides a bar
+    below the terminal's last row.
+    """
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        return False
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return size.columns >= MIN_BAR_COLUMNS and size.lines >= 1
+
+
 def round_progress(total: int, enabled: bool, done: int = 0) -> RoundProgress:
     """What shows progress over rounds, starting after the ``done`` rounds.
 
-    A progress bar when ``enabled`` and the console is a terminal; otherwise one plain line
-    per round, so that a log file stays readable.
+    A progress bar when ``enabled`` and the console is a terminal with room for it (see
+    :func:`terminal_fits_a_bar`); otherwise one plain line per round, so that a log file stays
+    readable.
     """
-    if enabled and sys.stdout.isatty() and sys.stderr.isatty():
+    if enabled and terminal_fits_a_bar():
         return tqdm(total=total, initial=done, desc="rounds", unit="round")
     return PlainRoundLog(total, done)
 
