@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
 from fedrl_lightning.commands import ALIASES, COMMANDS, command_module, run_command
+from fedrl_lightning.console import finished_line
 from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.logger_checks import check_logger_packages, check_mlflow_store
 from fedrl_lightning.federation.run_folder import resolve_checkpoint
@@ -285,14 +286,7 @@ class FedRLCLI(LightningCLI):
         """Print the run's summary."""
         trainer = self.trainer
         last = trainer.history[-1]
-        ran = trainer.completed_rounds - trainer.resumed_round
-        rounds = f"{ran} round" + ("s" if ran != 1 else "")
-        if trainer.resumed_round:
-            rounds += f" (resumed after round {trainer.resumed_round})"
-        print(
-            f"Finished {rounds} in {self.fit_seconds:.1f} s: "
-            f"{last['episodes']:,} training episodes, {last['env_steps']:,} environment steps."
-        )
+        print(finished_line(trainer.history, trainer.resumed_round, self.fit_seconds))
         if trainer.stop_reason is not None:
             print(
                 f"Stopped after round {trainer.completed_rounds} of {trainer.num_rounds}: "

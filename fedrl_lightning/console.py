@@ -1,4 +1,4 @@
-"""What a federated run shows on the console: progress over rounds, nothing else."""
+"""What a federated run shows on the console: progress over rounds, and what a fit did."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "PlainRoundLog",
+    "finished_line",
     "RoundProgress",
     "progress_fields",
     "quiet_lightning",
@@ -137,3 +138,44 @@ def progress_fields(row: dict[str, Any]) -> dict[str, str]:
     if row["num_failed_agents"]:
         fields["failed"] = str(row["num_failed_agents"])
     return fields
+
+
+def finished_line(history: Sequence[dict[str, Any]], resumed_round: int, seconds: float) -> str:
+    """The line that sums up a fit: the rounds this command ran and what they trained.
+
+    Every count is this command's; a resumed run adds the whole run's totals, named so:
+    ``Finished 5 rounds (resumed after round 50) in 9.8 s: 250 training episodes, 24,870
+    environment steps (the whole run: 55 rounds, 2,750 episodes, 270,144 steps).``
+
+    Args:
+        history: The run's metrics rows, those of the rounds it resumed after included; their
+            ``episodes`` and ``env_steps`` are the run's running totals.
+        resumed_round: The round this command resumed after; 0 for a new run.
+        seconds: How long the fit took.
+
+    Returns:
+        The line, without a newline.
+    """
+    last = history[-1]
+    before = {"episodes": 0, "env_steps": 0}
+    if resumed_round:
+        before = next(row for row in history if int(row["round"]) == resumed_round)
+    run_rounds = int(last["round"])
+    rounds = _count(run_rounds - resumed_round, "round")
+    episodes = int(last["episodes"]) - int(before["episodes"])
+    steps = int(last["env_steps"]) - int(before["env_steps"])
+    resumed = f" (resumed after round {resumed_round})" if resumed_round else ""
+    line = (
+        f"Finished {rounds}{resumed} in {seconds:.1f} s: {episodes:,} training episodes, "
+        f"{steps:,} environment steps"
+    )
+    if not resumed_round:
+        return f"{line}."
+    return (
+        f"{line} (the whole run: {_count(run_rounds, 'round')}, {int(last['episodes']):,} "
+        f"episodes, {int(last['env_steps']):,} steps)."
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("s" if number != 1 else "")
