@@ -18,6 +18,7 @@ from jsonargparse import Namespace, lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
+from fedrl_lightning.class_choice import fit_config_sections
 from fedrl_lightning.commands import ALIASES, COMMANDS, command_module, run_command
 from fedrl_lightning.console import finished_line
 from fedrl_lightning.errors import ConfigError, FederationError
@@ -45,10 +46,17 @@ PROG = "python -m fedrl_lightning"
 MAX_SEED = 2**32 - 1  # numpy's seeds, and so Lightning's, are unsigned 32-bit integers
 PRINT_CONFIG = "--print_config"
 
+log = logging.getLogger(__name__)
+
 
 def is_print_config(arg: str) -> bool:
     """Whether ``arg`` is ``--print_config`` or ``--print_config=flags``."""
     return arg.split("=", 1)[0] == PRINT_CONFIG
+
+
+def without_print_config(args: list[str]) -> list[str]:
+    """``args`` less ``--print_config``, which would print the config and exit."""
+    return [arg for arg in args if not is_print_config(arg)]
 
 
 def _class_options() -> dict[str, str]:
@@ -132,7 +140,7 @@ class FedRLCLI(LightningCLI):
         args = list(sys.argv[1:] if args is None else args)
         self._resumed_saved_config = False
         check_config_files(args)
-        self.config = self._parse(parser, [arg for arg in args if not is_print_config(arg)])
+        self.config, args = self._parse(parser, args)
         fit = self.config.fit if self.config.get("subcommand") == "fit" else None
         path = None
         if fit is not None and fit.get("ckpt_path") is not None:
@@ -143,12 +151,14 @@ class FedRLCLI(LightningCLI):
                 self._resumed_saved_config = True
                 at = args.index("fit") + 1
                 args = [*args[:at], "--config", saved, *args[at:]]
-                self.config = self._parse(parser, [arg for arg in args if not is_print_config(arg)])
+                self.config, args = self._parse(parser, args)
                 args += self._drop_ray_options(own=fit.trainer, merged=self.config.fit.trainer)
-                self.config = self._parse(parser, [arg for arg in args if not is_print_config(arg)])
+                self.config, args = self._parse(parser, args)
                 # Both sides as this parser writes them: a config saved by an older version
                 # (a flat ``model`` section, say) compares by meaning, not by spelling.
-                saved_now = self._dump_fit_config(self._parse(parser, ["fit", "--config", saved]))
+                saved_now = self._dump_fit_config(
+                    self._parse(parser, ["fit", "--config", saved])[0]
+                )
                 check_unchanged(saved_now, self._dump_fit_config(), path)
             self.config.fit.ckpt_path = str(path)
             args += ["--ckpt_path", str(path)]
@@ -160,27 +170,44 @@ class FedRLCLI(LightningCLI):
             self.config.fit.seed_everything = self._resolve_seed(self.config.fit.seed_everything)
             self.config.fit.data.seed = self.config.fit.seed_everything
 
-    def _parse(self, parser: LightningArgumentParser, args: list[str]) -> Namespace:
+    def _parse(
+        self, parser: LightningArgumentParser, args: list[str]
+    ) -> tuple[Namespace, list[str]]:
         """Parse ``args``; a class chosen over a default class gets its own defaults.
 
         jsonargparse gives a newly chosen class the default instance's arguments that it
         also accepts (its issue #460), so ``--model PPO`` would train with REINFORCE's
         learning rate. Parsing again with the chosen classes as the defaults gives them
-        their own defaults, and keeps every value the command line or a config gave.
+        their own defaults, and keeps every value the command line or a config gave. A
+        config's options for the default class (``--config configs/cartpole.yaml --model
+        PPO``) carry over where the chosen class takes them too; the others are left out,
+        with a notice (see :func:`fit_config_sections`).
+
+        Args:
+            parser: The command's parser.
+            args: The command line; ``--print_config`` is left out of the parse.
+
+        Returns:
+            The parsed config, and the command line with such configs fitted to the chosen
+            classes, for parsing it again on top of a resumed run's config.
         """
-        config = parser.parse_args(args)
+        config = parser.parse_args(without_print_config(args))
         if config.get("subcommand") != "fit":
-            return config
+            return config, args
         chosen = {}
         for key, default in SUBCLASS_DEFAULTS.items():
             class_path = config.fit.get(f"{key}.class_path")
             if class_path and class_path != f"{default.__module__}.{default.__name__}":
                 module, _, name = class_path.rpartition(".")
-                chosen[key] = lazy_instance(getattr(importlib.import_module(module), name))
+                chosen[key] = getattr(importlib.import_module(module), name)
         if not chosen:
-            return config
-        self._parser("fit").set_defaults(chosen)
-        return parser.parse_args(args)
+            return config, args
+        self._parser("fit").set_defaults({key: lazy_instance(cls) for key, cls in chosen.items()})
+        for key, cls in chosen.items():
+            args, notices = fit_config_sections(args, key, cls)
+            for notice in notices:
+                log.info(notice)
+        return parser.parse_args(without_print_config(args)), args
 
     @staticmethod
     def _drop_ray_options(own: Any, merged: Any) -> list[str]:
