@@ -146,9 +146,10 @@ def load_all(kind: str = "figure") -> list[dict[str, Any]]:
     files = sorted(RESULTS.glob("*.json"))
     loaded = [json.loads(p.read_text()) | {"_file": p.name} for p in files]
     chosen = [r for r in loaded if kind in r]
-    for r in chosen:  # titles are words, not measurements: the registry's current ones
+    for r in chosen:  # titles and notes are words, not measurements: the registry's current ones
         if r.get("figure") in FIGURES:
             r["title"] = FIGURES[r["figure"]].title
+            r["notes"] = FIGURES[r["figure"]].notes
     return sorted(chosen, key=lambda r: order.get(r.get("figure", ""), len(order)))
 
 
@@ -202,6 +203,7 @@ def figure_section(results: dict[str, Any]) -> list[str]:
         "",
         f"Goal: {goal}. Result: {verdict(results)}.",
         "",
+        *([results["notes"], ""] if results.get("notes") else []),
         "| | IQM [95% CI] | mean [95% CI] |",
         "| --- | --- | --- |",
         f"| {unit} | {estimate(summary['iqm'], unit)} | {estimate(summary['mean'], unit)} |",
