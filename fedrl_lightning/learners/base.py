@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self, cast
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import AttributeDict
 from lightning.pytorch.utilities.model_helpers import _restricted_classmethod
 from torch.distributions import Distribution
 from torchmetrics import MeanMetric
@@ -62,6 +63,16 @@ class Learner(FederatedUpdates, FitRecord):
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
         self.curiosity = None
+
+    @property
+    @override
+    def hparams(self) -> AttributeDict:
+        """The hyperparameters ``save_hyperparameters`` saved, read as attributes (``hparams.lr``).
+
+        Lightning types them as any mutable mapping; ``save_hyperparameters`` always stores an
+        :class:`~lightning.pytorch.utilities.AttributeDict`, so this says so.
+        """
+        return cast(AttributeDict, super().hparams)
 
     def _check_hparams(self) -> None:
         """Refuse the hyperparameters every learner has, once they are saved."""
