@@ -172,6 +172,10 @@ class ClusteredModel:
         """The whole ``state_dict`` agent ``agent`` would deploy: its cluster's model."""
         return dict(self.own_state(agent))
 
+    def task_deployed_state(self, task: int) -> StateDict:
+        """The whole ``state_dict`` of the one task's global policy: the largest cluster's."""
+        return dict(self.global_state)
+
     def aggregate(
         self, strategy: Strategy, updates: Sequence[AgentUpdate], statistics: Sequence[str]
     ) -> None:
