@@ -148,7 +148,7 @@ class Learner(FederatedUpdates, FitRecord):
         Returns:
             A new :class:`EpisodeBatch`.
         """
-        return EpisodeBatch(*(t.to(device) if t is not None else None for t in batch))
+        return EpisodeBatch._make(t.to(device) if t is not None else None for t in batch)
 
     def replay_weights(self, log_probs: torch.Tensor, batch: EpisodeBatch) -> torch.Tensor:
         """``[episodes, steps]`` importance weights: 1 on own episodes, truncated on replayed.
@@ -310,13 +310,13 @@ class Learner(FederatedUpdates, FitRecord):
         self.eval()
         try:
             with torch.no_grad():
-                actions = self.policy.act(
+                chosen = self.policy.act(
                     torch.from_numpy(observations).to(self.device), deterministic
                 )
         finally:
             for module, training in modes:
                 module.training = training
-        actions = actions.cpu().numpy()
+        actions = chosen.cpu().numpy()
         if actions.dtype.kind in "iu":
             return int(actions) if actions.ndim == 0 else actions.astype(np.int64)
         return actions.astype(np.float32)
