@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from math import inf
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -89,7 +89,8 @@ class Byzantine:
             return env
         if isinstance(env, gym.vector.VectorEnv):
             return gym.wrappers.vector.TransformReward(env, np.negative)
-        return gym.wrappers.TransformReward(env, lambda reward: -reward)
+        # gymnasium types a reward as SupportsFloat; the environments' rewards are numbers
+        return gym.wrappers.TransformReward(env, lambda reward: -cast(float, reward))
 
     def acts_randomly(self, agent_id: int) -> bool:
         """Whether agent ``agent_id`` acts uniformly at random while training."""

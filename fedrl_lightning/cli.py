@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from jsonargparse import Namespace, lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -102,8 +102,10 @@ class FedRLCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, prog: str = PROG) -> None:
         super().__init__(
             model_class=Learner,
-            datamodule_class=AgentPopulation,
-            trainer_class=FederatedTrainer,
+            # Our own data and trainer classes, not Lightning's: this CLI builds and runs them
+            # itself (instantiate_trainer, fit), so Lightning never uses them as its own.
+            datamodule_class=AgentPopulation,  # type: ignore[arg-type]
+            trainer_class=FederatedTrainer,  # type: ignore[arg-type]
             save_config_callback=None,
             seed_everything_default=42,
             parser_kwargs={
@@ -145,7 +147,7 @@ class FedRLCLI(LightningCLI):
         path = None
         if fit is not None and fit.get("ckpt_path") is not None:
             path = resolve_checkpoint(fit.ckpt_path, fit.trainer.default_root_dir)
-        if path is not None:
+        if fit is not None and path is not None:
             saved = saved_config(path)
             if saved is not None:
                 self._resumed_saved_config = True
@@ -270,6 +272,7 @@ class FedRLCLI(LightningCLI):
             module = command_module(name)
             prog = f"{parser.prog} {name}"
             description = f"The same as {ALIASES[name]}." if name in ALIASES else None
+            assert parser._subcommands_action is not None  # super()._add_subcommands added it
             parser._subcommands_action.add_subcommand(
                 name, module.build_parser(prog), help=description or module.DESCRIPTION
             )
@@ -297,7 +300,8 @@ class FedRLCLI(LightningCLI):
             "seed_everything", "data.seed", compute_fn=_placeholder_seed, apply_on="parse"
         )
 
-    def instantiate_trainer(self, **kwargs: Any) -> FederatedTrainer:
+    # A FederatedTrainer, not Lightning's Trainer: only this class's fit and after_fit use it.
+    def instantiate_trainer(self, **kwargs: Any) -> FederatedTrainer:  # type: ignore[override]
         """Build the federated trainer, seeded from ``--seed_everything``."""
         config = dict(self._get(self.config_init, "trainer"), **kwargs)
         return FederatedTrainer(**config, seed=self._run_seed())
@@ -306,12 +310,12 @@ class FedRLCLI(LightningCLI):
         """Run the federated fit, saving the resolved config in the run folder."""
         run_config = self._dump_fit_config()
         started = time.perf_counter()
-        self.trainer.fit(model, datamodule, run_config=run_config, **kwargs)
+        self._federated_trainer().fit(model, datamodule, run_config=run_config, **kwargs)
         self.fit_seconds = time.perf_counter() - started
 
     def after_fit(self) -> None:
         """Print the run's summary."""
-        trainer = self.trainer
+        trainer = self._federated_trainer()
         last = trainer.history[-1]
         print(finished_line(trainer.history, trainer.resumed_round, self.fit_seconds))
         if trainer.stop_reason is not None:
@@ -337,6 +341,10 @@ class FedRLCLI(LightningCLI):
                 "lists them, --trainer.verbose true shows why."
             )
         print(f"Run folder: {trainer.run_dir}")
+
+    def _federated_trainer(self) -> FederatedTrainer:
+        """The trainer :meth:`instantiate_trainer` built, which LightningCLI types as its own."""
+        return cast(FederatedTrainer, self.trainer)
 
     def _dump_fit_config(self, parsed: Any = None) -> str:
         """The experiment's resolved config, without ``ckpt_path``, so it reruns from round 1.

@@ -60,11 +60,11 @@ def quiet_lightning(verbose: bool) -> Iterator[None]:
 class RoundProgress(Protocol):
     """What the round loop reports to: tqdm's bar, or :class:`PlainRoundLog`."""
 
-    def set_postfix(self, fields: dict[str, str]) -> None:
-        """Show the newest round's figures."""
+    def set_postfix(self, fields: dict[str, str], /) -> None:
+        """Show the newest round's figures (positional: tqdm names the argument otherwise)."""
 
-    def update(self) -> None:
-        """Count one more round done."""
+    def update(self) -> object:
+        """Count one more round done (tqdm returns whether it redrew; nobody reads it)."""
 
     def close(self) -> None:
         """End the display."""

@@ -177,7 +177,6 @@ class EpisodeDataset(IterableDataset):
         rng = np.random.default_rng(self.action_seed)
         seed: int | None = self.env_seed
         remaining = self.num_episodes
-        vectorised = isinstance(self.env, gym.vector.VectorEnv)
         batches, replayed = len(self), 0
         self.kept = []
         while remaining > 0:
@@ -185,7 +184,7 @@ class EpisodeDataset(IterableDataset):
             actor = self.policy.random_actor() if self.random_actions else self.policy.actor()
             episodes: list[Episode] = []
             while len(episodes) < count:
-                if vectorised:
+                if isinstance(self.env, gym.vector.VectorEnv):
                     episodes += rollout_wave(self.env, actor, rng, seed)
                 else:
                     episodes.append(rollout_episode(self.env, actor, rng, seed))

@@ -24,7 +24,11 @@ from typing import Any
 import torch
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.exported_policy import ExportedCategoricalPolicy, ExportedPolicy
+from fedrl_lightning.exported_policy import (
+    ExportedCategoricalPolicy,
+    ExportedGaussianPolicy,
+    ExportedPolicy,
+)
 
 __all__ = ["METADATA_KEY", "MIN_OPSET", "describe", "onnx_bytes", "torchscript_bytes"]
 
@@ -55,6 +59,7 @@ def describe(policy: ExportedPolicy, **provenance: Any) -> dict[str, Any]:
     if isinstance(policy, ExportedCategoricalPolicy):
         description.update(action="discrete", num_actions=policy.output_dim, noise="gumbel")
     else:
+        assert isinstance(policy, ExportedGaussianPolicy)  # the other kind there is
         description.update(
             action="continuous",
             action_dim=policy.output_dim,
@@ -139,6 +144,7 @@ def onnx_bytes(
             opset_version=opset_version,
             verbose=False,
         )
+    assert program is not None  # with dynamo=True, torch.onnx.export returns the program
     model = program.model_proto
     model.doc_string = (
         "fedrl_lightning policy: raw observations to environment actions, deterministic"

@@ -144,7 +144,7 @@ def keep_signal_handlers() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    handlers: dict[int, Any] = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     try:
         yield
     finally:

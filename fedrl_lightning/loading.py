@@ -109,6 +109,7 @@ def _deployed_parts(
         if clustered is not None:
             return clustered, None, None
     task = task_of(shared, agent) if agent is not None else task
+    assert task is not None  # load_module gives an agent or a task
     if not 0 <= task < len(shared.get("task_sizes") or [1]):
         raise ConfigError(f"checkpoint {path}: its run has no task {task}")
     initial = (shared.get("task_initial") or [{}] * (task + 1))[task]

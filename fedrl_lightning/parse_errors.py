@@ -64,6 +64,7 @@ def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
     Returns:
         One line, without the ``error:`` prefix.
     """
+    options = class_options or {}
     lines = [_bare(line) for line in message.strip().splitlines() if _bare(line)]
     match = HEADER.match(lines[0]) if lines else None
     if match is None:
@@ -74,13 +75,14 @@ def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
     given = given_value.group(1).strip() if given_value else ""
     if any("Union subtypes" in detail for detail in details):
         details = _union_errors(details)
-        if key in (class_options or {}) and any(
+        if key in options and any(
             detail.startswith((*NOT_A_CLASS, "Expected a dot import path")) for detail in details
         ):
-            return f"--{key}: {class_options[key]}"
+            return f"--{key}: {options[key]}"
         expected = [EXPECTED.fullmatch(detail) for detail in details]
-        if len(details) > 1 and all(expected):
-            kinds = " or ".join(plain_type(match.group(1)) for match in expected)
+        matched = [match for match in expected if match is not None]
+        if len(details) > 1 and len(matched) == len(expected):
+            kinds = " or ".join(plain_type(match.group(1)) for match in matched)
             return f"--{key}: expected {kinds}, got {given!r}"
         specific = [d for d, match in zip(details, expected, strict=True) if not match]
         chosen = GIVEN_CLASS.search(message)
@@ -88,8 +90,8 @@ def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
             return f"--{key}: {chosen.group(1).rpartition('.')[2]}: {specific[0]}"
         details = specific + [detail for detail in details if detail not in specific]
     for detail in details:
-        if detail.startswith(NOT_A_CLASS) and key in (class_options or {}):
-            return f"--{key}: {class_options[key]}"
+        if detail.startswith(NOT_A_CLASS) and key in options:
+            return f"--{key}: {options[key]}"
         nested = NESTED.match(detail)
         if nested:
             return f"--{key}.{nested.group(1)}: {_reason(nested.group(2), given)}"
@@ -131,10 +133,11 @@ def config_error_of(err: BaseException) -> ConfigError | None:
     jsonargparse wraps what a class's constructor raises (a strategy refusing its arguments)
     in errors of its own; the original names the option.
     """
-    while err is not None:
-        if isinstance(err, ConfigError):
-            return err
-        err = err.__cause__ or err.__context__
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, ConfigError):
+            return current
+        current = current.__cause__ or current.__context__
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -273,14 +274,14 @@ class AgentPopulation:
         episodes truncate after ``max_episode_steps``.
         """
         if self.tasks is not None:
-            return gym.vector.SyncVectorEnv([lambda a=a: self.make_env(a) for a in agent_ids])
+            return gym.vector.SyncVectorEnv([partial(self.make_env, a) for a in agent_ids])
         if not self.heterogeneity:
             native = self._make_native_vector(len(agent_ids))
-            if getattr(native, "accepts_seed_list", False):
+            if native is not None and getattr(native, "accepts_seed_list", False):
                 return native
             if native is not None:
                 native.close()
-        return gym.vector.SyncVectorEnv([lambda a=a: self.make_env(a) for a in agent_ids])
+        return gym.vector.SyncVectorEnv([partial(self.make_env, a) for a in agent_ids])
 
     def _make_native_vector(self, num_envs: int) -> gym.vector.VectorEnv | None:
         """The native vector environment, or ``None`` when there is none that takes the limit.

@@ -32,8 +32,8 @@ class Episode(NamedTuple):
             float32 (before any reset); a learner bootstraps from it when ``truncated``.
     """
 
-    observations: Sequence[np.ndarray]
-    actions: Sequence[Any]
+    observations: Sequence[np.ndarray] | np.ndarray
+    actions: Sequence[Any] | np.ndarray
     rewards: Sequence[float]
     terminated: bool
     truncated: bool
@@ -101,7 +101,8 @@ def rollout_wave(
     Returns:
         The first episode of each sub-environment, in order.
     """
-    observations, _ = env.reset(seed=seed)
+    # gymnasium types VectorEnv.reset's seed as one int; its vector envs take a list too
+    observations, _ = env.reset(seed=seed)  # type: ignore[arg-type]
     steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     alive = np.ones(env.num_envs, dtype=bool)
     lengths = np.zeros(env.num_envs, dtype=np.int64)

@@ -165,8 +165,9 @@ class TaskSet:
         return sizes
 
 
-def _appended(space: spaces.Box, code: np.ndarray) -> spaces.Box:
+def _appended(space: spaces.Space, code: np.ndarray) -> spaces.Box:
     """``space`` with ``len(code)`` more features in [0, 1]."""
+    assert isinstance(space, spaces.Box)  # env_specs.observation_dim refuses any other space
     low = np.concatenate([space.low, np.zeros_like(code)]).astype(np.float32)
     high = np.concatenate([space.high, np.ones_like(code)]).astype(np.float32)
     return spaces.Box(low, high, dtype=np.float32)

@@ -42,7 +42,7 @@ class EveryFrameRecordVideo(RecordVideo):
 
             path = Path(self.video_folder) / f"{name}.mp4"
             partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.mp4")
-            height, width = frames[0].shape[:2]
+            height, width = np.asarray(frames[0]).shape[:2]  # rgb_array frames: arrays
             writer = imageio_ffmpeg.write_frames(
                 str(partial), (width, height), fps=self.frames_per_sec, macro_block_size=2
             )

@@ -157,7 +157,7 @@ def run(args: list[str], prog: str) -> None:
             task_policies[task] = load_module(checkpoint, task=task).policy
         return task_policies[task]
 
-    policy = module.policy
+    policy: MLPPolicy | Callable[[int], MLPPolicy] = module.policy
     if config.personalized:
         policy = own_policy
     elif len(population.task_sizes) > 1:

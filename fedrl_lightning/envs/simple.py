@@ -61,7 +61,9 @@ class SimpleEnv(gym.Env[np.ndarray, np.int64]):
         self._draw_noise()
         return self._state, {}
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(
+        self, action: int | np.integer
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Pay for the chosen coordinate, then take one random-walk step."""
         reward = 1.0 if self.reward_sign * self._state[action] > 0 else 0.0
         if self._t == len(self._noise):
@@ -151,7 +153,7 @@ class SimpleVectorEnv(gym.vector.VectorEnv):
         terminated = np.zeros(self.num_envs, bool)
         return self._state.copy(), rewards, terminated, truncated, {}
 
-    def _reset_one(self, i: int) -> None:
+    def _reset_one(self, i: int | np.integer) -> None:
         self._state[i] = self._rngs[i].standard_normal(STATE_DIM, dtype=np.float32)
         self._elapsed[i] = 0
 

@@ -103,6 +103,7 @@ class Coverage:
                 f"trainer.coverage needs a flat Box observation space of {size} values, the "
                 f"model's observation_dim; got {space}"
             )
+        assert high is not None  # a Box, with a low bound, has a high one
         coverage = cls(True, low.astype(float).tolist(), high.astype(float).tolist())
         coverage.check(model.statistics_modules())
         return coverage

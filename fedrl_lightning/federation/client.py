@@ -23,6 +23,7 @@ from fedrl_lightning.federation.trajectory_sharing import upload_choice
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.learners.distillation_term import action_distribution
 from fedrl_lightning.learners.meta_step import MetaStep
+from fedrl_lightning.policy import CategoricalMLPPolicy
 from fedrl_lightning.population import AgentPopulation
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -214,6 +215,7 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     trained = module.state_dict()
     if task.personal_names:  # kept by the agent: written to its own file, never sent
         personal = {name: trained[name] for name in task.personal_names}
+        assert task.personal_path is not None  # given with the personal names
         PersonalStore.save(task.personal_path, task.round_idx, personal)
 
     def shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -231,7 +233,7 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     # would add loop state that no one reads, and costs several times as long to write and
     # to load.
     stats = module.agent_stats() | (choice.stats() if choice is not None else {})
-    extra = {AGENT_STATS_KEY: stats, FIT_STATISTICS_KEY: module.fit_statistics()}
+    extra: dict[str, Any] = {AGENT_STATS_KEY: stats, FIT_STATISTICS_KEY: module.fit_statistics()}
     if task.share_fraction:  # trajectory sharing: some episodes, as plain tensors
         uploaded = upload_choice(len(dataset.kept), task.share_fraction, seed(Stream.SHARE_UPLOAD))
         episodes = byzantine.poison_episodes(task.agent_id, [dataset.kept[i] for i in uploaded])
@@ -240,6 +242,7 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
         extra[SENDS_KEY] = "gradient"
     if task.distillation is not None and task.distillation.send:
         exchange = task.distillation
+        assert isinstance(module.policy, CategoricalMLPPolicy)  # refused for continuous actions
         own = action_distribution(module.policy, exchange.probe_states)
         extra[DISTRIBUTION_KEY] = byzantine.corrupt_distribution(
             task.agent_id, own, exchange.consensus, seed(Stream.BYZANTINE)

@@ -172,6 +172,10 @@ class ClusteredModel:
         """The whole ``state_dict`` agent ``agent`` would deploy: its cluster's model."""
         return dict(self.own_state(agent))
 
+    def task_deployed_state(self, task: int) -> StateDict:
+        """The whole ``state_dict`` of the one task's global policy: the largest cluster's."""
+        return dict(self.global_state)
+
     def aggregate(
         self, strategy: Strategy, updates: Sequence[AgentUpdate], statistics: Sequence[str]
     ) -> None:
@@ -188,7 +192,11 @@ class ClusteredModel:
                 self.states[cluster] = aggregate_round(
                     self.strategies[cluster], self.states[cluster], chose, statistics
                 )
-        self.choices = {u.agent_id: int(u.cluster) for u in updates}
+        choices: dict[int, int] = {}
+        for update in updates:
+            assert update.cluster is not None  # a clustered fit names the cluster it chose
+            choices[update.agent_id] = int(update.cluster)
+        self.choices = choices
         self.assignments |= self.choices
         self.eval_steps += sum(u.cluster_eval_steps for u in updates)
 

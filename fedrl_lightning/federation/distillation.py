@@ -11,6 +11,7 @@ import torch
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners.distillation_term import DistillationTarget, consensus_kl
+from fedrl_lightning.policy import CategoricalMLPPolicy
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
@@ -183,9 +184,16 @@ def strategy_consensus(
     Returns:
         The consensus, float32 ``[states, actions]``.
     """
-    first = updates[0].distribution
+    distributions = []
+    for update in updates:
+        assert update.distribution is not None  # the caller passes only those that hold one
+        distributions.append(update.distribution)
+    first = distributions[0]
     start = previous if previous is not None else torch.full_like(first, 1 / first.shape[-1])
-    sent = [replace(u, state_dict={"distribution": u.distribution}) for u in updates]
+    sent = [
+        replace(u, state_dict={"distribution": d})
+        for u, d in zip(updates, distributions, strict=True)
+    ]
     combined = strategy.aggregate({"distribution": start}, sent)["distribution"]
     combined = combined.to(torch.float64).clamp(min=0)
     sums = combined.sum(-1, keepdim=True)
@@ -205,6 +213,7 @@ def distill_student(
         The divergence after the last step.
     """
     policy = student.policy
+    assert isinstance(policy, CategoricalMLPPolicy)  # distillation refuses continuous actions
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
     for _ in range(steps):
         loss = consensus_kl(consensus, policy.logits(probe_states))

@@ -179,6 +179,7 @@ class DistilledModels:
             first_contact=self.versions.get(agent, 0) == 0,
         )
         own = self.own_state(agent)
+        assert self.store is not None  # open() made it, before any round
         return {
             "own_state": own,
             "personal_names": tuple(own),
@@ -188,6 +189,7 @@ class DistilledModels:
 
     def own_state(self, agent: int) -> StateDict:
         """Agent ``agent``'s whole model, as its last completed fit left it."""
+        assert self.store is not None  # open() made it, before any round
         state = self.store.load(agent, self.versions.get(agent, 0))
         if state is None:
             raise ConfigError(f"agent {agent}'s model is missing from {self.store.folder}")
@@ -212,13 +214,14 @@ class DistilledModels:
             statistics: Names of the model's running statistics modules (there are none).
         """
         sent = [u for u in updates if u.distribution is not None]
+        distributions = [u.distribution for u in updates if u.distribution is not None]
         self.averaged = len(sent)
         if not sent:
             return
         if self.settings.consensus == "strategy":
             self.consensus = strategy_consensus(strategy, sent, self.consensus)
         else:
-            self.consensus = consensus_of([u.distribution for u in sent])
+            self.consensus = consensus_of(distributions)
         self.consensus_round = self.round + 1
         if self.settings.student_steps:
             with one_torch_thread():
@@ -242,6 +245,7 @@ class DistilledModels:
 
     def commit(self, personal: dict[int, int]) -> None:
         """Once a round is saved, make its agents' new models theirs."""
+        assert self.store is not None  # open() made it, before any round
         self.store.commit(personal)
 
     def discard_pending(self) -> None:

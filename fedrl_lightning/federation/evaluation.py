@@ -15,7 +15,7 @@ from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
     from fedrl_lightning.federation.local_adaptation import LocalAdaptation
-    from fedrl_lightning.federation.shared_model import SharedModel
+    from fedrl_lightning.federation.server_models import ServerModel
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population import AgentPopulation
 
@@ -145,7 +145,7 @@ class RoundEvaluation:
         population: AgentPopulation,
         agents: list[int],
         episodes: int,
-        shared: SharedModel,
+        shared: ServerModel,
         adaptation: LocalAdaptation | None = None,
     ) -> None:
         self.model, self.agents, self.episodes, self.shared = model, agents, episodes, shared
@@ -160,7 +160,8 @@ class RoundEvaluation:
         self.own_envs = {}
         if shared.own_policies or adaptation is not None:
             self.own_envs = {a: population.make_vector_env([a] * episodes) for a in agents}
-        self.scratch = {}  # a learner of each task's (and agent model's) sizes, for weights
+        # A learner of each task's (and agent model's) sizes, for weights.
+        self.scratch: dict[tuple[int, str], Learner] = {}
 
     def run(self, seed: int, round_idx: int) -> tuple[np.ndarray, dict[str, float]]:
         """Each agent's task's global policy's mean return, and the other policies' columns.
@@ -170,7 +171,7 @@ class RoundEvaluation:
             columns of each agent's own policy (:func:`personalized_columns`) and of the
             fine-tuned one (:func:`finetuned_columns`), where the run has them.
         """
-        returns = {}
+        returns: dict[int, float] = {}
         for task, (own, slots, env) in self.batches.items():
             policy = self.model.policy if task is None else self._policy(task, task_only=True)
             means = evaluate_round(policy, env, slots, self.episodes, seed, round_idx)
@@ -178,10 +179,10 @@ class RoundEvaluation:
         per_agent = np.array([returns[a] for a in self.agents])
         columns: dict[str, float] = {}
         if self.shared.own_policies:
-            own = evaluate_personalized(
+            own_means = evaluate_personalized(
                 lambda agent: self._policy(agent), self.own_envs, self.episodes, seed, round_idx
             )
-            columns |= personalized_columns(self.agents, own)
+            columns |= personalized_columns(self.agents, own_means)
         if self.adaptation is not None:
             tuned = evaluate_personalized(
                 lambda agent: self._finetuned(agent, seed, round_idx),
@@ -207,6 +208,7 @@ class RoundEvaluation:
 
     def _finetuned(self, agent: int, seed: int, round_idx: int) -> MLPPolicy:
         """The global policy agent ``agent`` is evaluated with, fine-tuned on its environment."""
+        assert self.adaptation is not None  # run() fine-tunes only with an adaptation
         task = self.shared.task_of(agent)
         hparams = self.shared.task_hparams
         scratch = self._scratch(task, hparams[task] if hparams else None)

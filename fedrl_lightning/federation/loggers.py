@@ -89,7 +89,13 @@ def run_loggers(
 
 def mlflow_runs(loggers: Sequence[Logger]) -> list[str]:
     """The ids of the MLflow runs the loggers write to, in order, for a resume to continue."""
-    return [logger.run_id for logger in loggers if isinstance(logger, MLFlowLogger)]
+    runs = []
+    for logger in loggers:
+        if isinstance(logger, MLFlowLogger):
+            run_id = logger.run_id  # starts the run if need be, which gives it its id
+            assert run_id is not None
+            runs.append(run_id)
+    return runs
 
 
 def continue_mlflow_runs(loggers: Sequence[Logger], run_ids: Sequence[str]) -> list[Logger]:

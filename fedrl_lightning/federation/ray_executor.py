@@ -171,6 +171,7 @@ class RayExecutor(Executor):
             checkpoint, personal = result
             try:
                 if personal is not None:
+                    assert task.personal_path is not None  # the fit wrote its personal values
                     atomic_write_bytes(personal, task.personal_path)
                 atomic_write_bytes(checkpoint, task.checkpoint_path)
             except OSError as err:

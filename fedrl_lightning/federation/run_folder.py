@@ -38,7 +38,7 @@ class RunFolder:
         path: The run's folder, normally ``<root>/lightning_logs/version_N``.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.created = False
         """Whether :meth:`create` made the folder, in this process."""

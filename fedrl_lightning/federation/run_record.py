@@ -219,11 +219,12 @@ def _read_agents(path: Path) -> tuple[dict[str, str], ...]:
 
 def _get(config: dict[str, Any], *keys: str) -> Any:
     """``config[keys[0]][keys[1]]...``, or ``None`` where a level is missing."""
+    value: Any = config
     for key in keys:
-        if not isinstance(config, dict):
+        if not isinstance(value, dict):
             return None
-        config = config.get(key)
-    return config
+        value = value.get(key)
+    return value
 
 
 def _class_name(spec: Any) -> str | None:

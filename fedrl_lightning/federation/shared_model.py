@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.aggregation import aggregate_round
@@ -91,7 +91,7 @@ class SharedModel:
         population: AgentPopulation,
         strategy: Strategy,
         seed: int,
-    ) -> SharedModel:
+    ) -> Self:
         """The server's model for ``population``'s tasks, starting from ``model``.
 
         A task whose environment has other spaces gets a model of its own sizes, initialised

@@ -290,6 +290,17 @@ class FederatedTrainer:
         """The run's folder, once ``fit`` has started."""
         return self.run.path if self.run is not None else None
 
+    @property
+    def active_run(self) -> RunFolder:
+        """The run's folder, from the start of ``fit`` on: for the rounds and the callbacks.
+
+        Raises:
+            RuntimeError: Before ``fit`` has opened the folder (``run`` is still ``None``).
+        """
+        if self.run is None:
+            raise RuntimeError("the run folder is opened by fit")
+        return self.run
+
     def fit(
         self,
         model: Learner,
@@ -365,12 +376,13 @@ class FederatedTrainer:
             self.run, notice = fresh_run(self.default_root_dir, resuming=ckpt_path is not None)
             self._notice(notice)
         self.resumed_round = self.completed_rounds
-        self.run.prepare()
-        self.shared.open(self.run)
+        run = self.active_run
+        run.prepare()
+        self.shared.open(run)
         if run_config is not None:
-            atomic_write_text(run_config, self.run.config)
+            atomic_write_text(run_config, run.config)
         if population.agents_differ:
-            atomic_write_text(csv_text(population.agent_table()), self.run.agents_table)
+            atomic_write_text(csv_text(population.agent_table()), run.agents_table)
         executor = self._make_executor()
         with stop_on_signals(), quiet_lightning(self.verbose):
             try:
@@ -383,14 +395,14 @@ class FederatedTrainer:
                 if isinstance(failure, RunInterrupted):
                     if self.completed_rounds < self.num_rounds:
                         failure.round_idx = self.completed_rounds + 1
-                    self.run.remove_agent_checkpoints(after_round=self.completed_rounds)
+                    run.remove_agent_checkpoints(after_round=self.completed_rounds)
                     self.shared.discard_pending()
                 elif isinstance(failure, ConfigError) and self.completed_rounds == 0:
                     self._remove_new_run()
                 raise
             finally:
                 executor.close()
-                self.run.tidy()
+                run.tidy()
         return self.history
 
     def stop(self, reason: str) -> None:
@@ -574,7 +586,7 @@ class FederatedTrainer:
                 model_hparams=self.shared.hparams_of(agent_id),
                 global_state=self.shared.global_state,
                 num_episodes=self.episodes_per_round,
-                checkpoint_path=self.run.agent_checkpoint(round_idx, agent_id),
+                checkpoint_path=self.active_run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
                 proximal_mu=self.strategy.proximal_mu,
                 meta_step=self.strategy.meta_step,
@@ -609,6 +621,7 @@ class FederatedTrainer:
                 type(model).__name__,
                 **{FEDRL_KEY: self.state_dict()},
             )
-            atomic_save(checkpoint, self.run.last_checkpoint)
+            last = self.active_run.last_checkpoint
+            atomic_save(checkpoint, last)
             self.shared.commit(personal)
-            self._call("on_round_saved", row["round"], self.run.last_checkpoint)
+            self._call("on_round_saved", row["round"], last)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -98,7 +99,7 @@ def read_update(
             **(_cluster_choice(path, stats, clusters) if clusters else {}),
             **(_shared(path, checkpoint, shared, max_shared) if shared else {}),
             distribution=_distribution(path, checkpoint, distribution_shape),
-            **({"visited_cells": _visited_cells(path, stats, num_cells)} if num_cells else {}),
+            visited_cells=_visited_cells(path, stats, num_cells) if num_cells else None,
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidUpdate(f"{path}: its {AGENT_STATS_KEY} are incomplete") from None
@@ -125,7 +126,7 @@ def _fit_statistics(
     return parsed
 
 
-def _shared(path: Path, checkpoint: dict, layout: EpisodeLayout, most: int) -> dict[str, tuple]:
+def _shared(path: Path, checkpoint: dict, layout: EpisodeLayout, most: int) -> dict[str, Any]:
     """The episodes an agent uploaded for trajectory sharing, checked, as ``shared_episodes``."""
     try:
         episodes = unpack_episodes(checkpoint.get(SHARED_EPISODES_KEY), layout)
@@ -154,7 +155,7 @@ def _distribution(
     return sent
 
 
-def _cluster_choice(path: Path, stats: dict, clusters: int) -> dict[str, int]:
+def _cluster_choice(path: Path, stats: dict, clusters: int) -> dict[str, Any]:
     """The cluster an agent says it chose, one of ``clusters``, and its scoring steps."""
     cluster, steps = stats["cluster"], stats["cluster_eval_steps"]
     for value in (cluster, steps):

@@ -125,6 +125,7 @@ class A2C(ActorCritic):
         self, batch: EpisodeBatch, intrinsic: torch.Tensor, log_probs: torch.Tensor
     ) -> torch.Tensor:
         """The intrinsic terms of the loss: policy gradient, value loss and the model's loss."""
+        assert self.curiosity is not None  # intrinsic rewards come from it
         mask = batch.mask
         values = self.intrinsic_value(batch.observations)
         advantages, returns = self.intrinsic_advantages_and_returns(batch, intrinsic, values)

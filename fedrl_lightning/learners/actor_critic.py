@@ -113,6 +113,7 @@ class ActorCritic(Learner):
         """
         never_terminal = torch.zeros_like(batch.terminated)
         final_values = self.intrinsic_value(batch.final_observations)
+        assert self.curiosity is not None  # intrinsic rewards come from it
         gamma = self.curiosity.intrinsic_gamma
         return self._corrected_gae(batch, rewards, values, final_values, never_terminal, gamma)
 

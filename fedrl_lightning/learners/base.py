@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self, cast
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import AttributeDict
 from lightning.pytorch.utilities.model_helpers import _restricted_classmethod
 from torch.distributions import Distribution
 from torchmetrics import MeanMetric
@@ -62,6 +63,16 @@ class Learner(FederatedUpdates, FitRecord):
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
         self.curiosity = None
+
+    @property
+    @override
+    def hparams(self) -> AttributeDict:
+        """The hyperparameters ``save_hyperparameters`` saved, read as attributes (``hparams.lr``).
+
+        Lightning types them as any mutable mapping; ``save_hyperparameters`` always stores an
+        :class:`~lightning.pytorch.utilities.AttributeDict`, so this says so.
+        """
+        return cast(AttributeDict, super().hparams)
 
     def _check_hparams(self) -> None:
         """Refuse the hyperparameters every learner has, once they are saved."""
@@ -137,7 +148,7 @@ class Learner(FederatedUpdates, FitRecord):
         Returns:
             A new :class:`EpisodeBatch`.
         """
-        return EpisodeBatch(*(t.to(device) if t is not None else None for t in batch))
+        return EpisodeBatch._make(t.to(device) if t is not None else None for t in batch)
 
     def replay_weights(self, log_probs: torch.Tensor, batch: EpisodeBatch) -> torch.Tensor:
         """``[episodes, steps]`` importance weights: 1 on own episodes, truncated on replayed.
@@ -299,13 +310,13 @@ class Learner(FederatedUpdates, FitRecord):
         self.eval()
         try:
             with torch.no_grad():
-                actions = self.policy.act(
+                chosen = self.policy.act(
                     torch.from_numpy(observations).to(self.device), deterministic
                 )
         finally:
             for module, training in modes:
                 module.training = training
-        actions = actions.cpu().numpy()
+        actions = chosen.cpu().numpy()
         if actions.dtype.kind in "iu":
             return int(actions) if actions.ndim == 0 else actions.astype(np.int64)
         return actions.astype(np.float32)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import lightning as L
 import torch
 from typing_extensions import override
 
 from fedrl_lightning.learners.distillation_term import DistillationTarget
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
-from fedrl_lightning.policy import MLPPolicy
+from fedrl_lightning.policy import CategoricalMLPPolicy, MLPPolicy
 
 __all__ = ["FederatedUpdates"]
 
@@ -49,13 +51,15 @@ class FederatedUpdates(L.LightningModule):
 
     def _proximal_term(self) -> torch.Tensor:
         """FedProx's term over all parameters (a critic's too); 0 unless it was set."""
-        return (
+        # A tensor: the sum runs over the module's parameters, of which there are some.
+        return cast(
+            torch.Tensor,
             self._proximal_mu
             / 2
             * sum(
                 (parameter - self._anchor[name].to(parameter.device)).square().sum()
                 for name, parameter in self.named_parameters()
-            )
+            ),
         )
 
     def set_distillation_target(self, target: DistillationTarget | None) -> None:
@@ -68,6 +72,8 @@ class FederatedUpdates(L.LightningModule):
 
     def _distillation_term(self) -> torch.Tensor:
         """Distillation's term on the live policy (see :meth:`set_distillation_target`)."""
+        assert self._distillation is not None  # only called once a target is set
+        assert isinstance(self.policy, CategoricalMLPPolicy)  # distillation needs discrete actions
         return self._distillation.term(self.policy)
 
     def _with_federated_terms(self, loss: torch.Tensor) -> torch.Tensor:
@@ -100,6 +106,9 @@ class FederatedUpdates(L.LightningModule):
                 clipping.
         """
         optimizer = self.optimizers()
+        # configure_optimizers returns one optimizer, so this is one LightningOptimizer, which
+        # Lightning makes an instance of that optimizer's class too.
+        assert isinstance(optimizer, torch.optim.Optimizer)
         if self._meta is not None:
             self._meta.update(self, optimizer, loss, max_grad_norm)
             return

@@ -35,6 +35,7 @@ class FitRecord(L.LightningModule):
 
     policy: MLPPolicy
     curiosity: Curiosity | None
+    intrinsic_reward: MeanMetric  # made with the curiosity, by the learner
 
     def __init__(self) -> None:
         super().__init__()

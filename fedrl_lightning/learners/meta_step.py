@@ -107,6 +107,7 @@ class MetaUpdates:
         max_grad_norm: float | None,
     ) -> None:
         original = self._original
+        assert original is not None  # the inner step, taken first, kept the weights
         grads = _gradients(loss, [p for _, p in module.named_parameters()])
         if self._inner_grads:  # through the inner step: g - alpha * H g
             curved = [(gi, g) for gi, g in zip(self._inner_grads, grads, strict=True)]

@@ -187,6 +187,7 @@ class PPO(ActorCritic):
             advantages, returns = self.advantages_and_returns(batch, values)
         old_values, advantages, returns = values[mask], advantages[mask], returns[mask]
         if intrinsic is not None:  # a second value head for the non-episodic intrinsic return
+            assert self.curiosity is not None  # intrinsic rewards come from it
             steps = transitions(batch)
             with torch.no_grad():
                 int_values = self.intrinsic_value(batch.observations)
@@ -215,6 +216,7 @@ class PPO(ActorCritic):
                 entropy_bonus = entropy.mean()
                 loss = pg_loss - hp.ent_coef * entropy_bonus + hp.vf_coef * v_loss
                 if intrinsic is not None:
+                    assert self.curiosity is not None
                     int_v = self.intrinsic_value(observations[idx])
                     v_int_loss = value_loss(int_v, int_returns[idx], old_int_values[idx], clip_v)
                     loss = loss + hp.vf_coef * v_int_loss + self.curiosity.loss(steps.take(idx))

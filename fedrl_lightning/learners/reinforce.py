@@ -129,6 +129,7 @@ class Reinforce(Learner):
         returns = batch.returns
         intrinsic = self.intrinsic_rewards(batch)  # None unless curiosity
         if intrinsic is not None:
+            assert self.curiosity is not None  # intrinsic rewards come from it
             gamma = self.curiosity.intrinsic_gamma
             intrinsic_returns = episode_returns_to_go(intrinsic, batch.mask, gamma)
             returns = returns + self.curiosity.coef * intrinsic_returns.to(returns.dtype)
@@ -137,6 +138,7 @@ class Reinforce(Learner):
             weights = weights * self.replay_weights(log_probs, batch)
         loss = reinforce_loss(log_probs, weights, batch.mask)
         if intrinsic is not None:
+            assert self.curiosity is not None
             loss = loss + self.curiosity.loss(transitions(batch))
         loss = self._with_federated_terms(loss)  # FedProx's and distillation's, if set
 

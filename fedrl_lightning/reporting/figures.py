@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps, transforms
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -76,7 +78,7 @@ def learning_curve(runs: Sequence[RunRecord], labels: Sequence[str], x: XAxis) -
         colour, xs = f"C{i % 10}", series.x_values(run, x)
         low, high = series.agent_band(run)
         worst = run.column("eval_reward_min")
-        style = {"marker": "o", "markersize": 3} if len(xs) < 2 else {}
+        style: dict[str, Any] = {"marker": "o", "markersize": 3} if len(xs) < 2 else {}
         evaluation.fill_between(xs, low, high, color=colour, alpha=band_alpha, linewidth=0)
         (line,) = evaluation.plot(
             xs, run.column("eval_reward"), color=colour, lw=1.8, label=label, **style
@@ -164,7 +166,7 @@ def traffic(runs: Sequence[RunRecord], labels: Sequence[str], x: XAxis) -> Figur
     lines = []
     for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
         colour, xs = f"C{i % 10}", series.x_values(run, x)
-        style = {"marker": "o", "markersize": 3} if len(xs) < 2 else {}
+        style: dict[str, Any] = {"marker": "o", "markersize": 3} if len(xs) < 2 else {}
         (line,) = axes.plot(
             xs, run.column("bytes_sent") / scale, color=colour, lw=1.6, label=label, **style
         )
@@ -229,7 +231,7 @@ def _legends(
     runs: Sequence[RunRecord],
     lines: list[Line2D],
     labels: Sequence[str],
-    style_handles: list[Line2D | Patch],
+    style_handles: Sequence[Artist],
 ) -> None:
     """A legend of the runs (with several), and one of what the line styles and marks mean."""
     if len(runs) > 1:
@@ -262,7 +264,12 @@ def _env_steps_axis(axes: Axes, run: RunRecord) -> None:
     steps = np.r_[0.0, steps, steps[-1] + pace * 1e6]
     top = axes.secondary_xaxis(
         "top",
-        functions=(lambda r: np.interp(r, rounds, steps), lambda s: np.interp(s, steps, rounds)),
+        # matplotlib types these functions' argument as any ArrayLike (strings included),
+        # which numpy's interp refuses; matplotlib passes them numbers
+        functions=(
+            lambda r: np.interp(r, rounds, steps),  # type: ignore[arg-type]
+            lambda s: np.interp(s, steps, rounds),  # type: ignore[arg-type]
+        ),
     )
     top.set_xlabel("environment steps")
     top.xaxis.set_major_formatter(EngFormatter(sep=""))

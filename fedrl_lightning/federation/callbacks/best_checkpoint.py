@@ -60,7 +60,7 @@ class BestCheckpoint(Callback):
     def on_fit_start(self, trainer: FederatedTrainer) -> None:
         if not trainer.history:
             return
-        run, best = trainer.run, self.best_round(trainer.history)
+        run, best = trainer.active_run, self.best_round(trainer.history)
         done = trainer.completed_rounds
         source = run.last_checkpoint if best == done else run.round_checkpoint(best)
         if source.is_file():
@@ -71,7 +71,7 @@ class BestCheckpoint(Callback):
     @override
     def on_round_saved(self, trainer: FederatedTrainer, round_idx: int, checkpoint: Path) -> None:
         if self.best_round(trainer.history) == round_idx:
-            self._keep(checkpoint, trainer.run.best_checkpoint)
+            self._keep(checkpoint, trainer.active_run.best_checkpoint)
 
     @staticmethod
     def _keep(source: Path, target: Path) -> None:

@@ -35,6 +35,7 @@ class ProgressDisplay(Callback):
 
     @override
     def on_round_end(self, trainer: FederatedTrainer, row: dict[str, Any]) -> None:
+        assert self.display is not None  # on_fit_start made it
         self.display.set_postfix(progress_fields(row))
         self.display.update()
 

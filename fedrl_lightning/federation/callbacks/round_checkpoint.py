@@ -48,15 +48,17 @@ class RoundCheckpoint(Callback):
     @override
     def on_fit_start(self, trainer: FederatedTrainer) -> None:
         # A process killed after writing last.ckpt, before copying it, resumes that round here.
-        done, run = trainer.completed_rounds, trainer.run
+        done, run = trainer.completed_rounds, trainer.active_run
         if done and run.last_checkpoint.is_file() and not run.round_checkpoint(done).is_file():
             self.on_round_saved(trainer, done, run.last_checkpoint)
 
     @override
     def on_round_saved(self, trainer: FederatedTrainer, round_idx: int, checkpoint: Path) -> None:
         if round_idx % self.every_n_rounds == 0:
-            atomic_write_bytes(checkpoint.read_bytes(), trainer.run.round_checkpoint(round_idx))
+            atomic_write_bytes(
+                checkpoint.read_bytes(), trainer.active_run.round_checkpoint(round_idx)
+            )
         if self.keep_last is not None:
-            rounds = trainer.run.round_checkpoints
+            rounds = trainer.active_run.round_checkpoints
             for old in sorted(rounds)[: -self.keep_last]:
                 rounds[old].unlink(missing_ok=True)

@@ -46,7 +46,7 @@ class RoundLogging(Callback):
     @override
     def on_fit_start(self, trainer: FederatedTrainer) -> None:
         self.loggers = run_loggers(
-            self.option, trainer.run, trainer.history, trainer.completed_rounds
+            self.option, trainer.active_run, trainer.history, trainer.completed_rounds
         )
         continued = continue_mlflow_runs(self.loggers, self._resumed_runs)
         config = yaml.safe_load(trainer.run_config) if trainer.run_config else None
