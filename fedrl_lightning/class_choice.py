@@ -58,6 +58,7 @@ def fit_config_sections(args: list[str], key: str, chosen: type) -> tuple[list[s
         left_out = [name for name in given if name not in accepted and name != "init_args"]
         if not left_out:
             continue
+        assert isinstance(config, dict) and path is not None  # a section came from a read file
         config = copy.deepcopy(config)
         section = _section(config, key)
         for name in left_out:
