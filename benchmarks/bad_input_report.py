@@ -120,7 +120,6 @@ def main_report() -> None:
         "python benchmarks/bad_input_report.py",
         ["category", *columns],
     )
-    print(table.results["machine"])
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as workdir:
         folder = Path(workdir)

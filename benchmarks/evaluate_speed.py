@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a run folder of a CartPole run")
     parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--no-write", action="store_true", help="print only; write no results")
+    TableResults.add_no_write(parser)
     args = parser.parse_args()
     table = TableResults(
         "evaluation_speed",
@@ -76,7 +76,6 @@ def main() -> None:
         "python benchmarks/evaluate_speed.py",
         ["evaluation", "wall time", "env steps per second", "vs one at a time"],
     )
-    print(f"machine: {table.results['machine']}")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as workdir:
         run = args.run

@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--no-write", action="store_true", help="print only; write no results")
+    TableResults.add_no_write(parser)
     args = parser.parse_args()
     table = TableResults(
         "local_fit",
@@ -56,7 +56,6 @@ def main() -> None:
         "python benchmarks/local_fit_overhead.py",
         ["measure", "value"],
     )
-    print(f"machine: {table.results['machine']}")
     population = AgentPopulation(num_agents=10, max_episode_steps=1)
     model = ReinforceModule(observation_dim=population.observation_dim, num_actions=2)
     global_state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -21,6 +21,7 @@ are generated from these files (``benchmarks/render_figures.py``), never typed.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -223,7 +224,7 @@ class TableResults:
 
     Built when the benchmark starts, so its provenance is the commit and tree the measurement
     ran on, and written at its end: ``benchmarks/render_figures.py`` makes the page
-    ``docs/figures/NAME.md`` from it.
+    ``docs/figures/NAME.md`` from it. Building one prints the machine.
 
     Args:
         name: The results file's and the page's name (``benchmarks/results/NAME.json``).
@@ -245,6 +246,12 @@ class TableResults:
             "notes": [],
         }
         self.started = time.perf_counter()
+        print(f"machine: {self.results['machine']}")
+
+    @staticmethod
+    def add_no_write(parser: argparse.ArgumentParser) -> None:
+        """Give a benchmark's ``parser`` the ``--no-write`` flag (print only)."""
+        parser.add_argument("--no-write", action="store_true", help="print only; write no results")
 
     def add_row(self, *cells: Any) -> None:
         """Append one row; it must have a cell per column."""

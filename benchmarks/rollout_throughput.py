@@ -58,7 +58,7 @@ def steps_per_second(num_envs: int, balancing: bool) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-write", action="store_true", help="print only; write no results")
+    TableResults.add_no_write(parser)
     args = parser.parse_args()
     table = TableResults(
         "rollout",
@@ -66,7 +66,6 @@ def main() -> None:
         "python benchmarks/rollout_throughput.py",
         ["policy", "num_envs", "env steps per second", "steps counted"],
     )
-    print(f"machine: {table.results['machine']}")
     for balancing in (False, True):
         policy = "balancing (500-step episodes)" if balancing else "fresh (short, uneven episodes)"
         print(policy)

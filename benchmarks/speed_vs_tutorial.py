@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tutorial", type=Path, default=DEFAULT_TUTORIAL)
     parser.add_argument("--repeats", type=int, default=3, help="runs of our fit (best is kept)")
-    parser.add_argument("--no-write", action="store_true", help="print only; write no results")
+    TableResults.add_no_write(parser)
     args = parser.parse_args()
     table = TableResults(
         "speed",
@@ -44,7 +44,6 @@ def main() -> None:
         "python benchmarks/speed_vs_tutorial.py",
         ["run", "wall time", "tutorial's time / this run's"],
     )
-    print(f"machine: {table.results['machine']}")
     with tempfile.TemporaryDirectory() as workdir:
         fit = [
             sys.executable,
