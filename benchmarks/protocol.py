@@ -224,7 +224,9 @@ class TableResults:
 
     Built when the benchmark starts, so its provenance is the commit and tree the measurement
     ran on, and written at its end: ``benchmarks/render_figures.py`` makes the page
-    ``docs/figures/NAME.md`` from it. Building one prints the machine.
+    ``docs/figures/NAME.md`` from it. Building one prints the machine. Timings are only as
+    good as the machine was quiet, so the file keeps the one-minute load average at the start
+    and at the end.
 
     Args:
         name: The results file's and the page's name (``benchmarks/results/NAME.json``).
@@ -241,6 +243,7 @@ class TableResults:
             "title": title,
             "command": command,
             **provenance(),
+            "load_before": round(os.getloadavg()[0], 2),
             "columns": list(columns),
             "rows": [],
             "notes": [],
@@ -270,5 +273,6 @@ class TableResults:
             totals: Whether the last row holds totals (printed in bold).
         """
         self.results["totals"] = totals
+        self.results["load_after"] = round(os.getloadavg()[0], 2)
         self.results["wall_seconds"] = round(time.perf_counter() - self.started, 1)
         return write_results(self.name, self.results)

@@ -161,6 +161,12 @@ def provenance_line(results: dict[str, Any]) -> str:
         f"from `{results['command']}` in {results['wall_seconds'] / 60:.0f} min on "
         f"{results['machine']}; commit `{results['commit'][:10]}`"
         + ("" if results["clean"] else " **with uncommitted changes**")
+        + (
+            f"; load average {results['load_before']:.2f} at the start, "
+            f"{results['load_after']:.2f} at the end"
+            if "load_before" in results
+            else ""
+        )
         + "."
     )
 
