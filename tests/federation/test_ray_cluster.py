@@ -201,11 +201,9 @@ def test_a_run_without_ray_address_on_a_cluster_node_starts_its_own_ray(
     own = tmp_path / "fits"
     own.mkdir()
     cluster.take_fits()
-    env = {**cli_env(), "RAY_ADDRESS": cluster.cluster.address, "FAULTS_FITS": str(own)}
+    env = {"RAY_ADDRESS": cluster.cluster.address, "FAULTS_FITS": str(own)}
     ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "1"]
-    result = subprocess.run(
-        cli_command(*SLOW, *ray_args), cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    result = run_cli(*SLOW, *ray_args, cwd=tmp_path, env=env)
 
     assert result.returncode == 0, result.stderr
     assert metrics_without_timings(tmp_path) == metrics_without_timings(sequential)
