@@ -193,6 +193,7 @@ def alive(process: tuple[int, str]) -> bool:
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray")
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.xdist_group("ray")  # one Ray at a time
 def test_sigterm_stops_a_ray_run_and_its_workers(tmp_path):
     stall, stepped = tmp_path / "stall", tmp_path / "stepped"
     stall.touch()  # every step hangs, so both workers are inside a local fit of round 1

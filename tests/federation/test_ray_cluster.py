@@ -32,6 +32,9 @@ from fedrl_lightning.seeding import Stream, derive_seed
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+# Ray starts processes of its own: one Ray test at a time (xdist runs a group on one worker).
+pytestmark = pytest.mark.xdist_group("ray")
+
 RUN = Path("lightning_logs/version_0")
 SLOW = ["fit", "--config", str(TINY_CONFIG), "--data.env_id", "faults:Slow-v0"]
 SEED, NUM_AGENTS, AGENTS_PER_ROUND, NUM_ROUNDS = 7, 3, 2, 3  # tiny.yaml's

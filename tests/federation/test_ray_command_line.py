@@ -24,6 +24,8 @@ from conftest import (
 )
 
 pytest.importorskip("ray")
+# Ray starts processes of its own: one Ray test at a time (xdist runs a group on one worker).
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 def without_times(history):

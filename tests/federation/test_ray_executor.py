@@ -17,6 +17,8 @@ from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.strategies import FedMedian
 
 ray = pytest.importorskip("ray")
+# Ray starts processes of its own: one Ray test at a time (xdist runs a group on one worker).
+pytestmark = pytest.mark.xdist_group("ray")
 
 AGENTS_PER_ROUND = 4
 
