@@ -16,9 +16,15 @@ changes in the process is put back afterwards:
 - an exception that escapes ``main`` printed as a traceback, with exit code 1.
 
 The environment, random states, torch's threads and default dtype, signal handlers, logging
-configuration, the cyclic garbage collector (``main`` freezes it) and modules imported from the
-working folder are restored or dropped afterwards: :func:`restored_process_state`, which
-conftest.py also applies around every test.
+configuration and modules imported from the working folder are restored or dropped afterwards:
+:func:`restored_process_state`, which conftest.py also applies around every test.
+
+One thing is left as ``main`` leaves it: the garbage collector's frozen generation. ``main``
+collects and then freezes what is alive, so that the cyclic collector skips the million
+objects of torch's and Lightning's imports; this module freezes them too, once, when it is
+imported. Unfreezing after each command would make the next command's ``gc.collect()`` scan
+everything a test process holds (a second or more, hundreds of times); objects that a freeze
+caught are still freed when their last reference goes.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ _PYTEST_FILTERS = {
     ("always", None, PendingDeprecationWarning, None, 0),
 }
 FRESH_FILTERS = [f for f in warnings.filters if f not in _PYTEST_FILTERS]
+# The objects of the imports, frozen as main() freezes them (see above).
+gc.collect()
+gc.freeze()
 # The streams that logging handlers made at import (Lightning's, Ray's) write to.
 _IMPORT_STREAMS = (sys.stdout, sys.stderr)
 
@@ -87,7 +96,7 @@ def restored_process_state() -> Iterator[None]:
     The working folder, ``sys.path``, the environment, Python's, numpy's and torch's random
     states, torch's thread count and default dtype, the SIGINT and SIGTERM handlers, every
     logger's level and propagation (and no handler left that the block added, but pytest's
-    own), and an unfrozen garbage collector.
+    own).
     """
     cwd = os.getcwd()
     path = list(sys.path)
@@ -99,7 +108,6 @@ def restored_process_state() -> Iterator[None]:
     loggers = {
         logger: (logger.level, set(logger.handlers), logger.propagate) for logger in _all_loggers()
     }
-    frozen = gc.get_freeze_count()
     try:
         yield
     finally:
@@ -125,8 +133,6 @@ def restored_process_state() -> Iterator[None]:
             for handler in list(logger.handlers):
                 if handler not in logger_handlers and not _pytest_handler(handler):
                     logger.removeHandler(handler)
-        if not frozen and gc.get_freeze_count():
-            gc.unfreeze()
 
 
 @contextmanager
