@@ -23,6 +23,8 @@ from conftest import (
 )
 
 RUN = "lightning_logs/version_0"
+# The reference runs are fitted once, on one worker (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("resume")
 
 
 def final_weights(cwd):
