@@ -7,7 +7,13 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from in_process import TESTS, cli_env, restored_process_state, run_in_process  # noqa: F401
+from in_process import (  # noqa: F401  (cli_env and CliProcess: for the tests)
+    TESTS,
+    CliProcess,
+    cli_env,
+    restored_process_state,
+    run_in_process,
+)
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
 from fedrl_lightning.console import quiet_lightning
@@ -27,7 +33,8 @@ TINY_DISTILL_CONFIG = TESTS / "configs" / "tiny_distill.yaml"  # distillation, o
 
 def cli_command(*args: str) -> list[str]:
     """The command line of ``python -m fedrl_lightning``, for the tests that need a process
-    of its own: signals, SIGKILL, a pipe's reader going away, a node lost mid-run."""
+    started as a user starts it: signals, a pipe's reader going away, a node lost mid-run.
+    SIGKILL's tests use :class:`CliProcess`, a process of its own without the imports."""
     return [sys.executable, "-m", "fedrl_lightning", *args]
 
 

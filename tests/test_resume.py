@@ -16,8 +16,7 @@ from conftest import (
     TINY_PPO_CONFIG,
     TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
-    cli_command,
-    cli_env,
+    CliProcess,
     metrics_without_timings,
     run_cli,
 )
@@ -127,27 +126,24 @@ def fit_with_sigkills(cwd, args):
 def _kill_and_resume(cwd, args, rng, max_delay):
     kills = []
     for _ in range(4):
-        process = subprocess.Popen(
-            cli_command(*args),
-            cwd=cwd,
-            env=cli_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        last = cwd / RUN / "checkpoints" / "last.ckpt"
-        deadline = time.monotonic() + 120
-        while not last.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # the first attempt must complete a round to be resumable
-        delay = rng.uniform(0.0, max_delay)
+        process = CliProcess(*args, cwd=cwd)  # a process of its own, forked ready to run
         try:
-            process.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills.append(round(delay, 3))
-        if process.returncode == 0:
-            break  # finished (before its first kill, if kills is empty)
-        assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+            last = cwd / RUN / "checkpoints" / "last.ckpt"
+            deadline = time.monotonic() + 120
+            while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first attempt must complete a round to be resumable
+            delay = rng.uniform(0.0, max_delay)
+            try:
+                process.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills.append(round(delay, 3))
+            if process.returncode == 0:
+                break  # finished (before its first kill, if kills is empty)
+            assert process.returncode == -signal.SIGKILL, process.stderr
+        finally:
+            process.close()
         args = ["fit", "--ckpt_path", "last"]
     else:
         result = run_cli(*args, cwd=cwd)
