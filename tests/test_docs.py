@@ -325,6 +325,7 @@ def test_transcripts_print_what_the_docs_say(where, command, error, tmp_path):
         assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_default_fit_prints_what_the_docs_show(tmp_path):
     """The lines of "What you see", in the README and on the getting-started page."""
     import check_figures

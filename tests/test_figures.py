@@ -185,6 +185,7 @@ def test_check_names_moved_configs_and_other_machines(tmp_path, monkeypatch, cap
     assert check_figures.check(["default.yaml"]) == 0
 
 
+@pytest.mark.slow
 def test_no_shipped_config_has_moved(capsys):
     """The canary: every shipped config's short run is where its fingerprint says.
 
@@ -199,6 +200,7 @@ def test_no_shipped_config_has_moved(capsys):
     assert code == 0, out
 
 
+@pytest.mark.slow
 def test_a_figure_end_to_end_on_a_tiny_config(tmp_path):
     """Two seeds through the real command line, measured fresh, summarised and rendered."""
     from held_out import Figure, measure

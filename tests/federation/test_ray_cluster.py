@@ -33,7 +33,8 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 # Ray starts processes of its own: one Ray test at a time (xdist runs a group on one worker).
-pytestmark = pytest.mark.xdist_group("ray")
+# Each starts Ray, or a fit on it: slow.
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 
 RUN = Path("lightning_logs/version_0")
 SLOW = ["fit", "--config", str(TINY_CONFIG), "--data.env_id", "faults:Slow-v0"]

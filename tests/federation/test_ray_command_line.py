@@ -25,7 +25,8 @@ from conftest import (
 
 pytest.importorskip("ray")
 # Ray starts processes of its own: one Ray test at a time (xdist runs a group on one worker).
-pytestmark = pytest.mark.xdist_group("ray")
+# Each starts Ray, or a fit on it: slow.
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 
 
 def without_times(history):

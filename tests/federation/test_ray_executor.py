@@ -18,7 +18,8 @@ from fedrl_lightning.federation.strategies import FedMedian
 
 ray = pytest.importorskip("ray")
 # Ray starts processes of its own: one Ray test at a time (xdist runs a group on one worker).
-pytestmark = pytest.mark.xdist_group("ray")
+# Each starts Ray, or a fit on it: slow.
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 
 AGENTS_PER_ROUND = 4
 
