@@ -120,9 +120,13 @@ def still_alive(processes: set[tuple[int, str]], within: float) -> set[tuple[int
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    """A head with no CPUs and two worker nodes of one CPU each; no process left after it."""
+    """A head with no CPUs and two worker nodes of one CPU each; no process left after it.
+
+    Processes this one started before the cluster (a forkserver, say) are not the cluster's.
+    """
     if not Path("/proc/self/stat").exists():
         pytest.skip("reads /proc")
+    before = descendants(os.getpid())
     folder = Path(tempfile.mkdtemp(prefix="fedrl-ray-", dir="/tmp"))  # short socket paths
     (folder / "fits").mkdir()
     with pytest.MonkeyPatch.context() as env:
@@ -142,7 +146,7 @@ def cluster() -> Iterator[RayCluster]:
             yield running
         finally:
             running.stall.unlink(missing_ok=True)
-            processes = descendants(os.getpid())
+            processes = descendants(os.getpid()) - before
             running.cluster.shutdown()
             left = still_alive(processes, within=10.0)
             shutil.rmtree(folder)  # the sessions' logs and sockets
