@@ -1,5 +1,4 @@
 import csv
-import os
 import subprocess
 import sys
 import tempfile
@@ -8,12 +7,18 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from in_process import (  # noqa: F401  (cli_env and CliProcess: for the tests)
+    TESTS,
+    CliProcess,
+    cli_env,
+    restored_process_state,
+    run_in_process,
+)
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
 from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.federation.client import LocalFit, fit_agent
 
-TESTS = Path(__file__).parent
 TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
 TINY_PPO_CONFIG = TESTS / "configs" / "tiny_ppo.yaml"  # PPO, normalisation, linear lr
 TINY_CURIOSITY_CONFIG = TESTS / "configs" / "tiny_curiosity.yaml"  # PPO + RND, coverage
@@ -27,23 +32,29 @@ TINY_DISTILL_CONFIG = TESTS / "configs" / "tiny_distill.yaml"  # distillation, o
 
 
 def cli_command(*args: str) -> list[str]:
-    """The command line of ``python -m fedrl_lightning``."""
+    """The command line of ``python -m fedrl_lightning``, for the tests that need a process
+    started as a user starts it: signals, a pipe's reader going away, a node lost mid-run.
+    SIGKILL's tests use :class:`CliProcess`, a process of its own without the imports."""
     return [sys.executable, "-m", "fedrl_lightning", *args]
 
 
-def cli_env() -> dict[str, str]:
-    """The environment for the command line: ``tests/`` importable, for ``faults:Crashing-v0``."""
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m fedrl_lightning`` as a user would, in ``cwd``, in this process.
+
+    ``env`` adds environment variables. The exit code, stdout and stderr are those a
+    subprocess would give (tests/in_process.py).
+    """
+    return run_in_process(*args, cwd=cwd, env=env)
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``python -m fedrl_lightning`` as a user would, in ``cwd``."""
-    return subprocess.run(
-        cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300
-    )
+@pytest.fixture(autouse=True)
+def _restore_process_state():
+    """Each test leaves the working folder, environment, random states, signal handlers,
+    logging and torch's settings as it found them (in-process commands change some)."""
+    with restored_process_state():
+        yield
 
 
 def metrics_without_timings(cwd: Path, run: str = "lightning_logs/version_0") -> list[dict]:

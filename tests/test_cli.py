@@ -192,6 +192,7 @@ def test_log_files_get_one_plain_line_per_round(tiny_run):
     assert "\r" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_fedrl_script_finds_environments_in_the_current_folder(tmp_path):
     (tmp_path / "mymod.py").write_text(
         "import gymnasium as gym\n"

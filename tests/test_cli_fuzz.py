@@ -143,6 +143,7 @@ FUZZ_SETTINGS = settings(
 )
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(assignments)
 def test_wrong_flags_end_in_a_run_or_one_line(pairs):
@@ -153,6 +154,7 @@ def test_wrong_flags_end_in_a_run_or_one_line(pairs):
     check_outcome(*run_in_fresh_folder(args))
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(assignments)
 def test_wrong_yaml_ends_in_a_run_or_one_line(pairs):
@@ -279,6 +281,7 @@ logger_draws = st.tuples(
 )
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(logger_draws)
 def test_loggers_end_in_a_run_or_one_line_and_spare_the_run(fuzz_run, draw):
@@ -325,6 +328,7 @@ def damaged(data, damage):
     return WRONG_FORMATS[damage[1]]
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(damage_draws)
 def test_damaged_checkpoints_end_in_a_result_or_one_line(fuzz_run, draw):

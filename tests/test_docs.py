@@ -184,6 +184,9 @@ def check_cli(args: list[str], cwd: Path) -> None:
     assert code == 0, stderr
 
 
+PYTEST_OPTIONS_WITH_VALUES = {"-m", "-k", "-n", "-p", "--durations"}
+
+
 def check_command(command: list[str], cwd: Path) -> None:
     program, args = command[0], command[1:]
     python = program in {"python", "python3", ".venv/bin/python"}
@@ -200,8 +203,11 @@ def check_command(command: list[str], cwd: Path) -> None:
     elif python and args[:2] == ["-m", "venv"]:
         pass
     elif python and args[:2] == ["-m", "pytest"]:
-        for arg in args[2:]:
-            if not arg.startswith("-"):
+        options = iter(args[2:])
+        for arg in options:
+            if arg in PYTEST_OPTIONS_WITH_VALUES:  # -m "not slow", -n 0: not a path
+                next(options)
+            elif not arg.startswith("-"):
                 assert (ROOT / arg.split("::")[0]).exists(), arg
     elif python and args and args[0].startswith("benchmarks/"):
         assert (ROOT / args[0]).is_file(), args[0]
@@ -319,6 +325,7 @@ def test_transcripts_print_what_the_docs_say(where, command, error, tmp_path):
         assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_default_fit_prints_what_the_docs_show(tmp_path):
     """The lines of "What you see", in the README and on the getting-started page."""
     import check_figures

@@ -16,13 +16,14 @@ from conftest import (
     TINY_PPO_CONFIG,
     TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
-    cli_command,
-    cli_env,
+    CliProcess,
     metrics_without_timings,
     run_cli,
 )
 
 RUN = "lightning_logs/version_0"
+# The reference runs are fitted once, on one worker (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("resume")
 
 
 def final_weights(cwd):
@@ -125,27 +126,24 @@ def fit_with_sigkills(cwd, args):
 def _kill_and_resume(cwd, args, rng, max_delay):
     kills = []
     for _ in range(4):
-        process = subprocess.Popen(
-            cli_command(*args),
-            cwd=cwd,
-            env=cli_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        last = cwd / RUN / "checkpoints" / "last.ckpt"
-        deadline = time.monotonic() + 120
-        while not last.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # the first attempt must complete a round to be resumable
-        delay = rng.uniform(0.0, max_delay)
+        process = CliProcess(*args, cwd=cwd)  # a process of its own, forked ready to run
         try:
-            process.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills.append(round(delay, 3))
-        if process.returncode == 0:
-            break  # finished (before its first kill, if kills is empty)
-        assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+            last = cwd / RUN / "checkpoints" / "last.ckpt"
+            deadline = time.monotonic() + 120
+            while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first attempt must complete a round to be resumable
+            delay = rng.uniform(0.0, max_delay)
+            try:
+                process.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills.append(round(delay, 3))
+            if process.returncode == 0:
+                break  # finished (before its first kill, if kills is empty)
+            assert process.returncode == -signal.SIGKILL, process.stderr
+        finally:
+            process.close()
         args = ["fit", "--ckpt_path", "last"]
     else:
         result = run_cli(*args, cwd=cwd)
@@ -153,6 +151,7 @@ def _kill_and_resume(cwd, args, rng, max_delay):
     return kills
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_at_random_moments_is_bit_identical(tmp_path, reference_runs):
     kills = fit_with_sigkills(tmp_path, ["fit", "--config", str(TINY_CONFIG), *SLOW])
     assert kills, "the run finished before it could be killed"
@@ -202,6 +201,7 @@ META_LEARNING = {
 
 
 @pytest.mark.parametrize("strategy", list(META_LEARNING))
+@pytest.mark.slow
 def test_local_adaptation_and_meta_learning_resume_bit_identically_after_sigkill(
     tmp_path, strategy
 ):
@@ -211,6 +211,7 @@ def test_local_adaptation_and_meta_learning_resume_bit_identically_after_sigkill
     assert "eval_reward_finetuned_per_agent/2" in metrics_without_timings(reference)[0]
 
 
+@pytest.mark.slow
 def test_ppo_with_observation_and_reward_normalization_resumes_bit_identically_after_sigkill(
     tmp_path,
 ):
@@ -219,6 +220,7 @@ def test_ppo_with_observation_and_reward_normalization_resumes_bit_identically_a
     assert float(final_weights(killed)["reward_normalizer.count"]) > 0
 
 
+@pytest.mark.slow
 def test_callbacks_resume_bit_identically_after_sigkill(tmp_path):
     """Early stopping, every 2nd round's checkpoint with 3 kept, best by the worst agent."""
     reference, killed, result = killed_against_reference(tmp_path, TINY_CALLBACKS_CONFIG)
@@ -237,6 +239,7 @@ def test_callbacks_resume_bit_identically_after_sigkill(tmp_path):
     assert_same_files(*checkpoints)
 
 
+@pytest.mark.slow
 def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
     """Personal heads for half the agents on the opposite task: every agent's file too."""
     reference, killed, _ = killed_against_reference(tmp_path, TINY_PERSONAL_CONFIG)
@@ -250,6 +253,7 @@ def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
     [[], ["--trainer.distillation.consensus=strategy", "--trainer.strategy=FedMedian"]],
     ids=["mean", "median"],
 )
+@pytest.mark.slow
 def test_distillation_resumes_bit_identically_after_sigkill(tmp_path, consensus):
     """Own models, the consensus and the student, killed at random moments; agent 1 attacks.
 
@@ -270,6 +274,7 @@ def test_distillation_resumes_bit_identically_after_sigkill(tmp_path, consensus)
     assert torch.equal(shared[0]["consensus"], shared[1]["consensus"])
 
 
+@pytest.mark.slow
 def test_task_scoped_heads_resume_bit_identically_after_sigkill(tmp_path):
     """Two tasks, a task-conditioned policy, heads per task: each task's head too."""
     reference, killed, _ = killed_against_reference(tmp_path, TINY_TASKS_CONFIG)
@@ -282,6 +287,7 @@ def test_task_scoped_heads_resume_bit_identically_after_sigkill(tmp_path):
     assert_same_files(task_heads(reference), task_heads(killed))
 
 
+@pytest.mark.slow
 def test_clusters_resume_bit_identically_after_sigkill(tmp_path):
     """IFCA, two clusters, half the agents on the opposite task: every cluster and choice too."""
     reference, killed, _ = killed_against_reference(tmp_path, TINY_IFCA_CONFIG)
@@ -300,6 +306,7 @@ def test_clusters_resume_bit_identically_after_sigkill(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_the_shared_trajectory_buffer_resumes_bit_identically_after_sigkill(tmp_path):
     """Uploads, the FIFO buffer (over its bound of 4) and each round's replayed sample too."""
     reference, killed, _ = killed_against_reference(tmp_path, TINY_SHARING_CONFIG)
@@ -315,6 +322,7 @@ def test_the_shared_trajectory_buffer_resumes_bit_identically_after_sigkill(tmp_
     assert all(int(row["shared_bytes_down"]) > 0 for row in rows[1:])
 
 
+@pytest.mark.slow
 def test_gradient_mode_resumes_bit_identically_after_sigkill(tmp_path):
     """Gradients aggregated by FedMedian, one attacker, and Adam's moments on the server."""
     reference, killed, _ = killed_against_reference(tmp_path, TINY_GRADIENT_CONFIG)

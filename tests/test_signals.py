@@ -108,6 +108,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     ("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"]
 )
+@pytest.mark.slow
 def test_a_signal_in_a_local_fit_stops_the_run_resumably(
     tmp_path, uninterrupted, signum, exit_code
 ):
@@ -141,6 +142,7 @@ def test_a_signal_in_a_local_fit_stops_the_run_resumably(
     assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_inside_an_endless_episode(tmp_path):
     stepped = tmp_path / "stepped"
     args = ["fit", "--config", str(TINY_CONFIG), "--data.env_id", "faults:LongEpisode-v0"]
@@ -193,6 +195,8 @@ def alive(process: tuple[int, str]) -> bool:
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray")
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.xdist_group("ray")  # one Ray at a time
+@pytest.mark.slow
 def test_sigterm_stops_a_ray_run_and_its_workers(tmp_path):
     stall, stepped = tmp_path / "stall", tmp_path / "stepped"
     stall.touch()  # every step hangs, so both workers are inside a local fit of round 1

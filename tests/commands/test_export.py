@@ -32,6 +32,9 @@ LEARNERS = {
     "pendulum_reinforce": (TINY_CONFIG, "Pendulum-v1"),
 }
 
+# The module's runs are fitted once, on one worker (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("export")
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

@@ -48,6 +48,7 @@ def rows(cwd):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_curiosity_and_coverage_resume_bit_identically_after_sigkill(tmp_path):
     reference, killed, _ = killed_against_reference(tmp_path, TINY_CURIOSITY_CONFIG)
     weights = final_weights(killed)

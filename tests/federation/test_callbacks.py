@@ -209,6 +209,7 @@ def read_metrics(path):
     return rows
 
 
+@pytest.mark.slow
 def test_an_early_stopped_run_stays_stopped_and_continues_with_more_rounds(tmp_path):
     """The CLI: stop on a threshold, resume it as it was, then with more rounds."""
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from conftest import TRAINER_KWARGS
 
@@ -15,6 +16,7 @@ def resident_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
+@pytest.mark.slow
 def test_fresh_trainers_do_not_leak(tmp_path):
     """500 local fits, each with its own module, environment and Trainer, after a warm-up."""
     population = AgentPopulation(num_agents=10, max_episode_steps=1)

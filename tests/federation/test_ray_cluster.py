@@ -32,6 +32,10 @@ from fedrl_lightning.seeding import Stream, derive_seed
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+# Ray starts processes of its own: one Ray test at a time (xdist runs a group on one worker).
+# Each starts Ray, or a fit on it: slow.
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
+
 RUN = Path("lightning_logs/version_0")
 SLOW = ["fit", "--config", str(TINY_CONFIG), "--data.env_id", "faults:Slow-v0"]
 SEED, NUM_AGENTS, AGENTS_PER_ROUND, NUM_ROUNDS = 7, 3, 2, 3  # tiny.yaml's
@@ -116,9 +120,13 @@ def still_alive(processes: set[tuple[int, str]], within: float) -> set[tuple[int
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    """A head with no CPUs and two worker nodes of one CPU each; no process left after it."""
+    """A head with no CPUs and two worker nodes of one CPU each; no process left after it.
+
+    Processes this one started before the cluster (a forkserver, say) are not the cluster's.
+    """
     if not Path("/proc/self/stat").exists():
         pytest.skip("reads /proc")
+    before = descendants(os.getpid())
     folder = Path(tempfile.mkdtemp(prefix="fedrl-ray-", dir="/tmp"))  # short socket paths
     (folder / "fits").mkdir()
     with pytest.MonkeyPatch.context() as env:
@@ -138,7 +146,7 @@ def cluster() -> Iterator[RayCluster]:
             yield running
         finally:
             running.stall.unlink(missing_ok=True)
-            processes = descendants(os.getpid())
+            processes = descendants(os.getpid()) - before
             running.cluster.shutdown()
             left = still_alive(processes, within=10.0)
             shutil.rmtree(folder)  # the sessions' logs and sockets
@@ -201,11 +209,9 @@ def test_a_run_without_ray_address_on_a_cluster_node_starts_its_own_ray(
     own = tmp_path / "fits"
     own.mkdir()
     cluster.take_fits()
-    env = {**cli_env(), "RAY_ADDRESS": cluster.cluster.address, "FAULTS_FITS": str(own)}
+    env = {"RAY_ADDRESS": cluster.cluster.address, "FAULTS_FITS": str(own)}
     ray_args = ["--trainer.executor", "ray", "--trainer.num_workers", "1"]
-    result = subprocess.run(
-        cli_command(*SLOW, *ray_args), cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    result = run_cli(*SLOW, *ray_args, cwd=tmp_path, env=env)
 
     assert result.returncode == 0, result.stderr
     assert metrics_without_timings(tmp_path) == metrics_without_timings(sequential)
