@@ -1,4 +1,6 @@
+import contextlib
 import csv
+import io
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,21 @@ def _restore_process_state():
     logging and torch's settings as it found them (in-process commands change some)."""
     with restored_process_state():
         yield
+
+
+def run_main(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """``main(args)`` in ``cwd`` with stdout and stderr redirected: code, stdout, stderr.
+
+    Lighter than :func:`run_cli` (no file-descriptor capture): for commands whose output is
+    Python's own prints, such as one-line refusals.
+    """
+    from fedrl_lightning.cli import main
+
+    monkeypatch.chdir(cwd)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(args)
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def metrics_without_timings(cwd: Path, run: str = "lightning_logs/version_0") -> list[dict]:

@@ -1,15 +1,11 @@
 """Bad input: one line naming the option or file, exit 2, no traceback, nothing changed."""
 
-import contextlib
 import importlib.util
-import io
 import shutil
 
 import pytest
 from bad_inputs import CASES, COMMAND_CASES, folder_digest, write_input_files
-from conftest import TINY_CONFIG, run_cli
-
-from fedrl_lightning.cli import main
+from conftest import TINY_CONFIG, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +16,6 @@ def finished_run(tiny_run, tmp_path_factory):
     shutil.copytree(source / "lightning_logs", folder / "lightning_logs")
     write_input_files(folder)
     return folder
-
-
-def run_in_process(args, cwd, monkeypatch):
-    monkeypatch.chdir(cwd)
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(args)
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def case_id(case):
@@ -41,7 +29,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, finished_run, monkeypat
         assert importlib.util.find_spec("mujoco") is None, "the case needs MuJoCo absent"
     config = [] if "--config" in args else ["--config", str(TINY_CONFIG)]
     before = folder_digest(finished_run)
-    code, _, stderr = run_in_process(["fit", *config, *args], finished_run, monkeypatch)
+    code, _, stderr = run_main(["fit", *config, *args], finished_run, monkeypatch)
     assert code == 2, stderr
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
@@ -54,7 +42,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, finished_run, monkeypat
 def test_subcommands_bad_input_is_one_line_and_changes_nothing(case, finished_run, monkeypatch):
     _, args, names = case
     before = folder_digest(finished_run)
-    code, _, stderr = run_in_process(args, finished_run, monkeypatch)
+    code, _, stderr = run_main(args, finished_run, monkeypatch)
     assert code == 2, stderr
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr

@@ -1,14 +1,10 @@
 """Choosing another class (``--model PPO``) over a config written for the default one."""
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_CONFIG, TINY_PPO_CONFIG
-
-from fedrl_lightning.cli import main
+from conftest import TINY_CONFIG, TINY_PPO_CONFIG, run_main
 
 CARTPOLE = Path(__file__).parents[1] / "configs" / "cartpole.yaml"  # REINFORCE's options
 LEFT_OUT = f"{CARTPOLE}: model.normalize_returns is not an argument of PPO; it is left out\n"
@@ -17,16 +13,8 @@ SMALL += ["--trainer.episodes_per_round", "2", "--trainer.eval_episodes", "2"]
 SMALL += ["--data.num_agents", "2", "--data.num_envs", "2", "--data.episodes_per_update", "2"]
 
 
-def run(args, cwd, monkeypatch):
-    monkeypatch.chdir(cwd)
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(args)
-    return code, stdout.getvalue(), stderr.getvalue()
-
-
 def printed_model(args, tmp_path, monkeypatch):
-    code, out, err = run(["fit", *args, "--print_config"], tmp_path, monkeypatch)
+    code, out, err = run_main(["fit", *args, "--print_config"], tmp_path, monkeypatch)
     assert code == 0, err
     return yaml.safe_load(out)["model"], err
 
@@ -54,7 +42,7 @@ def test_an_option_given_on_the_command_line_wins(tmp_path, monkeypatch):
 
 def test_the_switched_run_trains_and_resumes_with_the_same_command(tmp_path, monkeypatch):
     args = ["fit", "--config", str(CARTPOLE), "--model", "PPO", "--model.lr", "0.01", *SMALL]
-    code, out, err = run(args, tmp_path, monkeypatch)
+    code, out, err = run_main(args, tmp_path, monkeypatch)
     assert code == 0, err
     assert err == LEFT_OUT
     assert "Finished 1 round in" in out
@@ -62,7 +50,7 @@ def test_the_switched_run_trains_and_resumes_with_the_same_command(tmp_path, mon
     assert saved["model"]["class_path"] == "fedrl_lightning.PPO"
     assert saved["model"]["init_args"]["lr"] == 0.01
 
-    code, out, err = run(
+    code, out, err = run_main(
         [*args, "--trainer.num_rounds", "2", "--ckpt_path", "last"], tmp_path, monkeypatch
     )
     assert code == 0, err
@@ -88,7 +76,7 @@ def test_a_strategy_s_options_are_left_out_for_another_strategy(tmp_path, monkey
     config = tmp_path / "weighted.yaml"
     config.write_text("trainer:\n  strategy:\n    min_weight: 0.2\n")
     args = ["fit", "--config", str(TINY_CONFIG), "--config", str(config)]
-    code, out, err = run(
+    code, out, err = run_main(
         [*args, "--trainer.strategy", "FedAvg", "--print_config"], tmp_path, monkeypatch
     )
     assert code == 0, err

@@ -1,29 +1,18 @@
 """Every hint for a missing optional package is the docs' install command for its extra."""
 
-import contextlib
 import importlib.metadata
-import io
 import re
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, run_main
 from doc_blocks import docs_text
 
-from fedrl_lightning.cli import main
 from fedrl_lightning.extras import install_command
 
 ROOT = Path(__file__).parents[1]
 LOGGER_PACKAGES_OF_OTHERS = {"pip install wandb", "pip install comet-ml", "pip install neptune"}
-
-
-def run_in_process(args, cwd, monkeypatch):
-    monkeypatch.chdir(cwd)
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(args)
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def unimportable(monkeypatch, *modules, forget=()):
@@ -77,9 +66,7 @@ def test_no_other_install_command_in_the_package():
 )
 def test_fit_names_the_extra_to_install(args, modules, line, tmp_path, monkeypatch):
     unimportable(monkeypatch, *modules, forget=["gymnasium.envs.box2d"])
-    code, _, stderr = run_in_process(
-        ["fit", "--config", str(TINY_CONFIG), *args], tmp_path, monkeypatch
-    )
+    code, _, stderr = run_main(["fit", "--config", str(TINY_CONFIG), *args], tmp_path, monkeypatch)
     assert code == 2
     assert stderr == f"error: {line}\n"
     assert "swig" not in stderr  # the box2d wheel needs none
@@ -89,10 +76,10 @@ def test_fit_names_the_extra_to_install(args, modules, line, tmp_path, monkeypat
 def test_record_video_names_the_video_extra(tmp_path, monkeypatch):
     cartpole = ["--config", str(TINY_CONFIG), "--data.env_id", "CartPole-v1"]
     fit = ["fit", *cartpole, "--trainer.num_rounds", "1", "--trainer.logger", "false"]
-    assert run_in_process(fit, tmp_path, monkeypatch)[0] == 0
+    assert run_main(fit, tmp_path, monkeypatch)[0] == 0
     unimportable(monkeypatch, "moviepy")
     args = ["evaluate", "--episodes", "1", "--record_video", str(tmp_path / "videos")]
-    code, _, stderr = run_in_process(args, tmp_path, monkeypatch)
+    code, _, stderr = run_main(args, tmp_path, monkeypatch)
     assert code == 2
     assert stderr == (
         "error: --record_video needs the moviepy package, which is not installed: "
@@ -103,7 +90,7 @@ def test_record_video_names_the_video_extra(tmp_path, monkeypatch):
 def test_report_names_the_plot_extra(tiny_run, tmp_path, monkeypatch):
     unimportable(monkeypatch, "matplotlib", forget=["fedrl_lightning.reporting.figures"])
     args = ["report", str(tiny_run[0] / "lightning_logs/version_0"), "--out", str(tmp_path)]
-    code, _, stderr = run_in_process(args, tiny_run[0], monkeypatch)
+    code, _, stderr = run_main(args, tiny_run[0], monkeypatch)
     assert code == 2 and stderr.count("\n") == 1
     assert stderr.startswith("error: report needs the matplotlib package, which is not installed")
     assert stderr.endswith(f": {install_command('plot')}\n")
