@@ -31,7 +31,7 @@ sys.path.insert(0, str(TESTS))
 
 from bad_inputs import CASES, COMMAND_CASES, folder_digest, write_input_files  # noqa: E402
 
-from fedrl_lightning.cli import main  # noqa: E402
+from fedrl_lightning.cli.app import main  # noqa: E402
 
 TINY = str(TESTS / "configs" / "tiny.yaml")
 

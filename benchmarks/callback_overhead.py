@@ -41,7 +41,7 @@ from pathlib import Path
 
 from machine import describe_machine
 
-from fedrl_lightning.cli import main as main_cli
+from fedrl_lightning.cli.app import main as main_cli
 from fedrl_lightning.federation import FederatedTrainer
 
 CALLBACKS = (

@@ -22,7 +22,7 @@ import yaml
 from machine import describe_machine
 from runs import fit_config
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
+from fedrl_lightning import AgentPopulation, Reinforce
 from fedrl_lightning.federation.evaluation import evaluate_policy
 
 SEEDS = (42, 43, 44)
@@ -32,7 +32,7 @@ CURVE_EVERY = 10
 
 def fresh_evaluation(checkpoint: Path, population: AgentPopulation, seed: int) -> np.ndarray:
     """Mean return per agent over fresh episodes."""
-    module = ReinforceModule.load_from_checkpoint(checkpoint)
+    module = Reinforce.load_from_checkpoint(checkpoint)
     agents = [a for a in range(population.num_agents) for _ in range(EPISODES_PER_AGENT)]
     env = population.make_vector_env(agents)
     seeds = [900_000_000 + seed * 10_000 + i for i in range(len(agents))]

@@ -73,8 +73,8 @@ def fingerprint(config: str | Path) -> str:
     Raises:
         RuntimeError: Where the short run does not finish.
     """
-    from fedrl_lightning.checkpoints import load_checkpoint
-    from fedrl_lightning.cli import main
+    from fedrl_lightning.cli.app import main
+    from fedrl_lightning.run.checkpoints import load_checkpoint
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same arithmetic whoever calls

@@ -21,9 +21,9 @@ import numpy as np
 from machine import describe_machine
 from runs import fit_config
 
-from fedrl_lightning import ReinforceModule
-from fedrl_lightning.envs import SimpleVectorEnv
+from fedrl_lightning import Reinforce
 from fedrl_lightning.federation.evaluation import evaluate_policy
+from fedrl_lightning.population.envs import SimpleVectorEnv
 
 EPISODES = 2000
 SEEDS = (42, 43, 44)
@@ -32,7 +32,7 @@ SEEDS = (42, 43, 44)
 def final_policy_return(config: Path, seed: int, workdir: Path) -> tuple[float, int]:
     """Fit ``config`` with ``seed`` and return the final policy's mean return and env steps."""
     run, _ = fit_config(config, seed, workdir / f"{config.stem}-{seed}")
-    module = ReinforceModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    module = Reinforce.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
     env_steps = int(np.genfromtxt(run / "metrics.csv", delimiter=",", names=True)["env_steps"][-1])
     env = SimpleVectorEnv(num_envs=EPISODES)
     seeds = [10_000_000 + seed * EPISODES + i for i in range(EPISODES)]

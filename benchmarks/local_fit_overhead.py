@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from protocol import TableResults
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning import AgentPopulation, Reinforce
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+from fedrl_lightning.run.console import quiet_lightning
 
 TRAINER_KWARGS = {
     "accelerator": "cpu",
@@ -57,7 +57,7 @@ def main() -> None:
         ["measure", "value"],
     )
     population = AgentPopulation(num_agents=10, max_episode_steps=1)
-    model = ReinforceModule(observation_dim=population.observation_dim, num_actions=2)
+    model = Reinforce(observation_dim=population.observation_dim, num_actions=2)
     global_state = {k: v.clone() for k, v in model.state_dict().items()}
     seconds, memory = [], []
     with tempfile.TemporaryDirectory() as folder, quiet_lightning(verbose=False):
@@ -66,7 +66,7 @@ def main() -> None:
                 agent_id=i % population.num_agents,
                 round_idx=i,
                 run_seed=0,
-                module_class=ReinforceModule,
+                module_class=Reinforce,
                 model_hparams=dict(model.hparams),
                 global_state=global_state,
                 num_episodes=1,

@@ -38,7 +38,7 @@ PERSONAL = [
 
 def child(num_agents: int, rounds: int, personal: bool) -> None:
     """Fit one population size in this process and print its figures as JSON."""
-    from fedrl_lightning.cli import main
+    from fedrl_lightning.cli.app import main
 
     with tempfile.TemporaryDirectory() as root:
         started = time.perf_counter()

@@ -26,7 +26,7 @@ import yaml
 from machine import describe_machine
 from runs import fit_config
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
+from fedrl_lightning import AgentPopulation, Reinforce
 from fedrl_lightning.federation.evaluation import evaluate_policy
 
 CONFIGS = {
@@ -68,7 +68,7 @@ def final_return(run: Path, config: Path, seed: int) -> float:
         num_agents=data["num_agents"],
         heterogeneity=data.get("heterogeneity"),
     )
-    module = ReinforceModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    module = Reinforce.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
     agents = [a for a in range(population.num_agents) for _ in range(EPISODES_PER_AGENT)]
     env = population.make_vector_env(agents)
     seeds = [800_000_000 + seed * 10_000 + i for i in range(len(agents))]

@@ -20,12 +20,12 @@ import time
 import torch
 from protocol import TableResults
 
-from fedrl_lightning import AgentPopulation, EpisodeDataset, ReinforceModule
+from fedrl_lightning import AgentPopulation, EpisodeDataset, Reinforce
 
 PER_BATCH = 64
 
 
-def balance(module: ReinforceModule) -> None:
+def balance(module: Reinforce) -> None:
     """Make the policy push towards ``theta + 0.2 * theta_dot``: it keeps every pole up."""
     with torch.no_grad():
         for parameter in module.policy.parameters():
@@ -39,7 +39,7 @@ def steps_per_second(num_envs: int, balancing: bool) -> tuple[float, int]:
     """Throughput and steps counted for one pass over the dataset."""
     torch.manual_seed(0)
     population = AgentPopulation("CartPole-v1", num_agents=1, num_envs=num_envs)
-    module = ReinforceModule(population.observation_dim, population.num_actions)
+    module = Reinforce(population.observation_dim, population.num_actions)
     if balancing:
         balance(module)
     dataset = EpisodeDataset(

@@ -1,6 +1,6 @@
 """fedrl_lightning: federated reinforcement learning on PyTorch Lightning."""
 
-from fedrl_lightning.data import EpisodeBatch, EpisodeDataset
+from fedrl_lightning.deploy.loading import load_module
 from fedrl_lightning.federation import (
     BestCheckpoint,
     Callback,
@@ -24,10 +24,8 @@ from fedrl_lightning.federation import (
     TrustRegion,
 )
 from fedrl_lightning.learners import A2C, PPO, Learner, Reinforce
-from fedrl_lightning.loading import load_module
-from fedrl_lightning.module import ReinforceModule
-from fedrl_lightning.policy_module import PolicyModule
-from fedrl_lightning.population import AgentPopulation
+from fedrl_lightning.population.agents import AgentPopulation
+from fedrl_lightning.rollouts.dataset import EpisodeBatch, EpisodeDataset
 
 __all__ = [
     "A2C",
@@ -51,9 +49,7 @@ __all__ = [
     "Learner",
     "MultiKrum",
     "PerFedAvg",
-    "PolicyModule",
     "Reinforce",
-    "ReinforceModule",
     "Reptile",
     "RewardWeighted",
     "RoundCheckpoint",

@@ -1,5 +1,5 @@
 """Entry point for ``python -m fedrl_lightning``."""
 
-from fedrl_lightning.cli import main
+from fedrl_lightning.cli.app import main
 
 raise SystemExit(main())

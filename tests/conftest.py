@@ -17,9 +17,9 @@ from in_process import (  # noqa: F401  (cli_env and CliProcess: for the tests)
     run_in_process,
 )
 
-from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+from fedrl_lightning.run.console import quiet_lightning
 
 TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
 TINY_PPO_CONFIG = TESTS / "configs" / "tiny_ppo.yaml"  # PPO, normalisation, linear lr
@@ -65,7 +65,7 @@ def run_main(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> tup
     Lighter than :func:`run_cli` (no file-descriptor capture): for commands whose output is
     Python's own prints, such as one-line refusals.
     """
-    from fedrl_lightning.cli import main
+    from fedrl_lightning.cli.app import main
 
     monkeypatch.chdir(cwd)
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -147,7 +147,7 @@ def fit_one_agent(
         agent_id=agent_id,
         round_idx=3,
         run_seed=7,
-        module_class=ReinforceModule,
+        module_class=Reinforce,
         model_hparams={"hidden_dim": 8, "lr": 0.01},
         global_state=global_state,
         num_episodes=3,

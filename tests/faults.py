@@ -23,8 +23,8 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
-from fedrl_lightning import ReinforceModule
-from fedrl_lightning.envs.simple import SimpleEnv, SimpleVectorEnv
+from fedrl_lightning import Reinforce
+from fedrl_lightning.population.envs.simple import SimpleEnv, SimpleVectorEnv
 
 
 class CrashingEnv(SimpleEnv):
@@ -100,7 +100,7 @@ gym.register("Slow-v0", entry_point=SlowEnv, max_episode_steps=100)
 gym.register("LongEpisode-v0", entry_point=SlowEnv, max_episode_steps=10**9)
 
 
-class FlakyModule(ReinforceModule):
+class FlakyModule(Reinforce):
     def __init__(
         self,
         crash_prob: float = 0.0,

@@ -53,7 +53,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-import fedrl_lightning.cli
+import fedrl_lightning.cli.app
 
 TESTS = Path(__file__).parent
 
@@ -274,7 +274,7 @@ def run_in_process(
             with _captured_output(stdout_file, stderr_file), _fresh_warnings():
                 with _without_root_handlers():
                     try:
-                        code = fedrl_lightning.cli.main(list(args))
+                        code = fedrl_lightning.cli.app.main(list(args))
                     except SystemExit as done:
                         code = _exit_code(done)
                     except Exception:  # what the interpreter would print, and its exit code
@@ -298,7 +298,7 @@ def run_in_process(
 
 # A fresh interpreter that has imported the command once; each process is forked from it.
 _FORKSERVER = multiprocessing.get_context("forkserver")
-_FORKSERVER.set_forkserver_preload(["fedrl_lightning.cli", "faults"])
+_FORKSERVER.set_forkserver_preload(["fedrl_lightning.cli.app", "faults"])
 
 
 def _forked_main(
@@ -320,7 +320,7 @@ def _forked_main(
     os.environ.update(env)
     os.chdir(cwd)
     sys.path.insert(0, cwd)
-    sys.exit(fedrl_lightning.cli.main(args))
+    sys.exit(fedrl_lightning.cli.app.main(args))
 
 
 class CliProcess:

@@ -5,7 +5,7 @@ import torch
 from conftest import fit_one_agent
 from doc_blocks import marked_block
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
+from fedrl_lightning import AgentPopulation, Reinforce
 
 DOCS_MARKER = "<!-- tests/test_act.py runs the next block"
 
@@ -29,7 +29,7 @@ def observations(env_id, count, seed=0):
 
 def test_discrete_actions_are_ints_the_env_accepts(cartpole):
     torch.manual_seed(0)
-    module = ReinforceModule.for_population(cartpole, hidden_dim=8)
+    module = Reinforce.for_population(cartpole, hidden_dim=8)
     env = gym.make("CartPole-v1")
     obs, _ = env.reset(seed=0)
     for _ in range(20):
@@ -44,7 +44,7 @@ def test_discrete_actions_are_ints_the_env_accepts(cartpole):
 
 
 def test_continuous_actions_are_clipped_float32_arrays(pendulum):
-    module = ReinforceModule.for_population(pendulum, hidden_dim=8)
+    module = Reinforce.for_population(pendulum, hidden_dim=8)
     space = gym.make("Pendulum-v1").action_space
     obs = observations("Pendulum-v1", 1)[0]
     for bias, bound in ((1e30, 2.0), (-1e30, -2.0)):
@@ -59,10 +59,10 @@ def test_continuous_actions_are_clipped_float32_arrays(pendulum):
 
 
 def test_a_batch_of_observations_gets_a_batch_of_actions(cartpole, pendulum):
-    discrete = ReinforceModule.for_population(cartpole, hidden_dim=8)
+    discrete = Reinforce.for_population(cartpole, hidden_dim=8)
     actions = discrete.act(observations("CartPole-v1", 5))
     assert actions.dtype == np.int64 and actions.shape == (5,)
-    continuous = ReinforceModule.for_population(pendulum, hidden_dim=8)
+    continuous = Reinforce.for_population(pendulum, hidden_dim=8)
     actions = continuous.act(observations("Pendulum-v1", 5))
     assert actions.dtype == np.float32 and actions.shape == (5, 1)
     assert ((-2 <= actions) & (actions <= 2)).all()
@@ -77,7 +77,7 @@ def test_a_batch_of_observations_gets_a_batch_of_actions(cartpole, pendulum):
 
 
 def test_observations_of_the_wrong_shape_are_refused(cartpole):
-    module = ReinforceModule.for_population(cartpole, hidden_dim=8)
+    module = Reinforce.for_population(cartpole, hidden_dim=8)
     for bad in (np.zeros(3), np.zeros((2, 5)), np.zeros((1, 2, 4)), np.float32(0.0)):
         with pytest.raises(ValueError, match=r"observations must have shape \[4\]"):
             module.act(bad)
@@ -85,13 +85,13 @@ def test_observations_of_the_wrong_shape_are_refused(cartpole):
 
 def test_deterministic_is_the_argmax_or_the_clipped_mean(cartpole, pendulum):
     torch.manual_seed(1)
-    discrete = ReinforceModule.for_population(cartpole, hidden_dim=8)
+    discrete = Reinforce.for_population(cartpole, hidden_dim=8)
     obs = observations("CartPole-v1", 50)
     logits = discrete.policy.logits(torch.from_numpy(obs)).detach().numpy()
     assert np.array_equal(discrete.act(obs, deterministic=True), logits.argmax(axis=1))
     assert [discrete.act(o, deterministic=True) for o in obs[:5]] == list(logits[:5].argmax(1))
 
-    continuous = ReinforceModule.for_population(pendulum, hidden_dim=8)
+    continuous = Reinforce.for_population(pendulum, hidden_dim=8)
     with torch.no_grad():
         continuous.policy.head.weight.mul_(50)  # means beyond the bounds for some observations
     obs = observations("Pendulum-v1", 50)
@@ -102,14 +102,14 @@ def test_deterministic_is_the_argmax_or_the_clipped_mean(cartpole, pendulum):
 
 def test_sampled_actions_follow_the_policy(cartpole, pendulum):
     torch.manual_seed(2)
-    discrete = ReinforceModule.for_population(cartpole, hidden_dim=8)
+    discrete = Reinforce.for_population(cartpole, hidden_dim=8)
     with torch.no_grad():
         discrete.policy.head.weight.zero_()
         discrete.policy.head.bias.copy_(torch.log(torch.tensor([0.3, 0.7])))
     obs = np.repeat(observations("CartPole-v1", 1), 4000, axis=0)
     assert discrete.act(obs).mean() == pytest.approx(0.7, abs=0.03)
 
-    continuous = ReinforceModule.for_population(pendulum, hidden_dim=8, log_std_init=np.log(0.1))
+    continuous = Reinforce.for_population(pendulum, hidden_dim=8, log_std_init=np.log(0.1))
     obs = np.repeat(observations("Pendulum-v1", 1), 4000, axis=0)
     mean = float(continuous.act(obs[:1], deterministic=True)[0, 0])
     samples = continuous.act(obs)[:, 0]
@@ -123,7 +123,7 @@ def test_sampled_actions_follow_the_policy(cartpole, pendulum):
 
 
 def test_act_runs_in_eval_mode_without_gradients_and_restores_the_modes(pendulum):
-    module = ReinforceModule.for_population(pendulum, hidden_dim=8)
+    module = Reinforce.for_population(pendulum, hidden_dim=8)
     seen = []
     module.policy.head.register_forward_hook(
         lambda layer, inputs, output: seen.append((layer.training, torch.is_grad_enabled()))
@@ -149,19 +149,17 @@ def test_act_runs_in_eval_mode_without_gradients_and_restores_the_modes(pendulum
 def test_round_checkpoints_load_in_eval_mode(tiny_run):
     cwd, _ = tiny_run
     for name in ("last.ckpt", "best.ckpt", "round-0001.ckpt"):
-        module = ReinforceModule.load_from_checkpoint(
-            cwd / "lightning_logs/version_0/checkpoints" / name
-        )
+        module = Reinforce.load_from_checkpoint(cwd / "lightning_logs/version_0/checkpoints" / name)
         assert not any(m.training for m in module.modules())
 
 
 def test_agent_checkpoints_load_in_eval_mode_also_as_a_subclass(tmp_path):
-    class Subclass(ReinforceModule):
+    class Subclass(Reinforce):
         pass
 
     torch.manual_seed(0)
-    path = fit_one_agent(tmp_path, ReinforceModule(hidden_dim=8).state_dict())
-    for cls in (ReinforceModule, Subclass):
+    path = fit_one_agent(tmp_path, Reinforce(hidden_dim=8).state_dict())
+    for cls in (Reinforce, Subclass):
         module = cls.load_from_checkpoint(path)
         assert type(module) is cls
         assert not any(m.training for m in module.modules())

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
+from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.policy_module import ENV_HPARAMS
+from fedrl_lightning.learners.base import ENV_HPARAMS
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def refusal(tmp_path, model, population):
 
 
 def test_a_default_module_on_pendulum_is_refused_before_the_run_starts(tmp_path, pendulum):
-    message = refusal(tmp_path, ReinforceModule(hidden_dim=8), pendulum)
+    message = refusal(tmp_path, Reinforce(hidden_dim=8), pendulum)
     assert message == (
         "the model does not fit data.env_id Pendulum-v1: "
         "model.observation_dim is 4, the environment's is 3; "
@@ -48,13 +48,13 @@ def test_a_default_module_on_pendulum_is_refused_before_the_run_starts(tmp_path,
 
 def test_a_wrong_observation_size_is_the_only_difference_named(tmp_path):
     cartpole = AgentPopulation("CartPole-v1", num_agents=2)
-    message = refusal(tmp_path, ReinforceModule(observation_dim=5, hidden_dim=8), cartpole)
+    message = refusal(tmp_path, Reinforce(observation_dim=5, hidden_dim=8), cartpole)
     assert "model.observation_dim is 5, the environment's is 4;" in message
     assert message.count("model.") == 1
 
 
 def test_other_action_bounds_are_refused(tmp_path, pendulum):
-    model = ReinforceModule(
+    model = Reinforce(
         observation_dim=3, num_actions=1, continuous=True, action_low=[-1.0], action_high=[2.0]
     )
     message = refusal(tmp_path, model, pendulum)
@@ -65,17 +65,17 @@ def test_other_action_bounds_are_refused(tmp_path, pendulum):
 def test_a_resume_with_a_mismatched_module_leaves_the_run_alone(tmp_path, pendulum):
     cartpole = AgentPopulation("CartPole-v1", num_agents=2)
     torch.manual_seed(0)
-    one_round(tmp_path).fit(ReinforceModule.for_population(cartpole, hidden_dim=8), cartpole)
+    one_round(tmp_path).fit(Reinforce.for_population(cartpole, hidden_dim=8), cartpole)
     run = tmp_path / "lightning_logs"
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(ConfigError, match="model.observation_dim is 4, the environment's is 3"):
-        one_round(tmp_path).fit(ReinforceModule(hidden_dim=8), pendulum, ckpt_path="last")
+        one_round(tmp_path).fit(Reinforce(hidden_dim=8), pendulum, ckpt_path="last")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 def test_for_population_fits_a_tiny_pendulum_federation(tmp_path, pendulum):
     torch.manual_seed(0)
-    model = ReinforceModule.for_population(pendulum, hidden_dim=8, lr=0.01)
+    model = Reinforce.for_population(pendulum, hidden_dim=8, lr=0.01)
     assert {name: model.hparams[name] for name in ENV_HPARAMS} == {
         "observation_dim": 3,
         "num_actions": 1,
@@ -88,7 +88,7 @@ def test_for_population_fits_a_tiny_pendulum_federation(tmp_path, pendulum):
     assert row["episodes"] == 2 and row["env_steps"] == 400  # Pendulum's episodes: 200 steps
     assert -16.3 * 200 <= row["eval_reward"] <= 0  # a step costs at most pi^2 + 0.1 * 64 + 0.004
 
-    trained = ReinforceModule.load_from_checkpoint(
+    trained = Reinforce.load_from_checkpoint(
         tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt"
     )
     action = trained.act(np.zeros(3, np.float32))
@@ -96,7 +96,7 @@ def test_for_population_fits_a_tiny_pendulum_federation(tmp_path, pendulum):
 
 
 def test_for_population_builds_subclasses_and_refuses_given_sizes(pendulum):
-    class Wider(ReinforceModule):
+    class Wider(Reinforce):
         def __init__(self, width_factor: int = 2, **kwargs) -> None:
             super().__init__(**kwargs)
             self.width_factor = width_factor
@@ -106,4 +106,4 @@ def test_for_population_builds_subclasses_and_refuses_given_sizes(pendulum):
     assert model.hparams.observation_dim == 3 and model.hparams.continuous
 
     with pytest.raises(ConfigError, match=r"^Reinforce.for_population: observation_dim"):
-        ReinforceModule.for_population(pendulum, observation_dim=3)
+        Reinforce.for_population(pendulum, observation_dim=3)

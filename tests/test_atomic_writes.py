@@ -4,9 +4,9 @@ import random
 import pytest
 import torch
 
-from fedrl_lightning.checkpoints import atomic_save, atomic_write_text, load_checkpoint
-from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, csv_text
-from fedrl_lightning.federation.run_folder import RunFolder
+from fedrl_lightning.run.checkpoints import atomic_save, atomic_write_text, load_checkpoint
+from fedrl_lightning.run.metrics_csv import RoundCSVLogger, csv_text
+from fedrl_lightning.run.run_folder import RunFolder
 
 
 class Interrupted(Exception):

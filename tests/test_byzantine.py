@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import TINY_CONFIG, fit_one_agent, run_cli
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
-from fedrl_lightning.byzantine import Byzantine
-from fedrl_lightning.checkpoints import load_checkpoint
-from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning import AgentPopulation, Reinforce
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import AGENT_STATS_KEY
+from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY
+from fedrl_lightning.population.byzantine import Byzantine
+from fedrl_lightning.rollouts.dataset import EpisodeDataset
+from fedrl_lightning.run.checkpoints import load_checkpoint
 
 GLOBAL = {"w": torch.tensor([1.0, -2.0]), "b": torch.tensor([0.5])}
 TRAINED = {"w": torch.tensor([1.5, -2.0]), "b": torch.tensor([0.25])}
@@ -111,9 +111,7 @@ def test_reward_flip_negates_training_rewards_only():
         assert single.step(0)[1] == sign
 
 
-def taken_actions(
-    env_id: str, module: ReinforceModule, episodes: int, random: bool
-) -> torch.Tensor:
+def taken_actions(env_id: str, module: Reinforce, episodes: int, random: bool) -> torch.Tensor:
     """The actions of the first batch an agent rolls out on ``env_id``, padding left out."""
     dataset = EpisodeDataset(
         env=gym.make(env_id),
@@ -130,7 +128,7 @@ def taken_actions(
 
 
 def test_random_action_ignores_a_confident_policy():
-    module = ReinforceModule(observation_dim=4, num_actions=2)
+    module = Reinforce(observation_dim=4, num_actions=2)
     with torch.no_grad():
         module.policy.head.bias.copy_(torch.tensor([20.0, -20.0]))  # always action 0
     assert taken_actions("CartPole-v1", module, 20, random=False).mean() == 0.0
@@ -140,7 +138,7 @@ def test_random_action_ignores_a_confident_policy():
 
 
 def test_random_action_on_a_box_space_stays_in_bounds():
-    module = ReinforceModule(
+    module = Reinforce(
         observation_dim=3, num_actions=1, continuous=True, action_low=[-2.0], action_high=[2.0]
     )
     actions = taken_actions("Pendulum-v1", module, 2, random=True).flatten()
@@ -150,7 +148,7 @@ def test_random_action_on_a_box_space_stays_in_bounds():
 
 def test_a_sign_flipping_agent_sends_its_honest_fit_flipped(tmp_path):
     torch.manual_seed(0)
-    start = ReinforceModule(hidden_dim=8).state_dict()
+    start = Reinforce(hidden_dim=8).state_dict()
     honest = load_checkpoint(fit_one_agent(tmp_path, start, name="honest.ckpt"))
     flipped = load_checkpoint(
         fit_one_agent(

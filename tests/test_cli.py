@@ -8,8 +8,8 @@ import torch
 import yaml
 from conftest import TINY_CONFIG, cli_command, cli_env, run_cli
 
-from fedrl_lightning import ReinforceModule
-from fedrl_lightning.checkpoints import load_checkpoint
+from fedrl_lightning import Reinforce
+from fedrl_lightning.run.checkpoints import load_checkpoint
 
 
 def read_metrics(run_dir):
@@ -60,7 +60,7 @@ def test_fit_writes_the_run_folder(tiny_run):
 def test_round_checkpoints_load_as_modules(tiny_run):
     cwd, _ = tiny_run
     folder = cwd / "lightning_logs" / "version_0" / "checkpoints"
-    module = ReinforceModule.load_from_checkpoint(folder / "last.ckpt")
+    module = Reinforce.load_from_checkpoint(folder / "last.ckpt")
     assert module.hparams.hidden_dim == 16
     last = load_checkpoint(folder / "last.ckpt")
     third = load_checkpoint(folder / "round-0003.ckpt")
@@ -196,7 +196,7 @@ def test_log_files_get_one_plain_line_per_round(tiny_run):
 def test_fedrl_script_finds_environments_in_the_current_folder(tmp_path):
     (tmp_path / "mymod.py").write_text(
         "import gymnasium as gym\n"
-        "gym.register('Mine-v0', entry_point='fedrl_lightning.envs.simple:SimpleEnv',"
+        "gym.register('Mine-v0', entry_point='fedrl_lightning.population.envs.simple:SimpleEnv',"
         " max_episode_steps=10)\n"
     )
     script = Path(sys.executable).parent / "fedrl"

@@ -22,7 +22,7 @@ from conftest import TESTS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedrl_lightning.cli import main
+from fedrl_lightning.cli.app import main
 from fedrl_lightning.federation.strategies import all_strategies
 
 FUZZ_CONFIG = TESTS / "configs" / "fuzz.yaml"

@@ -13,8 +13,8 @@ import pytest
 from conftest import TINY_CONFIG
 from tqdm.auto import tqdm
 
-from fedrl_lightning.cli import main
-from fedrl_lightning.console import PlainRoundLog, finished_line, round_progress
+from fedrl_lightning.cli.app import main
+from fedrl_lightning.run.console import PlainRoundLog, finished_line, round_progress
 
 
 @contextlib.contextmanager

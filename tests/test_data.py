@@ -5,8 +5,8 @@ from conftest import fit_locally
 from torch.utils.data import DataLoader
 
 import fedrl_lightning  # noqa: F401
-from fedrl_lightning import EpisodeDataset, ReinforceModule
-from fedrl_lightning.returns import discounted_returns
+from fedrl_lightning import EpisodeDataset, Reinforce
+from fedrl_lightning.rollouts.returns import discounted_returns
 
 
 def make_dataset(policy, num_episodes=7, per_update=3, env_id="fedrl/Simple-v0", gamma=0.9):
@@ -22,7 +22,7 @@ def make_dataset(policy, num_episodes=7, per_update=3, env_id="fedrl/Simple-v0",
 
 
 def test_batches_hold_whole_episodes():
-    module = ReinforceModule()
+    module = Reinforce()
     dataset = make_dataset(module.policy)
     batches = list(dataset)
     assert len(dataset) == 3
@@ -34,7 +34,7 @@ def test_batches_hold_whole_episodes():
 
 
 def test_returns_are_discounted_rewards_and_padding_is_masked():
-    module = ReinforceModule(observation_dim=4, num_actions=2)
+    module = Reinforce(observation_dim=4, num_actions=2)
     dataset = make_dataset(module.policy, num_episodes=6, per_update=6, env_id="CartPole-v1")
     (batch,) = list(dataset)
     lengths = batch.mask.sum(dim=1)
@@ -48,7 +48,7 @@ def test_returns_are_discounted_rewards_and_padding_is_masked():
 
 
 def test_same_seeds_same_episodes():
-    module = ReinforceModule()
+    module = Reinforce()
     first = list(make_dataset(module.policy))
     second = list(make_dataset(module.policy))
     for a, b in zip(first, second, strict=True):
@@ -59,7 +59,7 @@ def test_every_batch_is_rolled_out_after_the_previous_update():
     """The rollout of batch k uses exactly the weights that training step k starts from."""
     rollout_weights, step_weights = [], []
 
-    class RecordingModule(ReinforceModule):
+    class RecordingModule(Reinforce):
         def training_step(self, batch, batch_idx):
             step_weights.append(self.policy.head.weight.detach().clone())
             return super().training_step(batch, batch_idx)
@@ -109,7 +109,7 @@ def test_returns_stop_at_termination_and_truncation_and_never_cross_a_reset():
             lambda: gym.wrappers.TimeLimit(CountingEnv(length=10), max_episode_steps=3),
         ]
     )
-    policy = ReinforceModule(observation_dim=1).policy
+    policy = Reinforce(observation_dim=1).policy
     dataset = EpisodeDataset(
         env, policy, num_episodes=4, episodes_per_update=4, gamma=0.5, env_seed=0, action_seed=0
     )

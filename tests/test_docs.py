@@ -35,8 +35,8 @@ from doc_blocks import DOCS, README, ROOT, Block, all_blocks, blocks, doc_files
 
 import fedrl_lightning
 from fedrl_lightning import FederatedTrainer
-from fedrl_lightning.cli import main
-from fedrl_lightning.commands import COMMANDS, command_module
+from fedrl_lightning.cli.app import main
+from fedrl_lightning.cli.commands import COMMANDS, command_module
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 

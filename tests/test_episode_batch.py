@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from fedrl_lightning import AgentPopulation, EpisodeDataset, ReinforceModule
-from fedrl_lightning.data import EpisodeBatch
+from fedrl_lightning import AgentPopulation, EpisodeDataset, Reinforce
+from fedrl_lightning.rollouts.dataset import EpisodeBatch
 
 CART_X_LIMIT = 2.4  # CartPole terminates beyond these (gymnasium's CartPoleEnv)
 CART_THETA_LIMIT = 12 * 2 * math.pi / 360
@@ -16,9 +16,7 @@ TAU = 0.02  # CartPole's Euler time step
 
 def one_batch(env, population, num_episodes, env_seed=3):
     torch.manual_seed(0)
-    policy = ReinforceModule(
-        population.observation_dim, population.num_actions, hidden_dim=8
-    ).policy
+    policy = Reinforce(population.observation_dim, population.num_actions, hidden_dim=8).policy
     dataset = EpisodeDataset(env, policy, num_episodes, num_episodes, 0.9, env_seed, 4)
     (batch,) = list(dataset)
     env.close()
@@ -143,7 +141,7 @@ def test_batches_record_the_behaviour_policys_log_probabilities():
     ]:
         population = AgentPopulation(env_id=env_id, num_agents=1)
         torch.manual_seed(0)
-        module = ReinforceModule.for_population(population, hidden_dim=8, log_std_init=-0.5)
+        module = Reinforce.for_population(population, hidden_dim=8, log_std_init=-0.5)
         env = population.make_rollout_env(0)
         dataset = EpisodeDataset(env, module.policy, 3, 3, 0.9, 1, 2, random_actions)
         (batch,) = list(dataset)

@@ -10,17 +10,17 @@ import torch
 import yaml
 from conftest import TINY_CONFIG, run_cli
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
-from fedrl_lightning.data import EpisodeDataset
-from fedrl_lightning.envs import SimpleVectorEnv
+from fedrl_lightning import AgentPopulation, Reinforce
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.evaluation import evaluate_policy
-from fedrl_lightning.rollouts import rollout_wave
+from fedrl_lightning.population.envs import SimpleVectorEnv
+from fedrl_lightning.rollouts.dataset import EpisodeDataset
+from fedrl_lightning.rollouts.rollout import rollout_wave
 
 
 def policy_for(population):
     torch.manual_seed(0)
-    return ReinforceModule(population.observation_dim, population.num_actions, hidden_dim=8).policy
+    return Reinforce(population.observation_dim, population.num_actions, hidden_dim=8).policy
 
 
 def episode_lengths(population, agent_id=0, num_episodes=6):

@@ -7,7 +7,7 @@ from conftest import TINY_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.heterogeneity import Heterogeneity
+from fedrl_lightning.population.heterogeneity import Heterogeneity
 
 
 def test_spread_spaces_a_range_evenly_and_cycles_choices():

@@ -88,7 +88,7 @@ def test_record_video_names_the_video_extra(tmp_path, monkeypatch):
 
 
 def test_report_names_the_plot_extra(tiny_run, tmp_path, monkeypatch):
-    unimportable(monkeypatch, "matplotlib", forget=["fedrl_lightning.reporting.figures"])
+    unimportable(monkeypatch, "matplotlib", forget=["fedrl_lightning.cli.reporting.figures"])
     args = ["report", str(tiny_run[0] / "lightning_logs/version_0"), "--out", str(tmp_path)]
     code, _, stderr = run_main(args, tiny_run[0], monkeypatch)
     assert code == 2 and stderr.count("\n") == 1

@@ -1,12 +1,12 @@
-from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
-from fedrl_lightning.envs import SimpleVectorEnv
+from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
 from fedrl_lightning.federation.evaluation import evaluate_policy
+from fedrl_lightning.population.envs import SimpleVectorEnv
 
 RANDOM_POLICY_RETURN = 50.0
 
 
 def test_small_federation_beats_a_random_policy(tmp_path):
-    model = ReinforceModule(hidden_dim=32, lr=0.01, gamma=0.5)
+    model = Reinforce(hidden_dim=32, lr=0.01, gamma=0.5)
     population = AgentPopulation(num_agents=4)
     trainer = FederatedTrainer(
         num_rounds=10,

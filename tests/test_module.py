@@ -6,10 +6,10 @@ import torch
 from conftest import fit_locally
 from torch.utils.data import DataLoader
 
-from fedrl_lightning import EpisodeBatch, ReinforceModule
+from fedrl_lightning import EpisodeBatch, Reinforce
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.module import reinforce_loss
-from fedrl_lightning.returns import discounted_returns
+from fedrl_lightning.learners.reinforce import reinforce_loss
+from fedrl_lightning.rollouts.returns import discounted_returns
 
 
 def three_step_batch(gamma):
@@ -39,7 +39,7 @@ def test_reinforce_loss_by_hand():
 
 
 def test_training_step_loss_on_a_three_step_episode_by_hand():
-    module = ReinforceModule(hidden_dim=8, lr=0.0, gamma=0.5)
+    module = Reinforce(hidden_dim=8, lr=0.0, gamma=0.5)
     with torch.no_grad():  # a policy that ignores the state: pi = [0.25, 0.75]
         module.policy.hidden.weight.zero_()
         module.policy.head.weight.zero_()
@@ -54,7 +54,7 @@ def test_training_step_loss_on_a_three_step_episode_by_hand():
 
 def test_one_update_equals_the_textbook_update():
     torch.manual_seed(0)
-    module = ReinforceModule(hidden_dim=16, lr=0.01, gamma=0.9)
+    module = Reinforce(hidden_dim=16, lr=0.01, gamma=0.9)
     reference = copy.deepcopy(module.policy)
     initial = copy.deepcopy(module.policy)
     batch = three_step_batch(gamma=0.9)
@@ -80,14 +80,14 @@ def test_one_update_equals_the_textbook_update():
 
 
 def test_forward_is_the_deployable_policy():
-    module = ReinforceModule()
+    module = Reinforce()
     distribution = module(torch.zeros(3, 4))
     assert isinstance(distribution, torch.distributions.Categorical)
     assert distribution.sample().shape == (3,)
 
 
 def test_hyperparameters_are_saved():
-    module = ReinforceModule(observation_dim=6, num_actions=3, hidden_dim=32, lr=0.02, gamma=0.9)
+    module = Reinforce(observation_dim=6, num_actions=3, hidden_dim=32, lr=0.02, gamma=0.9)
     assert dict(module.hparams) == {
         "observation_dim": 6,
         "num_actions": 3,
@@ -117,16 +117,16 @@ def test_hyperparameters_are_saved():
 )
 def test_bad_hyperparameters_name_the_option(kwargs, option):
     with pytest.raises(ConfigError, match=option):
-        ReinforceModule(**kwargs)
+        Reinforce(**kwargs)
 
 
 def test_gamma_of_one_is_allowed():
-    assert ReinforceModule(gamma=1.0).hparams.gamma == 1.0
+    assert Reinforce(gamma=1.0).hparams.gamma == 1.0
 
 
 def test_fedprox_term_adds_mu_over_two_times_the_squared_distance():
     batch = three_step_batch(gamma=0.5)
-    plain = ReinforceModule(hidden_dim=8, lr=0.0, gamma=0.5)
+    plain = Reinforce(hidden_dim=8, lr=0.0, gamma=0.5)
     proximal = copy.deepcopy(plain)
     anchor = {name: p.detach() + 1.0 for name, p in proximal.named_parameters()}
     proximal.set_proximal_term(anchor, mu=0.2)
@@ -139,7 +139,7 @@ def test_fedprox_term_adds_mu_over_two_times_the_squared_distance():
 
 def test_fedprox_term_pulls_towards_the_anchor():
     torch.manual_seed(0)
-    free = ReinforceModule(hidden_dim=8, lr=0.05, gamma=0.5)
+    free = Reinforce(hidden_dim=8, lr=0.05, gamma=0.5)
     held = copy.deepcopy(free)
     anchor = {name: p.detach().clone() for name, p in held.named_parameters()}
     held.set_proximal_term(anchor, mu=50.0)

@@ -11,10 +11,10 @@ import pytest
 from conftest import TINY_CONFIG
 from doc_blocks import marked_blocks
 
-import fedrl_lightning.commands.evaluate as evaluate
-from fedrl_lightning.cli import main
+import fedrl_lightning.cli.commands.evaluate as evaluate
+from fedrl_lightning.cli.app import main
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.outputs import Outputs, check_output
+from fedrl_lightning.run.outputs import Outputs, check_output
 
 RUN = "lightning_logs/version_0"
 LAST = f"{RUN}/checkpoints/last.ckpt"

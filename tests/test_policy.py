@@ -4,7 +4,7 @@ import torch
 
 from fedrl_lightning import A2C, PPO, Reinforce
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.policy import CategoricalMLPPolicy, GaussianMLPPolicy
+from fedrl_lightning.policy.networks import CategoricalMLPPolicy, GaussianMLPPolicy
 
 
 def test_numpy_actor_computes_the_torch_logits():

@@ -1,9 +1,9 @@
 import gymnasium as gym
 import pytest
 
-from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
-from fedrl_lightning.envs import SimpleVectorEnv
+from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.population.envs import SimpleVectorEnv
 
 
 def test_spaces_size_the_policy():
@@ -38,7 +38,7 @@ def test_bad_population_names_the_option(kwargs, option):
 
 def test_a_round_on_cartpole(tmp_path):
     population = AgentPopulation("CartPole-v1", num_agents=2)
-    model = ReinforceModule(population.observation_dim, population.num_actions, hidden_dim=16)
+    model = Reinforce(population.observation_dim, population.num_actions, hidden_dim=16)
     trainer = FederatedTrainer(
         num_rounds=1,
         agents_per_round=2,

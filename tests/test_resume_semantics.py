@@ -12,10 +12,10 @@ import yaml
 from conftest import TINY_CONFIG, run_cli
 from conftest import metrics_without_timings as metrics
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
-from fedrl_lightning.cli import main
-from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
+from fedrl_lightning import AgentPopulation, Reinforce
+from fedrl_lightning.cli.app import main
 from fedrl_lightning.federation.trainer import FederatedTrainer
+from fedrl_lightning.run.run_folder import RunFolder, resolve_checkpoint
 
 RUN = "lightning_logs/version_0"
 TINY = ["--config", str(TINY_CONFIG)]
@@ -330,7 +330,7 @@ def test_the_python_api_records_its_notices_and_does_not_print_them(tmp_path, ca
         enable_progress_bar=False,
         default_root_dir=str(tmp_path),
     )
-    trainer.fit(ReinforceModule(hidden_dim=8), AgentPopulation(num_agents=2), ckpt_path="last")
+    trainer.fit(Reinforce(hidden_dim=8), AgentPopulation(num_agents=2), ckpt_path="last")
 
     assert trainer.notices == [
         f"--ckpt_path last: no run to resume in {tmp_path / 'lightning_logs'}; "

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from fedrl_lightning.returns import (
+from fedrl_lightning.rollouts.returns import (
     discounted_returns,
     normalize_over_batch,
     normalize_per_episode,

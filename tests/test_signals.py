@@ -15,9 +15,9 @@ import pytest
 import torch
 from conftest import TINY_CONFIG, cli_command, cli_env, fit_one_agent, run_cli
 
-from fedrl_lightning import ReinforceModule
+from fedrl_lightning import Reinforce
 from fedrl_lightning.federation.sampling import sample_agents
-from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
+from fedrl_lightning.run.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 
 RUN = Path("lightning_logs/version_0")
 SLOW = ["fit", "--config", str(TINY_CONFIG), "--data.env_id", "faults:Slow-v0"]
@@ -239,6 +239,6 @@ def test_signals_in_process_raise_once_wait_for_deferred_work_and_are_restored(t
 
     with stop_on_signals():  # Lightning replaces SIGTERM's handler during a fit, then restores it
         handler = signal.getsignal(signal.SIGTERM)
-        fit_one_agent(tmp_path, ReinforceModule(hidden_dim=8).state_dict())
+        fit_one_agent(tmp_path, Reinforce(hidden_dim=8).state_dict())
         assert signal.getsignal(signal.SIGTERM) is handler
     assert {s: signal.getsignal(s) for s in before} == before

@@ -4,10 +4,10 @@ import pytest
 import torch
 from conftest import TINY_CONFIG, run_cli
 
-from fedrl_lightning import ReinforceModule
-from fedrl_lightning.checkpoints import load_checkpoint
+from fedrl_lightning import Reinforce
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
+from fedrl_lightning.run.checkpoints import load_checkpoint
 
 
 class CreatesAFile:
@@ -23,7 +23,7 @@ class CreatesAFile:
 def malicious_checkpoint(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"
-    state_dict = ReinforceModule(hidden_dim=16).state_dict()
+    state_dict = Reinforce(hidden_dim=16).state_dict()
     torch.save(
         {"state_dict": state_dict, "fedrl": {"round": 1}, "agent_stats": CreatesAFile(marker)}, path
     )
@@ -39,7 +39,7 @@ def test_load_checkpoint_refuses_code_in_a_pickle(tmp_path):
 
 def test_a_malicious_agent_checkpoint_is_an_invalid_update(tmp_path):
     path, marker = malicious_checkpoint(tmp_path)
-    reference = ReinforceModule(hidden_dim=16).state_dict()
+    reference = Reinforce(hidden_dim=16).state_dict()
     with pytest.raises(InvalidUpdate, match=r"evil\.ckpt"):
         read_update(path, agent_id=0, reference=reference)
     assert not marker.exists()

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.statistics_module import RunningStatistics
+from fedrl_lightning.policy.statistics import RunningStatistics
 
 if TYPE_CHECKING:
     from fedrl_lightning.learners import Learner
-    from fedrl_lightning.population import AgentPopulation
+    from fedrl_lightning.population.agents import AgentPopulation
 
 __all__ = ["BINS", "Coverage", "CoverageGrid"]
 

@@ -9,15 +9,15 @@ import gymnasium as gym
 import numpy as np
 
 from fedrl_lightning.federation.round_metrics import finetuned_columns, personalized_columns
-from fedrl_lightning.policy import MLPPolicy
-from fedrl_lightning.rollouts import run_episodes
+from fedrl_lightning.policy.networks import MLPPolicy
+from fedrl_lightning.rollouts.rollout import run_episodes
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
     from fedrl_lightning.federation.local_adaptation import LocalAdaptation
-    from fedrl_lightning.federation.server_models import ServerModel
+    from fedrl_lightning.federation.server.base import ServerModel
     from fedrl_lightning.learners import Learner
-    from fedrl_lightning.population import AgentPopulation
+    from fedrl_lightning.population.agents import AgentPopulation
 
 __all__ = [
     "RoundEvaluation",

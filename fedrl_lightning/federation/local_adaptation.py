@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from fedrl_lightning.byzantine import Byzantine
-from fedrl_lightning.checkpoints import load_checkpoint
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
 from fedrl_lightning.learners import Learner
-from fedrl_lightning.population import AgentPopulation
+from fedrl_lightning.population.agents import AgentPopulation
+from fedrl_lightning.population.byzantine import Byzantine
+from fedrl_lightning.run.checkpoints import load_checkpoint
+from fedrl_lightning.run.console import quiet_lightning
 from fedrl_lightning.seeding import Stream, derive_seed
 
 __all__ = ["LocalAdaptation"]
@@ -24,7 +24,7 @@ class LocalAdaptation:
     """Fine-tunes a global policy on an agent's own environment: what a new agent gets from it.
 
     Each fine-tune is a real local fit, as a sampled agent's
-    (:func:`~fedrl_lightning.federation.client.fit_agent`), of ``episodes`` episodes from the
+    (:func:`~fedrl_lightning.federation.local_fit.fit_agent`), of ``episodes`` episodes from the
     given weights, with the learner's own learning rate, no proximal term and no meta-step.
     It runs on the agent's honest environment (a Byzantine agent's attack is left out, as
     evaluation leaves it out), and its random streams are its own: its run seed is derived

@@ -8,13 +8,13 @@ from typing import Any, NamedTuple
 
 import torch
 
-from fedrl_lightning.checkpoints import policy_checkpoint, serialize
 from fedrl_lightning.errors import FederationError
-from fedrl_lightning.federation.client import LocalFit
-from fedrl_lightning.federation.executor import Executor, describe_failure
+from fedrl_lightning.federation.components.trajectory_buffer import EpisodeLayout
+from fedrl_lightning.federation.executors.base import Executor, describe_failure
+from fedrl_lightning.federation.local_fit import LocalFit
 from fedrl_lightning.federation.strategies import AgentUpdate
-from fedrl_lightning.federation.trajectory_buffer import EpisodeLayout
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
+from fedrl_lightning.run.checkpoints import policy_checkpoint, serialize
 
 __all__ = [
     "SubmittedRound",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from fedrl_lightning.federation.local_round import SubmittedRound, TrainedRound, training_metrics
-from fedrl_lightning.federation.shared_model import task_of
+from fedrl_lightning.federation.server.shared import task_of
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.learners import Learner
 

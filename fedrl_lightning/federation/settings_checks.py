@@ -10,9 +10,9 @@ from typing import Any
 
 import lightning as L
 
-from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.extras import missing_extra
+from fedrl_lightning.run.console import quiet_lightning
 
 __all__ = [
     "RAY_ONLY_OPTIONS",

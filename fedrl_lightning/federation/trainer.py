@@ -8,40 +8,28 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from fedrl_lightning.checkpoints import (
-    ROUND_STATE_KEY,
-    atomic_save,
-    atomic_write_text,
-    load_checkpoint,
-    policy_checkpoint,
-)
-from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.exploration.coverage import Coverage
 from fedrl_lightning.federation.callbacks import Callback
 from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
-from fedrl_lightning.federation.client import LocalFit, lr_scale
-from fedrl_lightning.federation.distillation import DistillationSettings
+from fedrl_lightning.federation.components.trajectory_sharing import TrajectorySharing
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
-from fedrl_lightning.federation.executor import Executor, SequentialExecutor
-from fedrl_lightning.federation.gradient_mode import check_update_mode
+from fedrl_lightning.federation.executors.base import Executor, SequentialExecutor
+from fedrl_lightning.federation.executors.ray import RayExecutor
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
+from fedrl_lightning.federation.local_fit import LocalFit, lr_scale
 from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
-from fedrl_lightning.federation.logger_checks import given_loggers, probe_loggers
-from fedrl_lightning.federation.loggers import LoggerOption
-from fedrl_lightning.federation.metrics_csv import csv_text
-from fedrl_lightning.federation.ray_executor import RayExecutor
 from fedrl_lightning.federation.round_metrics import (
     metric_names,
     round_row,
     task_columns,
     upgraded_row,
 )
-from fedrl_lightning.federation.run_folder import RunFolder, resolve_checkpoint
-from fedrl_lightning.federation.run_start import fresh_run, resumed_run
 from fedrl_lightning.federation.sampling import sample_agents
-from fedrl_lightning.federation.scopes import SharingScopes
-from fedrl_lightning.federation.server_models import server_model
+from fedrl_lightning.federation.server.base import server_model
+from fedrl_lightning.federation.server.distillation import DistillationSettings
+from fedrl_lightning.federation.server.gradient import check_update_mode
+from fedrl_lightning.federation.server.scopes import SharingScopes
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
     check_callbacks,
@@ -52,11 +40,23 @@ from fedrl_lightning.federation.settings_checks import (
     check_round_options,
 )
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
-from fedrl_lightning.federation.trajectory_sharing import TrajectorySharing
-from fedrl_lightning.interrupts import RunInterrupted, deferred_signals, stop_on_signals
 from fedrl_lightning.learners import Learner
-from fedrl_lightning.population import AgentPopulation
-from fedrl_lightning.statistics_module import STATISTICS_BUFFERS as STATISTICS
+from fedrl_lightning.policy.statistics import STATISTICS_BUFFERS as STATISTICS
+from fedrl_lightning.population.agents import AgentPopulation
+from fedrl_lightning.run.checkpoints import (
+    ROUND_STATE_KEY,
+    atomic_save,
+    atomic_write_text,
+    load_checkpoint,
+    policy_checkpoint,
+)
+from fedrl_lightning.run.console import quiet_lightning
+from fedrl_lightning.run.interrupts import RunInterrupted, deferred_signals, stop_on_signals
+from fedrl_lightning.run.logger_checks import given_loggers, probe_loggers
+from fedrl_lightning.run.loggers import LoggerOption
+from fedrl_lightning.run.metrics_csv import csv_text
+from fedrl_lightning.run.run_folder import RunFolder, resolve_checkpoint
+from fedrl_lightning.run.run_start import fresh_run, resumed_run
 
 __all__ = ["FEDRL_KEY", "FederatedTrainer"]
 
@@ -140,7 +140,7 @@ class FederatedTrainer:
             states drawn at the run's start (``probe_states.pt``); its fits add
             ``kl_coef * KL(consensus || own policy)`` to their loss. The global model is a
             student the server distills on the consensus (``student_steps``, FedDF). See
-            :class:`~fedrl_lightning.federation.distilled_models.DistilledModels`.
+            :class:`~fedrl_lightning.federation.server.distilled.DistilledModels`.
         cluster_eval_episodes: With ``clusters``, episodes each agent scores each model on;
             ``None``: 5. Their steps are counted in ``cluster_eval_steps``, not ``env_steps``.
         sharing: Shared trajectory replay: ``{share_fraction: 0.1, buffer_episodes: 500,

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from fedrl_lightning.checkpoints import load_checkpoint
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import (
+from fedrl_lightning.federation.components.trajectory_buffer import EpisodeLayout, unpack_episodes
+from fedrl_lightning.federation.local_fit import (
     AGENT_STATS_KEY,
     DISTRIBUTION_KEY,
     FIT_STATISTICS_KEY,
@@ -19,8 +19,8 @@ from fedrl_lightning.federation.client import (
     SHARED_EPISODES_KEY,
 )
 from fedrl_lightning.federation.strategies import AgentUpdate
-from fedrl_lightning.federation.trajectory_buffer import EpisodeLayout, unpack_episodes
-from fedrl_lightning.running_stats import RunningMeanStd
+from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.run.checkpoints import load_checkpoint
 
 __all__ = ["InvalidUpdate", "read_update"]
 

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from typing_extensions import override
 
-from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.exploration import transitions
 from fedrl_lightning.learners.actor_critic import ActorCritic, CriticLayout
 from fedrl_lightning.learners.losses import normalize_advantages, value_loss
+from fedrl_lightning.rollouts.dataset import EpisodeBatch
 
 __all__ = ["A2C"]
 

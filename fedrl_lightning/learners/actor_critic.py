@@ -7,12 +7,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from fedrl_lightning.advantages import gae
-from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners.base import Learner
-from fedrl_lightning.learners.off_policy import vtrace
-from fedrl_lightning.learners.reward_normalizer import RewardNormalizer
+from fedrl_lightning.policy.reward_normalizer import RewardNormalizer
+from fedrl_lightning.rollouts.advantages import gae
+from fedrl_lightning.rollouts.dataset import EpisodeBatch
+from fedrl_lightning.rollouts.off_policy import vtrace
 
 __all__ = ["CRITICS", "ActorCritic", "CriticLayout"]
 
@@ -128,7 +128,7 @@ class ActorCritic(Learner):
         advantages.gae`).
 
         Episodes replayed from other agents get V-trace's targets and advantages instead
-        (:func:`~fedrl_lightning.learners.off_policy.vtrace`, truncated at ``rho_max``), the
+        (:func:`~fedrl_lightning.rollouts.off_policy.vtrace`, truncated at ``rho_max``), the
         advantages multiplied by the truncated importance weight unless
         ``rho_weighted_advantages`` is false (PPO, whose ratio is the weight).
 

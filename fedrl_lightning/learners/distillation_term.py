@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fedrl_lightning.policy import CategoricalMLPPolicy
+from fedrl_lightning.policy.networks import CategoricalMLPPolicy
 
 __all__ = ["DistillationTarget", "action_distribution", "consensus_kl"]
 

@@ -10,7 +10,7 @@ from typing_extensions import override
 
 from fedrl_lightning.learners.distillation_term import DistillationTarget
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
-from fedrl_lightning.policy import CategoricalMLPPolicy, MLPPolicy
+from fedrl_lightning.policy.networks import CategoricalMLPPolicy, MLPPolicy
 
 __all__ = ["FederatedUpdates"]
 

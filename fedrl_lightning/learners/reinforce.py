@@ -7,11 +7,11 @@ from typing import Any, Literal
 import torch
 from typing_extensions import override
 
-from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.exploration import transitions
 from fedrl_lightning.learners.base import Learner
-from fedrl_lightning.returns import (
+from fedrl_lightning.rollouts.dataset import EpisodeBatch
+from fedrl_lightning.rollouts.returns import (
     episode_returns_to_go,
     normalize_over_batch,
     normalize_per_episode,

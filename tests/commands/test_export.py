@@ -16,9 +16,9 @@ from bad_inputs import folder_digest
 from conftest import TINY_CONFIG, TINY_PPO_CONFIG, fit_one_agent, run_cli
 from doc_blocks import docs_text, marked_block
 
-from fedrl_lightning import ReinforceModule, load_module
-from fedrl_lightning.cli import main
-from fedrl_lightning.export_formats import METADATA_KEY
+from fedrl_lightning import Reinforce, load_module
+from fedrl_lightning.cli.app import main
+from fedrl_lightning.deploy.export_formats import METADATA_KEY
 
 DOCS_MARKER = "<!-- tests/commands/test_export.py runs the next block"
 RUN = Path("lightning_logs/version_0")
@@ -220,7 +220,7 @@ def test_ckpt_path_takes_best_a_run_folder_or_a_file(runs, tmp_path):
 
 def test_an_agents_checkpoint_exports_without_a_round_or_env_id(tmp_path):
     torch.manual_seed(0)
-    path = fit_one_agent(tmp_path, ReinforceModule(hidden_dim=8).state_dict())
+    path = fit_one_agent(tmp_path, Reinforce(hidden_dim=8).state_dict())
     out = tmp_path / "agent.pt"
     code, stdout, stderr = export("--ckpt_path", str(path), "--out", str(out))
     assert code == 0, stderr

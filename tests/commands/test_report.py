@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import TINY_CONFIG, run_cli
 
-from fedrl_lightning.cli import main
-from fedrl_lightning.federation.run_record import read_run
-from fedrl_lightning.reporting import series
+from fedrl_lightning.cli.app import main
+from fedrl_lightning.cli.reporting import series
+from fedrl_lightning.run.run_record import read_run
 
 matplotlib_image = pytest.importorskip("matplotlib.image")
-from fedrl_lightning.reporting.figures import FIGURES, draw_report  # noqa: E402
+from fedrl_lightning.cli.reporting.figures import FIGURES, draw_report  # noqa: E402
 
 RUN = "lightning_logs/version_0"
 # Seed 7, 4 agents, 3 a round, agent 1 Byzantine, each local fit failing with probability 0.3:
@@ -174,7 +174,7 @@ def test_default_labels_keep_what_differs(tmp_path):
 
 
 def test_pngs_are_written_atomically(plain_run, monkeypatch):
-    import fedrl_lightning.outputs as outputs
+    import fedrl_lightning.run.outputs as outputs
 
     written = {}
 
@@ -253,7 +253,7 @@ def test_bad_options_are_one_line_naming_the_option(plain_run, args, names):
 
 
 def test_missing_matplotlib_is_one_line_naming_the_extra(plain_run, monkeypatch):
-    monkeypatch.delitem(sys.modules, "fedrl_lightning.reporting.figures", raising=False)
+    monkeypatch.delitem(sys.modules, "fedrl_lightning.cli.reporting.figures", raising=False)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
     code, _, stderr = run_in_process(plain_run)
     assert code == 2 and stderr.count("\n") == 1, stderr

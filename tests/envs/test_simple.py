@@ -4,7 +4,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import fedrl_lightning  # noqa: F401  (registers fedrl/Simple-v0)
-from fedrl_lightning.envs import SimpleEnv, SimpleVectorEnv
+from fedrl_lightning.population.envs import SimpleEnv, SimpleVectorEnv
 
 
 def test_env_checker_passes():

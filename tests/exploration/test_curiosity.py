@@ -7,15 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from fedrl_lightning import A2C, PPO, AgentPopulation, Reinforce
-from fedrl_lightning.byzantine import Byzantine
-from fedrl_lightning.checkpoints import load_checkpoint
-from fedrl_lightning.data import EpisodeBatch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.exploration import ICM, RND, Transitions, make_curiosity, next_observations
-from fedrl_lightning.federation.client import LocalFit, fit_agent
-from fedrl_lightning.returns import episode_returns_to_go
-from fedrl_lightning.running_stats import RunningMeanStd
-from fedrl_lightning.statistics_module import pooled_statistics
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.policy.statistics import pooled_statistics
+from fedrl_lightning.population.byzantine import Byzantine
+from fedrl_lightning.rollouts.dataset import EpisodeBatch
+from fedrl_lightning.rollouts.returns import episode_returns_to_go
+from fedrl_lightning.run.checkpoints import load_checkpoint
 
 
 @pytest.fixture

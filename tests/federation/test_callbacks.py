@@ -13,7 +13,7 @@ from fedrl_lightning import (
     Callback,
     EarlyStopping,
     FederatedTrainer,
-    ReinforceModule,
+    Reinforce,
     RoundCheckpoint,
 )
 from fedrl_lightning.errors import ConfigError, FederationError
@@ -73,7 +73,7 @@ def simple_fit(num_rounds=4, callbacks=None, root=None, ckpt_path=None, **popula
         seed=7,
     )
     torch.manual_seed(0)
-    module = ReinforceModule.for_population(population, hidden_dim=16)
+    module = Reinforce.for_population(population, hidden_dim=16)
     return trainer.fit(module, population, ckpt_path=ckpt_path), trainer
 
 

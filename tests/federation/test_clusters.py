@@ -7,11 +7,10 @@ import torch
 from conftest import TINY_IFCA_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, FedAvg, FedAvgM, load_module
-from fedrl_lightning.agent_evaluation import evaluate_agents
-from fedrl_lightning.checkpoints import atomic_save, load_checkpoint, policy_checkpoint
-from fedrl_lightning.federation.client import AGENT_STATS_KEY
-from fedrl_lightning.federation.cluster_choice import choose_cluster
-from fedrl_lightning.federation.clustered_model import (
+from fedrl_lightning.deploy.agent_evaluation import evaluate_agents
+from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY
+from fedrl_lightning.federation.server.cluster_choice import choose_cluster
+from fedrl_lightning.federation.server.clustered import (
     ClusteredModel,
     global_cluster,
     initial_cluster_states,
@@ -19,6 +18,7 @@ from fedrl_lightning.federation.clustered_model import (
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.learners import Reinforce
+from fedrl_lightning.run.checkpoints import atomic_save, load_checkpoint, policy_checkpoint
 
 RUN = "lightning_logs/version_0"
 SIGNS = {"reward_sign": {"choices": [1, -1]}}  # agent 0: +1, agent 1: -1, ...

@@ -7,20 +7,20 @@ import torch
 from conftest import TINY_DISTILL_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, load_module
-from fedrl_lightning.checkpoints import atomic_save, load_checkpoint, policy_checkpoint
-from fedrl_lightning.federation.client import AGENT_STATS_KEY, DISTRIBUTION_KEY
-from fedrl_lightning.federation.distillation import (
+from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY, DISTRIBUTION_KEY
+from fedrl_lightning.federation.server.distillation import (
     DistillationSettings,
     consensus_of,
     distill_student,
     draw_probe_states,
     strategy_consensus,
 )
-from fedrl_lightning.federation.distilled_models import PROBE_STATES_FILE, DistilledModels
+from fedrl_lightning.federation.server.distilled import PROBE_STATES_FILE, DistilledModels
 from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg, FedMedian
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.learners import Reinforce
 from fedrl_lightning.learners.distillation_term import DistillationTarget, consensus_kl
+from fedrl_lightning.run.checkpoints import atomic_save, load_checkpoint, policy_checkpoint
 
 RUN = "lightning_logs/version_0"
 STATS = {"num_episodes": 2, "num_steps": 10, "mean_return": 5.0}

@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule
-from fedrl_lightning.console import quiet_lightning
+from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
 from fedrl_lightning.federation.evaluation import evaluated_agents
+from fedrl_lightning.run.console import quiet_lightning
 
 
 def test_evaluated_agents_are_evenly_spaced_and_include_both_ends():
@@ -25,7 +25,7 @@ def test_a_large_population_is_evaluated_on_a_fixed_subset(tmp_path):
         enable_progress_bar=False,
     )
     with quiet_lightning(verbose=False):
-        history = trainer.fit(ReinforceModule(hidden_dim=8), AgentPopulation(num_agents=1000))
+        history = trainer.fit(Reinforce(hidden_dim=8), AgentPopulation(num_agents=1000))
     for row in history:
         per_agent = {k: v for k, v in row.items() if k.startswith("eval_reward_per_agent/")}
         assert list(per_agent) == [f"eval_reward_per_agent/{a}" for a in (0, 333, 666, 999)]

@@ -6,9 +6,9 @@ from conftest import TINY_CONFIG, run_cli
 from faults import FlakyModule
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer
-from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import FederationError
 from fedrl_lightning.federation.sampling import sample_agents
+from fedrl_lightning.run.console import quiet_lightning
 
 AGENTS_PER_ROUND = 4
 EPISODES = 2

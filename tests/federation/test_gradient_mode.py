@@ -7,24 +7,24 @@ import pytest
 import torch
 from conftest import TINY_GRADIENT_CONFIG, TRAINER_KWARGS, run_cli
 
-from fedrl_lightning import AgentPopulation, FederatedTrainer, ReinforceModule, load_module
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.data import EpisodeDataset
+from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce, load_module
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import LocalFit, fit_agent
-from fedrl_lightning.federation.gradient_mode import GradientModel
-from fedrl_lightning.federation.server_optimizer import server_optimizer_spec
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+from fedrl_lightning.federation.server.gradient import GradientModel
+from fedrl_lightning.federation.server.server_optimizer import server_optimizer_spec
 from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg
 from fedrl_lightning.federation.strategies.robust import FedMedian
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.learners import A2C, PPO
-from fedrl_lightning.returns import normalize_per_episode
+from fedrl_lightning.rollouts.dataset import EpisodeDataset
+from fedrl_lightning.rollouts.returns import normalize_per_episode
+from fedrl_lightning.run.console import quiet_lightning
 from fedrl_lightning.seeding import Stream, derive_seed
 
 RUN_SEED, ROUND, AGENT = 5, 4, 1
 
 
-class SGDReinforce(ReinforceModule):
+class SGDReinforce(Reinforce):
     """REINFORCE whose local optimizer is plain SGD at ``lr``."""
 
     def configure_optimizers(self):
@@ -37,7 +37,7 @@ def population(**options):
 
 def initial_state(hidden_dim=3):
     torch.manual_seed(0)
-    return ReinforceModule.for_population(population(), hidden_dim=hidden_dim).state_dict()
+    return Reinforce.for_population(population(), hidden_dim=hidden_dim).state_dict()
 
 
 def fit(tmp_path, state, name="agent", send_gradient=True, num_episodes=2, **population_options):
@@ -45,7 +45,7 @@ def fit(tmp_path, state, name="agent", send_gradient=True, num_episodes=2, **pop
         agent_id=AGENT,
         round_idx=ROUND,
         run_seed=RUN_SEED,
-        module_class=ReinforceModule,
+        module_class=Reinforce,
         model_hparams={"hidden_dim": 3, "lr": 0.05},
         global_state=state,
         num_episodes=num_episodes,
@@ -98,7 +98,7 @@ def test_the_agent_sends_the_textbook_reinforce_gradient_at_the_global_weights(t
     assert sent.keys() == state.keys()
 
     agents = population()
-    module = ReinforceModule.for_population(agents, hidden_dim=3)
+    module = Reinforce.for_population(agents, hidden_dim=3)
     module.load_state_dict(state)
 
     def seed(stream):
@@ -126,7 +126,7 @@ def test_the_agent_sends_the_textbook_reinforce_gradient_at_the_global_weights(t
 def test_one_agent_one_batch_and_sgd_equals_one_local_sgd_step(tmp_path):
     agents = AgentPopulation(num_agents=1, max_episode_steps=12)
     torch.manual_seed(0)
-    model = ReinforceModule.for_population(agents, hidden_dim=8, lr=0.05)
+    model = Reinforce.for_population(agents, hidden_dim=8, lr=0.05)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = FederatedTrainer(
         num_rounds=1,
@@ -167,7 +167,7 @@ def update(agent, gradient, episodes=1):
 
 def server(spec, strategy=None):
     torch.manual_seed(0)
-    model = ReinforceModule.for_population(population(), hidden_dim=2)
+    model = Reinforce.for_population(population(), hidden_dim=2)
     spec = server_optimizer_spec(spec)
     return GradientModel.for_gradients(model, population(), strategy or FedAvg(), 0, spec)
 

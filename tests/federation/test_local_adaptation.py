@@ -10,12 +10,12 @@ import torch
 from conftest import metrics_without_timings, run_cli
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
-from fedrl_lightning.checkpoints import load_checkpoint
-from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import LocalFit, fit_agent
 from fedrl_lightning.federation.evaluation import evaluate_personalized
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+from fedrl_lightning.run.checkpoints import load_checkpoint
+from fedrl_lightning.run.console import quiet_lightning
 from fedrl_lightning.seeding import Stream, derive_seed
 
 FINETUNED = "eval_reward_finetuned"

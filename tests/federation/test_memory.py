@@ -2,9 +2,9 @@ import pytest
 import torch
 from conftest import TRAINER_KWARGS
 
-from fedrl_lightning import AgentPopulation, ReinforceModule
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning import AgentPopulation, Reinforce
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+from fedrl_lightning.run.console import quiet_lightning
 
 WARMUP = 100
 FITS = 500
@@ -20,7 +20,7 @@ def resident_mb() -> float:
 def test_fresh_trainers_do_not_leak(tmp_path):
     """500 local fits, each with its own module, environment and Trainer, after a warm-up."""
     population = AgentPopulation(num_agents=10, max_episode_steps=1)
-    global_state = ReinforceModule(hidden_dim=16).state_dict()
+    global_state = Reinforce(hidden_dim=16).state_dict()
     memory = []
     with quiet_lightning(verbose=False):
         for i in range(WARMUP + FITS):
@@ -28,7 +28,7 @@ def test_fresh_trainers_do_not_leak(tmp_path):
                 agent_id=i % 10,
                 round_idx=i,
                 run_seed=0,
-                module_class=ReinforceModule,
+                module_class=Reinforce,
                 model_hparams={"hidden_dim": 16},
                 global_state=global_state,
                 num_episodes=1,

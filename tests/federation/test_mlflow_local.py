@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY_CONFIG
 from mlflow.tracking import MlflowClient
 
-from fedrl_lightning.cli import main
+from fedrl_lightning.cli.app import main
 
 RUN = "lightning_logs/version_0"
 

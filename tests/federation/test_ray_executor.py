@@ -12,9 +12,9 @@ from conftest import TESTS
 from faults import FlakyModule
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer
-from fedrl_lightning.console import quiet_lightning
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.federation.strategies import FedMedian
+from fedrl_lightning.run.console import quiet_lightning
 
 ray = pytest.importorskip("ray")
 # Ray starts processes of its own: one Ray test at a time (xdist runs a group on one worker).

@@ -11,25 +11,28 @@ from conftest import (
     run_cli,
 )
 
-from fedrl_lightning import A2C, PPO, AgentPopulation, EpisodeDataset, ReinforceModule
-from fedrl_lightning.checkpoints import atomic_save, policy_checkpoint, serialize
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.data import StoredEpisode
-from fedrl_lightning.federation.client import (
+from fedrl_lightning import A2C, PPO, AgentPopulation, EpisodeDataset, Reinforce
+from fedrl_lightning.federation.components.trajectory_buffer import (
+    EpisodeLayout,
+    TrajectoryBuffer,
+    pack_episodes,
+    unpack_episodes,
+)
+from fedrl_lightning.federation.components.trajectory_sharing import (
+    TrajectorySharing,
+    upload_choice,
+)
+from fedrl_lightning.federation.local_fit import (
     AGENT_STATS_KEY,
     SHARED_EPISODES_KEY,
     LocalFit,
     fit_agent,
 )
 from fedrl_lightning.federation.strategies import AgentUpdate
-from fedrl_lightning.federation.trajectory_buffer import (
-    EpisodeLayout,
-    TrajectoryBuffer,
-    pack_episodes,
-    unpack_episodes,
-)
-from fedrl_lightning.federation.trajectory_sharing import TrajectorySharing, upload_choice
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
+from fedrl_lightning.rollouts.dataset import StoredEpisode
+from fedrl_lightning.run.checkpoints import atomic_save, policy_checkpoint, serialize
+from fedrl_lightning.run.console import quiet_lightning
 from fedrl_lightning.seeding import Stream, derive_seed
 
 RUN = "lightning_logs/version_0"
@@ -76,7 +79,7 @@ def test_a_sample_is_drawn_without_replacement_from_its_seed():
 
 def test_each_agent_is_sent_a_sample_from_its_share_sample_stream():
     sharing = TrajectorySharing({"replay_ratio": 0.5, "buffer_episodes": 20}, 6, seed=5)
-    sharing.setup(ReinforceModule(), AgentPopulation(num_agents=3))
+    sharing.setup(Reinforce(), AgentPopulation(num_agents=3))
     sharing.buffer.add([episode(t) for t in range(20)])
     sent = sharing.fit_inputs(agent=2, round_idx=4)
     expected = sharing.buffer.sample(3, derive_seed(5, 4, 2, Stream.SHARE_SAMPLE))
@@ -125,7 +128,7 @@ def test_unusable_shared_episodes_are_refused(field, value, reason):
 
 
 def test_an_agent_that_shares_too_much_or_garbage_is_a_failed_update(tmp_path):
-    reference = ReinforceModule().state_dict()
+    reference = Reinforce().state_dict()
     stats = {"num_episodes": 2, "num_steps": 6, "mean_return": 1.0}
 
     def upload(packed):
@@ -145,10 +148,10 @@ def test_an_agent_that_shares_too_much_or_garbage_is_a_failed_update(tmp_path):
 
 def test_a_round_counts_its_episodes_and_their_serialized_bytes():
     sharing = TrajectorySharing({"buffer_episodes": 3}, 4, seed=0)
-    sharing.setup(ReinforceModule(), AgentPopulation(num_agents=3))
+    sharing.setup(Reinforce(), AgentPopulation(num_agents=3))
     sharing.buffer.add([episode(9)])
     sent = sharing.fit_inputs(agent=0, round_idx=2)["replay"]  # 2 of the buffer's 1: 1
-    state = ReinforceModule().state_dict()
+    state = Reinforce().state_dict()
     uploads = [[episode(1), episode(2)], [], [episode(3)]]
     updates = [
         AgentUpdate(a, state, 4, 12, 1.0, shared_episodes=tuple(u)) for a, u in enumerate(uploads)
@@ -181,7 +184,7 @@ def test_a_sharing_run_counts_only_its_own_episodes_and_keeps_the_buffer(tmp_pat
     assert len(buffer["episodes"]["lengths"]) == min(4, shared)  # the config's bound
 
 
-@pytest.mark.parametrize("learner", [ReinforceModule, A2C, PPO])
+@pytest.mark.parametrize("learner", [Reinforce, A2C, PPO])
 def test_a_local_fit_replays_shared_episodes_and_uploads_some_of_its_own(tmp_path, learner):
     """Each learner's off-policy path runs: the replayed episodes change the weights only."""
     other = learner(hidden_dim=8)  # a behaviour policy of other weights
@@ -235,11 +238,11 @@ def test_poisoned_trajectories_change_nothing_without_sharing(tmp_path, tiny_run
 
 def test_poisoned_trajectories_are_the_honest_episodes_with_inflated_rewards(tmp_path):
     """The attack changes what the agent uploads, not what it trains on or sends."""
-    start = ReinforceModule(hidden_dim=8).state_dict()
+    start = Reinforce(hidden_dim=8).state_dict()
 
     def fit(name, byzantine):
         task = LocalFit(
-            agent_id=1, round_idx=2, run_seed=7, module_class=ReinforceModule,
+            agent_id=1, round_idx=2, run_seed=7, module_class=Reinforce,
             model_hparams={"hidden_dim": 8}, global_state=start, num_episodes=4,
             checkpoint_path=tmp_path / name, trainer_kwargs=TRAINER_KWARGS, share_fraction=0.5,
         )  # fmt: skip

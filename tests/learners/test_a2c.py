@@ -6,10 +6,10 @@ import torch
 from conftest import TRAINER_KWARGS, fit_cartpole_federation
 
 from fedrl_lightning import AgentPopulation, EpisodeBatch
-from fedrl_lightning.checkpoints import load_checkpoint
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
 from fedrl_lightning.learners import A2C, PPO
+from fedrl_lightning.run.checkpoints import load_checkpoint
+from fedrl_lightning.run.console import quiet_lightning
 
 CARTPOLE_RANDOM_RETURN = 22.0
 

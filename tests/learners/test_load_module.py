@@ -7,8 +7,8 @@ import torch
 from conftest import TINY_CONFIG, run_cli
 
 from fedrl_lightning import A2C, PPO, Reinforce, load_module
-from fedrl_lightning.checkpoints import LEARNER_KEY, atomic_save, load_checkpoint
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.run.checkpoints import LEARNER_KEY, atomic_save, load_checkpoint
 
 
 @pytest.mark.parametrize("learner", [Reinforce, A2C, PPO])

@@ -8,13 +8,13 @@ from conftest import TRAINER_KWARGS
 from torch import nn
 
 from fedrl_lightning import A2C, PPO, AgentPopulation, PerFedAvg, Reinforce
-from fedrl_lightning.checkpoints import load_checkpoint
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.data import EpisodeDataset
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.client import LocalFit, fit_agent
+from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
 from fedrl_lightning.learners.reinforce import reinforce_loss
+from fedrl_lightning.rollouts.dataset import EpisodeDataset
+from fedrl_lightning.run.checkpoints import load_checkpoint
+from fedrl_lightning.run.console import quiet_lightning
 from fedrl_lightning.seeding import Stream, derive_seed
 
 # A linear policy score w . x, with squared-error losses on two "batches":

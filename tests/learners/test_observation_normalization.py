@@ -7,15 +7,15 @@ from conftest import TRAINER_KWARGS, fit_cartpole_federation, fit_locally
 from torch.utils.data import DataLoader
 
 from fedrl_lightning import A2C, PPO, AgentPopulation, FedAvg, Reinforce
-from fedrl_lightning.checkpoints import atomic_save, load_checkpoint
-from fedrl_lightning.console import quiet_lightning
-from fedrl_lightning.data import EpisodeDataset
-from fedrl_lightning.federation.aggregation import aggregate_round
-from fedrl_lightning.federation.client import FIT_STATISTICS_KEY, LocalFit, fit_agent
+from fedrl_lightning.federation.local_fit import FIT_STATISTICS_KEY, LocalFit, fit_agent
+from fedrl_lightning.federation.server.aggregation import aggregate_round
 from fedrl_lightning.federation.strategies import AgentUpdate, FedMedian
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
-from fedrl_lightning.observation_normalizer import ObservationNormalizer
-from fedrl_lightning.running_stats import RunningMeanStd
+from fedrl_lightning.policy.observation_normalizer import ObservationNormalizer
+from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.rollouts.dataset import EpisodeDataset
+from fedrl_lightning.run.checkpoints import atomic_save, load_checkpoint
+from fedrl_lightning.run.console import quiet_lightning
 
 NORMALIZER = "policy.normalizer"
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import fedrl_lightning  # noqa: F401
-from fedrl_lightning import A2C, EpisodeDataset, ReinforceModule
-from fedrl_lightning.advantages import gae
-from fedrl_lightning.data import StoredEpisode, with_replay
-from fedrl_lightning.learners.off_policy import truncated_importance_weights, vtrace
+from fedrl_lightning import A2C, EpisodeDataset, Reinforce
+from fedrl_lightning.rollouts.advantages import gae
+from fedrl_lightning.rollouts.dataset import StoredEpisode, with_replay
+from fedrl_lightning.rollouts.off_policy import truncated_importance_weights, vtrace
 
 # A 3-step episode: pi's and mu's probabilities of the actions taken, ratios 2, 0.5, 3.
 PI = torch.tensor([[0.5, 0.2, 0.9]])
@@ -79,7 +79,7 @@ def test_vtrace_on_policy_is_gae():
 
 
 def test_replay_weights_are_one_on_own_episodes_and_truncated_on_replayed():
-    module = ReinforceModule(hidden_dim=8)
+    module = Reinforce(hidden_dim=8)
     module.rho_max = 1.5
     batch = _batch_of_own_and_replayed(module)
     log_probs, _ = module.policy.log_prob_and_entropy(batch.observations, batch.actions)
@@ -109,7 +109,7 @@ def _batch_of_own_and_replayed(module):
 
 
 def test_with_replay_pads_marks_and_discounts_the_replayed_episodes():
-    module = ReinforceModule(hidden_dim=8)
+    module = Reinforce(hidden_dim=8)
     batch = _batch_of_own_and_replayed(module)
     assert batch.replayed.tolist() == [False, True]
     assert batch.mask[1].tolist()[:4] == [True, True, True, False]
@@ -122,7 +122,7 @@ def test_with_replay_pads_marks_and_discounts_the_replayed_episodes():
     ("replayed", "per_batch"), [(3, [1, 1, 1]), (5, [1, 2, 2]), (1, [0, 0, 1])]
 )
 def test_the_dataset_spreads_replayed_episodes_over_its_batches(replayed, per_batch):
-    module = ReinforceModule(hidden_dim=8)
+    module = Reinforce(hidden_dim=8)
     episode = StoredEpisode(
         torch.zeros(2, 4), torch.zeros(2, dtype=torch.int64), torch.ones(2), torch.zeros(2),
         True, False, torch.zeros(4),

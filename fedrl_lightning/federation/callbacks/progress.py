@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
-from fedrl_lightning.console import RoundProgress, progress_fields, round_progress
 from fedrl_lightning.federation.callbacks.base import Callback
+from fedrl_lightning.run.console import RoundProgress, progress_fields, round_progress
 
 if TYPE_CHECKING:
     from fedrl_lightning.federation.trainer import FederatedTrainer

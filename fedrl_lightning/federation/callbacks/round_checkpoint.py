@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from fedrl_lightning.checkpoints import atomic_write_bytes
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.callbacks.base import Callback
+from fedrl_lightning.run.checkpoints import atomic_write_bytes
 
 if TYPE_CHECKING:
     from fedrl_lightning.federation.trainer import FederatedTrainer

@@ -10,14 +10,14 @@ from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.callbacks.base import Callback
-from fedrl_lightning.federation.loggers import (
+from fedrl_lightning.run.loggers import (
     LoggerOption,
     continue_mlflow_runs,
     log_config,
     mlflow_runs,
     run_loggers,
 )
-from fedrl_lightning.federation.metrics_csv import RoundCSVLogger, log_round
+from fedrl_lightning.run.metrics_csv import RoundCSVLogger, log_round
 
 if TYPE_CHECKING:
     from fedrl_lightning.federation.trainer import FederatedTrainer
@@ -31,7 +31,7 @@ class RoundLogging(Callback):
     Every logger but the CSV also gets the run's resolved config as hyperparameters at the
     start (MLflow params, TensorBoard's ``hparams.yaml``). Every run has this callback. Its
     state is the MLflow runs it logs to, so a resumed run continues them (see
-    :func:`~fedrl_lightning.federation.loggers.continue_mlflow_runs`).
+    :func:`~fedrl_lightning.run.loggers.continue_mlflow_runs`).
 
     Args:
         option: The trainer's ``logger`` option (see :func:`~fedrl_lightning.federation.

@@ -9,7 +9,7 @@ from fedrl_lightning.federation.callbacks.best_checkpoint import BestCheckpoint
 from fedrl_lightning.federation.callbacks.progress import ProgressDisplay
 from fedrl_lightning.federation.callbacks.round_checkpoint import RoundCheckpoint
 from fedrl_lightning.federation.callbacks.round_logging import RoundLogging
-from fedrl_lightning.federation.loggers import LoggerOption
+from fedrl_lightning.run.loggers import LoggerOption
 
 __all__ = ["run_callbacks"]
 

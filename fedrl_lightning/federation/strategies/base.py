@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from fedrl_lightning.data import StoredEpisode
 from fedrl_lightning.learners.meta_step import MetaStep
-from fedrl_lightning.running_stats import RunningMeanStd
+from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.rollouts.dataset import StoredEpisode
 
 __all__ = [
     "AgentUpdate",

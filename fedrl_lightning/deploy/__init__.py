@@ -1,0 +1,4 @@
+"""Using a trained policy.
+
+Loading it, evaluating it on agents, exporting it and recording videos.
+"""

@@ -1,0 +1,1 @@
+"""Round components: what plugs into a round beside the server model (trajectory sharing, ...)."""

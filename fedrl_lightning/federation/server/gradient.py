@@ -1,0 +1,180 @@
+"""Gradient sharing: agents send their loss gradient at the global weights, not new weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.server.aggregation import aggregate_round
+from fedrl_lightning.federation.server.scopes import SharingScopes
+from fedrl_lightning.federation.server.server_optimizer import (
+    GradientOptimizer,
+    server_optimizer_spec,
+)
+from fedrl_lightning.federation.server.shared import SharedModel
+from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
+from fedrl_lightning.federation.strategies.base import flatten
+from fedrl_lightning.federation.strategies.server_optimizers import ServerOptimizer
+from fedrl_lightning.policy.statistics import STATISTICS_BUFFERS
+
+if TYPE_CHECKING:
+    from fedrl_lightning.learners import Learner
+    from fedrl_lightning.population.agents import AgentPopulation
+
+__all__ = ["UPDATE_MODES", "GradientModel", "check_update_mode"]
+
+UPDATE_MODES = ("weights", "gradient")
+"""What agents send: trained weights (the default), or their loss gradient."""
+
+
+def check_update_mode(
+    update_mode: str,
+    server_optimizer: Mapping[str, Any] | None,
+    strategy: Strategy,
+    clusters: int | None,
+    personalized: bool,
+    lr_schedule: str,
+    sharing: bool = False,
+) -> dict[str, Any] | None:
+    """Refuse gradient mode's options where they make no sense, and complete the optimizer's.
+
+    Args:
+        update_mode: ``trainer.update_mode``.
+        server_optimizer: ``trainer.server_optimizer``, as given.
+        strategy: ``trainer.strategy``.
+        clusters: ``trainer.clusters``.
+        personalized: Whether ``trainer.personalization`` scopes anything.
+        lr_schedule: ``trainer.lr_schedule``.
+        sharing: Whether ``trainer.sharing`` (shared trajectory replay) is on.
+
+    Returns:
+        In gradient mode, the server optimizer with every argument; ``None`` otherwise.
+
+    Raises:
+        ConfigError: One line naming the option that does not fit.
+    """
+    if update_mode not in UPDATE_MODES:
+        raise ConfigError(
+            f"trainer.update_mode must be one of {', '.join(UPDATE_MODES)}, got {update_mode!r}"
+        )
+    if update_mode == "weights":
+        if server_optimizer is not None:
+            raise ConfigError(
+                "trainer.server_optimizer is only used with trainer.update_mode gradient; "
+                "remove it, or set trainer.update_mode gradient"
+            )
+        return None
+    name = type(strategy).__name__
+    if isinstance(strategy, ServerOptimizer):
+        raise ConfigError(
+            f"trainer.strategy {name} steps the weights with a server optimizer of its own; "
+            "with trainer.update_mode gradient, trainer.server_optimizer applies the "
+            "aggregated gradient: choose an aggregating strategy (FedAvg, FedMedian, Krum, ...)"
+        )
+    if strategy.proximal_mu or strategy.meta_step is not None:
+        raise ConfigError(
+            f"trainer.strategy {name} changes the agents' local steps, and with "
+            "trainer.update_mode gradient agents take none: choose an aggregating strategy "
+            "(FedAvg, FedMedian, Krum, ...)"
+        )
+    refused = {
+        "trainer.clusters": clusters is not None,
+        "trainer.personalization": personalized,
+        "trainer.lr_schedule linear": lr_schedule != "constant",
+        "trainer.sharing": sharing,
+    }
+    for option, given in refused.items():
+        if given:
+            raise ConfigError(
+                f"{option} cannot be combined with trainer.update_mode gradient, which "
+                "applies one aggregated gradient to one global model; remove one of them"
+            )
+    return server_optimizer_spec(server_optimizer)
+
+
+class GradientModel(SharedModel):
+    """The server's model in gradient sharing (as FedPG-BR and DecByzPG share).
+
+    Each sampled agent rolls out its episodes with the global weights, computes its learner's
+    loss gradient at them (no local step), and sends the mean over its updates, shaped as
+    the ``state_dict`` (zeros where an entry is not a parameter). Updates therefore hold
+    gradients: the strategy aggregates them as it would weights, with zeros as the global
+    state, which is exact for every aggregating strategy (averages, medians, trimmed means
+    and Krum's distances are all unchanged by the shift). :class:`GradientOptimizer`
+    applies the aggregate to the global parameters; running statistics are pooled as
+    always. The optimizer's state is part of :meth:`state_dict`, in every round checkpoint.
+
+    Built with :meth:`for_gradients`.
+    """
+
+    optimizer: GradientOptimizer
+    gradient_norm: float = float("nan")
+
+    @classmethod
+    def for_gradients(
+        cls,
+        model: Learner,
+        population: AgentPopulation,
+        strategy: Strategy,
+        seed: int,
+        server_optimizer: Mapping[str, Any],
+    ) -> GradientModel:
+        """The server's model for ``population``, starting from ``model``'s weights.
+
+        Args:
+            model: The global model.
+            population: The agents.
+            strategy: Aggregates the agents' gradients.
+            seed: The run seed.
+            server_optimizer: The optimizer, as :func:`check_update_mode` returns it.
+
+        Raises:
+            ConfigError: If the learner's hyperparameters do not fit gradient sharing.
+        """
+        model.check_gradient_mode()
+        shared = cls.for_population(SharingScopes(None), model, population, strategy, seed)
+        parameters = {name: shared.global_state[name] for name, _ in model.named_parameters()}
+        shared.optimizer = GradientOptimizer(server_optimizer, parameters)
+        return shared
+
+    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
+        """Agents send gradients."""
+        return {"send_gradient": True}
+
+    def aggregate(
+        self, strategy: Strategy, updates: Sequence[AgentUpdate], statistics: Sequence[str]
+    ) -> None:
+        """Aggregate the round's gradients and step the global parameters along the result."""
+        pooled = {f"{name}.{b}" for name in statistics for b in STATISTICS_BUFFERS}
+        origin = {
+            name: value if name in pooled else torch.zeros_like(value)
+            for name, value in self.global_state.items()
+        }
+        combined = aggregate_round(strategy, origin, updates, statistics)
+        gradient = {name: combined[name] for name in self.optimizer.parameters}
+        stepped = self.optimizer.step(self.global_state, gradient)
+        self.gradient_norm = float(flatten(gradient).norm())
+        self.global_state = {
+            name: stepped[name] if name in stepped else combined[name] if name in pooled else value
+            for name, value in self.global_state.items()
+        }
+
+    def round_columns(self) -> dict[str, Any]:
+        """The L2 norm of the round's aggregated gradient."""
+        return {"gradient_norm": self.gradient_norm}
+
+    def metric_names(self) -> list[str]:
+        """The column :meth:`round_columns` adds."""
+        return ["gradient_norm"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The shared model's state and the server optimizer's."""
+        return super().state_dict() | {"server_optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output."""
+        super().load_state_dict(state)
+        self.optimizer.load_state_dict(state["server_optimizer"])

@@ -1,0 +1,5 @@
+"""Policies.
+
+The networks, the numpy actors that roll them out, and the running statistics that normalise
+their inputs.
+"""
