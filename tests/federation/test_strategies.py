@@ -20,6 +20,7 @@ from fedrl_lightning.federation.strategies import (
     RewardWeighted,
     TrustRegion,
 )
+from fedrl_lightning.federation.strategies.base import detached
 
 
 def update(agent_id, value, episodes=10, steps=1000, mean_return=50.0):
@@ -227,3 +228,13 @@ def test_reptile_step_by_hand():
 def test_reptile_refuses_a_meta_lr_that_is_not_positive_and_finite(meta_lr):
     with pytest.raises(ConfigError, match="trainer.strategy.meta_lr"):
         Reptile(meta_lr=meta_lr)
+
+
+def test_detached_copies_to_the_cpu_without_the_graph():
+    weight = torch.ones(2, requires_grad=True)
+    state = {"w": weight * 3}
+    copy_ = detached(state)
+    assert not copy_["w"].requires_grad
+    assert copy_["w"].device.type == "cpu"
+    copy_["w"].add_(1.0)
+    assert state["w"].tolist() == [3.0, 3.0]

@@ -13,6 +13,7 @@ from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.server.aggregation import aggregate_round
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import StateDict
+from fedrl_lightning.federation.strategies.base import detached as _detached
 from fedrl_lightning.run.run_folder import RunFolder
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -349,7 +350,3 @@ def clustered_deployed_state(
     if not isinstance(state, dict):
         raise ConfigError(f"{source}: its cluster {cluster} holds no weights")
     return dict(state)
-
-
-def _detached(state: Mapping[str, torch.Tensor]) -> StateDict:
-    return {k: v.detach().cpu().clone() for k, v in state.items()}

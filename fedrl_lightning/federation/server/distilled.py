@@ -21,6 +21,7 @@ from fedrl_lightning.federation.server.distillation import (
 from fedrl_lightning.federation.server.personal_store import PersonalStore, recover_run_store
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import StateDict
+from fedrl_lightning.federation.strategies.base import detached as _detached
 from fedrl_lightning.learners.base import ENV_HPARAMS
 from fedrl_lightning.run.checkpoints import atomic_save
 from fedrl_lightning.run.run_folder import RunFolder
@@ -361,7 +362,3 @@ def agent_hparams(model: Learner, population: AgentPopulation) -> list[dict[str,
             built.add(key)
         table.append(hparams)
     return table
-
-
-def _detached(state: dict[str, torch.Tensor]) -> StateDict:
-    return {k: v.detach().cpu().clone() for k, v in state.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ __all__ = [
     "Strategy",
     "flatten",
     "all_strategies",
+    "detached",
     "mean_delta",
     "unflatten",
     "weighted_average",
@@ -124,6 +125,11 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (stateless default)
         """Restore the state saved by :meth:`state_dict`."""
+
+
+def detached(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """A copy of ``state`` on the CPU, sharing no memory and no autograd graph with it."""
+    return {key: value.detach().cpu().clone() for key, value in state.items()}
 
 
 def flatten(state: StateDict) -> torch.Tensor:
