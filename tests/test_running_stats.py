@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.policy.normalization import RunningMeanStd
 
 
 def observations(seed, n, features=3):

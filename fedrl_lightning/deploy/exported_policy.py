@@ -27,7 +27,7 @@ class ExportedPolicy(nn.Module):
     """An MLP policy's forward pass, observations to actions, deterministic unless given noise.
 
     The normalisation is the policy's at export time, ``clip((obs - shift) * scale, -c, c)``
-    exactly as :class:`~fedrl_lightning.policy.observation_normalizer.ObservationNormalizer` and the
+    exactly as :class:`~fedrl_lightning.policy.normalization.ObservationNormalizer` and the
     numpy actors compute it; without normalisation, ``shift`` is 0 and ``scale`` 1 and the
     observations pass through unclipped.
 

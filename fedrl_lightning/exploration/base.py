@@ -8,8 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from fedrl_lightning.policy.observation_normalizer import ObservationNormalizer
-from fedrl_lightning.policy.reward_normalizer import RewardNormalizer
+from fedrl_lightning.policy.normalization import ObservationNormalizer, RewardNormalizer
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
 
 __all__ = ["Curiosity", "Transitions", "mlp", "next_observations", "transitions"]

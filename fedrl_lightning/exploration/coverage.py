@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.policy.statistics import RunningStatistics
+from fedrl_lightning.policy.normalization import RunningStatistics
 
 if TYPE_CHECKING:
     from fedrl_lightning.learners import Learner

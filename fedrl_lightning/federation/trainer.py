@@ -41,7 +41,7 @@ from fedrl_lightning.federation.settings_checks import (
 )
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.learners import Learner
-from fedrl_lightning.policy.statistics import STATISTICS_BUFFERS as STATISTICS
+from fedrl_lightning.policy.normalization import STATISTICS_BUFFERS as STATISTICS
 from fedrl_lightning.population.agents import AgentPopulation
 from fedrl_lightning.run.checkpoints import (
     ROUND_STATE_KEY,

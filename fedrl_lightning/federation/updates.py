@@ -19,7 +19,7 @@ from fedrl_lightning.federation.local_fit import (
     SHARED_EPISODES_KEY,
 )
 from fedrl_lightning.federation.strategies import AgentUpdate
-from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.policy.normalization import RunningMeanStd
 from fedrl_lightning.run.checkpoints import load_checkpoint
 
 __all__ = ["InvalidUpdate", "read_update"]

@@ -9,7 +9,7 @@ from torch import nn
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners.base import Learner
-from fedrl_lightning.policy.reward_normalizer import RewardNormalizer
+from fedrl_lightning.policy.normalization import RewardNormalizer
 from fedrl_lightning.rollouts.advantages import gae
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
 from fedrl_lightning.rollouts.off_policy import vtrace

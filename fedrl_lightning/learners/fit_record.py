@@ -12,7 +12,7 @@ from typing_extensions import override
 from fedrl_lightning.exploration import Curiosity
 from fedrl_lightning.exploration.coverage import CoverageGrid
 from fedrl_lightning.policy.networks import MLPPolicy
-from fedrl_lightning.policy.statistics import RunningStatistics
+from fedrl_lightning.policy.normalization import RunningStatistics
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
 
 __all__ = ["FitRecord"]
@@ -89,7 +89,7 @@ class FitRecord(L.LightningModule):
     def statistics_modules(self) -> dict[str, RunningStatistics]:
         """The running statistics in the module, by name: a federation pools them as statistics.
 
-        These are the :class:`~fedrl_lightning.policy.statistics.RunningStatistics` among the
+        These are the :class:`~fedrl_lightning.policy.normalization.RunningStatistics` among the
         submodules: the policy's observation normalizer, an actor-critic's reward normalizer.
         Their buffers are in the ``state_dict``, but a strategy never aggregates them; the
         server pools what each agent observed (:meth:`fit_statistics`) into them instead.

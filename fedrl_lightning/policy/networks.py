@@ -18,7 +18,7 @@ from fedrl_lightning.policy.actors import (
     NumpyGaussianActor,
     NumpyUniformActor,
 )
-from fedrl_lightning.policy.observation_normalizer import ObservationNormalizer
+from fedrl_lightning.policy.normalization import ObservationNormalizer
 
 __all__ = ["CategoricalMLPPolicy", "GaussianMLPPolicy", "MLPPolicy"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "normalize_over_batch",
     "normalize_per_episode",
     "normalize_per_step",
+    "running_returns",
 ]
 
 NORMALIZE_EPS = 1e-8
@@ -35,6 +37,30 @@ def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
         running = rewards[t] + gamma * running
         returns[t] = running
     return returns
+
+
+def running_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The discounted return so far, ``R_t = gamma * R_{t-1} + r_t``, from each episode's start.
+
+    This is the forward-running return VecNormalize tracks (``R_{-1} = 0`` at every reset),
+    not the return-to-go ``G_t`` that REINFORCE weights its steps by.
+
+    Args:
+        rewards: ``[episodes, steps]`` rewards, padded past each episode's end.
+        mask: ``[episodes, steps]`` bool, true on real steps, which come first in each row.
+        gamma: The discount factor.
+
+    Returns:
+        ``[episodes, steps]`` float64 on ``rewards``' device, zero on padding.
+    """
+    r = torch.where(mask, rewards, 0).detach().cpu().double().numpy()
+    returns = np.zeros_like(r)
+    running = np.zeros(r.shape[0])
+    for t in range(r.shape[1]):
+        running = gamma * running + r[:, t]
+        returns[:, t] = running
+    returns *= mask.cpu().numpy()
+    return torch.from_numpy(returns).to(rewards.device)
 
 
 def episode_returns_to_go(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ from test_resume import final_weights, killed_against_reference
 from fedrl_lightning import PPO
 from fedrl_lightning.exploration.coverage import Coverage, CoverageGrid
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
-from fedrl_lightning.policy.observation_normalizer import ObservationNormalizer
+from fedrl_lightning.policy.normalization import ObservationNormalizer
 from fedrl_lightning.run.checkpoints import atomic_save, policy_checkpoint
 
 RUN = "lightning_logs/version_0"

@@ -10,8 +10,7 @@ from fedrl_lightning import A2C, PPO, AgentPopulation, Reinforce
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.exploration import ICM, RND, Transitions, make_curiosity, next_observations
 from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
-from fedrl_lightning.policy.running_stats import RunningMeanStd
-from fedrl_lightning.policy.statistics import pooled_statistics
+from fedrl_lightning.policy.normalization import RunningMeanStd, pooled_statistics
 from fedrl_lightning.population.byzantine import Byzantine
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
 from fedrl_lightning.rollouts.returns import episode_returns_to_go

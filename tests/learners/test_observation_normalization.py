@@ -11,8 +11,7 @@ from fedrl_lightning.federation.local_fit import FIT_STATISTICS_KEY, LocalFit, f
 from fedrl_lightning.federation.server.aggregation import aggregate_round
 from fedrl_lightning.federation.strategies import AgentUpdate, FedMedian
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
-from fedrl_lightning.policy.observation_normalizer import ObservationNormalizer
-from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.policy.normalization import ObservationNormalizer, RunningMeanStd
 from fedrl_lightning.rollouts.dataset import EpisodeDataset
 from fedrl_lightning.run.checkpoints import atomic_save, load_checkpoint
 from fedrl_lightning.run.console import quiet_lightning

@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 from fedrl_lightning import A2C, PPO, EpisodeBatch, FedAvg, load_module
 from fedrl_lightning.federation.server.aggregation import aggregate_round
 from fedrl_lightning.federation.strategies import AgentUpdate, FedMedian
-from fedrl_lightning.policy.reward_normalizer import RewardNormalizer, running_returns
-from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.policy.normalization import RewardNormalizer, RunningMeanStd
+from fedrl_lightning.rollouts.returns import running_returns
 from fedrl_lightning.run.checkpoints import load_checkpoint
 
 NORMALIZER = "reward_normalizer"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import StateDict
-from fedrl_lightning.policy.statistics import STATISTICS_BUFFERS, pooled_statistics
+from fedrl_lightning.policy.normalization import STATISTICS_BUFFERS, pooled_statistics
 
 __all__ = ["aggregate_round"]
 

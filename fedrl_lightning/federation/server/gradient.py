@@ -18,7 +18,7 @@ from fedrl_lightning.federation.server.shared import SharedModel
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import flatten
 from fedrl_lightning.federation.strategies.server_optimizers import ServerOptimizer
-from fedrl_lightning.policy.statistics import STATISTICS_BUFFERS
+from fedrl_lightning.policy.normalization import STATISTICS_BUFFERS
 
 if TYPE_CHECKING:
     from fedrl_lightning.learners import Learner

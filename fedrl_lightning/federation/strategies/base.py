@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from fedrl_lightning.learners.meta_step import MetaStep
-from fedrl_lightning.policy.running_stats import RunningMeanStd
+from fedrl_lightning.policy.normalization import RunningMeanStd
 from fedrl_lightning.rollouts.dataset import StoredEpisode
 
 __all__ = [
