@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fedrl_lightning.rollouts.advantages import gae
+from fedrl_lightning.rollouts.returns import gae
 
 REWARDS = [1.0, 0.0, 2.0, -1.0]
 VALUES = [0.5, 1.5, -0.25, 2.0]

@@ -4,10 +4,14 @@ import pytest
 import torch
 
 from fedrl_lightning.rollouts.returns import (
+    backward_sums,
     discounted_returns,
+    episode_returns_to_go,
     normalize_over_batch,
     normalize_per_episode,
     normalize_per_step,
+    running_returns,
+    successors,
 )
 
 
@@ -80,3 +84,29 @@ def test_per_step_baseline_leaves_equal_episodes_alone():
     returns = torch.tensor([[3.0, 2.0, 1.0]] * 4)
     got = normalize_per_step(returns, torch.ones(4, 3, dtype=torch.bool))
     assert torch.equal(got, torch.zeros(4, 3))
+
+
+def test_backward_sums_by_hand():
+    # x_2 = 3, x_1 = 2 + 0.5 * 3, x_0 = 1 + 0.1 * 3.5; the second row carries nothing
+    terms = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], dtype=torch.float64)
+    discounts = torch.tensor([[0.1, 0.5, 0.9], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    sums = backward_sums(terms, discounts)
+    assert sums.tolist() == [[1.35, 3.5, 3.0], [1.0, 2.0, 3.0]]
+
+
+def test_returns_to_go_and_returns_so_far_by_hand():
+    rewards = torch.tensor([[1.0, 0.0, 1.0], [2.0, 4.0, 9.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert episode_returns_to_go(rewards, mask, 0.5).tolist() == [[1.25, 0.5, 1.0], [4.0, 4.0, 0.0]]
+    # R_t = 0.5 * R_{t-1} + r_t from each episode's start; zero on padding
+    assert running_returns(rewards, mask, 0.5).tolist() == [[1.0, 0.5, 1.25], [2.0, 5.0, 0.0]]
+
+
+def test_successors_bootstrap_only_where_an_episode_did_not_terminate():
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    after = successors(values, torch.tensor([7.0, 8.0]), torch.tensor([True, False]), mask)
+    assert after.values.tolist() == [[2.0, 3.0, 0.0], [5.0, 8.0, 0.0]]
+    assert after.continues.tolist() == [[True, True, False], [True, False, False]]
+    assert after.last.tolist() == [[False, False, True], [False, True, False]]
+    assert after.bootstrap.tolist() == [0.0, 8.0]

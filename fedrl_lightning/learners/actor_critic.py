@@ -10,9 +10,8 @@ from torch import nn
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners.base import Learner
 from fedrl_lightning.policy.normalization import RewardNormalizer
-from fedrl_lightning.rollouts.advantages import gae
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
-from fedrl_lightning.rollouts.off_policy import vtrace
+from fedrl_lightning.rollouts.returns import gae, vtrace
 
 __all__ = ["CRITICS", "ActorCritic", "CriticLayout"]
 
@@ -124,11 +123,11 @@ class ActorCritic(Learner):
         """GAE(gamma, lambda) advantages and the critic's targets for a batch, without gradients.
 
         A truncated episode bootstraps from ``V(final_observation)``, since a time limit is
-        not a terminal state; a terminated one from zero (see :func:`~fedrl_lightning.
-        advantages.gae`).
+        not a terminal state; a terminated one from zero (see
+        :func:`~fedrl_lightning.rollouts.returns.gae`).
 
         Episodes replayed from other agents get V-trace's targets and advantages instead
-        (:func:`~fedrl_lightning.rollouts.off_policy.vtrace`, truncated at ``rho_max``), the
+        (:func:`~fedrl_lightning.rollouts.returns.vtrace`, truncated at ``rho_max``), the
         advantages multiplied by the truncated importance weight unless
         ``rho_weighted_advantages`` is false (PPO, whose ratio is the weight).
 

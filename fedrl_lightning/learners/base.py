@@ -19,7 +19,7 @@ from fedrl_lightning.learners.federated_updates import FederatedUpdates
 from fedrl_lightning.learners.fit_record import FitRecord
 from fedrl_lightning.policy.networks import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
-from fedrl_lightning.rollouts.off_policy import truncated_importance_weights
+from fedrl_lightning.rollouts.returns import truncated_importance_weights
 
 if TYPE_CHECKING:
     from fedrl_lightning.population.agents import AgentPopulation
@@ -155,7 +155,7 @@ class Learner(FederatedUpdates, FitRecord):
 
         A replayed episode's step gets ``min(rho_max, pi(a_t|s_t) / mu(a_t|s_t))``, ``mu``
         being its behaviour policy's log-probability (``batch.log_probs``); see
-        :func:`~fedrl_lightning.rollouts.off_policy.truncated_importance_weights`.
+        :func:`~fedrl_lightning.rollouts.returns.truncated_importance_weights`.
         """
         weights = truncated_importance_weights(log_probs, batch.log_probs, self.rho_max)
         replayed = batch.replayed_episodes().unsqueeze(1)

@@ -6,9 +6,8 @@ import torch
 
 import fedrl_lightning  # noqa: F401
 from fedrl_lightning import A2C, EpisodeDataset, Reinforce
-from fedrl_lightning.rollouts.advantages import gae
 from fedrl_lightning.rollouts.dataset import StoredEpisode, with_replay
-from fedrl_lightning.rollouts.off_policy import truncated_importance_weights, vtrace
+from fedrl_lightning.rollouts.returns import gae, truncated_importance_weights, vtrace
 
 # A 3-step episode: pi's and mu's probabilities of the actions taken, ratios 2, 0.5, 3.
 PI = torch.tensor([[0.5, 0.2, 0.9]])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-__all__ = ["gae"]
+from fedrl_lightning.rollouts.returns.discounted import backward_sums
+
+__all__ = ["Successors", "gae", "successors"]
 
 
 def gae(
@@ -53,7 +57,7 @@ def gae(
     Raises:
         ValueError: If the shapes do not match.
     """
-    episodes, steps = rewards.shape
+    episodes = rewards.shape[0]
     if values.shape != rewards.shape or mask.shape != rewards.shape:
         raise ValueError(
             f"gae: rewards {tuple(rewards.shape)}, values {tuple(values.shape)} and mask "
@@ -71,18 +75,50 @@ def gae(
     zero = rewards.new_zeros(())
     rewards = torch.where(mask, rewards, zero)
     values = torch.where(mask, values.to(rewards.dtype), zero)
-    # continues[:, t]: step t + 1 is a real step of the same episode.
-    continues = torch.cat([mask[:, 1:], mask.new_zeros(episodes, 1)], dim=1)
-    last = mask & ~continues
-    bootstrap = torch.where(terminated.to(torch.bool), zero, next_values.to(rewards.dtype))
-    following = torch.cat([values[:, 1:], values.new_zeros(episodes, 1)], dim=1)
-    following = torch.where(last, bootstrap.unsqueeze(1), following)
-    deltas = torch.where(mask, rewards + gamma * following - values, zero)
-    advantages = torch.zeros_like(rewards)
-    running = rewards.new_zeros(episodes)
-    carry = continues.to(rewards.dtype)
-    for t in range(steps - 1, -1, -1):
-        running = deltas[:, t] + gamma * lam * carry[:, t] * running
-        advantages[:, t] = running
+    after = successors(values, next_values, terminated, mask)
+    deltas = torch.where(mask, rewards + gamma * after.values - values, zero)
+    advantages = backward_sums(deltas, gamma * lam * after.continues.to(rewards.dtype))
     returns = torch.where(mask, advantages + values, zero)
     return advantages, returns
+
+
+class Successors(NamedTuple):
+    """What follows each step of padded episodes, ``[episodes, steps]`` each.
+
+    Attributes:
+        values: ``V_next_t``: ``V(s_{t+1})`` within an episode; at its last real step the
+            bootstrap value, and zero on padding.
+        continues: Step ``t + 1`` is a real step of the same episode.
+        last: Step ``t`` is its episode's last real step.
+        bootstrap: ``[episodes]``, the value after each episode's last step: its next value,
+            or zero if it terminated.
+    """
+
+    values: torch.Tensor
+    continues: torch.Tensor
+    last: torch.Tensor
+    bootstrap: torch.Tensor
+
+
+def successors(
+    values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor, mask: torch.Tensor
+) -> Successors:
+    """The value after each step, bootstrapping only where an episode did not terminate.
+
+    Args:
+        values: ``[episodes, steps]`` ``V(s_t)``, zero on padding.
+        next_values: ``[episodes]`` the value of each episode's final observation.
+        terminated: ``[episodes]`` bool.
+        mask: ``[episodes, steps]`` bool, true on real steps, which come first in each row.
+
+    Returns:
+        The next values and where episodes continue and end, in ``values``' dtype.
+    """
+    episodes = values.shape[0]
+    zero = values.new_zeros(())
+    continues = torch.cat([mask[:, 1:], mask.new_zeros(episodes, 1)], dim=1)
+    last = mask & ~continues
+    bootstrap = torch.where(terminated.to(torch.bool), zero, next_values.to(values.dtype))
+    following = torch.cat([values[:, 1:], values.new_zeros(episodes, 1)], dim=1)
+    following = torch.where(last, bootstrap.unsqueeze(1), following)
+    return Successors(following, continues, last, bootstrap)

@@ -6,6 +6,9 @@ from typing import NamedTuple
 
 import torch
 
+from fedrl_lightning.rollouts.returns.advantages import successors
+from fedrl_lightning.rollouts.returns.discounted import backward_sums
+
 __all__ = ["VTrace", "truncated_importance_weights", "vtrace"]
 
 
@@ -66,7 +69,7 @@ def vtrace(
 
     the last term being 0 at an episode's last step, whose ``V_next`` is ``next_values``
     (the value after it) unless it terminated, and 0 then, as in
-    :func:`~fedrl_lightning.rollouts.advantages.gae`. On-policy (``log_rhos = 0``), ``v_t`` is
+    :func:`~fedrl_lightning.rollouts.returns.gae`. On-policy (``log_rhos = 0``), ``v_t`` is
     GAE(lambda)'s return.
 
     Args:
@@ -83,7 +86,7 @@ def vtrace(
     Returns:
         The targets, the advantages and the weights.
     """
-    episodes, steps = rewards.shape
+    episodes = rewards.shape[0]
     mask = mask.to(torch.bool)
     zero = rewards.new_zeros(())
     rewards = torch.where(mask, rewards, zero)
@@ -91,20 +94,12 @@ def vtrace(
     ratios = torch.where(mask, log_rhos, zero).exp()
     rhos = torch.where(mask, ratios.clamp(max=rho_max), zero)
     cs = lam * ratios.clamp(max=1.0)
-    continues = torch.cat([mask[:, 1:], mask.new_zeros(episodes, 1)], dim=1)
-    last = mask & ~continues
-    bootstrap = torch.where(terminated.to(torch.bool), zero, next_values.to(rewards.dtype))
-    following = torch.cat([values[:, 1:], values.new_zeros(episodes, 1)], dim=1)
-    following = torch.where(last, bootstrap.unsqueeze(1), following)
-    deltas = torch.where(mask, rhos * (rewards + gamma * following - values), zero)
-    corrections = torch.zeros_like(rewards)  # v_t - V(s_t)
-    running = rewards.new_zeros(episodes)
-    carry = continues.to(rewards.dtype)
-    for t in range(steps - 1, -1, -1):
-        running = deltas[:, t] + gamma * cs[:, t] * carry[:, t] * running
-        corrections[:, t] = running
+    after = successors(values, next_values, terminated, mask)
+    deltas = torch.where(mask, rhos * (rewards + gamma * after.values - values), zero)
+    # v_t - V(s_t)
+    corrections = backward_sums(deltas, gamma * cs * after.continues.to(rewards.dtype))
     returns = torch.where(mask, values + corrections, zero)
     next_returns = torch.cat([returns[:, 1:], returns.new_zeros(episodes, 1)], dim=1)
-    next_returns = torch.where(last, bootstrap.unsqueeze(1), next_returns)
+    next_returns = torch.where(after.last, after.bootstrap.unsqueeze(1), next_returns)
     advantages = torch.where(mask, rewards + gamma * next_returns - values, zero)
     return VTrace(returns, advantages, rhos)
