@@ -23,7 +23,7 @@ from machine import describe_machine
 from runs import fit_config
 
 from fedrl_lightning import AgentPopulation, Reinforce
-from fedrl_lightning.federation.evaluation import evaluate_policy
+from fedrl_lightning.rollouts.evaluation import evaluate_policy
 
 SEEDS = (42, 43, 44)
 EPISODES_PER_AGENT = 20
@@ -36,7 +36,7 @@ def fresh_evaluation(checkpoint: Path, population: AgentPopulation, seed: int) -
     agents = [a for a in range(population.num_agents) for _ in range(EPISODES_PER_AGENT)]
     env = population.make_vector_env(agents)
     seeds = [900_000_000 + seed * 10_000 + i for i in range(len(agents))]
-    returns = evaluate_policy(module.policy, env, seeds, action_seed=seed + 1)
+    returns = evaluate_policy(module.policy, env, seeds, action_seed=seed + 1).returns
     env.close()
     return returns.reshape(population.num_agents, EPISODES_PER_AGENT).mean(axis=1)
 

@@ -41,7 +41,7 @@ from machine import describe_machine
 from runs import fit_config
 
 from fedrl_lightning import load_module
-from fedrl_lightning.deploy.agent_evaluation import evaluate_agents
+from fedrl_lightning.rollouts.evaluation import evaluate_agents
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cartpole_distill_fedhpd.yaml"
 DISTILLATION = "{probe_states: 1000, every_n_rounds: 1, student_steps: 100, student_lr: 0.01"

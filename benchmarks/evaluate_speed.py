@@ -8,7 +8,7 @@ Without ``--run``, fits ``configs/cartpole_hetero_ppo.yaml`` (seed 43) first, fo
 that balances every pole for 500 steps. Then the same policy, acting deterministically, plays
 10 agents x ``--episodes`` fresh episodes of CartPole (up to 500 steps each) twice:
 
-- **batched**: ``fedrl_lightning.deploy.agent_evaluation.evaluate_agents``, what ``python -m
+- **batched**: ``fedrl_lightning.rollouts.evaluation.evaluate_agents``, what ``python -m
   fedrl_lightning evaluate`` runs: every episode of every agent is one sub-environment of one
   vector environment, stepped in lock-step with one (numpy) policy call per step;
 - **one at a time**: SB3's ``evaluate_policy`` pattern, one episode after another, one step at
@@ -37,8 +37,8 @@ from protocol import TableResults
 from runs import fit_config
 
 from fedrl_lightning import AgentPopulation, load_module
-from fedrl_lightning.deploy.agent_evaluation import evaluate_agents, fresh_episode_seeds
 from fedrl_lightning.learners import Learner
+from fedrl_lightning.rollouts.evaluation import evaluate_agents, fresh_episode_seeds
 
 SEED = 0
 

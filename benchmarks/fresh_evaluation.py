@@ -9,8 +9,8 @@ import yaml
 from gymnasium.vector import VectorEnv
 
 from fedrl_lightning import AgentPopulation, load_module
-from fedrl_lightning.federation.evaluation import evaluate_policy
 from fedrl_lightning.learners import Learner
+from fedrl_lightning.rollouts.evaluation import evaluate_policy
 
 FRESH_SEED_BASE = 900_000_000
 """Fresh episodes' reset seeds start here, far from any seed a run derives."""
@@ -52,7 +52,7 @@ def fresh_evaluation(
         if deterministic:
             returns = _deterministic_returns(module, env, seeds)
         else:
-            returns = evaluate_policy(module.policy, env, seeds, action_seed=seed + 1)
+            returns = evaluate_policy(module.policy, env, seeds, action_seed=seed + 1).returns
     finally:
         env.close()
     return returns.reshape(population.num_agents, episodes_per_agent).mean(axis=1)

@@ -249,7 +249,7 @@ def measure_seed(
     import torch
 
     from fedrl_lightning import load_module
-    from fedrl_lightning.deploy.agent_evaluation import evaluate_agents
+    from fedrl_lightning.rollouts.evaluation import evaluate_agents
 
     torch.set_num_threads(1)
     run, seconds = fit_config(figure.path, seed, root, *figure.overrides, *extra)

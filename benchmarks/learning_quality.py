@@ -22,8 +22,8 @@ from machine import describe_machine
 from runs import fit_config
 
 from fedrl_lightning import Reinforce
-from fedrl_lightning.federation.evaluation import evaluate_policy
 from fedrl_lightning.population.envs import SimpleVectorEnv
+from fedrl_lightning.rollouts.evaluation import evaluate_policy
 
 EPISODES = 2000
 SEEDS = (42, 43, 44)
@@ -36,7 +36,7 @@ def final_policy_return(config: Path, seed: int, workdir: Path) -> tuple[float, 
     env_steps = int(np.genfromtxt(run / "metrics.csv", delimiter=",", names=True)["env_steps"][-1])
     env = SimpleVectorEnv(num_envs=EPISODES)
     seeds = [10_000_000 + seed * EPISODES + i for i in range(EPISODES)]
-    returns = evaluate_policy(module.policy, env, seeds, action_seed=seed)
+    returns = evaluate_policy(module.policy, env, seeds, action_seed=seed).returns
     return float(returns.mean()), env_steps
 
 

@@ -29,7 +29,7 @@ from milestones import read_metrics
 from runs import fit_config
 
 from fedrl_lightning import load_module
-from fedrl_lightning.deploy.agent_evaluation import evaluate_agents
+from fedrl_lightning.rollouts.evaluation import evaluate_agents
 
 SEEDS = (42, 43, 44)
 EPISODES = 20

@@ -33,8 +33,8 @@ from machine import describe_machine
 from runs import fit_config
 
 from fedrl_lightning import AgentPopulation, load_module
-from fedrl_lightning.deploy.agent_evaluation import evaluate_agents, fresh_episode_seeds
 from fedrl_lightning.federation.server.clustered import deployed_cluster
+from fedrl_lightning.rollouts.evaluation import evaluate_agents, fresh_episode_seeds
 from fedrl_lightning.run.checkpoints import load_checkpoint
 
 SEEDS = (42, 43, 44)

@@ -27,7 +27,7 @@ from machine import describe_machine
 from runs import fit_config
 
 from fedrl_lightning import AgentPopulation, Reinforce
-from fedrl_lightning.federation.evaluation import evaluate_policy
+from fedrl_lightning.rollouts.evaluation import evaluate_policy
 
 CONFIGS = {
     "simple": Path("configs/default.yaml"),
@@ -72,7 +72,7 @@ def final_return(run: Path, config: Path, seed: int) -> float:
     agents = [a for a in range(population.num_agents) for _ in range(EPISODES_PER_AGENT)]
     env = population.make_vector_env(agents)
     seeds = [800_000_000 + seed * 10_000 + i for i in range(len(agents))]
-    returns = evaluate_policy(module.policy, env, seeds, action_seed=seed + 7)
+    returns = evaluate_policy(module.policy, env, seeds, action_seed=seed + 7).returns
     env.close()
     return float(returns.mean())
 

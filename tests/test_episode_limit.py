@@ -12,9 +12,9 @@ from conftest import TINY_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, Reinforce
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.evaluation import evaluate_policy
 from fedrl_lightning.population.envs import SimpleVectorEnv
 from fedrl_lightning.rollouts.dataset import EpisodeDataset
+from fedrl_lightning.rollouts.evaluation import evaluate_policy
 from fedrl_lightning.rollouts.rollout import rollout_wave
 
 
@@ -111,7 +111,7 @@ def test_evaluation_is_capped(env_id):
     episodes = rollout_wave(env, policy_for(population).actor(), np.random.default_rng(0), None)
     assert [len(e.rewards) for e in episodes] == [5] * 4
     if env_id == "CartPole-v1":  # one point a step
-        returns = evaluate_policy(policy_for(population), env, [1, 2, 3, 4], 0)
+        returns = evaluate_policy(policy_for(population), env, [1, 2, 3, 4], 0).returns
         assert returns.tolist() == [5.0] * 4
 
 

@@ -1,6 +1,6 @@
 from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
-from fedrl_lightning.federation.evaluation import evaluate_policy
 from fedrl_lightning.population.envs import SimpleVectorEnv
+from fedrl_lightning.rollouts.evaluation import evaluate_policy
 
 RANDOM_POLICY_RETURN = 50.0
 
@@ -20,6 +20,6 @@ def test_small_federation_beats_a_random_policy(tmp_path):
     trainer.fit(model, population)  # 100 training episodes in all
     returns = evaluate_policy(
         model.policy, SimpleVectorEnv(num_envs=500), list(range(10_000, 10_500)), action_seed=1
-    )
+    ).returns
     # A random policy scores 50 with a standard error of about 1.3 over 500 episodes.
     assert returns.mean() > RANDOM_POLICY_RETURN + 10

@@ -13,13 +13,12 @@ import numpy as np
 from gymnasium.wrappers import RecordVideo
 from typing_extensions import override
 
-from fedrl_lightning.deploy.agent_evaluation import fresh_episode_seeds
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.extras import missing_extra
 from fedrl_lightning.policy.networks import MLPPolicy
 from fedrl_lightning.population.agents import AgentPopulation
+from fedrl_lightning.rollouts.evaluation import EpisodeSeeds
 from fedrl_lightning.rollouts.rollout import rollout_episode
-from fedrl_lightning.seeding import Stream, derive_seed
 
 __all__ = ["EveryFrameRecordVideo", "check_recordable", "record_videos", "video_name"]
 
@@ -96,7 +95,7 @@ def record_videos(
     """Record ``episodes`` episodes of each agent in ``agents`` as ``agent-K-episode-N.mp4``.
 
     The episodes are each agent's first evaluation episodes under ``seed`` (the same reset
-    seeds as :func:`~fedrl_lightning.deploy.agent_evaluation.evaluate_agents`), so with
+    seeds as :func:`~fedrl_lightning.rollouts.evaluation.evaluate_agents`), so with
     ``deterministic`` actions a video shows exactly an evaluated episode. A video holds the
     frame after the reset and one after every step.
 
@@ -124,11 +123,12 @@ def record_videos(
     # Frames are drawn off-screen: pygame (CartPole's renderer) needs no display for them.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     written: list[Path] = []
+    seeds = EpisodeSeeds.fresh(seed)
     for agent in agents:
         env = _recording_env(population, agent, folder)
-        rng = np.random.default_rng(derive_seed(seed, 0, agent, Stream.FRESH_ACTIONS))
+        rng = np.random.default_rng(seeds.action_seed(agent))
         try:
-            for reset_seed in fresh_episode_seeds(seed, agent, episodes):
+            for reset_seed in seeds.env_seeds([agent], episodes):
                 rollout_episode(env, policy.actor(), rng, reset_seed, deterministic)
         finally:
             env.close()  # the last episode's video is written on close

@@ -1,4 +1,8 @@
-"""Evaluating a policy on many environments at once."""
+"""The evaluation after every round: which agents, and which of their policies play.
+
+The episodes themselves are played by :func:`~fedrl_lightning.rollouts.evaluation.play_agents`,
+as the ``evaluate`` command plays them, from the run's evaluation streams.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,7 @@ import numpy as np
 
 from fedrl_lightning.federation.round_metrics import finetuned_columns, personalized_columns
 from fedrl_lightning.policy.networks import MLPPolicy
-from fedrl_lightning.rollouts.rollout import run_episodes
-from fedrl_lightning.seeding import Stream, derive_seed
+from fedrl_lightning.rollouts.evaluation import EpisodeSeeds, play_agents
 
 if TYPE_CHECKING:
     from fedrl_lightning.federation.local_adaptation import LocalAdaptation
@@ -19,13 +22,7 @@ if TYPE_CHECKING:
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population.agents import AgentPopulation
 
-__all__ = [
-    "RoundEvaluation",
-    "evaluate_personalized",
-    "evaluate_policy",
-    "evaluate_round",
-    "evaluated_agents",
-]
+__all__ = ["RoundEvaluation", "evaluate_personalized", "evaluated_agents"]
 
 
 def evaluated_agents(num_agents: int, count: int | None) -> list[int]:
@@ -33,36 +30,6 @@ def evaluated_agents(num_agents: int, count: int | None) -> list[int]:
     if count is None or count >= num_agents:
         return list(range(num_agents))
     return sorted({int(a) for a in np.linspace(0, num_agents - 1, count).round()})
-
-
-def evaluate_round(
-    policy: MLPPolicy,
-    env: gym.vector.VectorEnv,
-    eval_agents: list[int],
-    episodes: int,
-    run_seed: int,
-    round_idx: int,
-) -> np.ndarray:
-    """The global policy's mean return per evaluated agent after round ``round_idx``.
-
-    Args:
-        policy: The global policy.
-        env: One sub-environment per entry of ``eval_agents``.
-        eval_agents: Each evaluated agent's id, ``episodes`` times in a row.
-        episodes: Episodes per agent.
-        run_seed: The run's seed; every episode's seed derives from it, the round and the agent.
-        round_idx: The round just aggregated.
-
-    Returns:
-        One mean return per evaluated agent, in order.
-    """
-    seeds = [
-        (derive_seed(run_seed, round_idx, agent, Stream.EVAL_ENV) + i % episodes) % 2**32
-        for i, agent in enumerate(eval_agents)
-    ]
-    action_seed = derive_seed(run_seed, round_idx, -1, Stream.EVAL_ACTIONS)
-    returns = evaluate_policy(policy, env, seeds, action_seed)
-    return returns.reshape(-1, episodes).mean(axis=1)
 
 
 def evaluate_personalized(
@@ -74,8 +41,9 @@ def evaluate_personalized(
 ) -> np.ndarray:
     """Each evaluated agent's own policy (what it would deploy), on its own episodes.
 
-    Every agent plays the episodes :func:`evaluate_round` gives it (the same reset seeds), so
-    the personalized and the global return of an agent compare episode for episode.
+    Every agent plays the episodes the global policy plays for it (the same reset seeds), so
+    the personalized and the global return of an agent compare episode for episode; the
+    action noise is the agent's own.
 
     Args:
         policy_of: The policy agent ``a`` would deploy.
@@ -87,36 +55,12 @@ def evaluate_personalized(
     Returns:
         One mean return per agent, in the order of ``envs``.
     """
+    seeds = EpisodeSeeds.after_round(run_seed, round_idx)
     means = []
     for agent, env in envs.items():
-        first = derive_seed(run_seed, round_idx, agent, Stream.EVAL_ENV)
-        seeds = [(first + i) % 2**32 for i in range(episodes)]
-        action_seed = derive_seed(run_seed, round_idx, agent, Stream.EVAL_ACTIONS)
-        means.append(evaluate_policy(policy_of(agent), env, seeds, action_seed).mean())
+        played = play_agents(policy_of(agent), env, [agent], episodes, seeds, action_agent=agent)
+        means.append(played.returns[0].mean())
     return np.array(means)
-
-
-def evaluate_policy(
-    policy: MLPPolicy,
-    env: gym.vector.VectorEnv,
-    env_seeds: list[int],
-    action_seed: int,
-    deterministic: bool = False,
-) -> np.ndarray:
-    """Run one episode in every sub-environment, in lock-step, sampling from the policy.
-
-    Args:
-        policy: The policy to evaluate.
-        env: A vector environment with next-step autoreset.
-        env_seeds: One reset seed per sub-environment.
-        action_seed: Seed for action sampling.
-        deterministic: Take the most likely action, or the Gaussian's mean, instead.
-
-    Returns:
-        The undiscounted return of each sub-environment's first episode.
-    """
-    episodes = run_episodes(policy, env, env_seeds, action_seed, deterministic)
-    return np.array([sum(episode.rewards) for episode in episodes])
 
 
 class RoundEvaluation:
@@ -156,7 +100,7 @@ class RoundEvaluation:
         for task in tasks:
             own = [a for a in agents if task is None or shared.task_of(a) == task]
             slots = [a for a in own for _ in range(episodes)]
-            self.batches[task] = (own, slots, population.make_vector_env(slots))
+            self.batches[task] = (own, population.make_vector_env(slots))
         self.own_envs = {}
         if shared.own_policies or adaptation is not None:
             self.own_envs = {a: population.make_vector_env([a] * episodes) for a in agents}
@@ -172,10 +116,11 @@ class RoundEvaluation:
             fine-tuned one (:func:`finetuned_columns`), where the run has them.
         """
         returns: dict[int, float] = {}
-        for task, (own, slots, env) in self.batches.items():
+        seeds = EpisodeSeeds.after_round(seed, round_idx)
+        for task, (own, env) in self.batches.items():
             policy = self.model.policy if task is None else self._policy(task, task_only=True)
-            means = evaluate_round(policy, env, slots, self.episodes, seed, round_idx)
-            returns |= dict(zip(own, means, strict=True))
+            played = play_agents(policy, env, own, self.episodes, seeds)
+            returns |= dict(zip(own, played.returns.mean(axis=1), strict=True))
         per_agent = np.array([returns[a] for a in self.agents])
         columns: dict[str, float] = {}
         if self.shared.own_policies:
@@ -231,7 +176,7 @@ class RoundEvaluation:
 
     def close(self) -> None:
         """Close the environments, and the fine-tuning's scratch folder."""
-        for env in [*(batch[2] for batch in self.batches.values()), *self.own_envs.values()]:
+        for env in [*(batch[1] for batch in self.batches.values()), *self.own_envs.values()]:
             env.close()
         if self.adaptation is not None:
             self.adaptation.close()

@@ -8,8 +8,8 @@ import pytest
 from conftest import TINY_PPO_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, load_module
-from fedrl_lightning.deploy.agent_evaluation import evaluate_agents, fresh_episode_seeds
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
+from fedrl_lightning.rollouts.evaluation import evaluate_agents, fresh_episode_seeds
 
 HETERO = ["--data.env_id", "CartPole-v1", "--data.heterogeneity", "{length: [0.2, 0.8]}"]
 

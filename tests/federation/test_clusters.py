@@ -7,7 +7,6 @@ import torch
 from conftest import TINY_IFCA_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, FedAvg, FedAvgM, load_module
-from fedrl_lightning.deploy.agent_evaluation import evaluate_agents
 from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY
 from fedrl_lightning.federation.server.cluster_choice import choose_cluster
 from fedrl_lightning.federation.server.clustered import (
@@ -18,6 +17,7 @@ from fedrl_lightning.federation.server.clustered import (
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.learners import Reinforce
+from fedrl_lightning.rollouts.evaluation import evaluate_agents
 from fedrl_lightning.run.checkpoints import atomic_save, load_checkpoint, policy_checkpoint
 
 RUN = "lightning_logs/version_0"

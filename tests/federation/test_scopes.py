@@ -8,12 +8,12 @@ import torch
 from conftest import TINY_PERSONAL_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, FedAvg, load_module
-from fedrl_lightning.deploy.agent_evaluation import evaluate_agents
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.server.personal_store import PersonalStore
 from fedrl_lightning.federation.server.scopes import SharingScopes
 from fedrl_lightning.federation.server.shared import SharedModel
 from fedrl_lightning.federation.strategies import AgentUpdate
+from fedrl_lightning.rollouts.evaluation import evaluate_agents
 from fedrl_lightning.run.checkpoints import load_checkpoint
 
 RUN = "lightning_logs/version_0"

@@ -13,7 +13,6 @@ from jsonargparse import Namespace
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from fedrl_lightning.cli.commands.parser import CommandParser, agent_ids
-from fedrl_lightning.deploy.agent_evaluation import AgentEvaluation, evaluate_agents
 from fedrl_lightning.deploy.loading import load_module
 from fedrl_lightning.deploy.videos import check_recordable, record_videos, video_name
 from fedrl_lightning.errors import ConfigError
@@ -22,6 +21,7 @@ from fedrl_lightning.federation.trainer import FEDRL_KEY
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.policy.networks import MLPPolicy
 from fedrl_lightning.population.agents import AgentPopulation
+from fedrl_lightning.rollouts.evaluation import AgentEvaluation, evaluate_agents
 from fedrl_lightning.run.checkpoints import load_checkpoint
 from fedrl_lightning.run.metrics_csv import csv_text
 from fedrl_lightning.run.outputs import Outputs, check_output, check_output_folder

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from fedrl_lightning.rollouts.rollout import run_episodes
-from fedrl_lightning.seeding import Stream, derive_seed
+from fedrl_lightning.rollouts.evaluation import EpisodeSeeds, play_agents
+from fedrl_lightning.seeding import Stream
 
 if TYPE_CHECKING:
     from fedrl_lightning.learners import Learner
@@ -54,7 +54,7 @@ def choose_cluster(
     Every model plays the same ``episodes`` episodes (the same reset seeds and action noise,
     from :attr:`Stream.CLUSTER_ENV` and :attr:`Stream.CLUSTER_ACTIONS` of (run seed, round,
     agent)), in one batch each through the round evaluation's
-    :func:`~fedrl_lightning.federation.evaluation.run_episodes`, so the comparison is paired
+    :func:`~fedrl_lightning.rollouts.evaluation.play_agents`, so the comparison is paired
     and depends on nothing but the seeds and the models. Actions are sampled, as in training.
 
     Args:
@@ -71,17 +71,15 @@ def choose_cluster(
     Returns:
         The choice, with every cluster's mean return.
     """
-    first = derive_seed(run_seed, round_idx, agent, Stream.CLUSTER_ENV)
-    seeds = [(first + i) % 2**32 for i in range(episodes)]
-    action_seed = derive_seed(run_seed, round_idx, agent, Stream.CLUSTER_ACTIONS)
+    seeds = EpisodeSeeds(run_seed, round_idx, Stream.CLUSTER_ENV, Stream.CLUSTER_ACTIONS)
     env = population.make_vector_env([agent] * episodes)
     returns, steps = [], 0
     try:
         for state in states:
             module.load_state_dict(state)
-            played = run_episodes(module.policy, env, seeds, action_seed)
-            returns.append(float(np.mean([sum(episode.rewards) for episode in played])))
-            steps += sum(len(episode.rewards) for episode in played)
+            played = play_agents(module.policy, env, [agent], episodes, seeds, action_agent=agent)
+            returns.append(float(played.returns[0].mean()))
+            steps += int(played.lengths.sum())
     finally:
         env.close()
     return ClusterChoice(int(np.argmax(returns)), tuple(returns), steps)
