@@ -11,9 +11,9 @@ from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce, load_m
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
 from fedrl_lightning.federation.server.gradient import GradientModel
-from fedrl_lightning.federation.server.server_optimizer import server_optimizer_spec
 from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg
 from fedrl_lightning.federation.strategies.robust import FedMedian
+from fedrl_lightning.federation.strategies.server_optimizers import server_optimizer_spec
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.learners import A2C, PPO
 from fedrl_lightning.rollouts.dataset import EpisodeDataset

@@ -21,6 +21,7 @@ from fedrl_lightning.federation.strategies import (
     TrustRegion,
 )
 from fedrl_lightning.federation.strategies.base import detached
+from fedrl_lightning.federation.strategies.server_optimizers import MomentRule, ServerStep
 
 
 def update(agent_id, value, episodes=10, steps=1000, mean_return=50.0):
@@ -238,3 +239,28 @@ def test_detached_copies_to_the_cpu_without_the_graph():
     assert copy_["w"].device.type == "cpu"
     copy_["w"].add_(1.0)
     assert state["w"].tolist() == [3.0, 3.0]
+
+
+def test_one_server_step_for_torch_optimizers_and_moment_rules():
+    weights = {"w": torch.tensor([1.0, 2.0], dtype=torch.float64)}
+    gradient = {"w": torch.tensor([-1.0, 3.0], dtype=torch.float64)}
+    # a moment rule moves by change(delta), delta = -gradient: w + 2 * delta
+    rule = ServerStep(lambda params: MomentRule(params, lambda delta: 2 * delta), weights)
+    assert rule.step(weights, gradient)["w"].tolist() == [3.0, -4.0]
+    # torch's SGD descends the gradient: w - 0.5 * g; the input weights are left as they were
+    sgd = ServerStep(lambda params: torch.optim.SGD(params, lr=0.5), weights)
+    assert sgd.step(weights, gradient)["w"].tolist() == [1.5, 0.5]
+    assert weights["w"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("make", "option"),
+    [
+        (lambda: FedAdam(tau=0.0), "trainer.strategy.tau"),
+        (lambda: FedAvgM(momentum=1.0), "trainer.strategy.momentum"),
+        (lambda: FedYogi(server_lr=float("inf")), "trainer.strategy.server_lr"),
+    ],
+)
+def test_server_optimizer_strategies_name_a_bad_option(make, option):
+    with pytest.raises(ConfigError, match=option):
+        make()

@@ -10,14 +10,14 @@ import torch
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.server.aggregation import aggregate_round
 from fedrl_lightning.federation.server.scopes import SharingScopes
-from fedrl_lightning.federation.server.server_optimizer import (
-    GradientOptimizer,
-    server_optimizer_spec,
-)
 from fedrl_lightning.federation.server.shared import SharedModel
 from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
 from fedrl_lightning.federation.strategies.base import flatten
-from fedrl_lightning.federation.strategies.server_optimizers import ServerOptimizer
+from fedrl_lightning.federation.strategies.server_optimizers import (
+    GradientOptimizer,
+    ServerOptimizer,
+    server_optimizer_spec,
+)
 from fedrl_lightning.policy.normalization import STATISTICS_BUFFERS
 
 if TYPE_CHECKING:

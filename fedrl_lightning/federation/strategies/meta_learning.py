@@ -9,7 +9,10 @@ import torch
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.strategies.averaging import FedAvg
-from fedrl_lightning.federation.strategies.server_optimizers import ServerOptimizer
+from fedrl_lightning.federation.strategies.server_optimizers import (
+    ServerOptimizer,
+    check_positive,
+)
 from fedrl_lightning.learners.meta_step import MetaStep
 
 __all__ = ["PerFedAvg", "Reptile"]
@@ -35,10 +38,7 @@ class Reptile(ServerOptimizer):
     """
 
     def __init__(self, meta_lr: float = 0.5) -> None:
-        if not (meta_lr > 0 and math.isfinite(meta_lr)):
-            raise ConfigError(
-                f"trainer.strategy.meta_lr must be positive and finite, got {meta_lr}"
-            )
+        check_positive("trainer.strategy.meta_lr", meta_lr)
         super().__init__(server_lr=meta_lr)
         self.meta_lr = meta_lr
 
