@@ -11,7 +11,8 @@ stepped once a round by :class:`ServerStep` with a gradient, as Reddi et al. (20
   steps along the pseudo-gradient ``-delta``, the agents' episode-weighted mean change
   negated, with its own moment update (:class:`MomentRule`).
 
-The moments are the optimizer's state and ride in every round checkpoint.
+Either way the moments ride in every round checkpoint: ``torch.optim``'s state in gradient
+mode, the strategy's buffers otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
@@ -97,7 +98,7 @@ def server_optimizer_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"name": name, **{k: v if isinstance(v, list) else float(v) for k, v in options.items()}}
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[float]:
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
@@ -107,7 +108,7 @@ def check_positive(option: str, value: object) -> None:
     Raises:
         ConfigError: One line naming ``option``.
     """
-    if not (_number(value) and value > 0):  # type: ignore[operator]
+    if not (_number(value) and value > 0):
         raise ConfigError(f"{option} must be a positive number, got {value!r}")
 
 
@@ -117,7 +118,7 @@ def check_decay(option: str, value: object) -> None:
     Raises:
         ConfigError: One line naming ``option``.
     """
-    if not (_number(value) and 0 <= value < 1):  # type: ignore[operator]
+    if not (_number(value) and 0 <= value < 1):
         raise ConfigError(f"{option} must be in [0, 1), got {value!r}")
 
 
@@ -125,9 +126,9 @@ class ServerStep:
     """Steps named parameters along a gradient with a ``torch.optim`` optimizer.
 
     The optimizer holds a copy of the parameters; each :meth:`step` copies the current
-    values in, sets the gradient, steps, and returns the new values. Its state (Adam's
-    moments and step count, SGD's momentum, a :class:`MomentRule`'s moments) is
-    :meth:`state_dict`, so a resumed run steps exactly as an uninterrupted one.
+    values in, sets the gradient, steps, and returns the new values. The optimizer's state
+    (Adam's moments and step count, SGD's momentum) is :meth:`state_dict`, so a resumed run
+    steps exactly as an uninterrupted one.
 
     Args:
         optimizer: Builds the optimizer over a list of parameters.
@@ -191,7 +192,8 @@ class MomentRule(torch.optim.Optimizer):
     """A :class:`ServerOptimizer`'s moment update as a ``torch.optim`` optimizer.
 
     Each parameter's gradient is the pseudo-gradient ``-delta``; the parameter moves by
-    ``change(delta)``, which updates the strategy's moments.
+    ``change(delta)``, which updates the strategy's moment buffers (the strategy's state, so
+    this optimizer keeps none of its own).
 
     Args:
         params: The parameters (the flattened global weights).
