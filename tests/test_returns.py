@@ -7,6 +7,7 @@ from fedrl_lightning.rollouts.returns import (
     backward_sums,
     discounted_returns,
     episode_returns_to_go,
+    normalize_advantages,
     normalize_over_batch,
     normalize_per_episode,
     normalize_per_step,
@@ -110,3 +111,10 @@ def test_successors_bootstrap_only_where_an_episode_did_not_terminate():
     assert after.continues.tolist() == [[True, True, False], [True, False, False]]
     assert after.last.tolist() == [[False, False, True], [False, True, False]]
     assert after.bootstrap.tolist() == [0.0, 8.0]
+
+
+def test_normalize_advantages_by_hand():
+    # mean 2, sample std 1
+    advantages = normalize_advantages(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    assert advantages.tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-7)
+    assert normalize_advantages(torch.tensor([5.0])).tolist() == [0.0]

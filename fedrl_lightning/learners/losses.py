@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["normalize_advantages", "ppo_policy_loss", "value_loss"]
+__all__ = ["ppo_policy_loss", "value_loss"]
 
 
 def ppo_policy_loss(
@@ -63,10 +63,3 @@ def value_loss(
     clipped_values = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
     clipped = (clipped_values - returns).square()
     return 0.5 * torch.max(unclipped, clipped).mean()
-
-
-def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Advantages minus their mean, over their standard deviation; one advantage becomes 0."""
-    if advantages.numel() < 2:
-        return advantages - advantages.mean()
-    return (advantages - advantages.mean()) / (advantages.std() + eps)

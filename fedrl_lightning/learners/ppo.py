@@ -11,8 +11,9 @@ from typing_extensions import override
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.exploration import transitions
 from fedrl_lightning.learners.actor_critic import ActorCritic, CriticLayout
-from fedrl_lightning.learners.losses import normalize_advantages, ppo_policy_loss, value_loss
+from fedrl_lightning.learners.losses import ppo_policy_loss, value_loss
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
+from fedrl_lightning.rollouts.returns import normalize_advantages
 
 __all__ = ["PPO", "minibatch_indices"]
 

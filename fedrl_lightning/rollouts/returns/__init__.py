@@ -3,8 +3,8 @@
 - :mod:`.discounted`: the discounted return-to-go of each step (REINFORCE's ``G_t``), the
   discounted return so far (what reward normalisation tracks), and the backward recursion
   every estimator here shares;
-- :mod:`.normalized`: REINFORCE's three normalisations of ``G_t``: per episode, over the
-  batch, per step;
+- :mod:`.normalized`: REINFORCE's three normalisations of ``G_t`` (per episode, over the
+  batch, per step) and an actor-critic's of its advantages;
 - :mod:`.advantages`: generalised advantage estimation, bootstrapping only past truncation;
 - :mod:`.off_policy`: truncated importance weights and V-trace, for replayed episodes.
 """
@@ -18,6 +18,7 @@ from fedrl_lightning.rollouts.returns.discounted import (
 )
 from fedrl_lightning.rollouts.returns.normalized import (
     NORMALIZE_EPS,
+    normalize_advantages,
     normalize_over_batch,
     normalize_per_episode,
     normalize_per_step,
@@ -36,6 +37,7 @@ __all__ = [
     "discounted_returns",
     "episode_returns_to_go",
     "gae",
+    "normalize_advantages",
     "normalize_over_batch",
     "normalize_per_episode",
     "normalize_per_step",

@@ -1,10 +1,16 @@
-"""The three normalisations of REINFORCE's discounted returns into the weights of its steps."""
+"""Normalisations: REINFORCE's three of its discounted returns, and an actor-critic's advantages."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["NORMALIZE_EPS", "normalize_over_batch", "normalize_per_episode", "normalize_per_step"]
+__all__ = [
+    "NORMALIZE_EPS",
+    "normalize_advantages",
+    "normalize_over_batch",
+    "normalize_per_episode",
+    "normalize_per_step",
+]
 
 NORMALIZE_EPS = 1e-8
 """Added to the standard deviation before dividing by it."""
@@ -69,3 +75,10 @@ def normalize_per_step(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     real = advantages[mask]
     std = real.std() if real.numel() > 1 else real.new_zeros(())
     return advantages / (std + NORMALIZE_EPS)
+
+
+def normalize_advantages(advantages: torch.Tensor, eps: float = NORMALIZE_EPS) -> torch.Tensor:
+    """Advantages minus their mean, over their standard deviation; one advantage becomes 0."""
+    if advantages.numel() < 2:
+        return advantages - advantages.mean()
+    return (advantages - advantages.mean()) / (advantages.std() + eps)
