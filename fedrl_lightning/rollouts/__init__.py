@@ -1,5 +1,6 @@
 """Rollouts.
 
-Episodes played with the live policy, served as an IterableDataset, and the returns and
-advantages computed from them.
+Episodes played with the live policy, served as an IterableDataset; the return estimators
+computed from them (:mod:`fedrl_lightning.rollouts.returns`); and the evaluation of a policy
+on seeded episodes of chosen agents (:mod:`fedrl_lightning.rollouts.evaluation`).
 """
