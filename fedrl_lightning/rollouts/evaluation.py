@@ -37,9 +37,9 @@ __all__ = [
 class EpisodeSeeds(NamedTuple):
     """The streams an evaluation's episodes and action noise come from.
 
-    Agent ``a``'s ``i``-th episode resets with ``derive_seed(seed, round_idx, a, env_stream)
-    + i``; actions are sampled from ``derive_seed(seed, round_idx, agent, action_stream)``,
-    with agent -1 when one batch holds several agents.
+    Agent ``a``'s ``i``-th episode resets with ``(derive_seed(seed, round_idx, a, env_stream)
+    + i) % 2**32``; actions are sampled from ``derive_seed(seed, round_idx, agent,
+    action_stream)``, with agent -1 when one batch holds several agents.
 
     Attributes:
         seed: The run's seed, or the ``evaluate`` command's.
