@@ -95,7 +95,7 @@ def _squeeze(message: str, options: dict[str, str]) -> str:
         shown = GIVEN.findall(message)
         return f"--{key}: expected {shape}, got {shown[-1] if shown else ''!r}"
     details = [rest, *lines[1:]] if rest else lines[1:]
-    given_value = re.search(r"^\s*Given value: (.*)$", message, re.MULTILINE)
+    given_value = GIVEN.search(message)
     given = given_value.group(1).strip() if given_value else ""
     if any("Union subtypes" in detail for detail in details):
         details = _union_errors(details)
