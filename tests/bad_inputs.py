@@ -170,6 +170,32 @@ CASES: list[tuple[str, list[str], str]] = [
     ("data value", ["--data.num_agents", "0"], "data.num_agents"),
     ("data value", ["--data.num_envs", "1.5"], "data.num_envs"),
     ("data value", ["--data.heterogeneity", "5"], "data.heterogeneity: expected a mapping"),
+    (
+        "data value",
+        ["--data.heterogeneity", "{reward_sign: [1, 2, 3]}"],
+        "--data.heterogeneity.reward_sign: expected a list of 2 numbers or {choices: ...}",
+    ),
+    (
+        "data value",
+        ["--data.heterogeneity.reward_sign", "{choice: [1, -1]}"],
+        "--data.heterogeneity.reward_sign: expected a list of 2 numbers or {choices: ...}",
+    ),
+    (
+        "data value",
+        ["--data.heterogeneity", "{reward_sign: {choices: []}}"],
+        "data.heterogeneity.reward_sign: give a range",
+    ),
+    ("data value", ["--data.byzantine.agents", "1"], "--data.byzantine.attack: must be given"),
+    (
+        "data value",
+        ["--data.byzantine", "{agents: one, attack: zero}"],
+        "--data.byzantine.agents: expected an integer or a list",
+    ),
+    (
+        "data value",
+        ["--data.byzantine", "{agents: 1, attack: zero, power: 3}"],
+        "--data.byzantine.power: not an argument",
+    ),
     ("model value", ["--model.gamma", "1.5"], "model.gamma"),
     ("model value", ["--model.gamma", "0"], "model.gamma"),
     ("model value", ["--model.lr=-0.1"], "model.lr"),
@@ -179,7 +205,14 @@ CASES: list[tuple[str, list[str], str]] = [
     # Curiosity (RND, ICM) and coverage.
     ("curiosity", ["--model.curiosity", "{kind: nope}"], "model.curiosity.kind"),
     ("curiosity", ["--model.curiosity", "{kind: rnd, coef: -1}"], "model.curiosity.coef"),
-    ("curiosity", ["--model.curiosity", "{kind: icm, gama: 0.9}"], "model.curiosity: unknown"),
+    ("curiosity", ["--model.curiosity", "{kind: icm, gama: 0.9}"], "--model.curiosity.gama: not"),
+    ("curiosity", ["--model.curiosity", "{kind: rnd, beta: 0.5}"], "unknown key 'beta' for rnd"),
+    ("curiosity", ["--model.curiosity.coef", "3"], "--model.curiosity.kind: must be given"),
+    (
+        "curiosity",
+        ["--model", "PPO", "--model.curiosity.kind", "icm", "--model.curiosity.beta", "2"],
+        "model.curiosity.beta must be a finite number in [0, 1]",
+    ),
     (
         "curiosity",
         ["--model.curiosity", "{kind: rnd, intrinsic_gamma: 1.5}"],
@@ -318,7 +351,7 @@ CASES: list[tuple[str, list[str], str]] = [
     (
         "model heterogeneity",
         ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{lr: 5}"],
-        "data.model_heterogeneity.lr: give a range",
+        "--data.model_heterogeneity.lr: expected a list of 2 numbers or {choices: ...}, got 5",
     ),
     (
         "model value",

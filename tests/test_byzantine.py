@@ -4,12 +4,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIG, fit_one_agent, run_cli
+import yaml
+from conftest import TINY_CONFIG, fit_one_agent, run_cli, run_main
 
 from fedrl_lightning import AgentPopulation, Reinforce
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY
-from fedrl_lightning.population.byzantine import Byzantine
+from fedrl_lightning.population.byzantine import Byzantine, ByzantineOptions
 from fedrl_lightning.rollouts.dataset import EpisodeDataset
 from fedrl_lightning.run.checkpoints import load_checkpoint
 
@@ -219,3 +220,48 @@ def test_a_bad_attack_is_one_line_naming_the_option(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "data.byzantine.attack" in result.stderr
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def print_config(args, tmp_path, monkeypatch):
+    """The ``data`` section that ``fit --print_config`` prints for ``args`` on tiny.yaml."""
+    code, stdout, stderr = run_main(
+        ["fit", "--config", str(TINY_CONFIG), *args, "--print_config"], tmp_path, monkeypatch
+    )
+    assert code == 0, stderr
+    return yaml.safe_load(stdout)["data"]
+
+
+def test_the_yaml_and_the_dotted_forms_give_the_same_typed_option(tmp_path, monkeypatch):
+    whole = ["--data.byzantine", "{agents: [0, 2], attack: sign_flip, scale: 3}"]
+    dotted = [
+        "--data.byzantine.agents",
+        "[0, 2]",
+        "--data.byzantine.attack",
+        "sign_flip",
+        "--data.byzantine.scale",
+        "3",
+    ]
+    printed = print_config(whole, tmp_path, monkeypatch)["byzantine"]
+    assert printed == {"agents": [0, 2], "attack": "sign_flip", "scale": 3.0, "noise_std": 1.0}
+    assert print_config(dotted, tmp_path, monkeypatch)["byzantine"] == printed
+    assert print_config([], tmp_path, monkeypatch)["byzantine"] is None
+
+
+def test_help_shows_every_field_of_the_typed_option(tmp_path, monkeypatch):
+    code, stdout, _ = run_main(
+        ["fit", "--config", str(TINY_CONFIG), "--data.byzantine.help"], tmp_path, monkeypatch
+    )
+    assert code == 0
+    for field in ("agents", "attack", "scale", "noise_std"):
+        assert f"--data.byzantine.{field}" in stdout
+    assert "random_noise's standard deviation" in stdout.replace("``", "")
+
+
+def test_options_a_plain_dict_and_the_dataclass_are_the_same_population():
+    typed = AgentPopulation(num_agents=4, byzantine=ByzantineOptions(2, "zero", scale=1.0))
+    plain = AgentPopulation(num_agents=4, byzantine={"agents": 2, "attack": "zero", "scale": 1})
+    assert typed.byzantine.agents == plain.byzantine.agents and len(typed.byzantine.agents) == 2
+    assert typed.byzantine.scale == plain.byzantine.scale == 1.0
+    assert not AgentPopulation(num_agents=4, byzantine={}).byzantine  # empty: every one honest
+    with pytest.raises(ConfigError, match="data.byzantine.attack must be given"):
+        AgentPopulation(num_agents=4, byzantine={"agents": 2})

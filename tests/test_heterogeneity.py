@@ -3,11 +3,12 @@ import csv
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import TINY_CONFIG, run_cli
+import yaml
+from conftest import TINY_CONFIG, run_cli, run_main
 
 from fedrl_lightning import AgentPopulation
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.population.heterogeneity import Heterogeneity
+from fedrl_lightning.population.heterogeneity import Choices, Heterogeneity
 
 
 def test_spread_spaces_a_range_evenly_and_cycles_choices():
@@ -28,7 +29,16 @@ def test_sample_depends_only_on_seed_and_agent():
     assert all(0.1 <= v <= 0.9 for v in values) and len(set(values)) == 10
 
 
-@pytest.mark.parametrize("bad", [[0.9, 0.1], [1, 2, 3], {"choices": []}, "long"])
+def test_typed_specs_and_plain_ones_spread_alike():
+    typed = Heterogeneity({"length": (0.1, 0.9), "sign": Choices([1, -1])}, 3)
+    plain = Heterogeneity({"length": [0.1, 0.9], "sign": {"choices": [1, -1]}}, 3)
+    assert [typed.values(a) for a in range(3)] == [plain.values(a) for a in range(3)]
+    assert [typed.values(a)["sign"] for a in range(3)] == [1, -1, 1]  # integers stay integers
+
+
+@pytest.mark.parametrize(
+    "bad", [[0.9, 0.1], [1, 2, 3], {"choices": []}, Choices([]), (0.1, float("inf")), "long"]
+)
 def test_bad_specs_name_the_attribute(bad):
     with pytest.raises(ConfigError, match="data.heterogeneity.length"):
         Heterogeneity({"length": bad}, 3)
@@ -100,3 +110,32 @@ def test_agent_parameters_are_written_to_the_run_folder(tmp_path):
         {"agent": "1", "noise_scale": "0.1", "drift": "0.01"},
         {"agent": "2", "noise_scale": "0.15", "drift": "0.0"},
     ]
+
+
+def test_the_parser_types_each_attribute_in_yaml_and_dotted_forms(tmp_path, monkeypatch):
+    def data(*args):
+        code, stdout, stderr = run_main(
+            ["fit", "--config", str(TINY_CONFIG), *args, "--print_config"], tmp_path, monkeypatch
+        )
+        assert code == 0, stderr
+        return yaml.safe_load(stdout)["data"]
+
+    whole = data("--data.heterogeneity", "{drift: [0, 1], reward_sign: {choices: [1, -1]}}")
+    dotted = data(
+        "--data.heterogeneity.drift",
+        "[0, 1]",
+        "--data.heterogeneity.reward_sign",
+        "{choices: [1, -1]}",
+    )
+    expected = {"drift": [0.0, 1.0], "reward_sign": {"choices": [1, -1]}}
+    assert whole["heterogeneity"] == dotted["heterogeneity"] == expected
+    code, _, stderr = run_main(
+        ["fit", "--config", str(TINY_CONFIG), "--data.heterogeneity.drift", "[0, 1, 2]"],
+        tmp_path,
+        monkeypatch,
+    )
+    assert code == 2
+    assert stderr.strip() == (
+        "error: --data.heterogeneity.drift: expected a list of 2 numbers or {choices: ...}, "
+        "got [0, 1, 2]"
+    )

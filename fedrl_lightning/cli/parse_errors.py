@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import importlib
 import math
 import re
@@ -28,6 +30,11 @@ NESTED = re.compile(r"--([\w.]+): (.*)")
 EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value:? ?(.*))?")
 NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
 GIVEN_CLASS = re.compile(r"Given value: Namespace\(class_path='([^']+)'")
+GIVEN = re.compile(r"^\s*Given value: (.*)$", re.MULTILINE)
+NESTED_ARG = re.compile(r"NestedArg\(key='([^']+)', val=(.*)\)")
+SUBTYPES = re.compile(r"^\s*Subtypes: \[(.*)\]$", re.MULTILINE)
+TYPED_OPTION = "__subclasses_disabled__=True"  # how the parser shows a dataclass's value
+REQUIRED = re.compile(r"--([\w.]+): \w+: the following arguments are required: (.+)")
 NOT_A_CLASS = ("Expected a dot import path", "Expected a path but", "Import path", "No module")
 TYPE_WORDS = {
     "<class 'int'>": "an integer",
@@ -64,14 +71,31 @@ def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
     Returns:
         One line, without the ``error:`` prefix.
     """
-    options = class_options or {}
+    line = _squeeze(message, class_options or {})
+    required = REQUIRED.fullmatch(line)
+    if required and TYPED_OPTION in message:  # a field of data.byzantine, say, left out
+        first, *others = required.group(2).split(", ")
+        also = f" (and {', '.join(others)})" if others else ""
+        return f"--{required.group(1)}.{first}: must be given{also}"
+    return line
+
+
+def _squeeze(message: str, options: dict[str, str]) -> str:
+    """:func:`one_line`'s line, before a left-out field is named."""
     lines = [_bare(line) for line in message.strip().splitlines() if _bare(line)]
     match = HEADER.match(lines[0]) if lines else None
     if match is None:
         return ": ".join(lines[:2]) if lines else "invalid command line"
     key, rest = match.groups()
+    entry = _mapping_entry(message)
+    if entry is not None:
+        return f"--{key}.{entry}"
+    shape = _dataclass_shape(message)
+    if shape is not None:
+        shown = GIVEN.findall(message)
+        return f"--{key}: expected {shape}, got {shown[-1] if shown else ''!r}"
     details = [rest, *lines[1:]] if rest else lines[1:]
-    given_value = re.search(r"^\s*Given value: (.*)$", message, re.MULTILINE)
+    given_value = GIVEN.search(message)
     given = given_value.group(1).strip() if given_value else ""
     if any("Union subtypes" in detail for detail in details):
         details = _union_errors(details)
@@ -86,6 +110,9 @@ def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
             return f"--{key}: expected {kinds}, got {given!r}"
         specific = [d for d, match in zip(details, expected, strict=True) if not match]
         chosen = GIVEN_CLASS.search(message)
+        nested = NESTED.fullmatch(specific[0]) if specific else None
+        if nested and chosen:  # a class was named, and one of its typed options refused
+            return f"--{key}.{nested.group(1)}: {nested.group(2)}"
         if specific and chosen:  # a class was named, and refused its arguments
             return f"--{key}: {chosen.group(1).rpartition('.')[2]}: {specific[0]}"
         details = specific + [detail for detail in details if detail not in specific]
@@ -100,6 +127,74 @@ def one_line(message: str, class_options: dict[str, str] | None = None) -> str:
             return f"--{key}.{rejected.group(1)}: not an argument of this {key.split('.')[-1]}"
         return f"--{key}: {_reason(detail, given)}"
     return f"--{key}: invalid value"
+
+
+def _mapping_entry(message: str) -> str | None:
+    """``name: expected ..., got ...`` for the entry of a mapping option that the parser refused.
+
+    An option typed ``dict[str, X | Y]`` (``data.heterogeneity``) is refused as a whole; this
+    finds the entry whose value is the one refused, and says which types it may have.
+    """
+    givens, subtypes = GIVEN.findall(message), SUBTYPES.findall(message)
+    if len(givens) < 2 or len(subtypes) < 2 or not subtypes[0].startswith("dict["):
+        return None
+    kinds = " or ".join(_type_words(hint) for hint in _split_types(subtypes[1]))
+    dotted = NESTED_ARG.fullmatch(givens[-1])  # --data.heterogeneity.length 5
+    if dotted:
+        return f"{dotted.group(1)}: expected {kinds}, got {dotted.group(2)}"
+    try:
+        whole = ast.literal_eval(givens[-1])
+    except (ValueError, SyntaxError):
+        return None
+    try:
+        refused = ast.literal_eval(givens[0])
+    except (ValueError, SyntaxError):  # a string is shown without quotes
+        refused = givens[0]
+    if not isinstance(whole, dict):
+        return None
+    names = [name for name, value in whole.items() if value == refused]
+    if not names:
+        return None
+    return f"{names[0]}: expected {kinds}, got {refused!r}"
+
+
+def _dataclass_shape(message: str) -> str | None:
+    """``{field: ..., ...} or null`` for a typed option given something other than a mapping.
+
+    The parser would say that it expected a class's import path, which a typed option
+    (``data.byzantine``) never takes.
+    """
+    subtypes = SUBTYPES.findall(message)
+    if not subtypes or not ("dot import path" in message or "Not a valid subclass" in message):
+        return None
+    words = [_type_words(hint) for hint in _split_types(subtypes[0])]
+    if not any(word.startswith("{") for word in words):
+        return None
+    return " or ".join(words)
+
+
+def _split_types(listed: str) -> list[str]:
+    """The types of a parser's ``Subtypes`` list, split at its top-level commas."""
+    types_, depth, start = [], 0, 0
+    for at, char in enumerate(listed):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            types_.append(listed[start:at].strip())
+            start = at + 1
+    return [*types_, listed[start:].strip()]
+
+
+def _type_words(hint: str) -> str:
+    """A type as a user writes a value of it: ``[a, b]`` numbers, or ``{field: ...}``."""
+    pair = re.fullmatch(r"tuple\[(float|int)(?:, (?:float|int))*\]", hint)
+    if pair:
+        return f"a list of {hint.count(',') + 1} numbers"
+    named = re.fullmatch(r"<class '(.+)\.(\w+)'>", hint)
+    if named:
+        cls = getattr(importlib.import_module(named.group(1)), named.group(2), None)
+        if dataclasses.is_dataclass(cls):
+            return "{" + ", ".join(f"{f.name}: ..." for f in dataclasses.fields(cls)) + "}"
+    return plain_type(hint)
 
 
 def _bare(line: str) -> str:

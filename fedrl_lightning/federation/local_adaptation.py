@@ -51,7 +51,7 @@ class LocalAdaptation:
         self.module_class = type(model)
         self.model_hparams = dict(model.hparams)
         self.population = copy.copy(population)
-        self.population.byzantine = Byzantine({}, population.num_agents, seed=0)
+        self.population.byzantine = Byzantine(None, population.num_agents, seed=0)
         self.episodes = episodes
         self.verbose = verbose
         self.trainer_kwargs: dict[str, Any] = {

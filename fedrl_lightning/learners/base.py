@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.exploration import Curiosity, make_curiosity
+from fedrl_lightning.exploration import Curiosity, CuriosityOptions
 from fedrl_lightning.learners.federated_updates import FederatedUpdates
 from fedrl_lightning.learners.fit_record import FitRecord
 from fedrl_lightning.policy.networks import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
@@ -75,8 +75,15 @@ class Learner(FederatedUpdates, FitRecord):
         return cast(AttributeDict, super().hparams)
 
     def _check_hparams(self) -> None:
-        """Refuse the hyperparameters every learner has, once they are saved."""
+        """Refuse the hyperparameters every learner has, once they are saved.
+
+        ``curiosity`` is kept as plain data (a dict of the fields set), so that checkpoints
+        load with ``weights_only=True`` and a saved dict builds the same learner again.
+        """
         hp = self.hparams
+        if hp.get("curiosity") is not None:
+            hp.curiosity = CuriosityOptions.of(hp.curiosity).plain()
+            cast(AttributeDict, self._hparams_initial).curiosity = hp.curiosity
         if hp.hidden_dim <= 0:
             raise ConfigError(f"model.hidden_dim must be positive, got {hp.hidden_dim}")
         if hp.lr < 0:
@@ -115,11 +122,11 @@ class Learner(FederatedUpdates, FitRecord):
         Call it after every other network, so a learner without curiosity draws the same
         initial weights, and has the same ``state_dict``, as before curiosity existed.
         """
-        spec = self.hparams.get("curiosity")
-        if spec is None:
-            return
         hp = self.hparams
-        self.curiosity = make_curiosity(spec, hp.observation_dim, hp.num_actions, hp.continuous)
+        if hp.get("curiosity") is None:
+            return
+        options = CuriosityOptions.of(hp.curiosity)
+        self.curiosity = options.build(hp.observation_dim, hp.num_actions, hp.continuous)
         self.intrinsic_reward = MeanMetric(nan_strategy="disable")
 
     def seed_run(self, run_seed: int) -> None:

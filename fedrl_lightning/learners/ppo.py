@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.exploration import transitions
+from fedrl_lightning.exploration import CuriosityOptions, transitions
 from fedrl_lightning.learners.actor_critic import ActorCritic, CriticLayout
 from fedrl_lightning.learners.losses import ppo_policy_loss, value_loss
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
@@ -91,10 +89,11 @@ class PPO(ActorCritic):
             as it does observation statistics.
         curiosity: Curiosity-driven exploration, off when ``None``: ``{kind: rnd}`` (random
             network distillation) or ``{kind: icm}`` (the intrinsic curiosity module), with
-            ``coef`` (weight of the intrinsic advantage, default 1.0) and
-            ``intrinsic_gamma`` (default 0.99), and the kind's sizes (see
-            :func:`~fedrl_lightning.exploration.make_curiosity`). A second value head,
-            ``intrinsic_critic``, learns the non-episodic intrinsic return.
+            ``coef`` (weight of the intrinsic advantage), ``intrinsic_gamma``, ``hidden_dim``,
+            and RND's ``output_dim`` or ICM's ``feature_dim`` and ``beta``
+            (:class:`~fedrl_lightning.exploration.CuriosityOptions`, or a plain dict of its
+            fields). A second value head, ``intrinsic_critic``, learns the non-episodic
+            intrinsic return.
     """
 
     rho_weighted_advantages = False  # the clipped ratio against mu is the importance weight
@@ -124,7 +123,7 @@ class PPO(ActorCritic):
         num_layers: int = 1,
         normalize_observations: bool = False,
         normalize_rewards: bool = False,
-        curiosity: dict[str, Any] | None = None,
+        curiosity: CuriosityOptions | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

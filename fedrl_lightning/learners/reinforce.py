@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.exploration import transitions
+from fedrl_lightning.exploration import CuriosityOptions, transitions
 from fedrl_lightning.learners.base import Learner
 from fedrl_lightning.rollouts.dataset import EpisodeBatch
 from fedrl_lightning.rollouts.returns import (
@@ -76,10 +76,11 @@ class Reinforce(Learner):
             mean and M2 per feature) before the policy and the critic see them; a federation
             pools every agent's statistics, it does not average them.
         curiosity: Curiosity-driven exploration, off when ``None``: ``{kind: rnd}`` or
-            ``{kind: icm}``, with ``coef`` (default 1.0) and ``intrinsic_gamma`` (default
-            0.99); the intrinsic rewards, normalised and times ``coef``, are discounted
-            with ``intrinsic_gamma`` and added to the returns before they are normalised
-            (see :func:`~fedrl_lightning.exploration.make_curiosity`).
+            ``{kind: icm}``, with ``coef``, ``intrinsic_gamma``, ``hidden_dim``, and RND's
+            ``output_dim`` or ICM's ``feature_dim`` and ``beta``
+            (:class:`~fedrl_lightning.exploration.CuriosityOptions`, or a plain dict of its
+            fields); the intrinsic rewards, normalised and times ``coef``, are discounted
+            with ``intrinsic_gamma`` and added to the returns before they are normalised.
     """
 
     def __init__(
@@ -96,7 +97,7 @@ class Reinforce(Learner):
         log_std_init: float = 0.0,
         num_layers: int = 1,
         normalize_observations: bool = False,
-        curiosity: dict[str, Any] | None = None,
+        curiosity: CuriosityOptions | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -11,7 +11,7 @@ import numpy as np
 
 import fedrl_lightning.population.envs  # noqa: F401  (registers fedrl/* ids)
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.population.byzantine import Byzantine
+from fedrl_lightning.population.byzantine import Byzantine, ByzantineOptions
 from fedrl_lightning.population.env_specs import (
     action_spec,
     dependency_error,
@@ -19,7 +19,7 @@ from fedrl_lightning.population.env_specs import (
     find_spec,
     observation_dim,
 )
-from fedrl_lightning.population.heterogeneity import Heterogeneity
+from fedrl_lightning.population.heterogeneity import Heterogeneity, Spread
 from fedrl_lightning.population.tasks import TaskSet
 from fedrl_lightning.seeding import Stream
 
@@ -49,16 +49,15 @@ class AgentPopulation:
             ``None`` keeps the environment's own limit (500 for ``CartPole-v1``, 100 for
             ``fedrl/Simple-v0``); an environment without one needs this set, or an episode
             could run forever.
-        heterogeneity: Environment attribute to ``[low, high]`` or ``{choices: [...]}``; each
-            agent gets its own value, for example ``{length: [0.1, 0.9]}`` for CartPole.
+        heterogeneity: Environment attribute to how it spreads over the agents: a range
+            ``[low, high]`` or ``{choices: [...]}``; each agent gets its own value, for
+            example ``{length: [0.1, 0.9]}`` for CartPole.
         heterogeneity_mode: ``spread`` spaces values evenly over the agents; ``sample`` draws
             them at random from the seed and the agent id.
-        byzantine: Agents that misbehave: ``{agents: count or [ids], attack: name}`` with
-            attack ``sign_flip`` (sends the global weights minus ``scale`` (2.5) times its
-            change), ``random_noise`` (the global weights plus Gaussian noise of std
-            ``noise_std`` (1.0)), ``zero`` (no change), ``random_action`` (acts uniformly at
-            random while training) or ``reward_flip`` (trains on negated rewards). A count
-            picks agents at random from the seed; ``agents.csv`` lists them.
+        byzantine: Agents that misbehave, such as ``{agents: 3, attack: sign_flip}``: a
+            count picked at random from the seed (``agents.csv`` lists them) or a list of
+            ids, and the attack they all run, with its ``scale`` or ``noise_std``
+            (:class:`~fedrl_lightning.population.byzantine.ByzantineOptions`).
         tasks: Groups of agents with environments of their own (a multi-task federation):
             a list of tasks, each setting any of ``env_id``, ``num_agents``, ``env_kwargs``,
             ``max_episode_steps``, ``heterogeneity`` and ``heterogeneity_mode`` (what a task
@@ -66,10 +65,11 @@ class AgentPopulation:
             ``num_agents`` share ``num_agents`` evenly. ``agents.csv`` lists each agent's task.
         task_conditioned: Append a one-hot task id to every observation, so that one policy
             serves tasks that share their spaces and tells them apart.
-        model_heterogeneity: Model hyperparameter to ``[low, high]`` or ``{choices: [...]}``;
-            each agent's own model gets its own value (``heterogeneity_mode`` says how), for
-            example ``{hidden_dim: {choices: [32, 64, 128]}, lr: [1e-3, 1e-2]}``. Agents with
-            models of their own learn together only through ``trainer.distillation``.
+        model_heterogeneity: Model hyperparameter to how it spreads over the agents, as in
+            ``heterogeneity``; each agent's own model gets its own value
+            (``heterogeneity_mode`` says how), for example ``{hidden_dim: {choices: [32, 64,
+            128]}, lr: [1e-3, 1e-2]}``. Agents with models of their own learn together only
+            through ``trainer.distillation``.
         seed: The run seed, for ``sample`` (the command line links it from
             ``--seed_everything``).
     """
@@ -82,12 +82,12 @@ class AgentPopulation:
         episodes_per_update: int = 1,
         num_envs: int = 1,
         max_episode_steps: int | None = None,
-        heterogeneity: dict[str, Any] | None = None,
+        heterogeneity: dict[str, Spread] | None = None,
         heterogeneity_mode: Literal["spread", "sample"] = "spread",
-        byzantine: dict[str, Any] | None = None,
+        byzantine: ByzantineOptions | None = None,
         tasks: list[dict[str, Any]] | None = None,
         task_conditioned: bool = False,
-        model_heterogeneity: dict[str, Any] | None = None,
+        model_heterogeneity: dict[str, Spread] | None = None,
         seed: int = 42,
     ) -> None:
         for name, value in (
@@ -105,7 +105,7 @@ class AgentPopulation:
         self.heterogeneity = Heterogeneity(
             heterogeneity or {}, num_agents, heterogeneity_mode, seed
         )
-        self.byzantine = Byzantine(byzantine or {}, num_agents, seed)
+        self.byzantine = Byzantine(byzantine, num_agents, seed)
         self.model_heterogeneity = Heterogeneity(
             model_heterogeneity or {},
             num_agents,

@@ -3,25 +3,74 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from math import inf
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.options import check_number, from_mapping
 from fedrl_lightning.rollouts.dataset import StoredEpisode
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["ATTACKS", "Byzantine"]
+__all__ = ["ATTACKS", "Byzantine", "ByzantineOptions"]
 
-# Attacks on the update an agent sends, and attacks on the experience it trains on.
+OPTION = "data.byzantine"
+Attack = Literal[
+    "sign_flip", "random_noise", "zero", "random_action", "reward_flip", "poison_trajectories"
+]
+ATTACKS: tuple[str, ...] = get_args(Attack)
+# Attacks on the update an agent sends (the others are on what it trains on, or uploads).
 UPDATE_ATTACKS = ("sign_flip", "random_noise", "zero")
-TRAINING_ATTACKS = ("random_action", "reward_flip")
-SHARING_ATTACKS = ("poison_trajectories",)
-ATTACKS = UPDATE_ATTACKS + TRAINING_ATTACKS + SHARING_ATTACKS
-KEYS = ("agents", "attack", "scale", "noise_std")
+
+
+@dataclass(frozen=True)
+class ByzantineOptions:
+    """Agents that misbehave (``data.byzantine``): which ones, and the attack they all run.
+
+    Args:
+        agents: How many agents misbehave, picked at random from the run seed
+            (``agents.csv`` lists them), or a list of their ids.
+        attack: ``sign_flip``, ``random_noise``, ``zero`` (attacks on the update sent),
+            ``random_action``, ``reward_flip`` (on the episodes trained on) or
+            ``poison_trajectories`` (on the episodes shared); ``Byzantine`` says what each
+            does.
+        scale: ``sign_flip``'s factor on the change sent back, and ``poison_trajectories``'
+            on the rewards shared, >= 0.
+        noise_std: ``random_noise``'s standard deviation, >= 0.
+    """
+
+    agents: int | list[int]
+    attack: Attack
+    scale: float = 2.5
+    noise_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown attack, no agents, and values out of range, naming the option."""
+        if self.attack not in ATTACKS:
+            raise ConfigError(
+                f"{OPTION}.attack must be one of {', '.join(ATTACKS)}, got {self.attack!r}"
+            )
+        check_number(f"{OPTION}.scale", self.scale, low=0.0)
+        check_number(f"{OPTION}.noise_std", self.noise_std, low=0.0)
+        agents = self.agents
+        if isinstance(agents, bool) or not isinstance(agents, int | list):
+            raise ConfigError(
+                f"{OPTION}.agents must be a count or a list of agent ids, got {agents!r}"
+            )
+        if not agents:
+            raise ConfigError(f"{OPTION}.agents names no agent")
+        if isinstance(agents, int) and agents < 0:
+            raise ConfigError(f"{OPTION}.agents must not be negative, got {agents}")
+        if isinstance(agents, list):
+            for agent in agents:
+                if isinstance(agent, bool) or not isinstance(agent, int) or agent < 0:
+                    raise ConfigError(f"{OPTION}.agents: {agent!r} is not an agent id")
+            if len(set(agents)) != len(agents):
+                twice = next(agent for agent in agents if agents.count(agent) > 1)
+                raise ConfigError(f"{OPTION}.agents: names agent {twice} twice")
 
 
 class Byzantine:
@@ -50,29 +99,23 @@ class Byzantine:
     it trained on and ``random_action`` the returns of its random episodes.
 
     Args:
-        spec: ``{"agents": count or list of agent ids, "attack": name}``, plus ``scale`` for
-            ``sign_flip`` and ``noise_std`` for ``random_noise``. A count picks that many
-            agents at random from the run seed. Empty: every agent is honest.
+        options: The agents and their attack (:class:`ByzantineOptions`, or a plain mapping
+            of its fields); ``None`` or an empty mapping: every agent is honest.
         num_agents: How many agents there are.
-        seed: The run seed.
+        seed: The run seed, from which a count of agents is picked.
     """
 
-    def __init__(self, spec: Mapping[str, Any], num_agents: int, seed: int) -> None:
-        unknown = sorted(set(spec) - set(KEYS))
-        if unknown:
-            raise ConfigError(
-                f"data.byzantine.{unknown[0]}: unknown key; expected {', '.join(KEYS)}"
-            )
-        self.attack: str | None = spec.get("attack") if spec else None
-        if spec and self.attack not in ATTACKS:
-            raise ConfigError(
-                f"data.byzantine.attack must be one of {', '.join(ATTACKS)}, got {self.attack!r}"
-            )
-        self.scale = self._number(spec, "scale", 2.5)
-        self.noise_std = self._number(spec, "noise_std", 1.0)
-        self.agents = self._pick(spec.get("agents", 0) if spec else 0, num_agents, seed)
-        if spec and not self.agents:
-            raise ConfigError("data.byzantine.agents names no agent")
+    def __init__(
+        self,
+        options: ByzantineOptions | Mapping[str, Any] | None,
+        num_agents: int,
+        seed: int,
+    ) -> None:
+        given = from_mapping(ByzantineOptions, options, OPTION) if options else None
+        self.attack: str | None = given.attack if given else None
+        self.scale = float(given.scale) if given else 2.5
+        self.noise_std = float(given.noise_std) if given else 1.0
+        self.agents = self._pick(given.agents, num_agents, seed) if given else frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.agents)
@@ -167,32 +210,19 @@ class Byzantine:
         return [e._replace(rewards=e.rewards * self.scale) for e in episodes]
 
     @staticmethod
-    def _number(spec: Mapping[str, Any], key: str, default: float) -> float:
-        value = spec.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < inf:
-            raise ConfigError(f"data.byzantine.{key} must be a finite number >= 0, got {value!r}")
-        return float(value)
-
-    @staticmethod
     def _pick(agents: int | list[int], num_agents: int, seed: int) -> frozenset[int]:
-        if isinstance(agents, bool) or not isinstance(agents, int | list):
-            raise ConfigError(
-                f"data.byzantine.agents must be a count or a list of agent ids, got {agents!r}"
-            )
+        """The agents: ``agents`` ids, or a count of them picked from ``seed``."""
         if isinstance(agents, int):
-            if not 0 <= agents <= num_agents:
+            if agents > num_agents:
                 raise ConfigError(
-                    f"data.byzantine.agents must be between 0 and data.num_agents "
-                    f"({num_agents}), got {agents}"
+                    f"{OPTION}.agents must be between 0 and data.num_agents ({num_agents}), "
+                    f"got {agents}"
                 )
             rng = np.random.default_rng(derive_seed(seed, 0, -1, Stream.BYZANTINE))
             return frozenset(int(a) for a in rng.choice(num_agents, agents, replace=False))
         for agent in agents:
-            if isinstance(agent, bool) or not isinstance(agent, int) or not 0 <= agent < num_agents:
+            if agent >= num_agents:
                 raise ConfigError(
-                    f"data.byzantine.agents: {agent!r} is not an agent id in 0..{num_agents - 1}"
+                    f"{OPTION}.agents: {agent!r} is not an agent id in 0..{num_agents - 1}"
                 )
-        if len(set(agents)) != len(agents):
-            twice = next(agent for agent in agents if agents.count(agent) > 1)
-            raise ConfigError(f"data.byzantine.agents: names agent {twice} twice")
         return frozenset(agents)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -14,10 +15,25 @@ from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.seeding import Stream, derive_seed
 
-__all__ = ["Heterogeneity", "refresh_derived"]
+__all__ = ["Choices", "Heterogeneity", "Spread", "refresh_derived"]
 
 Mode = Literal["spread", "sample"]
 EnvT = TypeVar("EnvT", gym.Env, gym.vector.VectorEnv)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Values of an attribute to choose from, one per agent: ``{choices: [...]}``.
+
+    Args:
+        choices: The values, each of the attribute's kind (numbers, or true and false).
+    """
+
+    choices: list[Any]
+
+
+Spread: TypeAlias = tuple[float, float] | Choices
+"""How an attribute spreads over the agents: a range ``[low, high]``, or ``{choices: [...]}``."""
 
 
 def _cartpole(env: CartPoleEnv | CartPoleVectorEnv) -> None:
@@ -40,14 +56,15 @@ def refresh_derived(env: gym.Env | gym.vector.VectorEnv) -> None:
 class Heterogeneity:
     """Assigns every agent its own values of some environment attributes.
 
-    Each attribute maps to a range ``[low, high]`` or to ``{"choices": [...]}``. With
+    Each attribute maps to a range ``[low, high]`` or to :class:`Choices`. With
     ``spread``, agent ``k`` of ``n`` gets ``low + (high - low) * k / (n - 1)``, or the
     ``k``-th choice (cycling); with ``sample``, a uniform draw from the range, or a random
     choice, seeded by (seed, agent id). Either way an agent's values depend only on the config,
     the seed and its id.
 
     Args:
-        spec: Attribute name to range or choices, such as ``{"length": [0.1, 0.9]}``.
+        spec: Attribute name to its :data:`Spread`, such as ``{"length": (0.1, 0.9)}``; a
+            plain mapping ``{"choices": [...]}`` may stand for :class:`Choices`.
         num_agents: How many agents there are.
         mode: ``spread`` or ``sample``.
         seed: The run seed, for ``sample``.
@@ -57,7 +74,7 @@ class Heterogeneity:
 
     def __init__(
         self,
-        spec: Mapping[str, Any],
+        spec: Mapping[str, Spread | Mapping[str, Any] | list[Any]],
         num_agents: int,
         mode: Mode = "spread",
         seed: int = 0,
@@ -151,8 +168,11 @@ class Heterogeneity:
                 )
 
     def _parse(self, name: str, value: Any) -> tuple[str, list[Any]]:
-        if isinstance(value, Mapping) and set(value) == {"choices"} and value["choices"]:
-            return "choices", list(value["choices"])
+        """``("choices", values)`` or ``("range", [low, high])``, checked."""
+        if isinstance(value, Mapping) and set(value) == {"choices"}:
+            value = Choices(list(value["choices"]))
+        if isinstance(value, Choices) and value.choices:
+            return "choices", list(value.choices)
         if (
             isinstance(value, list | tuple)
             and len(value) == 2
@@ -161,7 +181,9 @@ class Heterogeneity:
             and value[0] <= value[1]
         ):
             return "range", [float(value[0]), float(value[1])]
+        shown = {"choices": value.choices} if isinstance(value, Choices) else value
+        shown = list(shown) if isinstance(shown, tuple) else shown
         raise ConfigError(
             f"{self.option}.{name}: give a range [low, high] of finite numbers, low <= high, or "
-            f"{{choices: [...]}}; got {value!r}"
+            f"{{choices: [...]}} with at least one value; got {shown!r}"
         )

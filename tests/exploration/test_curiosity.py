@@ -5,10 +5,19 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
+from conftest import TINY_CONFIG, run_main
 
 from fedrl_lightning import A2C, PPO, AgentPopulation, Reinforce
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.exploration import ICM, RND, Transitions, make_curiosity, next_observations
+from fedrl_lightning.exploration import (
+    ICM,
+    RND,
+    CuriosityOptions,
+    Transitions,
+    make_curiosity,
+    next_observations,
+)
 from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
 from fedrl_lightning.policy.normalization import RunningMeanStd, pooled_statistics
 from fedrl_lightning.population.byzantine import Byzantine
@@ -159,6 +168,10 @@ def test_icm_inverse_loss_by_hand_for_one_transition():
         ({"kind": "rnd", "coef": -0.5}, "model.curiosity.coef"),
         ({"kind": "icm", "beta": 2}, "model.curiosity.beta"),
         ({"kind": "rnd", "feature_dim": 4}, "unknown key 'feature_dim'"),
+        ({"kind": "icm", "gama": 0.9}, "model.curiosity.gama: unknown key"),
+        ({"coef": 2.0}, "model.curiosity.kind must be given"),
+        ({"kind": "rnd", "hidden_dim": 8.5}, "model.curiosity.hidden_dim"),
+        ({"kind": "rnd", "intrinsic_gamma": 0}, r"model.curiosity.intrinsic_gamma .* in \(0, 1\]"),
     ],
 )
 def test_bad_curiosity_specs_name_the_option(spec, option):
@@ -203,3 +216,41 @@ def test_the_predictor_is_attacked_and_counted_like_the_policy():
     predictor = sum(p.numel() for p in model.curiosity.predictor.parameters())
     critic = sum(p.numel() for p in model.intrinsic_critic.parameters())
     assert extra == predictor + critic  # what an agent sends beyond the plain model
+
+
+@pytest.mark.parametrize("learner", [Reinforce, PPO])
+def test_typed_curiosity_is_saved_as_plain_data_and_loads_with_weights_only(learner, tmp_path):
+    typed = learner(hidden_dim=8, curiosity=CuriosityOptions("icm", coef=2.0, beta=0.5))
+    plain = {"kind": "icm", "coef": 2.0, "intrinsic_gamma": 0.99, "hidden_dim": 64, "beta": 0.5}
+    assert typed.hparams.curiosity == plain and type(typed.hparams.curiosity) is dict
+    assert typed.hparams_initial.curiosity == plain
+    assert isinstance(typed.curiosity, ICM) and typed.curiosity.beta == 0.5
+    path = tmp_path / "hparams.ckpt"
+    torch.save({"hyper_parameters": dict(typed.hparams)}, path)
+    saved = torch.load(path, weights_only=True)["hyper_parameters"]
+    # A saved dict, or an older checkpoint's partial one, builds the same learner again.
+    for spec in (saved["curiosity"], {"kind": "icm", "coef": 2.0, "beta": 0.5}):
+        again = learner(**{**saved, "curiosity": spec})
+        assert again.hparams.curiosity == plain
+        assert set(again.state_dict()) == set(typed.state_dict())
+
+
+def test_the_command_line_takes_curiosity_as_yaml_or_dotted(tmp_path, monkeypatch):
+    def curiosity(*args):
+        code, stdout, stderr = run_main(
+            ["fit", "--config", str(TINY_CONFIG), "--model", "PPO", *args, "--print_config"],
+            tmp_path,
+            monkeypatch,
+        )
+        assert code == 0, stderr
+        return yaml.safe_load(stdout)["model"]["init_args"]["curiosity"]
+
+    whole = curiosity("--model.curiosity", "{kind: rnd, coef: 100, output_dim: 8}")
+    dotted = curiosity(
+        "--model.curiosity.kind", "rnd", "--model.curiosity.coef", "100",
+        "--model.curiosity.output_dim", "8",
+    )  # fmt: skip
+    assert whole == dotted
+    assert {k: v for k, v in whole.items() if v is not None} == {
+        "kind": "rnd", "coef": 100.0, "intrinsic_gamma": 0.99, "hidden_dim": 64, "output_dim": 8
+    }  # fmt: skip

@@ -24,7 +24,9 @@ class CommandParser(ArgumentParser):
         **kwargs: More arguments for jsonargparse's ``ArgumentParser``.
     """
 
-    def __init__(self, prog: str, description: str, **kwargs: Any) -> None:
+    def __init__(
+        self, prog: str | None = None, description: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(prog=prog, description=description, allow_abbrev=False, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
