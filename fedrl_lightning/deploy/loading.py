@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.local_fit import SENDS_KEY
 from fedrl_lightning.federation.server.clustered import clustered_deployed_state
 from fedrl_lightning.federation.server.personal_store import PersonalStore
 from fedrl_lightning.federation.server.shared import task_of
 from fedrl_lightning.federation.trainer import FEDRL_KEY
+from fedrl_lightning.federation.updates import SENDS_KEY
 from fedrl_lightning.learners import LEARNERS, Learner, Reinforce
 from fedrl_lightning.run.checkpoints import LEARNER_KEY, load_checkpoint
 from fedrl_lightning.run.run_folder import RunFolder
