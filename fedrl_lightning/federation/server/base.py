@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fedrl_lightning.errors import ConfigError
@@ -13,11 +13,12 @@ from fedrl_lightning.federation.strategies import Strategy
 
 if TYPE_CHECKING:
     from fedrl_lightning.federation.server.distillation import DistillationSettings
+    from fedrl_lightning.federation.server.personal_store import PersonalStore
     from fedrl_lightning.federation.server.scopes import SharingScopes
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population.agents import AgentPopulation
 
-__all__ = ["ServerModel", "server_model"]
+__all__ = ["ServerModel", "restored_server", "server_model"]
 
 
 class ServerModel(RoundComponent, ABC):
@@ -124,3 +125,35 @@ def server_model(
     if server_optimizer is not None:
         return GradientModel.for_gradients(model, population, strategy, seed, server_optimizer)
     return SharedModel.for_population(scopes, model, population, strategy, seed)
+
+
+def restored_server(
+    state: Mapping[str, Any],
+    global_state: StateDict,
+    store: PersonalStore | None,
+    source: str = "the checkpoint",
+) -> ServerModel:
+    """The server model a round checkpoint describes, to say what its agents and tasks deploy.
+
+    Args:
+        state: The checkpoint's ``fedrl.shared`` entry.
+        global_state: Its global weights.
+        store: The run folder's agents' own values (``personal/``); ``None``: the
+            checkpoint lies outside its run folder.
+        source: The checkpoint, for messages.
+
+    Raises:
+        ConfigError: If the saved state is malformed.
+    """
+    from fedrl_lightning.federation.server.clustered import ClusteredModel
+    from fedrl_lightning.federation.server.distilled import DistilledModels
+    from fedrl_lightning.federation.server.shared import SharedModel
+
+    if state.get("clusters") is not None:
+        return ClusteredModel.restored(state, source)
+    try:
+        if state.get("agent_hparams") is not None:
+            return DistilledModels.restored(state, global_state, store)
+        return SharedModel.restored(state, global_state, store)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"{source}: its server model's state is malformed ({err!r})") from None

@@ -17,7 +17,7 @@ from fedrl_lightning.federation.messages import AgentUpdate, StateDict
 from fedrl_lightning.federation.server.aggregation import aggregate_round
 from fedrl_lightning.federation.server.base import ServerModel
 from fedrl_lightning.federation.server.cluster_choice import choose_cluster
-from fedrl_lightning.federation.strategies import Strategy
+from fedrl_lightning.federation.strategies import FedAvg, Strategy
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ __all__ = [
     "ChooseCluster",
     "ClusterReply",
     "ClusteredModel",
-    "clustered_deployed_state",
     "deployed_cluster",
     "global_cluster",
     "initial_cluster_states",
@@ -199,6 +198,28 @@ class ClusteredModel(ServerModel):
             tuple(model.statistics_modules()),
         )
 
+    @classmethod
+    def restored(cls, state: Mapping[str, Any], source: str = "the checkpoint") -> ClusteredModel:
+        """The clusters a round checkpoint's ``shared`` state holds, for what agents deploy.
+
+        Raises:
+            ConfigError: If the saved clusters are malformed.
+        """
+        try:
+            clusters = state["clusters"]
+            if not isinstance(clusters, list) or not all(isinstance(c, dict) for c in clusters):
+                raise TypeError("clusters hold no weights")
+            assignments = {int(a): int(c) for a, c in state["assignments"].items()}
+            for cluster in assignments.values():
+                if not 0 <= cluster < len(clusters):
+                    raise IndexError(cluster)
+            hparams = state.get("task_hparams") or []
+            model = cls(clusters, FedAvg(), 0, state.get("task_sizes"), hparams)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise ConfigError(f"{source}: its clusters are malformed ({err!r})") from None
+        model.assignments = assignments
+        return model
+
     @property
     def num_clusters(self) -> int:
         """How many clusters there are (``K``)."""
@@ -362,48 +383,15 @@ def deployed_cluster(
         source: The checkpoint, for the message.
 
     Returns:
-        Its last choice, else the largest cluster, as :meth:`ClusteredModel.cluster_of`
-        gives it; ``None`` if the run had no clusters.
+        Its last choice, else the largest cluster (:meth:`ClusteredModel.cluster_of`);
+        ``None`` if the run had no clusters.
 
     Raises:
         ConfigError: If the saved clusters are malformed.
     """
-    clusters = shared.get("clusters")
-    if clusters is None:
+    if shared.get("clusters") is None:
         return None
-    try:
-        assignments = {int(a): int(c) for a, c in shared["assignments"].items()}
-        cluster = assignments.get(agent, global_cluster(assignments, len(clusters)))
-        if not 0 <= cluster < len(clusters):
-            raise IndexError(cluster)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
-        raise ConfigError(f"{source}: its clusters are malformed ({err!r})") from None
-    return cluster
-
-
-def clustered_deployed_state(
-    shared: Mapping[str, Any], agent: int, source: str = "the checkpoint"
-) -> StateDict | None:
-    """What agent ``agent`` deploys, from a checkpoint's saved :class:`ClusteredModel`.
-
-    Args:
-        shared: A round checkpoint's ``fedrl.shared`` entry.
-        agent: The agent.
-        source: The checkpoint, for the message.
-
-    Returns:
-        Its cluster's model (:func:`deployed_cluster`); ``None`` if the run had no clusters.
-
-    Raises:
-        ConfigError: If the saved clusters are malformed.
-    """
-    cluster = deployed_cluster(shared, agent, source)
-    if cluster is None:
-        return None
-    state = shared["clusters"][cluster]
-    if not isinstance(state, dict):
-        raise ConfigError(f"{source}: its cluster {cluster} holds no weights")
-    return dict(state)
+    return ClusteredModel.restored(shared, source).cluster_of(agent)
 
 
 def _detached(state: Mapping[str, torch.Tensor]) -> StateDict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from typing_extensions import override
@@ -221,6 +221,25 @@ class DistilledModels(ServerModel):
             seed,
             strategy,
         )
+
+    @classmethod
+    def restored(
+        cls, state: Mapping[str, Any], global_state: StateDict, store: PersonalStore | None
+    ) -> DistilledModels:
+        """The agents' models a round checkpoint's ``shared`` state describes, to deploy.
+
+        Args:
+            state: The checkpoint's ``fedrl.shared`` entry.
+            global_state: Its global weights, the student's.
+            store: The run folder's agents' models; ``None``: the checkpoint is outside it.
+        """
+        hparams = [dict(h) for h in state["agent_hparams"]]
+        settings = DistillationSettings.parse(state.get("distillation") or {})
+        # Neither a learner nor probe states: a restored model deploys, and never trains.
+        model = cls(settings, cast(Any, None), global_state, {}, hparams, torch.zeros(0), 0)
+        model.load_state_dict(state)
+        model.store = store
+        return model
 
     @property
     @override

@@ -18,7 +18,7 @@ from fedrl_lightning.federation.server.aggregation import aggregate_round
 from fedrl_lightning.federation.server.base import ServerModel
 from fedrl_lightning.federation.server.personal_store import PersonalStore, recover_run_store
 from fedrl_lightning.federation.server.scopes import SharingScopes
-from fedrl_lightning.federation.strategies import Strategy
+from fedrl_lightning.federation.strategies import FedAvg, Strategy
 from fedrl_lightning.run.run_folder import RunFolder
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -190,6 +190,29 @@ class SharedModel(ServerModel):
         )
         shared.conditioned = population.tasks is not None and population.tasks.conditioned
         return shared
+
+    @classmethod
+    def restored(
+        cls, state: Mapping[str, Any], global_state: StateDict, store: PersonalStore | None
+    ) -> Self:
+        """The model a round checkpoint's ``shared`` state and weights describe, to deploy.
+
+        Args:
+            state: The checkpoint's ``fedrl.shared`` entry.
+            global_state: Its global weights.
+            store: The run folder's agents' values; ``None``: the checkpoint is outside it.
+        """
+        model = cls(
+            SharingScopes(state.get("scopes") or {}),
+            global_state,
+            state.get("task_sizes") or [1],
+            FedAvg(),  # never aggregates: it only says what agents deploy
+            task_hparams=state.get("task_hparams") or None,
+            store=store,
+        )
+        model.load_state_dict(state)
+        model.conditioned = bool(state.get("conditioned"))
+        return model
 
     @property
     @override
