@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.federation.local_fit import SENDS_KEY
-from fedrl_lightning.federation.server.clustered import clustered_deployed_state
+from fedrl_lightning.federation.server.base import restored_server
 from fedrl_lightning.federation.server.personal_store import PersonalStore
-from fedrl_lightning.federation.server.shared import task_of
 from fedrl_lightning.federation.trainer import FEDRL_KEY
+from fedrl_lightning.federation.updates import SENDS_KEY
 from fedrl_lightning.learners import LEARNERS, Learner, Reinforce
 from fedrl_lightning.run.checkpoints import LEARNER_KEY, load_checkpoint
 from fedrl_lightning.run.run_folder import RunFolder
@@ -92,51 +91,57 @@ def load_module(
 def _deployed_parts(
     path: str | Path, checkpoint: dict[str, Any], agent: int | None, task: int | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None, np.ndarray | None]:
-    """What agent ``agent``, or task ``task``'s global policy, adds to the global weights.
+    """What agent ``agent``, or task ``task``'s global policy, deploys, by checkpoint ``path``.
 
-    Both are read from round checkpoint ``path``.
+    The server model the checkpoint saved says it (:func:`restored_server`), as it did when
+    the run evaluated them.
 
     Returns:
-        The task- and agent-scoped entries, the task's hyperparameters (``None``: the
-        checkpoint's), and its one-hot task id (``None``: the policy is not conditioned).
+        The whole ``state_dict``, the hyperparameters (``None``: the checkpoint's), and the
+        one-hot task id (``None``: the policy is not conditioned).
     """
     state = checkpoint.get(FEDRL_KEY)
     if not isinstance(state, dict):
         raise ConfigError(f"checkpoint {path}: agent= and task= need a round checkpoint")
     shared = state.get("shared") or {}
+    run = RunFolder.of_checkpoint(Path(path))
+    store = PersonalStore(run.personal) if run is not None else None
+    server = restored_server(shared, checkpoint["state_dict"], store, f"checkpoint {path}")
     if agent is not None:
-        clustered = clustered_deployed_state(shared, agent, f"checkpoint {path}")
-        if clustered is not None:
-            return clustered, None, None
-    task = task_of(shared, agent) if agent is not None else task
-    assert task is not None  # load_module gives an agent or a task
-    if not 0 <= task < len(shared.get("task_sizes") or [1]):
-        raise ConfigError(f"checkpoint {path}: its run has no task {task}")
-    initial = (shared.get("task_initial") or [{}] * (task + 1))[task]
-    task_hparams = shared.get("task_hparams") or []
-    hparams = task_hparams[task] if task < len(task_hparams) else None
-    own_models = shared.get("agent_hparams")  # distillation: every agent has its own model
-    if agent is not None and own_models is not None:
-        if not 0 <= agent < len(own_models):
+        own_models = shared.get("agent_hparams")  # distillation: every agent has its own model
+        if own_models is not None and not 0 <= agent < len(own_models):
             raise ConfigError(f"checkpoint {path}: its run has no agent {agent}")
-        hparams = own_models[agent]
+        if agent in (shared.get("versions") or {}):
+            _check_own_values(path, store, agent, int(state["round"]))
+        task = server.task_of(agent)
+    assert task is not None  # load_module gives an agent or a task
+    if not 0 <= task < len(server.task_sizes or [1]):
+        raise ConfigError(f"checkpoint {path}: its run has no task {task}")
+    if agent is not None:
+        deployed = server.deployed_state(agent)
+        hparams = server.hparams_of(agent) if server.task_hparams else None
+    else:
+        deployed = server.task_deployed_state(task)
+        hparams = server.task_hparams[task] if task < len(server.task_hparams) else None
     suffix = None
     if shared.get("conditioned"):
-        suffix = np.zeros(len(shared["task_sizes"]), np.float32)
+        suffix = np.zeros(len(server.task_sizes), np.float32)
         suffix[task] = 1.0
-    own = {**initial, **(shared.get("tasks") or {}).get(task, {})}
-    if agent is not None and agent in (shared.get("versions") or {}):
-        run = RunFolder.of_checkpoint(Path(path))
-        if run is None:
-            raise ConfigError(
-                f"checkpoint {path}: agent {agent}'s own parameters are in its run folder's "
-                "personal/; load the checkpoint from inside that folder"
-            )
-        personal = load_checkpoint(PersonalStore(run.personal).path(agent))
-        if int(personal.get("round", 0)) > int(state["round"]):
-            raise ConfigError(
-                f"checkpoint {path}: agent {agent}'s own parameters are from round "
-                f"{personal['round']}, after this checkpoint's round {state['round']}"
-            )
-        own |= personal["state_dict"]
-    return own, hparams, suffix
+    return deployed, hparams, suffix
+
+
+def _check_own_values(
+    path: str | Path, store: PersonalStore | None, agent: int, round_idx: int
+) -> None:
+    """Refuse agent ``agent``'s own values where they cannot be read, or are newer than it."""
+    if store is None:
+        raise ConfigError(
+            f"checkpoint {path}: agent {agent}'s own parameters are in its run folder's "
+            "personal/; load the checkpoint from inside that folder"
+        )
+    personal = load_checkpoint(store.path(agent))
+    if int(personal.get("round", 0)) > round_idx:
+        raise ConfigError(
+            f"checkpoint {path}: agent {agent}'s own parameters are from round "
+            f"{personal['round']}, after this checkpoint's round {round_idx}"
+        )

@@ -9,10 +9,8 @@ from typing import Any, NamedTuple
 import torch
 
 from fedrl_lightning.errors import FederationError
-from fedrl_lightning.federation.components.trajectory_buffer import EpisodeLayout
 from fedrl_lightning.federation.executors.base import Executor, describe_failure
-from fedrl_lightning.federation.local_fit import LocalFit
-from fedrl_lightning.federation.strategies import AgentUpdate
+from fedrl_lightning.federation.messages import AgentUpdate, LocalFit
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.run.checkpoints import policy_checkpoint, serialize
 
@@ -36,29 +34,23 @@ class SubmittedRound(NamedTuple):
         tasks: One fit per sampled agent, in order.
         sent_bytes: The size of what the agents are sent, all together: each one's start
             state without its agent-scoped entries, as saved (with IFCA, every cluster's
-            model, each as saved).
+            model, each as saved), and what its parts send beside it.
         statistics: Names of the model's running statistics modules, whose fit statistics
             every agent must send back.
-        clusters: With IFCA, how many cluster models each agent is sent (and chooses among);
-            0 otherwise.
-        distribution_shape: In distillation, ``(probe states, actions)``, the shape of the
-            distribution each agent must send back; ``None`` when agents send none.
-        num_cells: With ``trainer.coverage`` and its grid known, the grid's cells; else 0.
     """
 
     round_idx: int
     tasks: list[LocalFit]
     sent_bytes: int
     statistics: tuple[str, ...] = ()
-    clusters: int = 0
-    distribution_shape: tuple[int, int] | None = None
-    num_cells: int = 0
 
 
 def sent_state(task: LocalFit) -> dict[str, torch.Tensor]:
-    """What ``task``'s agent is sent and sends back: its start state without agent entries."""
-    start = {**task.global_state, **task.own_state}
-    return {k: v for k, v in start.items() if k not in task.personal_names}
+    """What ``task``'s agent is sent and sends back, as its parts say (``FitPart.reference``)."""
+    state = task.global_state
+    for part in task.extras.values():
+        state = part.reference(state)
+    return state
 
 
 class TrainedRound(NamedTuple):
@@ -86,17 +78,16 @@ def submit_round(
     distillation the consensus (and the probe states, the first time).
     """
     executor.submit(tasks)
-    # With IFCA, every cluster's model has the layout of the global one.
-    sent_bytes = sum(_saved_size(task) * max(1, len(task.cluster_states)) for task in tasks)
-    clusters = len(tasks[0].cluster_states)
-    exchange, shape = tasks[0].distillation, None
-    if exchange is not None and exchange.send:
-        shape = (len(exchange.probe_states), int(tasks[0].model_hparams["num_actions"]))
-    grid = tasks[0].coverage_grid
-    num_cells = grid.num_cells if grid is not None else 0
-    return SubmittedRound(
-        tasks[0].round_idx, tasks, sent_bytes, statistics, clusters, shape, num_cells
-    )
+    sent_bytes = sum(_saved_size(task) * _copies(task) for task in tasks)
+    return SubmittedRound(tasks[0].round_idx, tasks, sent_bytes, statistics)
+
+
+def _copies(task: LocalFit) -> int:
+    """How many models of the global layout ``task``'s agent is sent (IFCA: every cluster's)."""
+    copies = 1
+    for part in task.extras.values():
+        copies *= part.copies()
+    return copies
 
 
 _SIZES: dict[tuple[Any, ...], int] = {}
@@ -109,7 +100,9 @@ def _saved_size(task: LocalFit) -> int:
     the values, so it is computed once for each such layout.
     """
     sent = sent_state(task)
-    message = task.distillation.message() if task.distillation is not None else {}
+    message: dict[str, torch.Tensor] = {}
+    for part in task.extras.values():
+        message |= part.message()
     layout = (
         task.module_class.__name__,
         repr(sorted(task.model_hparams.items())),
@@ -148,15 +141,7 @@ def collect_round(
                 bytes_received += path.stat().st_size
                 updates.append(
                     read_update(
-                        path,
-                        task.agent_id,
-                        sent_state(task),
-                        submitted.statistics,
-                        submitted.clusters,
-                        num_cells=submitted.num_cells,
-                        gradient=task.send_gradient,
-                        distribution_shape=submitted.distribution_shape,
-                        **_sharing(task),
+                        path, task.agent_id, sent_state(task), submitted.statistics, task.extras
                     )
                 )
         except (OSError, InvalidUpdate) as err:
@@ -165,8 +150,9 @@ def collect_round(
             if not keep_agent_checkpoints:
                 path.unlink(missing_ok=True)
     for task in submitted.tasks:  # a failed agent's new personal values are not kept
-        if task.agent_id in failures and task.personal_path is not None:
-            task.personal_path.unlink(missing_ok=True)
+        if task.agent_id in failures:
+            for part in task.extras.values():
+                part.discard()
     round_idx = submitted.round_idx
     if verbose:
         for agent_id, reason in sorted(failures.items()):
@@ -180,16 +166,6 @@ def collect_round(
             f"failed with {failures[first]}"
         )
     return TrainedRound(agents, updates, failures, bytes_received)
-
-
-def _sharing(task: LocalFit) -> dict[str, Any]:
-    """What :func:`read_update` checks of the episodes ``task``'s agent shares, if it does."""
-    if not task.share_fraction:
-        return {}
-    return {
-        "shared": EpisodeLayout.of_hparams(task.model_hparams),
-        "max_shared": task.num_episodes,
-    }
 
 
 def training_metrics(updates: list[AgentUpdate]) -> dict[str, float]:

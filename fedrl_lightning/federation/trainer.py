@@ -9,16 +9,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.exploration.coverage import Coverage
 from fedrl_lightning.federation.callbacks import Callback
 from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
+from fedrl_lightning.federation.components.base import FitPart, RoundComponent
+from fedrl_lightning.federation.components.coverage import Coverage
 from fedrl_lightning.federation.components.trajectory_sharing import TrajectorySharing
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executors.base import Executor, SequentialExecutor
 from fedrl_lightning.federation.executors.ray import RayExecutor
 from fedrl_lightning.federation.local_adaptation import LocalAdaptation
 from fedrl_lightning.federation.local_fit import LocalFit, lr_scale
-from fedrl_lightning.federation.local_round import SubmittedRound, collect_round, submit_round
+from fedrl_lightning.federation.local_round import (
+    SubmittedRound,
+    TrainedRound,
+    collect_round,
+    submit_round,
+)
 from fedrl_lightning.federation.round_metrics import (
     metric_names,
     round_row,
@@ -26,7 +32,7 @@ from fedrl_lightning.federation.round_metrics import (
     upgraded_row,
 )
 from fedrl_lightning.federation.sampling import sample_agents
-from fedrl_lightning.federation.server.base import server_model
+from fedrl_lightning.federation.server.base import ServerModel, server_model
 from fedrl_lightning.federation.server.distillation import DistillationSettings
 from fedrl_lightning.federation.server.gradient import check_update_mode
 from fedrl_lightning.federation.server.scopes import SharingScopes
@@ -40,6 +46,7 @@ from fedrl_lightning.federation.settings_checks import (
     check_round_options,
 )
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
+from fedrl_lightning.federation.strategies.local_terms import STRATEGY_KEY
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.policy.normalization import STATISTICS_BUFFERS as STATISTICS
 from fedrl_lightning.population.agents import AgentPopulation
@@ -178,6 +185,9 @@ class FederatedTrainer:
         seed: The run seed; the command line sets it from ``--seed_everything``.
     """
 
+    server: ServerModel  # the server's side of the model, made by fit
+    _evaluated: list[int]  # the agents evaluated after every round
+
     def __init__(
         self,
         num_rounds: int = 50,
@@ -248,7 +258,11 @@ class FederatedTrainer:
         self.scopes = SharingScopes(personalization)
         check_cluster_options(clusters, cluster_eval_episodes, bool(self.scopes))
         self.clusters, self.cluster_eval_episodes = clusters, cluster_eval_episodes
-        self.sharing = TrajectorySharing(sharing, episodes_per_round, seed)
+        self.components: list[RoundComponent] = []
+        if sharing is not None:
+            self.components.append(TrajectorySharing.from_spec(sharing))
+        if coverage:
+            self.components.append(Coverage())
         self.update_mode = update_mode
         self.server_optimizer = check_update_mode(
             update_mode,
@@ -257,7 +271,7 @@ class FederatedTrainer:
             clusters,
             bool(self.scopes),
             lr_schedule,
-            bool(self.sharing),
+            sharing is not None,
         )
         self.distillation = (
             None if distillation is None else DistillationSettings.parse(distillation)
@@ -266,10 +280,9 @@ class FederatedTrainer:
             self.distillation is not None,
             clusters,
             bool(self.scopes),
-            bool(self.sharing),
+            sharing is not None,
             update_mode,
         )
-        self.track_coverage = coverage
         self.logger = logger
         self.callbacks = list(callbacks or [])
         check_callbacks(self.callbacks)
@@ -347,8 +360,9 @@ class FederatedTrainer:
         statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
         self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
-        self.coverage = Coverage.for_population(self.track_coverage, population, model)
-        self.shared = server_model(
+        for component in self.components:
+            component.setup(self, model, population)
+        self.server = server_model(
             model,
             population,
             self.strategy,
@@ -359,7 +373,6 @@ class FederatedTrainer:
             self.distillation,
             self.server_optimizer,
         )
-        self.sharing.setup(model, population)
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
         probe_loggers(given_loggers(self.logger))
@@ -378,7 +391,8 @@ class FederatedTrainer:
         self.resumed_round = self.completed_rounds
         run = self.active_run
         run.prepare()
-        self.shared.open(run)
+        for component in self.round_components:
+            component.open(run)
         if run_config is not None:
             atomic_write_text(run_config, run.config)
         if population.agents_differ:
@@ -396,7 +410,8 @@ class FederatedTrainer:
                     if self.completed_rounds < self.num_rounds:
                         failure.round_idx = self.completed_rounds + 1
                     run.remove_agent_checkpoints(after_round=self.completed_rounds)
-                    self.shared.discard_pending()
+                    for component in self.round_components:
+                        component.discard_pending()
                 elif isinstance(failure, ConfigError) and self.completed_rounds == 0:
                     self._remove_new_run()
                 raise
@@ -409,18 +424,20 @@ class FederatedTrainer:
         """End the run after the current round, as a callback decides; ``reason`` says why."""
         self.should_stop, self.stop_reason = True, reason
 
+    @property
+    def round_components(self) -> list[RoundComponent]:
+        """The server model, then the other round components, in the order they run."""
+        return [self.server, *self.components]
+
     def metric_names(self) -> list[str]:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""
         evaluated = evaluated_agents(self.population.num_agents, self.eval_agents)
         tasks = len(self.population.task_sizes)
         finetuned = self.finetune_episodes > 0
-        names = metric_names(self.model, evaluated, self.shared.own_policies, tasks, finetuned)
-        return (
-            names
-            + self.shared.metric_names()
-            + self.sharing.metric_names()
-            + self.coverage.metric_names()
-        )
+        names = metric_names(self.model, evaluated, self.server.own_policies, tasks, finetuned)
+        for component in self.round_components:
+            names += component.metric_names()
+        return names
 
     def state_dict(self) -> dict[str, Any]:
         """What the next round depends on, besides the global weights.
@@ -435,9 +452,7 @@ class FederatedTrainer:
             "strategy": self.strategy.state_dict(),
             "config": self.run_config,
             "callbacks": {c.state_key: c.state_dict() for c in self._hooks if c.state_dict()},
-            "shared": self.shared.state_dict(),
-            "sharing": self.sharing.state_dict(),
-            "coverage": self.coverage.state_dict(),
+            **{c.name: c.state_dict() for c in self.round_components},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -449,9 +464,8 @@ class FederatedTrainer:
         self.completed_rounds = int(state["round"])
         self.history = [upgraded_row(row) for row in state["history"]]
         self.strategy.load_state_dict(state["strategy"])
-        self.shared.load_state_dict(state.get("shared", {}))
-        self.sharing.load_state_dict(state.get("sharing", {}))
-        self.coverage.load_state_dict(state.get("coverage", {}))
+        for component in self.round_components:
+            component.load_state_dict(state.get(component.name, {}))
         saved = state.get("callbacks", {})  # none in checkpoints from before callbacks
         for callback in self._hooks:
             if callback.state_key in saved:
@@ -481,7 +495,9 @@ class FederatedTrainer:
                 f"--trainer.num_rounds ({self.num_rounds}) is below the {self.completed_rounds} "
                 f"rounds already done in {path}"
             )
-        self.shared.resume(path, model.state_dict(), self.completed_rounds)
+        self.server.resume_weights(model.state_dict())
+        for component in self.round_components:
+            component.resume(path, self.completed_rounds)
         self.run, notice = resumed_run(path, self.default_root_dir, self.history)
         self._notice(notice)
 
@@ -511,27 +527,24 @@ class FederatedTrainer:
         return RayExecutor(self.num_workers, self.ray_address, self.round_timeout)
 
     def _run_rounds(self, model: Learner, population: AgentPopulation, executor: Executor) -> None:
-        shared = self.shared
-        evaluated = evaluated_agents(population.num_agents, self.eval_agents)
-        adaptation = None
-        if self.finetune_episodes:  # local adaptation, evaluated beside the global policy
-            adaptation = LocalAdaptation(
-                model, population, self.finetune_episodes, self.accelerator, self.verbose
-            )
-        evaluation = RoundEvaluation(
-            model, population, evaluated, self.eval_episodes, shared, adaptation
-        )
-        last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
-        totals = {"episodes": int(last["episodes"]), "env_steps": int(last["env_steps"])}
+        """Run the rounds after the last completed one, until ``num_rounds`` or a stop.
+
+        Each round collects its agents' fits, lets every round component aggregate them,
+        evaluates the new global policy and commits the round. Round r+1's fits are submitted
+        as soon as round r is aggregated, so that they run while round r is evaluated.
+        """
+        evaluation = self._evaluation(model, population)
         first = self.completed_rounds + 1
+        pending = None
+        if first <= self.num_rounds and not self.should_stop:
+            pending = self._submit_round(first, model, executor)
+        started = time.perf_counter()
         try:
-            started = time.perf_counter()
-            if first <= self.num_rounds and not self.should_stop:
-                submitted = self._submit_round(first, model, executor)
             for round_idx in range(first, self.num_rounds + 1):
-                if self.should_stop:  # a callback ended the run when it started
+                if self.should_stop or pending is None:  # a callback ended the run
                     break
                 self._call("on_round_start", round_idx)
+                submitted = pending
                 trained = collect_round(
                     executor,
                     submitted,
@@ -539,33 +552,49 @@ class FederatedTrainer:
                     self.keep_agent_checkpoints,
                     self.verbose,
                 )
-                shared.aggregate(self.strategy, trained.updates, submitted.statistics)
-                self.sharing.aggregate(trained.updates, round_idx)
-                personal = shared.record_personal([u.agent_id for u in trained.updates], round_idx)
-                model.load_state_dict(shared.global_state)
+                for component in self.round_components:
+                    component.aggregate(trained.updates, round_idx)
+                model.load_state_dict(self.server.global_state)
+                pending = None
                 if round_idx < self.num_rounds:  # the next round's fits run during evaluation
-                    next_round = self._submit_round(round_idx + 1, model, executor)
+                    pending = self._submit_round(round_idx + 1, model, executor)
                 per_agent, columns = evaluation.run(self.seed, round_idx)
-                totals["episodes"] += sum(u.num_episodes for u in trained.updates)
-                totals["env_steps"] += sum(u.num_steps for u in trained.updates)
-                byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
                 elapsed = time.perf_counter() - started
-                row = (
-                    round_row(submitted, trained, byzantine, evaluated, per_agent, totals, elapsed)
-                    | columns
-                    | task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
-                    | shared.round_columns()
-                    | self.sharing.round_columns()
-                    | self.coverage.columns([u.visited_cells for u in trained.updates])
+                self._commit_round(
+                    self._round_row(submitted, trained, per_agent, elapsed) | columns, model
                 )
-                self._commit_round(row, model, personal)
-                if self.should_stop:
-                    break
                 started = time.perf_counter()
-                if round_idx < self.num_rounds:
-                    submitted = next_round
         finally:
             evaluation.close()
+
+    def _evaluation(self, model: Learner, population: AgentPopulation) -> RoundEvaluation:
+        """The evaluation after each round: of the global policy, and of each agent's own."""
+        self._evaluated = evaluated_agents(population.num_agents, self.eval_agents)
+        adaptation = None
+        if self.finetune_episodes:  # local adaptation, evaluated beside the global policy
+            adaptation = LocalAdaptation(
+                model, population, self.finetune_episodes, self.accelerator, self.verbose
+            )
+        return RoundEvaluation(
+            model, population, self._evaluated, self.eval_episodes, self.server, adaptation
+        )
+
+    def _round_row(
+        self, submitted: SubmittedRound, trained: TrainedRound, per_agent: Any, elapsed: float
+    ) -> dict[str, Any]:
+        """A round's metrics row, but for the evaluation's own columns."""
+        last = self.history[-1] if self.history else {"episodes": 0, "env_steps": 0}
+        totals = {
+            "episodes": int(last["episodes"]) + sum(u.num_episodes for u in trained.updates),
+            "env_steps": int(last["env_steps"]) + sum(u.num_steps for u in trained.updates),
+        }
+        population, evaluated = self.population, self._evaluated
+        byzantine = [a for a in trained.agents if population.byzantine.attack_of(a)]
+        row = round_row(submitted, trained, byzantine, evaluated, per_agent, totals, elapsed)
+        row |= task_columns(evaluated, per_agent, trained.updates, population.task_sizes)
+        for component in self.round_components:
+            row |= component.round_columns()
+        return row
 
     def _submit_round(self, round_idx: int, model: Learner, executor: Executor) -> SubmittedRound:
         agents = sample_agents(
@@ -583,45 +612,53 @@ class FederatedTrainer:
                 round_idx=round_idx,
                 run_seed=self.seed,
                 module_class=type(model),
-                model_hparams=self.shared.hparams_of(agent_id),
-                global_state=self.shared.global_state,
+                model_hparams=self.server.hparams_of(agent_id),
+                global_state=self.server.global_state,
                 num_episodes=self.episodes_per_round,
                 checkpoint_path=self.active_run.agent_checkpoint(round_idx, agent_id),
                 trainer_kwargs=trainer_kwargs,
-                proximal_mu=self.strategy.proximal_mu,
-                meta_step=self.strategy.meta_step,
                 lr_scale=lr_scale(self.lr_schedule, round_idx, self.num_rounds),
-                coverage_grid=self.coverage.grid_for(model.statistics_modules()),
-                **self.shared.fit_inputs(agent_id, round_idx),
-                **self.sharing.fit_inputs(agent_id, round_idx),
+                extras=self._fit_parts(agent_id, round_idx),
             )
             for agent_id in agents
         ]
         return submit_round(executor, tasks, tuple(model.statistics_modules()))
 
-    def _commit_round(self, row: dict[str, Any], model: Learner, personal: dict[int, int]) -> None:
+    def _fit_parts(self, agent: int, round_idx: int) -> dict[str, FitPart]:
+        """Agent ``agent``'s parts of its fit in ``round_idx``: the strategy's and components'."""
+        parts: dict[str, FitPart] = {}
+        terms = self.strategy.fit_part()
+        if terms is not None:
+            parts[STRATEGY_KEY] = terms
+        for component in self.round_components:
+            part = component.fit_inputs(agent, round_idx)
+            if part is not None:
+                parts[component.name] = part
+        return parts
+
+    def _commit_round(self, row: dict[str, Any], model: Learner) -> None:
         """Record a finished round: the callbacks see its row, then its checkpoint is saved.
 
         A signal waits until all of it is done, so ``last.ckpt``, ``metrics.csv``,
-        ``completed_rounds`` and the agents' personal values always agree on the last
-        completed round.
+        ``completed_rounds`` and what the components keep in the run folder always agree on
+        the last completed round.
 
         Args:
             row: The round's metrics.
             model: The global model, whose hyperparameters the checkpoint records.
-            personal: The agents whose agent-scoped values the round wrote, and the round.
         """
         with deferred_signals():
             self.history.append(row)
             self.completed_rounds = row["round"]
             self._call("on_round_end", row)
             checkpoint = policy_checkpoint(
-                self.shared.global_state,
+                self.server.global_state,
                 dict(model.hparams),
                 type(model).__name__,
                 **{FEDRL_KEY: self.state_dict()},
             )
             last = self.active_run.last_checkpoint
             atomic_save(checkpoint, last)
-            self.shared.commit(personal)
+            for component in self.round_components:
+                component.commit()
             self._call("on_round_saved", row["round"], last)

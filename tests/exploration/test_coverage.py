@@ -10,7 +10,9 @@ from conftest import TINY_CURIOSITY_CONFIG, run_cli
 from test_resume import final_weights, killed_against_reference
 
 from fedrl_lightning import PPO
-from fedrl_lightning.exploration.coverage import Coverage, CoverageGrid
+from fedrl_lightning.exploration.coverage import CoverageGrid
+from fedrl_lightning.federation.components.coverage import Coverage, CoveragePart
+from fedrl_lightning.federation.messages import AgentUpdate
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.policy.normalization import ObservationNormalizer
 from fedrl_lightning.run.checkpoints import atomic_save, policy_checkpoint
@@ -26,19 +28,25 @@ def test_cells_by_hand():
     assert grid.num_cells == 400
 
 
+def columns(coverage, visited):
+    """A round's ``coverage`` column once its agents sent ``visited`` (``None``: no cells)."""
+    extras = [{} if cells is None else {"coverage": cells} for cells in visited]
+    coverage.aggregate([AgentUpdate(a, {}, 1, 1, 0.0, extras=e) for a, e in enumerate(extras)], 1)
+    return coverage.round_columns()
+
+
 def test_an_unbounded_dimension_takes_its_bounds_from_the_statistics_once():
-    coverage = Coverage(True, low=[0.0, -math.inf], high=[1.0, math.inf])
+    coverage = Coverage.over(low=[0.0, -math.inf], high=[1.0, math.inf])
     statistics = {"policy.normalizer": ObservationNormalizer(2)}
     assert coverage.grid_for(statistics) is None  # nothing observed yet
-    assert math.isnan(coverage.columns([None])["coverage"])
+    assert math.isnan(columns(coverage, [None])["coverage"])
     statistics["policy.normalizer"].observe(torch.tensor([[0.5, -1.0], [0.5, 3.0]]))
     grid = coverage.grid_for(statistics)
     assert grid.low == (0.0, 1.0 - 3 * 2.0) and grid.high == (1.0, 1.0 + 3 * 2.0)
     statistics["policy.normalizer"].observe(torch.tensor([[0.5, 100.0]]))
     assert coverage.grid_for(statistics) is grid  # fixed at the first round with statistics
-    columns = coverage.columns([torch.tensor([0, 5]), torch.tensor([5, 7])])
-    assert columns == {"coverage": 3 / 400}
-    resumed = Coverage(True, low=[0.0, -math.inf], high=[1.0, math.inf])
+    assert columns(coverage, [torch.tensor([0, 5]), torch.tensor([5, 7])]) == {"coverage": 3 / 400}
+    resumed = Coverage.over(low=[0.0, -math.inf], high=[1.0, math.inf])
     resumed.load_state_dict(coverage.state_dict())
     assert resumed.grid == grid and resumed.visited == {0, 5, 7}
 
@@ -102,9 +110,10 @@ def test_an_agents_visited_cells_are_checked_before_they_count(tmp_path, cells, 
     stats = {"num_episodes": 1, "num_steps": 5, "mean_return": 0.0, "visited_cells": cells}
     path = tmp_path / "agent.ckpt"
     atomic_save(policy_checkpoint(model.state_dict(), {}, "PPO", agent_stats=stats), path)
+    grid = {"coverage": CoveragePart(CoverageGrid(low=(0.0, 0.0), high=(1.0, 1.0)))}  # 400 cells
     if accepted:
-        update = read_update(path, 0, model.state_dict(), num_cells=400)
-        assert update.visited_cells.tolist() == [1, 3]
+        update = read_update(path, 0, model.state_dict(), extras=grid)
+        assert update.extras["coverage"].tolist() == [1, 3]
     else:
         with pytest.raises(InvalidUpdate):
-            read_update(path, 0, model.state_dict(), num_cells=400)
+            read_update(path, 0, model.state_dict(), extras=grid)

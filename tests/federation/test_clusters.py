@@ -10,7 +10,9 @@ from fedrl_lightning import AgentPopulation, FedAvg, FedAvgM, load_module
 from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY
 from fedrl_lightning.federation.server.cluster_choice import choose_cluster
 from fedrl_lightning.federation.server.clustered import (
+    ChooseCluster,
     ClusteredModel,
+    ClusterReply,
     global_cluster,
     initial_cluster_states,
 )
@@ -99,7 +101,8 @@ STATE = {"w": torch.zeros(2), "b": torch.zeros(1)}
 
 def update(agent, value, episodes, cluster):
     state = {name: torch.full_like(v, float(value)) for name, v in STATE.items()}
-    return AgentUpdate(agent, state, episodes, 10, 1.0, cluster=cluster, cluster_eval_steps=7)
+    reply = {"shared": ClusterReply(cluster, 7)}
+    return AgentUpdate(agent, state, episodes, 10, 1.0, extras=reply)
 
 
 def test_each_cluster_averages_over_the_agents_that_chose_it_by_hand():
@@ -107,7 +110,7 @@ def test_each_cluster_averages_over_the_agents_that_chose_it_by_hand():
     start = [{k: torch.full_like(v, float(c)) for k, v in STATE.items()} for c in (0, 1, 2)]
     shared = ClusteredModel(start, FedAvg(), eval_episodes=3)
     sent = [update(0, 1.0, 1, 1), update(1, 4.0, 3, 1), update(2, 10.0, 4, 0)]
-    shared.aggregate(FedAvg(), sent, statistics=())
+    shared.aggregate(sent, 1)
     # Cluster 1: agents 0 and 1, weights 1 and 3: (1 + 12) / 4; cluster 0: agent 2 alone.
     assert torch.allclose(shared.states[1]["w"], torch.full((2,), 13 / 4))
     assert torch.allclose(shared.states[0]["b"], torch.full((1,), 10.0))
@@ -126,7 +129,7 @@ def test_each_cluster_averages_over_the_agents_that_chose_it_by_hand():
         "cluster_eval_steps": 21,
     }
     # Agent 1 moves to cluster 0: its last choice counts, and now cluster 0 is as large.
-    shared.aggregate(FedAvg(), [update(1, 0.0, 1, 0)], statistics=())
+    shared.aggregate([update(1, 0.0, 1, 0)], 1)
     assert shared.assignments == {0: 1, 1: 0, 2: 0} and shared.global_cluster == 0
     assert shared.round_columns()["cluster_eval_steps"] == 28
 
@@ -135,15 +138,15 @@ def test_each_cluster_has_its_own_strategy_state():
     """FedAvgM's momentum: a cluster nobody chose keeps none, and resume restores each."""
     start = [dict(STATE), dict(STATE)]
     shared = ClusteredModel(start, FedAvgM(momentum=0.5), eval_episodes=3)
-    shared.aggregate(FedAvg(), [update(0, 2.0, 1, 0)], statistics=())
-    shared.aggregate(FedAvg(), [update(0, 2.0, 1, 0)], statistics=())
+    shared.aggregate([update(0, 2.0, 1, 0)], 1)
+    shared.aggregate([update(0, 2.0, 1, 0)], 1)
     # Momentum 0.5: a step of 2 to 2; then the change is 0, and the velocity 0.5 * 2 steps 1.
     assert torch.allclose(shared.states[0]["w"], torch.full((2,), 3.0))
     assert shared.strategies[1].state_dict() == FedAvgM(momentum=0.5).state_dict()
     restored = ClusteredModel(start, FedAvgM(momentum=0.5), eval_episodes=3)
     restored.load_state_dict(shared.state_dict())
     for model in (shared, restored):
-        model.aggregate(FedAvg(), [update(0, 5.0, 1, 0)], statistics=())
+        model.aggregate([update(0, 5.0, 1, 0)], 1)
     assert torch.equal(restored.states[0]["w"], shared.states[0]["w"])
     assert restored.assignments == shared.assignments
 
@@ -167,9 +170,10 @@ def test_a_cluster_choice_out_of_range_fails_the_agent(tmp_path, stats, reason):
     path = tmp_path / "agent.ckpt"
     agent_stats = {"num_episodes": 1, "num_steps": 10, "mean_return": 1.0, **stats}
     atomic_save(policy_checkpoint(STATE, {}, "Reinforce", **{AGENT_STATS_KEY: agent_stats}), path)
+    choose = {"shared": ChooseCluster((STATE, STATE), eval_episodes=1)}
     with pytest.raises(InvalidUpdate, match=reason):
-        read_update(path, 0, STATE, clusters=2)
-    assert read_update(path, 0, STATE).cluster is None  # a run without clusters ignores it
+        read_update(path, 0, STATE, extras=choose)
+    assert read_update(path, 0, STATE).extras == {}  # a run without clusters ignores it
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,21 @@ import torch
 from conftest import TINY_DISTILL_CONFIG, run_cli
 
 from fedrl_lightning import AgentPopulation, load_module
-from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY, DISTRIBUTION_KEY
+from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY
 from fedrl_lightning.federation.server.distillation import (
     DistillationSettings,
+    ProbeExchange,
     consensus_of,
     distill_student,
     draw_probe_states,
     strategy_consensus,
 )
-from fedrl_lightning.federation.server.distilled import PROBE_STATES_FILE, DistilledModels
+from fedrl_lightning.federation.server.distilled import (
+    DISTRIBUTION_KEY,
+    PROBE_STATES_FILE,
+    DistilledModels,
+    ExchangeDistributions,
+)
 from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg, FedMedian
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.learners import Reinforce
@@ -50,7 +56,11 @@ def tensors_in(value, where=""):
 
 
 def update(agent, distribution):
-    return AgentUpdate(agent, {}, 2, 10, 5.0, distribution=torch.tensor(distribution))
+    return AgentUpdate(agent, {}, 2, 10, 5.0, extras={"shared": torch.tensor(distribution)})
+
+
+def sent(updates):
+    return [u.extras["shared"] for u in updates]
 
 
 def test_the_consensus_of_two_agents_is_their_mean_state_by_state():
@@ -66,11 +76,11 @@ def test_the_consensus_of_two_agents_is_their_mean_state_by_state():
         settings, Reinforce, module.state_dict(), dict(module.hparams), [{}] * 2,
         torch.zeros(2, 4), seed=0,
     )  # fmt: skip
-    server.aggregate(FedAvg(), [update(0, first), update(1, second)], ())
+    server.aggregate([update(0, first), update(1, second)], 1)
     assert torch.allclose(server.consensus, expected)
     assert server.round_columns()["distributions_averaged"] == 2
-    server.record_personal([0, 1], 1)
     assert server.consensus_round == server.round == 1  # round 2's fits are pulled to it
+    assert server.versions == {0: 1, 1: 1}  # the agents hold their models of round 1
 
 
 def test_a_strategy_consensus_is_the_robust_combination_renormalised():
@@ -78,15 +88,15 @@ def test_a_strategy_consensus_is_the_robust_combination_renormalised():
     rows = [[0.6, 0.3, 0.1], [0.1, 0.6, 0.3], [0.3, 0.1, 0.6], [0.0, 0.0, 1.0]]
     first = [update(agent, [row]) for agent, row in enumerate(rows[:3])]
     # Medians [0.3, 0.3, 0.3] sum to 0.9, renormalised to a third each.
-    consensus = strategy_consensus(FedMedian(), first, None)
+    consensus = strategy_consensus(FedMedian(), first, sent(first), None)
     assert torch.allclose(consensus, torch.full((1, 3), 1 / 3))
     # One agent of three sending a point mass moves the median only as far as the others let.
     outvoted = [update(0, [rows[3]]), update(1, [rows[0]]), update(2, [[0.5, 0.4, 0.1]])]
-    consensus = strategy_consensus(FedMedian(), outvoted, None)
+    consensus = strategy_consensus(FedMedian(), outvoted, sent(outvoted), None)
     assert torch.allclose(consensus, torch.tensor([[0.5, 0.3, 0.1]]) / 0.9)
     # FedAvg weights agents by their episodes, from the last consensus.
-    averaged = strategy_consensus(FedAvg(), first, torch.full((1, 3), 0.2))
-    assert torch.allclose(averaged, consensus_of([u.distribution for u in first]))
+    averaged = strategy_consensus(FedAvg(), first, sent(first), torch.full((1, 3), 0.2))
+    assert torch.allclose(averaged, consensus_of(sent(first)))
     settings = DistillationSettings.parse({"consensus": "strategy"})
     assert settings.consensus == "strategy" and DistillationSettings().consensus == "mean"
 
@@ -227,14 +237,16 @@ def test_probe_states_are_seeded_and_cover_every_agent():
 
 def test_a_distribution_that_is_no_probability_is_refused(tmp_path):
     path = tmp_path / "agent.ckpt"
+    probe = ProbeExchange(torch.zeros(3, 4), None, kl_coef=1.0, send=True)
+    exchange = {"shared": ExchangeDistributions({}, exchange=probe, num_actions=2)}
     for bad in (torch.full((3, 2), 0.7), torch.tensor([[1.5, -0.5]] * 3), torch.ones(2, 2) / 2):
         checkpoint = policy_checkpoint({}, {}, "Reinforce", **{AGENT_STATS_KEY: STATS})
         atomic_save(checkpoint | {DISTRIBUTION_KEY: bad}, path)
         with pytest.raises(InvalidUpdate, match=DISTRIBUTION_KEY):
-            read_update(path, 0, {}, distribution_shape=(3, 2))
+            read_update(path, 0, {}, extras=exchange)
     good = torch.full((3, 2), 0.5)
     atomic_save(checkpoint | {DISTRIBUTION_KEY: good}, path)
-    assert torch.equal(read_update(path, 0, {}, distribution_shape=(3, 2)).distribution, good)
+    assert torch.equal(read_update(path, 0, {}, extras=exchange).extras["shared"], good)
     assert load_checkpoint(path)[DISTRIBUTION_KEY].shape == (3, 2)
 
 

@@ -10,7 +10,7 @@ from conftest import TINY_GRADIENT_CONFIG, TRAINER_KWARGS, run_cli
 from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce, load_module
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
-from fedrl_lightning.federation.server.gradient import GradientModel
+from fedrl_lightning.federation.server.gradient import GradientModel, SendGradient
 from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg
 from fedrl_lightning.federation.strategies.robust import FedMedian
 from fedrl_lightning.federation.strategies.server_optimizers import server_optimizer_spec
@@ -51,7 +51,7 @@ def fit(tmp_path, state, name="agent", send_gradient=True, num_episodes=2, **pop
         num_episodes=num_episodes,
         checkpoint_path=tmp_path / f"{name}.ckpt",
         trainer_kwargs=TRAINER_KWARGS,
-        send_gradient=send_gradient,
+        extras={"shared": SendGradient()} if send_gradient else {},
     )
     with quiet_lightning(verbose=False):
         path = fit_agent(task, population(**population_options))
@@ -185,7 +185,7 @@ def test_fedavg_of_gradients_then_sgd_by_hand():
     before = {k: v.double() for k, v in shared.global_state.items()}
     grads = random_gradients(shared, 3)
     updates = [update(0, grads[0]), update(1, grads[1]), update(2, grads[2], episodes=2)]
-    shared.aggregate(FedAvg(), updates, ())
+    shared.aggregate(updates, 1)
     for name, value in before.items():
         mean = (grads[0][name].double() + grads[1][name].double() + 2 * grads[2][name].double()) / 4
         torch.testing.assert_close(shared.global_state[name].double(), value - 0.5 * mean)
@@ -208,7 +208,7 @@ def test_median_of_gradients_with_a_sign_flipper_then_adam_by_hand_and_after_a_r
             shared = server(spec, FedMedian())
             shared.load_state_dict(saved)
             shared.global_state = state
-        shared.aggregate(FedMedian(), updates, ())
+        shared.aggregate(updates, 1)
         for k in w:
             stacked = np.stack([u.state_dict[k].double().numpy() for u in updates])
             g = torch.from_numpy(np.median(stacked, axis=0))
@@ -251,9 +251,10 @@ def test_the_server_refuses_weights_for_a_gradient_and_the_reverse(tmp_path):
     state = initial_state()
     gradient_path, _ = fit(tmp_path, state)
     weights_path, _ = fit(tmp_path, state, "weights", send_gradient=False)
-    assert read_update(gradient_path, AGENT, state, gradient=True).num_episodes == 2
+    gradient = {"shared": SendGradient()}
+    assert read_update(gradient_path, AGENT, state, extras=gradient).num_episodes == 2
     with pytest.raises(InvalidUpdate, match="asked for a gradient"):
-        read_update(weights_path, AGENT, state, gradient=True)
+        read_update(weights_path, AGENT, state, extras=gradient)
     with pytest.raises(InvalidUpdate, match="asked for weights"):
         read_update(gradient_path, AGENT, state)
 
@@ -300,7 +301,7 @@ def test_actor_critics_send_their_clipped_gradient_critic_included(tmp_path, lea
         num_episodes=2,
         checkpoint_path=tmp_path / "agent.ckpt",
         trainer_kwargs=TRAINER_KWARGS,
-        send_gradient=True,
+        extras={"shared": SendGradient()},
     )
     with quiet_lightning(verbose=False):
         sent = torch.load(fit_agent(task, population()), weights_only=True)["state_dict"]

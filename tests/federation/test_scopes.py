@@ -70,7 +70,7 @@ def test_task_scoped_entries_average_over_their_task_only_by_hand():
     shared = SharedModel(scopes, STATE, task_sizes=[2, 2], strategy=FedAvg())
     names = shared.sent_names()
     sent = [update(0, 1.0, 1, names), update(1, 4.0, 3, names), update(2, 10.0, 4, names)]
-    shared.aggregate(FedAvg(), sent, statistics=())
+    shared.aggregate(sent, 1)
     # Global: all three, weights 1, 3, 4 of 8: (1 + 12 + 40) / 8.
     assert torch.allclose(shared.global_state["policy.hidden.bias"], torch.full((2,), 53 / 8))
     # Task 0: agents 0 and 1, weights 1 and 3: (1 + 12) / 4; task 1: agent 2 alone.

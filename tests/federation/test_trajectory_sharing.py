@@ -1,4 +1,5 @@
 import io
+from types import SimpleNamespace
 
 import gymnasium as gym
 import pytest
@@ -19,15 +20,12 @@ from fedrl_lightning.federation.components.trajectory_buffer import (
     unpack_episodes,
 )
 from fedrl_lightning.federation.components.trajectory_sharing import (
+    SHARED_EPISODES_KEY,
+    SharingPart,
     TrajectorySharing,
     upload_choice,
 )
-from fedrl_lightning.federation.local_fit import (
-    AGENT_STATS_KEY,
-    SHARED_EPISODES_KEY,
-    LocalFit,
-    fit_agent,
-)
+from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY, LocalFit, fit_agent
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.rollouts.dataset import StoredEpisode
@@ -78,14 +76,23 @@ def test_a_sample_is_drawn_without_replacement_from_its_seed():
 
 
 def test_each_agent_is_sent_a_sample_from_its_share_sample_stream():
-    sharing = TrajectorySharing({"replay_ratio": 0.5, "buffer_episodes": 20}, 6, seed=5)
-    sharing.setup(Reinforce(), AgentPopulation(num_agents=3))
+    sharing = TrajectorySharing(replay_ratio=0.5, buffer_episodes=20)
+    sharing.setup(trainer_of(6, seed=5), Reinforce(), AgentPopulation(num_agents=3))
     sharing.buffer.add([episode(t) for t in range(20)])
     sent = sharing.fit_inputs(agent=2, round_idx=4)
     expected = sharing.buffer.sample(3, derive_seed(5, 4, 2, Stream.SHARE_SAMPLE))
-    assert tags(sent["replay"]) == tags(expected)  # replay_ratio 0.5 of 6 episodes
-    assert tags(sharing.fit_inputs(agent=1, round_idx=4)["replay"]) != tags(expected)
-    assert sent["share_fraction"] == 0.1 and sent["rho_max"] == 1.0
+    assert tags(sent.replay) == tags(expected)  # replay_ratio 0.5 of 6 episodes
+    assert tags(sharing.fit_inputs(agent=1, round_idx=4).replay) != tags(expected)
+    assert sent.share_fraction == 0.1 and sent.rho_max == 1.0 and sent.most == 6
+
+
+def trainer_of(episodes_per_round, seed):
+    """What a component's setup reads of the trainer."""
+    return SimpleNamespace(episodes_per_round=episodes_per_round, seed=seed)
+
+
+def sharing_part(most):
+    return {"sharing": SharingPart((), 1.0, 1.0, LAYOUT, most)}
 
 
 def test_uploads_are_a_seeded_binomial_fraction():
@@ -135,9 +142,9 @@ def test_an_agent_that_shares_too_much_or_garbage_is_a_failed_update(tmp_path):
         path = tmp_path / "agent.ckpt"
         extra = {AGENT_STATS_KEY: stats, SHARED_EPISODES_KEY: packed}
         atomic_save(policy_checkpoint(reference, {}, "Reinforce", **extra), path)
-        return read_update(path, 0, reference, shared=LAYOUT, max_shared=2)
+        return read_update(path, 0, reference, extras=sharing_part(2))
 
-    assert tags(upload(pack_episodes([episode(1), episode(2)])).shared_episodes) == [1, 2]
+    assert tags(upload(pack_episodes([episode(1), episode(2)])).extras["sharing"]) == [1, 2]
     with pytest.raises(InvalidUpdate, match="more than its 2"):
         upload(pack_episodes([episode(1)] * 3))
     with pytest.raises(InvalidUpdate, match="NaN"):
@@ -147,14 +154,15 @@ def test_an_agent_that_shares_too_much_or_garbage_is_a_failed_update(tmp_path):
 
 
 def test_a_round_counts_its_episodes_and_their_serialized_bytes():
-    sharing = TrajectorySharing({"buffer_episodes": 3}, 4, seed=0)
-    sharing.setup(Reinforce(), AgentPopulation(num_agents=3))
+    sharing = TrajectorySharing(buffer_episodes=3)
+    sharing.setup(trainer_of(4, seed=0), Reinforce(), AgentPopulation(num_agents=3))
     sharing.buffer.add([episode(9)])
-    sent = sharing.fit_inputs(agent=0, round_idx=2)["replay"]  # 2 of the buffer's 1: 1
+    sent = sharing.fit_inputs(agent=0, round_idx=2).replay  # 2 of the buffer's 1: 1
     state = Reinforce().state_dict()
     uploads = [[episode(1), episode(2)], [], [episode(3)]]
     updates = [
-        AgentUpdate(a, state, 4, 12, 1.0, shared_episodes=tuple(u)) for a, u in enumerate(uploads)
+        AgentUpdate(a, state, 4, 12, 1.0, extras={"sharing": tuple(u)})
+        for a, u in enumerate(uploads)
     ]
     sharing.aggregate(updates, round_idx=2)
     up = len(serialize(pack_episodes(uploads[0]))) + len(serialize(pack_episodes(uploads[2])))
@@ -200,18 +208,18 @@ def test_a_local_fit_replays_shared_episodes_and_uploads_some_of_its_own(tmp_pat
             agent_id=1, round_idx=2, run_seed=7, module_class=learner,
             model_hparams={"hidden_dim": 8}, global_state=start, num_episodes=3,
             checkpoint_path=tmp_path / name, trainer_kwargs=TRAINER_KWARGS,
-            replay=tuple(replay), share_fraction=1.0, rho_max=1.5,
+            extras={"sharing": SharingPart(tuple(replay), 1.0, 1.5, LAYOUT, 3)},
         )  # fmt: skip
         with quiet_lightning(verbose=False):
             fit_agent(task, AgentPopulation(num_agents=3))
-        return read_update(tmp_path / name, 1, start, shared=LAYOUT, max_shared=3)
+        return read_update(tmp_path / name, 1, start, extras=task.extras)
 
     alone, replaying = fit("alone.ckpt", []), fit("replaying.ckpt", dataset.kept)
     assert alone.num_episodes == replaying.num_episodes == 3  # own episodes only
     assert alone.num_steps == replaying.num_steps
-    assert len(replaying.shared_episodes) == 3  # share_fraction 1: every own episode
-    assert [len(e.rewards) for e in replaying.shared_episodes] == [
-        len(e.rewards) for e in alone.shared_episodes
+    assert len(replaying.extras["sharing"]) == 3  # share_fraction 1: every own episode
+    assert [len(e.rewards) for e in replaying.extras["sharing"]] == [
+        len(e.rewards) for e in alone.extras["sharing"]
     ]
     assert any(not torch.equal(alone.state_dict[k], replaying.state_dict[k]) for k in start)
 
@@ -244,16 +252,18 @@ def test_poisoned_trajectories_are_the_honest_episodes_with_inflated_rewards(tmp
         task = LocalFit(
             agent_id=1, round_idx=2, run_seed=7, module_class=Reinforce,
             model_hparams={"hidden_dim": 8}, global_state=start, num_episodes=4,
-            checkpoint_path=tmp_path / name, trainer_kwargs=TRAINER_KWARGS, share_fraction=0.5,
+            checkpoint_path=tmp_path / name, trainer_kwargs=TRAINER_KWARGS,
+            extras={"sharing": SharingPart((), 0.5, 1.0, LAYOUT, 4)},
         )  # fmt: skip
         with quiet_lightning(verbose=False):
             fit_agent(task, AgentPopulation(num_agents=3, byzantine=byzantine))
-        return read_update(tmp_path / name, 1, start, shared=LAYOUT, max_shared=4)
+        return read_update(tmp_path / name, 1, start, extras=task.extras)
 
     honest = fit("honest.ckpt", None)
     poisoned = fit("poisoned.ckpt", {"agents": [1], "attack": "poison_trajectories", "scale": 10})
-    assert len(honest.shared_episodes) == len(poisoned.shared_episodes) > 0
-    for a, b in zip(honest.shared_episodes, poisoned.shared_episodes, strict=True):
+    uploads = honest.extras["sharing"], poisoned.extras["sharing"]
+    assert len(uploads[0]) == len(uploads[1]) > 0
+    for a, b in zip(*uploads, strict=True):
         assert torch.equal(a.observations, b.observations)
         assert torch.allclose(a.rewards * 10, b.rewards)
     assert poisoned.mean_return == honest.mean_return

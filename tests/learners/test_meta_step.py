@@ -10,6 +10,7 @@ from torch import nn
 from fedrl_lightning import A2C, PPO, AgentPopulation, PerFedAvg, Reinforce
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+from fedrl_lightning.federation.strategies.local_terms import STRATEGY_KEY, LocalTerms
 from fedrl_lightning.learners.meta_step import MetaStep, MetaUpdates
 from fedrl_lightning.learners.reinforce import reinforce_loss
 from fedrl_lightning.rollouts.dataset import EpisodeDataset
@@ -99,7 +100,7 @@ def test_reinforce_first_order_local_fit_by_hand(tmp_path):
         num_episodes=2,
         checkpoint_path=tmp_path / "agent.ckpt",
         trainer_kwargs=TRAINER_KWARGS,
-        meta_step=MetaStep(inner_lr=0.2),
+        extras={STRATEGY_KEY: LocalTerms(meta_step=MetaStep(inner_lr=0.2))},
     )
     with quiet_lightning(verbose=False):
         fitted = load_checkpoint(fit_agent(task, population))["state_dict"]
@@ -157,7 +158,7 @@ def local_fit(tmp_path, learner, hparams, meta_step, num_episodes=4, name="a.ckp
         num_episodes=num_episodes,
         checkpoint_path=tmp_path / name,
         trainer_kwargs=TRAINER_KWARGS,
-        meta_step=meta_step,
+        extras={STRATEGY_KEY: LocalTerms(meta_step=meta_step)},
     )
     with quiet_lightning(verbose=False):
         return start, load_checkpoint(fit_agent(task, population))["state_dict"]

@@ -4,24 +4,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.components.base import FitPart, InvalidUpdate, RoundComponent
 from fedrl_lightning.federation.components.trajectory_buffer import (
     EpisodeLayout,
     TrajectoryBuffer,
+    pack_episodes,
     packed_bytes,
+    unpack_episodes,
 )
-from fedrl_lightning.federation.strategies import AgentUpdate
+from fedrl_lightning.federation.messages import AgentUpdate
+from fedrl_lightning.rollouts.dataset import StoredEpisode
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.local_fit import AgentFit
+    from fedrl_lightning.federation.trainer import FederatedTrainer
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population.agents import AgentPopulation
 
-__all__ = ["SHARING_COLUMNS", "TrajectorySharing", "upload_choice"]
+__all__ = [
+    "SHARED_EPISODES_KEY",
+    "SHARING_COLUMNS",
+    "SharingPart",
+    "TrajectorySharing",
+    "upload_choice",
+]
+
+SHARED_EPISODES_KEY = "shared_episodes"
+"""The agent checkpoint's entry of the episodes it uploads."""
 
 DEFAULTS = {"share_fraction": 0.1, "buffer_episodes": 500, "replay_ratio": 0.5, "rho_max": 1.0}
 SHARING_COLUMNS = ("episodes_shared", "shared_bytes_up", "shared_bytes_down")
@@ -43,8 +61,62 @@ def upload_choice(count: int, share_fraction: float, seed: int) -> list[int]:
     return [int(i) for i in rng.choice(count, size, replace=False)]
 
 
-class TrajectorySharing:
-    """The server's side of shared trajectory replay (``trainer.sharing``); off when ``None``.
+@dataclass(frozen=True)
+class SharingPart(FitPart):
+    """Trajectory sharing's part of an agent's fit: what it replays, and what it uploads.
+
+    Attributes:
+        replay: Episodes other agents shared, which the agent replays beside its own (see
+            :class:`~fedrl_lightning.rollouts.dataset.EpisodeDataset`).
+        share_fraction: Each of the agent's episodes is uploaded with these odds, drawn from
+            its ``SHARE_UPLOAD`` stream; 0: none.
+        rho_max: The truncation of replayed episodes' importance weights.
+        layout: The spaces every uploaded episode must have.
+        most: The most episodes the agent may upload (its own episodes in the round).
+    """
+
+    replay: tuple[StoredEpisode, ...]
+    share_fraction: float
+    rho_max: float
+    layout: EpisodeLayout
+    most: int
+
+    @override
+    def prepare(self, fit: AgentFit) -> None:
+        fit.module.rho_max = self.rho_max
+
+    @override
+    def dataset_options(self) -> dict[str, Any]:
+        return {"replay": self.replay, "keep_episodes": self.share_fraction > 0}
+
+    @override
+    def report(self, fit: AgentFit) -> dict[str, Any]:
+        if not self.share_fraction or fit.dataset is None:
+            return {}
+        kept = fit.dataset.kept
+        uploaded = upload_choice(len(kept), self.share_fraction, fit.seed(Stream.SHARE_UPLOAD))
+        agent = fit.task.agent_id
+        episodes = fit.population.byzantine.poison_episodes(agent, [kept[i] for i in uploaded])
+        return {SHARED_EPISODES_KEY: pack_episodes(episodes)}
+
+    @override
+    def read(
+        self, checkpoint: Mapping[str, Any], stats: Mapping[str, Any], path: Path
+    ) -> tuple[StoredEpisode, ...]:
+        """The episodes the agent uploaded, checked: its spaces, finite, at most :attr:`most`."""
+        try:
+            episodes = unpack_episodes(checkpoint.get(SHARED_EPISODES_KEY), self.layout)
+        except ValueError as err:
+            raise InvalidUpdate(f"{path}: {err}") from None
+        if len(episodes) > self.most:
+            raise InvalidUpdate(
+                f"{path}: it shared {len(episodes)} episodes, more than its {self.most}"
+            )
+        return tuple(episodes)
+
+
+class TrajectorySharing(RoundComponent):
+    """Shared trajectory replay, a round component (``trainer.sharing``).
 
     Each sampled agent uploads a seeded fraction of its episodes (:func:`upload_choice`),
     with the behaviour policy's log-probabilities, in its checkpoint. After a round is
@@ -59,61 +131,77 @@ class TrajectorySharing:
     uploaded, and were sent.
 
     Args:
-        spec: ``{share_fraction, buffer_episodes, replay_ratio, rho_max}`` (defaults 0.1, 500,
-            0.5, 1.0); ``None``: no sharing.
-        episodes_per_round: Each sampled agent's own episodes per round.
-        seed: The run seed.
+        share_fraction: The odds with which each agent's episode is uploaded, in (0, 1].
+        buffer_episodes: The most episodes the server's buffer keeps.
+        replay_ratio: Episodes each agent replays, as a multiple of its own per round.
+        rho_max: The truncation of replayed episodes' importance weights.
     """
 
-    def __init__(self, spec: Mapping[str, Any] | None, episodes_per_round: int, seed: int) -> None:
-        self.enabled = spec is not None
-        options = _checked(dict(spec or {}))
+    name = "sharing"
+
+    def __init__(
+        self,
+        share_fraction: float = DEFAULTS["share_fraction"],
+        buffer_episodes: int = int(DEFAULTS["buffer_episodes"]),
+        replay_ratio: float = DEFAULTS["replay_ratio"],
+        rho_max: float = DEFAULTS["rho_max"],
+    ) -> None:
+        options = _checked(
+            {
+                "share_fraction": share_fraction,
+                "buffer_episodes": buffer_episodes,
+                "replay_ratio": replay_ratio,
+                "rho_max": rho_max,
+            }
+        )
         self.share_fraction = float(options["share_fraction"])
         self.replay_ratio = float(options["replay_ratio"])
         self.rho_max = float(options["rho_max"])
-        self.replay_episodes = math.floor(self.replay_ratio * episodes_per_round + 0.5)
-        self.episodes_per_round = episodes_per_round
-        self.seed = seed
         self.buffer = TrajectoryBuffer(int(options["buffer_episodes"]))
+        self.episodes_per_round = 0
+        self.replay_episodes = 0
+        self.seed = 0
         self.layout: EpisodeLayout | None = None
         self._sent_bytes: dict[int, int] = {}
         self._columns: dict[str, int] = dict.fromkeys(SHARING_COLUMNS, 0)
 
-    def __bool__(self) -> bool:
-        return self.enabled
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> TrajectorySharing:
+        """The component a ``{share_fraction, ...}`` mapping describes, each key checked."""
+        return cls(**_checked(dict(spec)))
 
-    def setup(self, model: Learner, population: AgentPopulation) -> None:
-        """Start empty, for ``model``'s spaces.
+    @override
+    def setup(self, trainer: FederatedTrainer, model: Learner, population: AgentPopulation) -> None:
+        """Start empty, for ``model``'s spaces and the trainer's episodes per round.
 
         Raises:
-            ConfigError: With sharing on in a multi-task federation.
+            ConfigError: In a multi-task federation.
         """
-        self.buffer.episodes, self._sent_bytes = [], {}
-        self.layout = EpisodeLayout.of_hparams(model.hparams)
-        if self.enabled and population.tasks is not None:
+        if population.tasks is not None:
             raise ConfigError(
                 "trainer.sharing cannot be combined with data.tasks: agents replay each "
                 "other's episodes, which needs one environment's spaces; remove one of them"
             )
+        self.episodes_per_round, self.seed = trainer.episodes_per_round, trainer.seed
+        self.replay_episodes = math.floor(self.replay_ratio * self.episodes_per_round + 0.5)
+        self.buffer.episodes, self._sent_bytes = [], {}
+        self.layout = EpisodeLayout.of_hparams(model.hparams)
 
-    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
-        """What agent ``agent``'s ``LocalFit`` in round ``round_idx`` needs to share."""
-        if not self.enabled:
-            return {}
+    @override
+    def fit_inputs(self, agent: int, round_idx: int) -> SharingPart:
+        """A seeded sample of the buffer to replay, and the odds of uploading."""
+        assert self.layout is not None  # setup() ran
         seed = derive_seed(self.seed, round_idx, agent, Stream.SHARE_SAMPLE)
         replay = tuple(self.buffer.sample(self.replay_episodes, seed))
         self._sent_bytes[round_idx] = self._sent_bytes.get(round_idx, 0) + packed_bytes(replay)
-        return {
-            "replay": replay,
-            "share_fraction": self.share_fraction,
-            "rho_max": self.rho_max,
-        }
+        return SharingPart(
+            replay, self.share_fraction, self.rho_max, self.layout, self.episodes_per_round
+        )
 
+    @override
     def aggregate(self, updates: Sequence[AgentUpdate], round_idx: int) -> None:
         """Add the round's uploads to the buffer, in the updates' order, and count them."""
-        if not self.enabled:
-            return
-        uploads = [list(update.shared_episodes) for update in updates]
+        uploads = [list(_uploads(update, self.name)) for update in updates]
         for episodes in uploads:
             self.buffer.add(episodes)
         self._columns = {
@@ -122,22 +210,31 @@ class TrajectorySharing:
             "shared_bytes_down": self._sent_bytes.pop(round_idx, 0),
         }
 
-    def round_columns(self) -> dict[str, int]:
-        """The last aggregated round's sharing columns; none without sharing."""
-        return dict(self._columns) if self.enabled else {}
+    @override
+    def round_columns(self) -> dict[str, Any]:
+        """The last aggregated round's sharing columns."""
+        return dict(self._columns)
 
+    @override
     def metric_names(self) -> list[str]:
-        """The numeric columns :meth:`round_columns` adds."""
-        return list(SHARING_COLUMNS) if self.enabled else []
+        return list(SHARING_COLUMNS)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
-        """The buffer; empty without sharing."""
-        return {"buffer": self.buffer.state_dict()} if self.enabled else {}
+        """The buffer."""
+        return {"buffer": self.buffer.state_dict()}
 
+    @override
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from :meth:`state_dict`'s output (after :meth:`setup`)."""
-        if self.enabled and self.layout is not None:
+        if self.layout is not None:
             self.buffer.load_state_dict(state.get("buffer", {}), self.layout)
+
+
+def _uploads(update: AgentUpdate, name: str) -> tuple[StoredEpisode, ...]:
+    """The episodes ``update``'s agent uploaded, as its :class:`SharingPart` read them."""
+    episodes = update.extras.get(name, ())
+    assert isinstance(episodes, tuple)  # SharingPart.read gives a tuple
+    return episodes
 
 
 def _checked(options: dict[str, Any]) -> dict[str, Any]:

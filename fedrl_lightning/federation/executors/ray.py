@@ -35,20 +35,24 @@ def fit_remotely(
     global_state: dict[str, torch.Tensor],
     population: AgentPopulation,
     verbose: bool,
-) -> tuple[bytes, bytes | None]:
+) -> tuple[bytes, list[bytes]]:
     """A Ray task's body: fit one agent on the worker; return its checkpoint's bytes.
 
-    An agent that keeps agent-scoped values also returns its personal file's bytes, for the
-    driver to keep in the run's store (they are the agent's own: they count as no traffic).
+    The files its parts write besides (an agent's agent-scoped values) come back as bytes
+    too, in the order of :meth:`FitPart.written_files`, for the driver to keep in the run
+    folder (they are the agent's own: they count as no traffic).
     """
     with quiet_lightning(verbose), tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "agent.ckpt"
-        personal = Path(folder) / "personal.ckpt" if task.personal_names else None
+        extras = {name: part.relocated(Path(folder) / name) for name, part in task.extras.items()}
+        for name in extras:
+            (Path(folder) / name).mkdir()
         task = dataclasses.replace(
-            task, global_state=global_state, checkpoint_path=path, personal_path=personal
+            task, global_state=global_state, checkpoint_path=path, extras=extras
         )
         checkpoint = fit_agent(task, population).read_bytes()
-        return checkpoint, personal.read_bytes() if personal is not None else None
+        written = [file for part in extras.values() for file in part.written_files()]
+        return checkpoint, [file.read_bytes() for file in written]
 
 
 class RayExecutor(Executor):
@@ -168,11 +172,11 @@ class RayExecutor(Executor):
             if isinstance(result, str):
                 failures[task.agent_id] = result
                 continue
-            checkpoint, personal = result
+            checkpoint, written = result
+            targets = [file for part in task.extras.values() for file in part.written_files()]
             try:
-                if personal is not None:
-                    assert task.personal_path is not None  # the fit wrote its personal values
-                    atomic_write_bytes(personal, task.personal_path)
+                for content, target in zip(written, targets, strict=True):
+                    atomic_write_bytes(content, target)
                 atomic_write_bytes(checkpoint, task.checkpoint_path)
             except OSError as err:
                 failures[task.agent_id] = describe_failure(err)
@@ -195,7 +199,7 @@ class RayExecutor(Executor):
                 break
         return ready, refs
 
-    def _result(self, ref: Any) -> tuple[bytes, bytes | None] | str:
+    def _result(self, ref: Any) -> tuple[bytes, list[bytes]] | str:
         """A finished fit's checkpoint (and personal file) bytes, or why it failed."""
         ray = self._ray
         try:

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.components.base import FitPart, InvalidUpdate
+from fedrl_lightning.federation.messages import AgentUpdate, StateDict
 from fedrl_lightning.federation.server.aggregation import aggregate_round
-from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
-from fedrl_lightning.federation.strategies.base import StateDict
+from fedrl_lightning.federation.server.base import ServerModel
+from fedrl_lightning.federation.server.cluster_choice import choose_cluster
+from fedrl_lightning.federation.strategies import FedAvg, Strategy
 from fedrl_lightning.federation.strategies.base import detached as _detached
-from fedrl_lightning.run.run_folder import RunFolder
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.local_fit import AgentFit
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population.agents import AgentPopulation
 
 __all__ = [
     "CLUSTER_EVAL_EPISODES",
+    "ChooseCluster",
+    "ClusterReply",
     "ClusteredModel",
-    "clustered_deployed_state",
     "deployed_cluster",
     "global_cluster",
     "initial_cluster_states",
@@ -35,7 +41,76 @@ CLUSTER_EVAL_EPISODES = 5
 says otherwise."""
 
 
-class ClusteredModel:
+@dataclass(frozen=True)
+class ClusterReply:
+    """The cluster an agent chose, and the environment steps it spent scoring them.
+
+    Attributes:
+        cluster: The chosen cluster.
+        eval_steps: The steps of its scoring episodes, all clusters together.
+    """
+
+    cluster: int
+    eval_steps: int
+
+
+@dataclass(frozen=True)
+class ChooseCluster(FitPart):
+    """IFCA's part of an agent's fit: score every cluster's model, train the best one.
+
+    Attributes:
+        cluster_states: Every cluster's model; the agent scores each on its own episodes,
+            trains the best one instead of the global weights, and sends its choice back
+            with its statistics (see
+            :func:`~fedrl_lightning.federation.server.cluster_choice.choose_cluster`).
+        eval_episodes: Episodes the agent scores each cluster's model on.
+    """
+
+    cluster_states: tuple[StateDict, ...]
+    eval_episodes: int
+
+    @override
+    def start(self, fit: AgentFit) -> None:
+        task = fit.task
+        choice = choose_cluster(
+            fit.module,
+            self.cluster_states,
+            fit.population,
+            task.agent_id,
+            self.eval_episodes,
+            task.run_seed,
+            task.round_idx,
+        )
+        fit.start = dict(self.cluster_states[choice.cluster])
+        fit.stats |= choice.stats()
+
+    @override
+    def copies(self) -> int:
+        return len(self.cluster_states)
+
+    @override
+    def read(
+        self, checkpoint: Mapping[str, Any], stats: Mapping[str, Any], path: Path
+    ) -> ClusterReply:
+        """The cluster the agent says it chose, one of the clusters, and its scoring steps."""
+        clusters = len(self.cluster_states)
+        cluster, steps = stats["cluster"], stats["cluster_eval_steps"]
+        for value in (cluster, steps):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidUpdate(f"{path}: its cluster choice is not a number")
+        if not 0 <= cluster < clusters or steps < 0:
+            raise InvalidUpdate(f"{path}: it chose cluster {cluster}, not one of the {clusters}")
+        return ClusterReply(cluster, steps)
+
+
+def reply_of(update: AgentUpdate) -> ClusterReply:
+    """The cluster choice ``update``'s agent sent."""
+    reply = update.extras[ClusteredModel.name]
+    assert isinstance(reply, ClusterReply)  # ChooseCluster.read gives one
+    return reply
+
+
+class ClusteredModel(ServerModel):
     """The server's side of clustered federation (IFCA, Ghosh et al., 2020).
 
     The server keeps ``K`` global models. Every sampled agent is sent all of them, scores each
@@ -52,8 +127,6 @@ class ClusteredModel:
       the lowest index; cluster 0 before any choice). It is what an agent the federation knows
       nothing about would best be given.
 
-    It offers the trainer what :class:`~fedrl_lightning.federation.server.shared.SharedModel`
-    does; what concerns agent-scoped parameters does nothing, as clusters share whole models.
 
     Args:
         states: Each cluster's initial ``state_dict``; they must differ for IFCA to separate
@@ -63,9 +136,8 @@ class ClusteredModel:
         task_sizes: How many agents there are, as one task: ``[num_agents]``; ``None``: not
             given (no evaluation needs it).
         task_hparams: The models' hyperparameters, as the one task's: ``[hparams]``.
+        statistics: Names of the model's running statistics modules, pooled every round.
     """
-
-    task_names: tuple[str, ...] = ()  # no entry is task-scoped: clusters share whole models
 
     def __init__(
         self,
@@ -74,7 +146,9 @@ class ClusteredModel:
         eval_episodes: int,
         task_sizes: Sequence[int] | None = None,
         task_hparams: Sequence[dict[str, Any]] = (),
+        statistics: Sequence[str] = (),
     ) -> None:
+        self.statistics = tuple(statistics)
         self.states = [_detached(state) for state in states]
         self.task_sizes = list(task_sizes or [])
         self.task_hparams = [dict(hparams) for hparams in task_hparams]
@@ -116,7 +190,36 @@ class ClusteredModel:
             )
         episodes = CLUSTER_EVAL_EPISODES if eval_episodes is None else eval_episodes
         states = initial_cluster_states(model, clusters, seed)
-        return cls(states, strategy, episodes, population.task_sizes, [dict(model.hparams)])
+        return cls(
+            states,
+            strategy,
+            episodes,
+            population.task_sizes,
+            [dict(model.hparams)],
+            tuple(model.statistics_modules()),
+        )
+
+    @classmethod
+    def restored(cls, state: Mapping[str, Any], source: str = "the checkpoint") -> ClusteredModel:
+        """The clusters a round checkpoint's ``shared`` state holds, for what agents deploy.
+
+        Raises:
+            ConfigError: If the saved clusters are malformed.
+        """
+        try:
+            clusters = state["clusters"]
+            if not isinstance(clusters, list) or not all(isinstance(c, dict) for c in clusters):
+                raise TypeError("clusters hold no weights")
+            assignments = {int(a): int(c) for a, c in state["assignments"].items()}
+            for cluster in assignments.values():
+                if not 0 <= cluster < len(clusters):
+                    raise IndexError(cluster)
+            hparams = state.get("task_hparams") or []
+            model = cls(clusters, FedAvg(), 0, state.get("task_sizes"), hparams)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise ConfigError(f"{source}: its clusters are malformed ({err!r})") from None
+        model.assignments = assignments
+        return model
 
     @property
     def num_clusters(self) -> int:
@@ -129,88 +232,58 @@ class ClusteredModel:
         return global_cluster(self.assignments, self.num_clusters)
 
     @property
+    @override
     def global_state(self) -> StateDict:
         """The global model's ``state_dict``: the largest cluster's."""
         return self.states[self.global_cluster]
 
-    @property
-    def personalized(self) -> bool:
-        """Agents deploy their cluster's model, so evaluation reports each agent's own."""
-        return True
+    @override
+    def resume_weights(self, global_state: StateDict) -> None:
+        """Nothing to take: :meth:`load_state_dict` restored every cluster."""
 
     @property
+    @override
     def own_policies(self) -> bool:
         """Agents deploy policies of their own: their clusters' models."""
         return True
 
-    def task_of(self, agent: int) -> int:
-        """The task of agent ``agent``: the one task, 0."""
-        return 0
-
+    @override
     def hparams_of(self, agent: int) -> dict[str, Any]:
         """The hyperparameters of every cluster's model: the run's model's."""
         return self.task_hparams[0]
-
-    def open(self, run: RunFolder) -> None:
-        """Nothing to keep in the run folder: every cluster is in the round checkpoint."""
-
-    def resume(self, checkpoint: Path, global_state: StateDict, completed_round: int) -> None:
-        """Nothing more to do: :meth:`load_state_dict` restored every cluster."""
 
     def cluster_of(self, agent: int) -> int:
         """The cluster agent ``agent`` deploys: its last choice, else the global one."""
         return self.assignments.get(agent, self.global_cluster)
 
-    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
-        """Every cluster's model, for agent ``agent``'s ``LocalFit`` to choose among."""
-        return {"cluster_states": tuple(self.states), "cluster_eval_episodes": self.eval_episodes}
+    @override
+    def fit_inputs(self, agent: int, round_idx: int) -> FitPart:
+        """Every cluster's model, for agent ``agent``'s fit to choose among."""
+        return ChooseCluster(tuple(self.states), self.eval_episodes)
 
-    def own_state(self, agent: int) -> StateDict:
-        """Agent ``agent``'s cluster's model, which replaces the global one for it."""
-        return self.states[self.cluster_of(agent)]
-
+    @override
     def deployed_state(self, agent: int) -> StateDict:
         """The whole ``state_dict`` agent ``agent`` would deploy: its cluster's model."""
-        return dict(self.own_state(agent))
+        return dict(self.states[self.cluster_of(agent)])
 
-    def task_deployed_state(self, task: int) -> StateDict:
-        """The whole ``state_dict`` of the one task's global policy: the largest cluster's."""
-        return dict(self.global_state)
-
-    def aggregate(
-        self, strategy: Strategy, updates: Sequence[AgentUpdate], statistics: Sequence[str]
-    ) -> None:
+    @override
+    def aggregate(self, updates: Sequence[AgentUpdate], round_idx: int) -> None:
         """Aggregate each cluster over the updates of the agents that chose it.
 
-        Args:
-            strategy: The run's strategy; unused, as each cluster has its own copy.
-            updates: The round's updates, each naming its cluster.
-            statistics: Names of the model's running statistics modules.
+        Each cluster has its own copy of the run's strategy.
         """
+        replies = {u.agent_id: reply_of(u) for u in updates}
         for cluster in range(self.num_clusters):
-            chose = [u for u in updates if u.cluster == cluster]
+            chose = [u for u in updates if replies[u.agent_id].cluster == cluster]
             if chose:
                 self.states[cluster] = aggregate_round(
-                    self.strategies[cluster], self.states[cluster], chose, statistics
+                    self.strategies[cluster], self.states[cluster], chose, self.statistics
                 )
-        choices: dict[int, int] = {}
-        for update in updates:
-            assert update.cluster is not None  # a clustered fit names the cluster it chose
-            choices[update.agent_id] = int(update.cluster)
-        self.choices = choices
+        self.choices = {agent: reply.cluster for agent, reply in replies.items()}
         self.assignments |= self.choices
-        self.eval_steps += sum(u.cluster_eval_steps for u in updates)
+        self.eval_steps += sum(reply.eval_steps for reply in replies.values())
 
-    def record_personal(self, agents: Sequence[int], round_idx: int) -> dict[int, int]:
-        """Nothing: agents keep no values of their own."""
-        return {}
-
-    def commit(self, personal: dict[int, int]) -> None:
-        """Nothing to commit: the round checkpoint holds every cluster."""
-
-    def discard_pending(self) -> None:
-        """Nothing pending."""
-
+    @override
     def round_columns(self) -> dict[str, Any]:
         """The last aggregated round's assignments, for its metrics row.
 
@@ -227,10 +300,12 @@ class ClusteredModel:
             "cluster_eval_steps": self.eval_steps,
         }
 
+    @override
     def metric_names(self) -> list[str]:
         """The numeric columns :meth:`round_columns` adds."""
         return [name for name in self.round_columns() if name != "cluster_assignments"]
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """Every cluster's model and strategy state, each agent's last choice, the steps."""
         return {
@@ -241,7 +316,8 @@ class ClusteredModel:
             "cluster_eval_steps": self.eval_steps,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    @override
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s output.
 
         Raises:
@@ -308,45 +384,12 @@ def deployed_cluster(
         source: The checkpoint, for the message.
 
     Returns:
-        Its last choice, else the largest cluster, as :meth:`ClusteredModel.cluster_of`
-        gives it; ``None`` if the run had no clusters.
+        Its last choice, else the largest cluster (:meth:`ClusteredModel.cluster_of`);
+        ``None`` if the run had no clusters.
 
     Raises:
         ConfigError: If the saved clusters are malformed.
     """
-    clusters = shared.get("clusters")
-    if clusters is None:
+    if shared.get("clusters") is None:
         return None
-    try:
-        assignments = {int(a): int(c) for a, c in shared["assignments"].items()}
-        cluster = assignments.get(agent, global_cluster(assignments, len(clusters)))
-        if not 0 <= cluster < len(clusters):
-            raise IndexError(cluster)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
-        raise ConfigError(f"{source}: its clusters are malformed ({err!r})") from None
-    return cluster
-
-
-def clustered_deployed_state(
-    shared: Mapping[str, Any], agent: int, source: str = "the checkpoint"
-) -> StateDict | None:
-    """What agent ``agent`` deploys, from a checkpoint's saved :class:`ClusteredModel`.
-
-    Args:
-        shared: A round checkpoint's ``fedrl.shared`` entry.
-        agent: The agent.
-        source: The checkpoint, for the message.
-
-    Returns:
-        Its cluster's model (:func:`deployed_cluster`); ``None`` if the run had no clusters.
-
-    Raises:
-        ConfigError: If the saved clusters are malformed.
-    """
-    cluster = deployed_cluster(shared, agent, source)
-    if cluster is None:
-        return None
-    state = shared["clusters"][cluster]
-    if not isinstance(state, dict):
-        raise ConfigError(f"{source}: its cluster {cluster} holds no weights")
-    return dict(state)
+    return ClusteredModel.restored(shared, source).cluster_of(agent)

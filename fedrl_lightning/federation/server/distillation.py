@@ -167,7 +167,10 @@ def consensus_of(distributions: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def strategy_consensus(
-    strategy: Strategy, updates: Sequence[AgentUpdate], previous: torch.Tensor | None
+    strategy: Strategy,
+    updates: Sequence[AgentUpdate],
+    distributions: Sequence[torch.Tensor],
+    previous: torch.Tensor | None,
 ) -> torch.Tensor:
     """The round's distributions combined by ``strategy``, as it combines agents' weights.
 
@@ -179,19 +182,16 @@ def strategy_consensus(
     Args:
         strategy: The run's strategy.
         updates: The round's updates that hold a distribution.
+        distributions: Their distributions, in the same order.
         previous: The last consensus, ``[states, actions]``, or ``None``.
 
     Returns:
         The consensus, float32 ``[states, actions]``.
     """
-    distributions = []
-    for update in updates:
-        assert update.distribution is not None  # the caller passes only those that hold one
-        distributions.append(update.distribution)
     first = distributions[0]
     start = previous if previous is not None else torch.full_like(first, 1 / first.shape[-1])
     sent = [
-        replace(u, state_dict={"distribution": d})
+        replace(u, state_dict={"distribution": d}, extras={})
         for u, d in zip(updates, distributions, strict=True)
     ]
     combined = strategy.aggregate({"distribution": start}, sent)["distribution"]

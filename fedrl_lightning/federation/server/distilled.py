@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.components.base import FitPart, InvalidUpdate
 from fedrl_lightning.federation.local_fit import one_torch_thread
+from fedrl_lightning.federation.messages import AgentUpdate, StateDict
+from fedrl_lightning.federation.server.base import ServerModel
 from fedrl_lightning.federation.server.distillation import (
     DistillationSettings,
     ProbeExchange,
@@ -19,25 +24,104 @@ from fedrl_lightning.federation.server.distillation import (
     strategy_consensus,
 )
 from fedrl_lightning.federation.server.personal_store import PersonalStore, recover_run_store
-from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
-from fedrl_lightning.federation.strategies.base import StateDict
+from fedrl_lightning.federation.server.shared import OwnEntries
+from fedrl_lightning.federation.strategies import Strategy
 from fedrl_lightning.federation.strategies.base import detached as _detached
 from fedrl_lightning.learners.base import ENV_HPARAMS
+from fedrl_lightning.learners.distillation_term import action_distribution
+from fedrl_lightning.policy.networks import CategoricalMLPPolicy
 from fedrl_lightning.run.checkpoints import atomic_save
 from fedrl_lightning.run.run_folder import RunFolder
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.local_fit import AgentFit
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population.agents import AgentPopulation
 
-__all__ = ["PROBE_STATES_FILE", "DistilledModels", "agent_hparams", "statistics_options"]
+__all__ = [
+    "DISTRIBUTION_KEY",
+    "PROBE_STATES_FILE",
+    "DistilledModels",
+    "ExchangeDistributions",
+    "agent_hparams",
+    "statistics_options",
+]
 
 PROBE_STATES_FILE = "probe_states.pt"
 """The run folder's file of the probe states: ``{"probe_states": [states, observation_dim]}``."""
 
+DISTRIBUTION_KEY = "probe_distribution"
+"""The agent checkpoint's entry of its action distribution on the probe states."""
 
-class DistilledModels:
+
+@dataclass(frozen=True)
+class ExchangeDistributions(OwnEntries):
+    """Distillation's part of an agent's fit: its whole model, and the distributions exchanged.
+
+    The agent keeps its whole model (every entry is its own); its fit is pulled towards the
+    consensus, and it may send its own action distribution on the probe states back.
+
+    Attributes:
+        exchange: The probe states, the consensus its loss is pulled towards, and whether it
+            sends its distribution.
+        num_actions: The actions of its distribution's rows.
+    """
+
+    exchange: ProbeExchange | None = None
+    num_actions: int = 0
+
+    @override
+    def prepare(self, fit: AgentFit) -> None:
+        if self.exchange is not None:
+            fit.module.set_distillation_target(self.exchange.target())
+
+    @override
+    def report(self, fit: AgentFit) -> dict[str, Any]:
+        exchange = self.exchange
+        if exchange is None or not exchange.send:
+            return {}
+        policy = fit.module.policy
+        assert isinstance(policy, CategoricalMLPPolicy)  # refused for continuous actions
+        own = action_distribution(policy, exchange.probe_states)
+        sent = fit.population.byzantine.corrupt_distribution(
+            fit.task.agent_id, own, exchange.consensus, fit.seed(Stream.BYZANTINE)
+        )
+        return {DISTRIBUTION_KEY: sent}
+
+    @override
+    def message(self) -> dict[str, torch.Tensor]:
+        return self.exchange.message() if self.exchange is not None else {}
+
+    @override
+    def read(
+        self, checkpoint: Mapping[str, Any], stats: Mapping[str, Any], path: Path
+    ) -> torch.Tensor | None:
+        """The action distribution the agent sent on the probe states, checked, if it sends."""
+        if self.exchange is None or not self.exchange.send:
+            return None
+        shape = (len(self.exchange.probe_states), self.num_actions)
+        sent = checkpoint.get(DISTRIBUTION_KEY)
+        if not isinstance(sent, torch.Tensor) or tuple(sent.shape) != shape:
+            raise InvalidUpdate(f"{path}: no {DISTRIBUTION_KEY} of shape {list(shape)}")
+        sent = sent.to(torch.float32)
+        rows = sent.sum(-1)
+        if not bool(torch.isfinite(sent).all()) or bool((sent < 0).any()):
+            raise InvalidUpdate(
+                f"{path}: its {DISTRIBUTION_KEY} has values that are no probabilities"
+            )
+        if not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
+            raise InvalidUpdate(f"{path}: its {DISTRIBUTION_KEY}'s rows do not sum to 1")
+        return sent
+
+
+def distribution_of(update: AgentUpdate) -> torch.Tensor | None:
+    """The action distribution ``update``'s agent sent; ``None`` if it sent none."""
+    sent = update.extras.get(DistilledModels.name)
+    return sent if isinstance(sent, torch.Tensor) else None
+
+
+class DistilledModels(ServerModel):
     """Federated policy distillation (FedHPD, Jiang et al., 2025), with a FedDF student.
 
     Every agent keeps its whole model, which may have its own architecture and learning rate
@@ -53,8 +137,7 @@ class DistilledModels:
 
     The consensus is the plain mean of the distributions, as FedHPD's, unless
     ``consensus: strategy`` asks for the run's strategy (a robust one against Byzantine
-    distributions). It offers the trainer what
-    :class:`~fedrl_lightning.federation.server.shared.SharedModel` does.
+    distributions).
 
     Args:
         settings: ``trainer.distillation``.
@@ -65,9 +148,8 @@ class DistilledModels:
         probe_states: ``[states, observation_dim]`` the probe states.
         seed: The run's seed: agent ``k``'s initial weights are drawn under
             ``derive_seed(seed, 0, k, Stream.AGENT_MODEL)``.
+        strategy: The run's strategy; used only with ``consensus: strategy``.
     """
-
-    task_names: tuple[str, ...] = ()  # nothing is shared by task: every agent has its own model
 
     def __init__(
         self,
@@ -78,10 +160,12 @@ class DistilledModels:
         agent_hparams: Sequence[dict[str, Any]],
         probe_states: torch.Tensor,
         seed: int,
+        strategy: Strategy | None = None,
     ) -> None:
         self.settings = settings
         self.module_class = module_class
-        self.global_state = _detached(student_state)
+        self.strategy = strategy
+        self._global = _detached(student_state)
         self.task_hparams = [dict(student_hparams)]
         self.agent_hparams = [dict(hparams) for hparams in agent_hparams]
         self.task_sizes = [len(self.agent_hparams)]
@@ -95,10 +179,16 @@ class DistilledModels:
         self.student_kl = float("nan")
         # Every agent's values start as its initial model's, written at round 0.
         self.versions = dict.fromkeys(range(len(self.agent_hparams)), 0)
+        self._personal: dict[int, int] = {}  # the agents whose models the last round wrote
 
     @classmethod
     def for_population(
-        cls, settings: DistillationSettings, model: Learner, population: AgentPopulation, seed: int
+        cls,
+        settings: DistillationSettings,
+        model: Learner,
+        population: AgentPopulation,
+        strategy: Strategy,
+        seed: int,
     ) -> DistilledModels:
         """Every agent's model for ``population``, the probe states, and ``model`` as student.
 
@@ -123,27 +213,57 @@ class DistilledModels:
         hparams = agent_hparams(model, population)
         probes = draw_probe_states(population, settings.probe_states, seed)
         return cls(
-            settings, type(model), model.state_dict(), dict(model.hparams), hparams, probes, seed
+            settings,
+            type(model),
+            model.state_dict(),
+            dict(model.hparams),
+            hparams,
+            probes,
+            seed,
+            strategy,
         )
 
-    @property
-    def personalized(self) -> bool:
-        """Agents deploy their own models, so evaluation reports each agent's own."""
-        return True
+    @classmethod
+    def restored(
+        cls, state: Mapping[str, Any], global_state: StateDict, store: PersonalStore | None
+    ) -> DistilledModels:
+        """The agents' models a round checkpoint's ``shared`` state describes, to deploy.
+
+        Args:
+            state: The checkpoint's ``fedrl.shared`` entry.
+            global_state: Its global weights, the student's.
+            store: The run folder's agents' models; ``None``: the checkpoint is outside it.
+        """
+        hparams = [dict(h) for h in state["agent_hparams"]]
+        settings = DistillationSettings.parse(state.get("distillation") or {})
+        # Neither a learner nor probe states: a restored model deploys, and never trains.
+        model = cls(settings, cast(Any, None), global_state, {}, hparams, torch.zeros(0), 0)
+        model.load_state_dict(state)
+        model.store = store
+        return model
 
     @property
+    @override
+    def global_state(self) -> StateDict:
+        """The student."""
+        return self._global
+
+    @override
+    def resume_weights(self, global_state: StateDict) -> None:
+        self._global = _detached(global_state)
+
+    @property
+    @override
     def own_policies(self) -> bool:
         """Agents deploy policies of their own: their whole models."""
         return True
 
-    def task_of(self, agent: int) -> int:
-        """The task of agent ``agent``: the one task, 0."""
-        return 0
-
+    @override
     def hparams_of(self, agent: int) -> dict[str, Any]:
         """Agent ``agent``'s own model's hyperparameters."""
         return self.agent_hparams[agent]
 
+    @override
     def open(self, run: RunFolder) -> None:
         """Save the probe states, and every agent's initial model that is not saved yet."""
         atomic_save({"probe_states": self.probe_states}, run.path / PROBE_STATES_FILE)
@@ -156,17 +276,18 @@ class DistilledModels:
                     initial = self.module_class(**hparams).state_dict()
                 PersonalStore.save(self.store.path(agent), 0, initial)
 
-    def resume(self, checkpoint: Path, global_state: StateDict, completed_round: int) -> None:
-        """Take the resumed student, and bring the personal store to the checkpoint.
+    @override
+    def resume(self, checkpoint: Path, completed_round: int) -> None:
+        """Bring the personal store to the checkpoint.
 
         Raises:
             ConfigError: If the checkpoint lies outside its run folder, or the agents' models
                 are newer than it.
         """
-        self.global_state = _detached(global_state)
         recover_run_store(checkpoint, self.versions, completed_round, "their models")
 
-    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
+    @override
+    def fit_inputs(self, agent: int, round_idx: int) -> FitPart:
         """Agent ``agent``'s whole model, kept by it, and what it exchanges in ``round_idx``.
 
         The fit is pulled towards the consensus only if the round before made it.
@@ -181,12 +302,13 @@ class DistilledModels:
         )
         own = self.own_state(agent)
         assert self.store is not None  # open() made it, before any round
-        return {
-            "own_state": own,
-            "personal_names": tuple(own),
-            "personal_path": self.store.pending_path(agent, round_idx),
-            "distillation": exchange,
-        }
+        return ExchangeDistributions(
+            own,
+            tuple(own),
+            self.store.pending_path(agent, round_idx),
+            exchange,
+            int(self.agent_hparams[agent]["num_actions"]),
+        )
 
     def own_state(self, agent: int) -> StateDict:
         """Agent ``agent``'s whole model, as its last completed fit left it."""
@@ -196,31 +318,32 @@ class DistilledModels:
             raise ConfigError(f"agent {agent}'s model is missing from {self.store.folder}")
         return state
 
+    @override
     def deployed_state(self, agent: int) -> StateDict:
         """What agent ``agent`` deploys: its own model."""
         return dict(self.own_state(agent))
 
-    def task_deployed_state(self, task: int) -> StateDict:
-        """The global policy: the student."""
-        return dict(self.global_state)
-
-    def aggregate(
-        self, strategy: Strategy, updates: Sequence[AgentUpdate], statistics: Sequence[str]
-    ) -> None:
+    @override
+    def aggregate(self, updates: Sequence[AgentUpdate], round_idx: int) -> None:
         """Average the round's distributions into the consensus, and distill the student on it.
 
-        Args:
-            strategy: The run's strategy; used only with ``consensus: strategy``.
-            updates: The round's updates; in a round that exchanges, each holds a distribution.
-            statistics: Names of the model's running statistics modules (there are none).
+        In a round that exchanges, each update holds a distribution. The round's agents hold
+        their models of it from now on, to commit once the round is saved.
         """
-        sent = [u for u in updates if u.distribution is not None]
-        distributions = [u.distribution for u in updates if u.distribution is not None]
+        self._aggregate(updates)
+        self._personal = dict.fromkeys((u.agent_id for u in updates), round_idx)
+        self.versions |= self._personal
+        self.round = round_idx
+
+    def _aggregate(self, updates: Sequence[AgentUpdate]) -> None:
+        sent = [u for u in updates if distribution_of(u) is not None]
+        distributions = [d for u in updates if (d := distribution_of(u)) is not None]
         self.averaged = len(sent)
         if not sent:
             return
         if self.settings.consensus == "strategy":
-            self.consensus = strategy_consensus(strategy, sent, self.consensus)
+            assert self.strategy is not None  # for_population gives the run's
+            self.consensus = strategy_consensus(self.strategy, sent, distributions, self.consensus)
         else:
             self.consensus = consensus_of(distributions)
         self.consensus_round = self.round + 1
@@ -235,33 +358,31 @@ class DistilledModels:
                     self.settings.student_steps,
                     self.settings.student_lr,
                 )
-                self.global_state = _detached(student.state_dict())
+                self._global = _detached(student.state_dict())
 
-    def record_personal(self, agents: Sequence[int], round_idx: int) -> dict[int, int]:
-        """Note that ``agents`` hold their models of round ``round_idx``, to commit once saved."""
-        done = dict.fromkeys(agents, round_idx)
-        self.versions |= done
-        self.round = round_idx
-        return done
-
-    def commit(self, personal: dict[int, int]) -> None:
+    @override
+    def commit(self) -> None:
         """Once a round is saved, make its agents' new models theirs."""
         assert self.store is not None  # open() made it, before any round
-        self.store.commit(personal)
+        self.store.commit(self._personal)
 
+    @override
     def discard_pending(self) -> None:
         """Drop the models of a round that will not be saved."""
         if self.store is not None:
             self.store.discard_pending()
 
+    @override
     def round_columns(self) -> dict[str, Any]:
         """The round's ``distributions_averaged`` (0 without exchange) and ``student_kl``."""
         return {"distributions_averaged": self.averaged, "student_kl": self.student_kl}
 
+    @override
     def metric_names(self) -> list[str]:
         """The numeric columns :meth:`round_columns` adds."""
         return list(self.round_columns())
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The consensus, the rounds, every agent's hyperparameters and model round."""
         return {
@@ -276,7 +397,8 @@ class DistilledModels:
             "versions": dict(self.versions),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    @override
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s output.
 
         Raises:

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.components.base import FitPart
+from fedrl_lightning.federation.messages import AgentUpdate
 from fedrl_lightning.federation.server.aggregation import aggregate_round
 from fedrl_lightning.federation.server.scopes import SharingScopes
 from fedrl_lightning.federation.server.shared import SharedModel
-from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
+from fedrl_lightning.federation.strategies import Strategy
 from fedrl_lightning.federation.strategies.base import flatten
 from fedrl_lightning.federation.strategies.server_optimizers import (
     GradientOptimizer,
     ServerOptimizer,
     server_optimizer_spec,
 )
+from fedrl_lightning.federation.updates import SENDS_KEY
 from fedrl_lightning.policy.normalization import STATISTICS_BUFFERS
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.local_fit import AgentFit
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population.agents import AgentPopulation
 
-__all__ = ["UPDATE_MODES", "GradientModel", "check_update_mode"]
+__all__ = ["UPDATE_MODES", "GradientModel", "SendGradient", "check_update_mode"]
 
 UPDATE_MODES = ("weights", "gradient")
 """What agents send: trained weights (the default), or their loss gradient."""
@@ -95,6 +101,32 @@ def check_update_mode(
     return server_optimizer_spec(server_optimizer)
 
 
+@dataclass(frozen=True)
+class SendGradient(FitPart):
+    """Gradient sharing's part of an agent's fit: it sends its loss gradient, not weights.
+
+    The agent sends the mean gradient of its learner's loss at the start weights over its
+    episodes, with no local step (see
+    :meth:`~fedrl_lightning.learners.Learner.capture_gradients`); a gradient is a change from
+    zero, which Byzantine attacks scale or replace.
+    """
+
+    sends: ClassVar[str | None] = "gradient"
+
+    @override
+    def prepare(self, fit: AgentFit) -> None:
+        fit.module.capture_gradients()
+
+    @override
+    def send(self, fit: AgentFit) -> None:
+        fit.update = fit.module.captured_gradient()
+        fit.origin = {name: torch.zeros_like(value) for name, value in fit.update.items()}
+
+    @override
+    def report(self, fit: AgentFit) -> dict[str, Any]:
+        return {SENDS_KEY: self.sends}
+
+
 class GradientModel(SharedModel):
     """The server's model in gradient sharing (as FedPG-BR and DecByzPG share).
 
@@ -140,14 +172,15 @@ class GradientModel(SharedModel):
         shared.optimizer = GradientOptimizer(server_optimizer, parameters)
         return shared
 
-    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
+    @override
+    def fit_inputs(self, agent: int, round_idx: int) -> FitPart:
         """Agents send gradients."""
-        return {"send_gradient": True}
+        return SendGradient()
 
-    def aggregate(
-        self, strategy: Strategy, updates: Sequence[AgentUpdate], statistics: Sequence[str]
-    ) -> None:
+    @override
+    def aggregate(self, updates: Sequence[AgentUpdate], round_idx: int) -> None:
         """Aggregate the round's gradients and step the global parameters along the result."""
+        strategy, statistics = self.strategy, self.statistics
         pooled = {f"{name}.{b}" for name in statistics for b in STATISTICS_BUFFERS}
         origin = {
             name: value if name in pooled else torch.zeros_like(value)
@@ -162,19 +195,23 @@ class GradientModel(SharedModel):
             for name, value in self.global_state.items()
         }
 
+    @override
     def round_columns(self) -> dict[str, Any]:
         """The L2 norm of the round's aggregated gradient."""
         return {"gradient_norm": self.gradient_norm}
 
+    @override
     def metric_names(self) -> list[str]:
         """The column :meth:`round_columns` adds."""
         return ["gradient_norm"]
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The shared model's state and the server optimizer's."""
         return super().state_dict() | {"server_optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    @override
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s output."""
         super().load_state_dict(state)
         self.optimizer.load_state_dict(state["server_optimizer"])

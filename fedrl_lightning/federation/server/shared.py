@@ -3,27 +3,87 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from typing_extensions import override
+
 from fedrl_lightning.errors import ConfigError
+from fedrl_lightning.federation.components.base import FitPart
+from fedrl_lightning.federation.messages import AgentUpdate, StateDict
 from fedrl_lightning.federation.server.aggregation import aggregate_round
+from fedrl_lightning.federation.server.base import ServerModel
 from fedrl_lightning.federation.server.personal_store import PersonalStore, recover_run_store
 from fedrl_lightning.federation.server.scopes import SharingScopes
-from fedrl_lightning.federation.strategies import AgentUpdate, Strategy
-from fedrl_lightning.federation.strategies.base import StateDict
+from fedrl_lightning.federation.strategies import FedAvg, Strategy
 from fedrl_lightning.run.run_folder import RunFolder
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.local_fit import AgentFit
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population.agents import AgentPopulation
 
-__all__ = ["SharedModel", "task_of"]
+__all__ = ["OwnEntries", "SharedModel", "task_of"]
 
 
-class SharedModel:
+@dataclass(frozen=True)
+class OwnEntries(FitPart):
+    """Sharing scopes' part of an agent's fit: its own entries, and where it keeps its own.
+
+    Attributes:
+        own_state: The agent's task- and agent-scoped entries, which replace the global ones.
+        personal_names: The agent-scoped entries: kept by the agent, never sent.
+        personal_path: Where the agent keeps their new values (its pending file in the run's
+            :class:`~fedrl_lightning.federation.server.personal_store.PersonalStore`).
+    """
+
+    own_state: StateDict
+    personal_names: tuple[str, ...] = ()
+    personal_path: Path | None = None
+
+    @override
+    def start(self, fit: AgentFit) -> None:
+        fit.start = {**fit.start, **self.own_state}
+
+    @override
+    def send(self, fit: AgentFit) -> None:
+        """Keep the agent-scoped entries in the agent's own file; send the rest."""
+        if not self.personal_names:
+            return
+        personal = {name: fit.update[name] for name in self.personal_names}
+        assert self.personal_path is not None  # given with the personal names
+        PersonalStore.save(self.personal_path, fit.task.round_idx, personal)
+        fit.update = self._sent(fit.update)
+        fit.origin = self._sent(fit.origin)
+
+    @override
+    def reference(self, state: StateDict) -> StateDict:
+        return self._sent({**state, **self.own_state})
+
+    @override
+    def written_files(self) -> tuple[Path, ...]:
+        return (self.personal_path,) if self.personal_names and self.personal_path else ()
+
+    @override
+    def relocated(self, folder: Path) -> FitPart:
+        if not self.personal_names:
+            return self
+        return dataclasses.replace(self, personal_path=folder / "personal.ckpt")
+
+    @override
+    def discard(self) -> None:
+        if self.personal_path is not None:
+            self.personal_path.unlink(missing_ok=True)
+
+    def _sent(self, state: Mapping[str, Any]) -> StateDict:
+        return {k: v for k, v in state.items() if k not in self.personal_names}
+
+
+class SharedModel(ServerModel):
     """The server's side of the model: what each agent starts from, and how updates combine.
 
     Every ``state_dict`` entry has a sharing scope (:class:`SharingScopes`):
@@ -53,6 +113,7 @@ class SharedModel:
         task_hparams: Each task's model's hyperparameters (its sizes differ when its spaces
             do); ``None``: none recorded.
         store: Where agents keep their agent-scoped values; needed when there are some.
+        statistics: Names of the model's running statistics modules, pooled every round.
     """
 
     def __init__(
@@ -64,10 +125,14 @@ class SharedModel:
         task_models: Sequence[StateDict] | None = None,
         task_hparams: Sequence[dict[str, Any]] | None = None,
         store: PersonalStore | None = None,
+        statistics: Sequence[str] = (),
     ) -> None:
         self.scopes = scopes
-        self.global_state = {k: v.detach().cpu().clone() for k, v in global_state.items()}
+        self._global = {k: v.detach().cpu().clone() for k, v in global_state.items()}
         self.task_sizes = [int(size) for size in task_sizes]
+        self.strategy = strategy
+        self.statistics = tuple(statistics)
+        self._personal: dict[int, int] = {}  # the agents whose values the last round wrote
         self._fresh_strategy = copy.deepcopy(strategy)
         self.store = store
         names = list(global_state)
@@ -121,53 +186,91 @@ class SharedModel:
             strategy,
             task_models=states,
             task_hparams=[dict(m.hparams) for m in models],
+            statistics=tuple(model.statistics_modules()),
         )
         shared.conditioned = population.tasks is not None and population.tasks.conditioned
         return shared
 
+    @classmethod
+    def restored(
+        cls, state: Mapping[str, Any], global_state: StateDict, store: PersonalStore | None
+    ) -> Self:
+        """The model a round checkpoint's ``shared`` state and weights describe, to deploy.
+
+        Args:
+            state: The checkpoint's ``fedrl.shared`` entry.
+            global_state: Its global weights.
+            store: The run folder's agents' values; ``None``: the checkpoint is outside it.
+        """
+        model = cls(
+            SharingScopes(state.get("scopes") or {}),
+            global_state,
+            state.get("task_sizes") or [1],
+            FedAvg(),  # never aggregates: it only says what agents deploy
+            task_hparams=state.get("task_hparams") or None,
+            store=store,
+        )
+        model.load_state_dict(state)
+        model.conditioned = bool(state.get("conditioned"))
+        return model
+
+    @property
+    @override
+    def global_state(self) -> StateDict:
+        return self._global
+
+    @global_state.setter
+    def global_state(self, state: StateDict) -> None:
+        self._global = state
+
+    @override
+    def resume_weights(self, global_state: StateDict) -> None:
+        self._global = {k: v.detach().cpu().clone() for k, v in global_state.items()}
+
+    @override
     def open(self, run: RunFolder) -> None:
         """Keep the agents' agent-scoped values in ``run``'s ``personal/``, if there are any."""
         if self.agent_names:
             run.personal.mkdir(exist_ok=True)
             self.store = PersonalStore(run.personal)
 
-    def resume(self, checkpoint: Path, global_state: StateDict, completed_round: int) -> None:
-        """Take the resumed global weights, and bring the personal store to the checkpoint.
+    @override
+    def resume(self, checkpoint: Path, completed_round: int) -> None:
+        """Bring the personal store to the checkpoint.
 
         Raises:
             ConfigError: If agents keep values of their own and the checkpoint lies outside
                 its run folder, or they are newer than it (an earlier round resumed).
         """
-        self.global_state = {k: v.detach().cpu().clone() for k, v in global_state.items()}
         if not self.versions:
             return
         recover_run_store(checkpoint, self.versions, completed_round, "personal parameters")
 
-    def fit_inputs(self, agent: int, round_idx: int) -> dict[str, Any]:
-        """What agent ``agent``'s ``LocalFit`` of round ``round_idx`` needs beyond the weights."""
+    @override
+    def fit_inputs(self, agent: int, round_idx: int) -> FitPart | None:
+        """Agent ``agent``'s own entries in round ``round_idx``; ``None`` without scopes."""
         if not self.personalized:
-            return {}
+            return None
         store = self.store
-        return {
-            "own_state": self.own_state(agent),
-            "personal_names": tuple(self.agent_names),
-            "personal_path": store.pending_path(agent, round_idx) if store is not None else None,
-        }
+        return OwnEntries(
+            self.own_state(agent),
+            tuple(self.agent_names),
+            store.pending_path(agent, round_idx) if store is not None else None,
+        )
 
-    def commit(self, personal: dict[int, int]) -> None:
+    @override
+    def commit(self) -> None:
         """Once a round is saved, make its agents' new agent-scoped values theirs."""
         if self.store is not None:
-            self.store.commit(personal)
+            self.store.commit(self._personal)
 
+    @override
     def discard_pending(self) -> None:
         """Drop the agent-scoped values of a round that will not be saved."""
         if self.store is not None:
             self.store.discard_pending()
 
-    def task_of(self, agent: int) -> int:
-        """The task of agent ``agent``."""
-        return task_of({"task_sizes": self.task_sizes}, agent)
-
+    @override
     def hparams_of(self, agent: int) -> dict[str, Any]:
         """The hyperparameters of agent ``agent``'s model: its task's."""
         return self.task_hparams[self.task_of(agent)]
@@ -178,6 +281,7 @@ class SharedModel:
         return bool(self.task_names or self.agent_names)
 
     @property
+    @override
     def own_policies(self) -> bool:
         """Whether agents deploy policies of their own, beyond their task's: agent entries."""
         return bool(self.agent_names)
@@ -203,11 +307,13 @@ class SharedModel:
             return self.task_states[task]
         return {name: self.initial[task][name] for name in self.task_names}
 
+    @override
     def task_deployed_state(self, task: int) -> StateDict:
         """The whole ``state_dict`` of task ``task``'s global policy (its initial agent entries)."""
         agents = {name: self.initial[task][name] for name in self.agent_names}
         return {**self.global_state, **self.task_state(task), **agents}
 
+    @override
     def deployed_state(self, agent: int) -> StateDict:
         """The whole ``state_dict`` agent ``agent`` would deploy."""
         return {**self.global_state, **self.own_state(agent)}
@@ -217,10 +323,14 @@ class SharedModel:
         state = self.deployed_state(agent)
         return {name: state[name] for name in self.sent_names()}
 
-    def aggregate(
-        self, strategy: Strategy, updates: Sequence[AgentUpdate], statistics: Sequence[str]
-    ) -> None:
-        """Combine a round's updates, which hold the sent entries, scope by scope."""
+    @override
+    def aggregate(self, updates: Sequence[AgentUpdate], round_idx: int) -> None:
+        """Combine a round's updates, which hold the sent entries, scope by scope.
+
+        The round's agents hold agent-scoped values of it from now on: the next round's
+        fits, submitted before this round is saved, start from those values.
+        """
+        strategy, statistics = self.strategy, self.statistics
         task_names = set(self.task_names)
         global_names = [n for n in self.sent_names() if n not in task_names]
         combined = aggregate_round(
@@ -239,30 +349,12 @@ class SharedModel:
             self.task_states[task] = aggregate_round(
                 task_strategy, start, [_restricted(u, self.task_names) for u in own]
             )
+        self._personal = {}
+        if self.agent_names:
+            self._personal = dict.fromkeys((u.agent_id for u in updates), round_idx)
+            self.versions |= self._personal
 
-    def record_personal(self, agents: Sequence[int], round_idx: int) -> dict[int, int]:
-        """Note that ``agents`` hold agent-scoped values of round ``round_idx``.
-
-        This happens as soon as their fits are collected: the next round's fits, submitted
-        before this round is saved, start from those values.
-
-        Returns:
-            Those agents and the round, to commit in the store once the round is saved.
-        """
-        if not self.agent_names:
-            return {}
-        done = dict.fromkeys(agents, round_idx)
-        self.versions |= done
-        return done
-
-    def round_columns(self) -> dict[str, Any]:
-        """Columns of its own for the round's metrics row: none."""
-        return {}
-
-    def metric_names(self) -> list[str]:
-        """The numeric columns :meth:`round_columns` adds: none."""
-        return []
-
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The task entries, the task strategies' states and the agents' value rounds."""
         return {
@@ -276,7 +368,8 @@ class SharedModel:
             "versions": dict(self.versions),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    @override
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s output."""
         self.task_states = {int(t): dict(s) for t, s in state.get("tasks", {}).items()}
         if state.get("task_initial"):

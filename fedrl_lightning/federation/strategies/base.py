@@ -1,17 +1,16 @@
-"""The strategy API: what agents send back, and the base class every strategy implements."""
+"""The strategy API: the base class every strategy implements, over what agents send back."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from fedrl_lightning.federation.messages import AgentUpdate, StateDict
+from fedrl_lightning.federation.strategies.local_terms import LocalTerms
 from fedrl_lightning.learners.meta_step import MetaStep
-from fedrl_lightning.policy.normalization import RunningMeanStd
-from fedrl_lightning.rollouts.dataset import StoredEpisode
 
 __all__ = [
     "AgentUpdate",
@@ -24,49 +23,6 @@ __all__ = [
     "unflatten",
     "weighted_average",
 ]
-
-StateDict = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class AgentUpdate:
-    """What one agent sends back after its local fit.
-
-    Attributes:
-        agent_id: The agent.
-        state_dict: The agent's policy weights after local training.
-        num_episodes: Episodes it trained on.
-        num_steps: Environment steps it trained on.
-        mean_return: Its mean undiscounted episode return during local training.
-        statistics: What each of the model's running statistics (an observation
-            normalizer's count, mean and M2) observed during the fit, by module name. They
-            are pooled as statistics, never given to a strategy; empty when the model has none.
-        metrics: The mean of each training metric the learner recorded in the fit (``loss``,
-            ``entropy``, PPO's ``approx_kl``, ...), by name.
-        cluster: With IFCA, the cluster whose model the agent chose and trained; ``None``
-            otherwise. Strategies never see it: each cluster is aggregated on its own.
-        cluster_eval_steps: The environment steps the agent spent scoring the clusters.
-        shared_episodes: With trajectory sharing, the episodes the agent uploaded, checked;
-            strategies never see them.
-        distribution: In distillation, the agent's action probabilities on the probe states,
-            ``[states, actions]``, its only message besides these statistics; ``None``
-            otherwise.
-        visited_cells: With ``trainer.coverage``, the ids of the grid cells its training
-            observations fell in (int64); ``None`` otherwise.
-    """
-
-    agent_id: int
-    state_dict: StateDict
-    num_episodes: int
-    num_steps: int
-    mean_return: float
-    statistics: dict[str, RunningMeanStd] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    cluster: int | None = None
-    cluster_eval_steps: int = 0
-    shared_episodes: tuple[StoredEpisode, ...] = ()
-    distribution: torch.Tensor | None = None
-    visited_cells: torch.Tensor | None = None
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
@@ -111,6 +67,12 @@ class Strategy(ABC):
         Returns:
             The new global state dict.
         """
+
+    def fit_part(self) -> LocalTerms | None:
+        """What the strategy changes in the agents' local fits; ``None``: nothing."""
+        if not self.proximal_mu and self.meta_step is None:
+            return None
+        return LocalTerms(self.proximal_mu, self.meta_step)
 
     def check_agents_per_round(self, agents_per_round: int) -> None:  # noqa: B027
         """Refuse, with a :class:`ConfigError`, a round size this strategy cannot work with.
