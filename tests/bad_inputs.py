@@ -213,6 +213,7 @@ CASES: list[tuple[str, list[str], str]] = [
     # The server model (trainer.server), and the options it replaced.
     ("server", ["--trainer.server", "Clusterd"], "trainer.server: not a known server model"),
     ("server", ["--trainer.clusters", "2"], "trainer.clusters: now --trainer.server Clustered"),
+    ("components", ["--trainer.components+", "Bogus"], "not a known round component"),
     ("server", ["--trainer.update_mode", "gradient"], "trainer.update_mode: now"),
     ("server", ["--trainer.distillation", "{}"], "trainer.distillation: now"),
     ("server", ["--trainer.personalization", "{agent: [a]}"], "trainer.personalization: now"),

@@ -69,6 +69,8 @@ def _class_options() -> dict[str, str]:
         "trainer.strategy": f"not a known strategy (built in: {strategies}; or give a class_path)",
         "model": f"not a known learner (built in: {learners}; or give a class_path)",
         "trainer.callbacks": f"not a known callback (built in: {callbacks}; or give a class_path)",
+        "trainer.components": "not a known round component (built in: TrajectorySharing, "
+        "Coverage; or give a class_path)",
         "trainer.server": "not a known server model (built in: Shared, Clustered, Gradient, "
         "Distilled; or give a class_path)",
         "trainer.logger": "not a known logger (a Lightning Logger such as MLFlowLogger or "

@@ -18,12 +18,15 @@ __all__ = [
     "RAY_ONLY_OPTIONS",
     "check_accelerator",
     "check_callbacks",
+    "check_component_names",
     "check_round_options",
     "check_executor_options",
     "check_output_folder",
 ]
 
 RAY_ONLY_OPTIONS = ("num_workers", "ray_address", "round_timeout")
+RESERVED_NAMES = {"", "round", "seed", "history", "strategy", "config", "callbacks", "shared"}
+"""Keys of the round state, and of a fit's parts, that no round component may take."""
 
 
 def check_round_options(
@@ -65,6 +68,17 @@ def check_callbacks(callbacks: Sequence[Any]) -> None:
     twice = [key for key in keys if keys.count(key) > 1]
     if twice:
         raise ConfigError(f"trainer.callbacks: two callbacks have the state key {twice[0]}")
+
+
+def check_component_names(components: Sequence[Any]) -> None:
+    """Refuse round components whose names collide, with each other or the round state's keys."""
+    names = [component.name for component in components]
+    for name in names:
+        if names.count(name) > 1 or name in RESERVED_NAMES:
+            raise ConfigError(
+                f"trainer.components: a round component's name {name!r} is taken (by another "
+                f"component, or the round state: {', '.join(sorted(RESERVED_NAMES - {''}))})"
+            )
 
 
 def check_accelerator(accelerator: str) -> None:

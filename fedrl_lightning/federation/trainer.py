@@ -37,6 +37,7 @@ from fedrl_lightning.federation.server.choice import ServerChoice, Shared
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
     check_callbacks,
+    check_component_names,
     check_executor_options,
     check_output_folder,
     check_round_options,
@@ -141,6 +142,10 @@ class FederatedTrainer:
             20 per observation dimension (over the space's bounds, or where it has none the
             mean ± 3 std of the pooled observation statistics) that the training agents
             have visited so far. Agents send the ids of the cells they visited.
+        components: More round components, by ``class_path``
+            (:class:`~fedrl_lightning.federation.components.base.RoundComponent`): each gives
+            every sampled agent's fit its part, combines what they send back, and adds its
+            columns and its state to every round, after those above.
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -178,6 +183,7 @@ class FederatedTrainer:
         server: ServerChoice | None = None,
         sharing: dict[str, float] | None = None,
         coverage: bool = False,
+        components: list[RoundComponent] | None = None,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -224,6 +230,8 @@ class FederatedTrainer:
             self.components.append(TrajectorySharing.from_spec(sharing))
         if coverage:
             self.components.append(Coverage())
+        self.components += list(components or [])
+        check_component_names(self.components)
         self.server_choice = server if server is not None else Shared()
         self.server_choice.check(self)
         self.logger = logger
