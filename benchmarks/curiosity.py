@@ -42,7 +42,7 @@ VARIANTS: dict[str, tuple[Path, list[str], str]] = {
     "off": (DISCRETE, ["--model.init_args.curiosity=null"], "MountainCar-v0, curiosity off"),
     "rnd_agent_predictor": (
         DISCRETE,
-        ["--trainer.personalization={agent: [curiosity.predictor.*]}"],
+        ["--trainer.server=Shared", "--trainer.server.agent=[curiosity.predictor.*]"],
         "MountainCar-v0, PPO + RND, agent-scoped predictors",
     ),
     "continuous_rnd": (CONTINUOUS, [], "MountainCarContinuous-v0, PPO + RND"),

@@ -44,11 +44,10 @@ from fedrl_lightning import load_module
 from fedrl_lightning.rollouts.evaluation import evaluate_agents
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cartpole_distill_fedhpd.yaml"
-DISTILLATION = "{probe_states: 1000, every_n_rounds: 1, student_steps: 100, student_lr: 0.01"
-ROBUST = ["--trainer.distillation.consensus=strategy", "--trainer.strategy=FedMedian"]
+ROBUST = ["--trainer.server.consensus=strategy", "--trainer.strategy=FedMedian"]
 MODES = {
     "distill": [],
-    "none": [f"--trainer.distillation={DISTILLATION}, kl_coef: 0.0}}"],
+    "none": ["--trainer.server.kl_coef=0.0"],
     # 3 of the 10 agents Byzantine, their attack on the distribution they send
     "sign_flip": ["--data.byzantine={agents: 3, attack: sign_flip}"],
     "random_noise": ["--data.byzantine={agents: 3, attack: random_noise}"],
@@ -110,7 +109,7 @@ def summary(run: Path, eval_episodes: int) -> dict:
 
 def traffic(root: Path) -> None:
     weights = [
-        "--trainer.distillation=null",
+        "--trainer.server=null",
         "--data.model_heterogeneity=null",
         "--trainer.strategy=FedAvg",
     ]

@@ -15,7 +15,7 @@ it: a SimpleEnv episode's return is nearly 0 or 100, so even the oracle's mean o
 episodes varies by about 1.3 from agent to agent, and the oracle's own score says what a
 perfect policy would have scored on them. The goal is every agent at least 72.
 
-For a clustered run (``--trainer.clusters``, IFCA), it also prints the final assignment, the
+For a clustered run (``--trainer.server Clustered``, IFCA), it also prints the final assignment, the
 cluster each agent deploys (its last choice), beside its ``reward_sign``, and whether it
 separates the two tasks exactly: every agent of a task in one cluster, and the two tasks in
 different ones.

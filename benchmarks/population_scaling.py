@@ -10,9 +10,9 @@ at its default (10 evenly spaced agents). The figures are the mean ``round_time`
 rounds after the first, the whole fit's wall time per round (which also counts saving each
 round, and so the personal store's commits), and the process's peak resident memory
 (``ru_maxrss``). ``--personal`` gives every agent a personal policy head
-(``--trainer.personalization '{agent: [policy.head.*]}'``, half the agents on the opposite
-task), kept in the run folder's ``personal/``: each sampled agent's file is read and written
-every round, and each evaluated agent's is read.
+(``--trainer.server Shared --trainer.server.agent '[policy.head.*]'``, half the agents on the
+opposite task), kept in the run folder's ``personal/``: each sampled agent's file is read and
+written every round, and each evaluated agent's is read.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import numpy as np
 from machine import describe_machine
 
 PERSONAL = [
-    "--trainer.personalization={agent: [policy.head.*]}",
+    "--trainer.server=Shared",
+    "--trainer.server.agent=[policy.head.*]",
     "--data.heterogeneity={reward_sign: {choices: [1, -1]}}",
 ]
 

@@ -47,7 +47,10 @@ DAMAGED_CHECKPOINTS = (
 
 EARLY = ["--trainer.callbacks+", "EarlyStopping", "--trainer.callbacks.patience", "2"]
 
-GRADIENT = ["--trainer.update_mode", "gradient"]
+GRADIENT = ["--trainer.server", "Gradient"]
+CLUSTERED = ["--trainer.server", "Clustered"]
+DISTILLED = ["--trainer.server", "Distilled"]
+SHARED = ["--trainer.server", "Shared"]
 CASES: list[tuple[str, list[str], str]] = [
     # Strategy arguments, from flags and from YAML.
     ("strategy", ["--trainer.strategy", "FedTrimmedAvg", "--trainer.strategy.beta", "0.6"], "beta"),
@@ -240,93 +243,56 @@ CASES: list[tuple[str, list[str], str]] = [
         ["--data.byzantine", "{agents: 1, attack: poison_trajectory}"],
         "data.byzantine.attack",
     ),
+    # The server model (trainer.server), and the options it replaced.
+    ("server", ["--trainer.server", "Clusterd"], "trainer.server: not a known server model"),
+    ("server", ["--trainer.clusters", "2"], "trainer.clusters: now --trainer.server Clustered"),
+    ("components", ["--trainer.components+", "Bogus"], "not a known round component"),
+    ("server", ["--trainer.update_mode", "gradient"], "trainer.update_mode: now"),
+    ("server", ["--trainer.distillation", "{}"], "trainer.distillation: now"),
+    ("server", ["--trainer.personalization", "{agent: [a]}"], "trainer.personalization: now"),
+    ("server", ["--trainer.server_optimizer", "{name: sgd}"], "trainer.server_optimizer: now"),
     # Clustered federation (IFCA).
-    ("clusters", ["--trainer.clusters", "0"], "trainer.clusters"),
-    ("clusters", ["--trainer.cluster_eval_episodes", "3"], "trainer.cluster_eval_episodes"),
+    ("clusters", [*CLUSTERED, "--trainer.server.k", "0"], "trainer.server.k"),
+    ("clusters", [*CLUSTERED, "--trainer.server.eval_episodes", "0"], "server.eval_episodes"),
     (
         "clusters",
-        ["--trainer.clusters", "2", "--trainer.cluster_eval_episodes", "0"],
-        "trainer.cluster_eval_episodes",
-    ),
-    (
-        "clusters",
-        ["--trainer.clusters", "2", "--trainer.personalization", "{agent: [policy.head.*]}"],
-        "trainer.clusters cannot be combined with trainer.personalization",
-    ),
-    (
-        "clusters",
-        ["--trainer.clusters", "2", "--data.num_agents", "4", "--data.tasks", "[{}, {}]"],
-        "trainer.clusters: data.tasks gives 2 tasks",
+        [*CLUSTERED, "--data.num_agents", "4", "--data.tasks", "[{}, {}]"],
+        "trainer.server Clustered: data.tasks gives 2 tasks",
     ),
     # Gradient sharing.
-    ("gradient", ["--trainer.update_mode", "gradients"], "trainer.update_mode"),
-    ("gradient", ["--trainer.server_optimizer", "{name: sgd}"], "trainer.server_optimizer is only"),
-    ("gradient", [*GRADIENT, "--trainer.server_optimizer", "{name: rmsprop}"], "optimizer.name"),
-    ("gradient", [*GRADIENT, "--trainer.server_optimizer", "{name: sgd, lr: 0}"], "optimizer.lr"),
-    (
-        "gradient",
-        [*GRADIENT, "--trainer.server_optimizer", "{name: adam, momentum: 0.9}"],
-        "trainer.server_optimizer.momentum: unknown key for adam",
-    ),
-    (
-        "gradient",
-        [*GRADIENT, "--trainer.server_optimizer", "{name: adam, betas: [0.9, 1.0]}"],
-        "trainer.server_optimizer.betas",
-    ),
+    ("gradient", [*GRADIENT, "--trainer.server.optimizer", "rmsprop"], "server.optimizer"),
+    ("gradient", [*GRADIENT, "--trainer.server.lr", "0"], "trainer.server.lr"),
+    ("gradient", [*GRADIENT, "--trainer.server.betas", "[0.9, 1.0]"], "trainer.server.betas"),
     ("gradient", [*GRADIENT, "--trainer.strategy", "FedAdam"], "trainer.strategy FedAdam"),
     ("gradient", [*GRADIENT, "--trainer.strategy", "FedProx"], "trainer.strategy FedProx"),
     ("gradient", [*GRADIENT, "--trainer.strategy", "PerFedAvg"], "trainer.strategy PerFedAvg"),
-    (
-        "gradient",
-        [*GRADIENT, "--trainer.clusters", "2"],
-        "trainer.clusters cannot be combined with trainer.update_mode gradient",
-    ),
-    (
-        "gradient",
-        [*GRADIENT, "--trainer.personalization", "{agent: [policy.head.*]}"],
-        "trainer.personalization cannot be combined with trainer.update_mode gradient",
-    ),
     ("gradient", [*GRADIENT, "--trainer.lr_schedule", "linear"], "trainer.lr_schedule linear"),
     (
         "gradient",
         [*GRADIENT, "--trainer.sharing", "{share_fraction: 0.5}"],
-        "trainer.sharing cannot be combined with trainer.update_mode gradient",
+        "trainer.server Gradient cannot be combined with trainer.sharing",
     ),
     ("gradient", [*GRADIENT, "--model", "PPO"], "model.update_epochs (4) must be 1"),
     # Policy distillation and agents' own models.
-    ("distillation", ["--trainer.distillation", "{kl_coeff: 1}"], "'kl_coeff' is not an option"),
-    ("distillation", ["--trainer.distillation", "{kl_coef: -1}"], "trainer.distillation.kl_coef"),
-    ("distillation", ["--trainer.distillation", "{probe_states: 0}"], "distillation.probe_states"),
-    ("distillation", ["--trainer.distillation", "{consensus: max}"], "distillation.consensus"),
+    ("distillation", [*DISTILLED, "--trainer.server.kl_coeff", "1"], "kl_coeff"),
+    ("distillation", [*DISTILLED, "--trainer.server.kl_coef", "-1"], "trainer.server.kl_coef"),
+    ("distillation", [*DISTILLED, "--trainer.server.probe_states", "0"], "server.probe_states"),
+    ("distillation", [*DISTILLED, "--trainer.server.consensus", "max"], "server.consensus"),
+    ("distillation", [*DISTILLED, "--trainer.server.student_lr", "0"], "server.student_lr"),
     (
         "distillation",
-        ["--trainer.distillation", "{student_lr: 0}"],
-        "trainer.distillation.student_lr",
+        [*DISTILLED, "--trainer.sharing", "{share_fraction: 0.5}"],
+        "trainer.server Distilled cannot be combined with trainer.sharing",
     ),
     (
         "distillation",
-        ["--trainer.distillation", "{}", "--trainer.clusters", "2"],
-        "trainer.distillation cannot be combined with trainer.clusters",
+        [*DISTILLED, "--data.env_id", "Pendulum-v1"],
+        "trainer.server Distilled: Pendulum-v1 has continuous actions",
     ),
     (
         "distillation",
-        ["--trainer.distillation", "{}", "--trainer.sharing", "{share_fraction: 0.5}"],
-        "trainer.distillation cannot be combined with trainer.sharing",
-    ),
-    (
-        "distillation",
-        ["--trainer.distillation", "{}", "--trainer.update_mode", "gradient"],
-        "trainer.distillation cannot be combined with trainer.update_mode gradient",
-    ),
-    (
-        "distillation",
-        ["--trainer.distillation", "{}", "--data.env_id", "Pendulum-v1"],
-        "trainer.distillation: Pendulum-v1 has continuous actions",
-    ),
-    (
-        "distillation",
-        ["--trainer.distillation", "{}", "--model.normalize_observations", "true"],
-        "trainer.distillation: Reinforce keeps running statistics",
+        [*DISTILLED, "--model.normalize_observations", "true"],
+        "trainer.server Distilled: Reinforce keeps running statistics",
     ),
     (
         "model heterogeneity",
@@ -335,22 +301,22 @@ CASES: list[tuple[str, list[str], str]] = [
     ),
     (
         "model heterogeneity",
-        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{width: [1, 2]}"],
+        [*DISTILLED, "--data.model_heterogeneity", "{width: [1, 2]}"],
         "data.model_heterogeneity: 'width' is not a hyperparameter of Reinforce",
     ),
     (
         "model heterogeneity",
-        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{hidden_dim: [8, 9]}"],
+        [*DISTILLED, "--data.model_heterogeneity", "{hidden_dim: [8, 9]}"],
         "data.model_heterogeneity.hidden_dim: an integer",
     ),
     (
         "model heterogeneity",
-        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{lr: [-2, -1]}"],
+        [*DISTILLED, "--data.model_heterogeneity", "{lr: [-2, -1]}"],
         "data.model_heterogeneity: agent 0: model.lr must not be negative",
     ),
     (
         "model heterogeneity",
-        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{lr: 5}"],
+        [*DISTILLED, "--data.model_heterogeneity", "{lr: 5}"],
         "--data.model_heterogeneity.lr: expected a list of 2 numbers or {choices: ...}, got 5",
     ),
     (
@@ -386,7 +352,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("resume", ["--ckpt_path", "last", "--model.lr", "0.5"], "model.lr"),
     ("resume", ["--ckpt_path", "last", "--trainer.num_rounds", "1"], "trainer.num_rounds"),
     ("resume", ["--ckpt_path", "last", "--seed_everything", "8"], "seed_everything"),
-    ("resume", ["--ckpt_path", "last", "--trainer.clusters", "2"], "trainer.clusters"),
+    ("resume", ["--ckpt_path", "last", *CLUSTERED], "trainer.server"),
     # Callbacks and loggers.
     ("callbacks", ["--trainer.callbacks+", "EarlyStopping"], "trainer.callbacks: EarlyStopping"),
     ("callbacks", [*EARLY, "--trainer.callbacks.monitor", "nope"], "EarlyStopping.monitor"),
@@ -445,21 +411,16 @@ CASES: list[tuple[str, list[str], str]] = [
 
 CASES += [
     # Personalization and tasks.
-    ("personalization", ["--trainer.personalization", "{agnet: [policy.head.*]}"], "agnet"),
+    ("personalization", [*SHARED, "--trainer.server.agnet", "[policy.head.*]"], "agnet"),
     (
         "personalization",
-        ["--trainer.personalization", "{agent: [policy.hed.*]}"],
-        "trainer.personalization.agent: 'policy.hed.*' matches no parameter",
+        [*SHARED, "--trainer.server.agent", "[policy.hed.*]"],
+        "trainer.server.agent: 'policy.hed.*' matches no parameter",
     ),
     (
         "personalization",
-        ["--trainer.personalization", "{agent: [policy.*], task: ['*.bias']}"],
+        [*SHARED, "--trainer.server.agent", "[policy.*]", "--trainer.server.task", "['*.bias']"],
         "matches patterns of two scopes",
-    ),
-    (
-        "personalization",
-        ["--trainer.personalization", "{agent: policy.head.*}"],
-        "trainer.personalization: expected a list",
     ),
     ("tasks", ["--data.tasks", "[{env_idd: CartPole-v1}]"], "data.tasks[0].env_idd"),
     ("tasks", ["--data.tasks", "[{num_agents: 2}, {num_agents: 2}]"], "add up to 4"),
@@ -506,12 +467,12 @@ CASES += [
     ),
     (
         "checked value",
-        ["--trainer.distillation", "{}", "--data.model_heterogeneity", "{lr: {choices: [1, x]}}"],
+        [*DISTILLED, "--data.model_heterogeneity", "{lr: {choices: [1, x]}}"],
         "data.model_heterogeneity.lr: 'x' is not a finite number",
     ),
     (
         "checked value",
-        ["--trainer.distillation", "{}", "--model", "PPO", "--model.curiosity", "{kind: rnd}"],
+        [*DISTILLED, "--model", "PPO", "--model.curiosity", "{kind: rnd}"],
         "turn off model.curiosity",
     ),
     ("checked value", ["--model.curiosity", "{kind: rnd, coef: .nan}"], "model.curiosity.coef"),

@@ -250,7 +250,7 @@ def test_personal_stores_resume_bit_identically_after_sigkill(tmp_path):
 
 @pytest.mark.parametrize(
     "consensus",
-    [[], ["--trainer.distillation.consensus=strategy", "--trainer.strategy=FedMedian"]],
+    [[], ["--trainer.server.consensus=strategy", "--trainer.strategy=FedMedian"]],
     ids=["mean", "median"],
 )
 @pytest.mark.slow

@@ -14,6 +14,9 @@ RUN = "lightning_logs/version_0"
 SIGNS = [{"env_kwargs": {"reward_sign": 1}}, {"env_kwargs": {"reward_sign": -1}}]
 
 
+TASK_SCOPED = "[policy.hidden.*, policy.head.*, critic.0.*]"
+
+
 def test_agents_are_numbered_task_by_task():
     population = AgentPopulation(
         num_agents=10,
@@ -111,7 +114,7 @@ def test_tasks_with_other_spaces_get_models_of_their_own_sizes(tmp_path):
     assert refused.returncode == 2
     assert "policy.hidden.weight has the shapes [(8, 4), (8, 6)]" in refused.stderr
     assert not (tmp_path / "lightning_logs").exists()
-    scoped = ["--trainer.personalization", "{task: [policy.hidden.*, policy.head.*, critic.0.*]}"]
+    scoped = ["--trainer.server", "Shared", "--trainer.server.task", TASK_SCOPED]
     result = run_cli("fit", *common, *scoped, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     last = tmp_path / RUN / "checkpoints/last.ckpt"

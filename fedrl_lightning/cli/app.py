@@ -27,6 +27,7 @@ from fedrl_lightning.cli.parse_errors import (
     one_line,
     refuse_nulls,
 )
+from fedrl_lightning.cli.renamed import renamed_option
 from fedrl_lightning.cli.resume import check_unchanged, saved_config
 from fedrl_lightning.errors import ConfigError, FederationError
 from fedrl_lightning.federation.settings_checks import RAY_ONLY_OPTIONS
@@ -68,6 +69,10 @@ def _class_options() -> dict[str, str]:
         "trainer.strategy": f"not a known strategy (built in: {strategies}; or give a class_path)",
         "model": f"not a known learner (built in: {learners}; or give a class_path)",
         "trainer.callbacks": f"not a known callback (built in: {callbacks}; or give a class_path)",
+        "trainer.components": "not a known round component (built in: TrajectorySharing, "
+        "Coverage; or give a class_path)",
+        "trainer.server": "not a known server model (built in: Shared, Clustered, Gradient, "
+        "Distilled; or give a class_path)",
         "trainer.logger": "not a known logger (a Lightning Logger such as MLFlowLogger or "
         "TensorBoardLogger, a class_path, a list of them, true or false)",
     }
@@ -80,6 +85,9 @@ class FedRLArgumentParser(LightningArgumentParser):
         """Raise the parse error as one line; a logger whose package is missing says which."""
         if "trainer.logger" in message:
             check_logger_packages(message)
+        renamed = renamed_option(message)
+        if renamed is not None:
+            raise renamed
         raise ConfigError(one_line(message, _class_options()))
 
 
@@ -153,7 +161,12 @@ class FedRLCLI(LightningCLI):
                 self._resumed_saved_config = True
                 at = args.index("fit") + 1
                 args = [*args[:at], "--config", saved, *args[at:]]
-                self.config, args = self._parse(parser, args)
+                try:  # the command's own options parsed alone: what fails now is the saved config
+                    self.config, args = self._parse(parser, args)
+                except ConfigError as err:
+                    raise ConfigError(
+                        f"--ckpt_path {path}: the config it saved is not usable ({err})"
+                    ) from None
                 args += self._drop_ray_options(own=fit.trainer, merged=self.config.fit.trainer)
                 self.config, args = self._parse(parser, args)
                 # Both sides as this parser writes them: a config saved by an older version

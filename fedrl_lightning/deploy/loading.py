@@ -38,9 +38,9 @@ def load_module(
     task's environment. When the policy is task-conditioned, the module's ``act`` appends the
     agent's one-hot task id to the environment's observations itself. With ``task``, it is
     that task's global policy: the global weights with the task's task-scoped ones (and the
-    task's initial agent-scoped ones). With IFCA (``trainer.clusters``), agent ``agent``
+    task's initial agent-scoped ones). With IFCA (``trainer.server Clustered``), agent ``agent``
     deploys the model of the cluster it chose last (an agent that never chose: the global
-    model, the largest cluster's). With policy distillation (``trainer.distillation``), agent
+    model, the largest cluster's). With policy distillation (``trainer.server Distilled``), agent
     ``agent`` deploys its own whole model, of its own sizes (``data.model_heterogeneity``).
 
     Args:
@@ -60,7 +60,7 @@ def load_module(
     checkpoint = load_checkpoint(path)
     if checkpoint.get(SENDS_KEY) == "gradient":
         raise ConfigError(
-            f"checkpoint {path}: an agent's gradient (trainer.update_mode gradient), not a "
+            f"checkpoint {path}: an agent's gradient (trainer.server Gradient), not a "
             "policy; load a round checkpoint, such as checkpoints/last.ckpt"
         )
     suffix = None

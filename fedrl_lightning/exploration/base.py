@@ -67,7 +67,7 @@ class Curiosity(nn.Module, ABC):
 
     The model's trained networks are submodules, so they are in the learner's ``state_dict``
     and are federated like the policy's weights: aggregated by the strategy, counted in the
-    traffic, open to Byzantine attacks, and agent-scoped by ``trainer.personalization``
+    traffic, open to Byzantine attacks, and agent-scoped by ``trainer.server``'s scopes
     patterns such as ``curiosity.predictor.*``. Two running statistics come with every
     model, and a federation pools them as statistics (counts, means, M2) from every agent:
 

@@ -18,13 +18,15 @@ __all__ = [
     "RAY_ONLY_OPTIONS",
     "check_accelerator",
     "check_callbacks",
-    "check_cluster_options",
+    "check_component_names",
     "check_round_options",
     "check_executor_options",
     "check_output_folder",
 ]
 
 RAY_ONLY_OPTIONS = ("num_workers", "ray_address", "round_timeout")
+RESERVED_NAMES = {"", "round", "seed", "history", "strategy", "config", "callbacks", "shared"}
+"""Keys of the round state, and of a fit's parts, that no round component may take."""
 
 
 def check_round_options(
@@ -60,65 +62,23 @@ def check_round_options(
         raise ConfigError(f"trainer.lr_schedule must be constant or linear, got {lr_schedule!r}")
 
 
-def check_cluster_options(
-    clusters: int | None, cluster_eval_episodes: int | None, personalized: bool
-) -> None:
-    """Refuse IFCA's options when they are not positive, unused, or combined with scopes.
-
-    Args:
-        clusters: ``trainer.clusters``.
-        cluster_eval_episodes: ``trainer.cluster_eval_episodes``.
-        personalized: Whether ``trainer.personalization`` scopes any parameter to a task or
-            an agent.
-    """
-    for name, value in (("clusters", clusters), ("cluster_eval_episodes", cluster_eval_episodes)):
-        if value is not None and (isinstance(value, bool) or value <= 0):
-            raise ConfigError(f"trainer.{name} must be a positive integer, got {value}")
-    if clusters is None and cluster_eval_episodes is not None:
-        raise ConfigError(
-            f"trainer.cluster_eval_episodes ({cluster_eval_episodes}) is only used with "
-            "trainer.clusters; set trainer.clusters, or remove it"
-        )
-    if clusters is not None and personalized:
-        raise ConfigError(
-            "trainer.clusters cannot be combined with trainer.personalization: each cluster's "
-            "model is shared whole by the agents that choose it; remove one of them"
-        )
-
-
-def check_distillation_options(
-    distilled: bool,
-    clusters: int | None,
-    personalized: bool,
-    sharing: bool = False,
-    update_mode: str = "weights",
-) -> None:
-    """Refuse distillation combined with what shares weights, gradients or episodes.
-
-    Distilled agents keep their whole models, so IFCA, sharing scopes, gradient mode and
-    trajectory replay (whose episodes would need one policy's log-probabilities) are refused.
-    """
-    others = {
-        "trainer.clusters": clusters is not None,
-        "trainer.personalization": personalized,
-        "trainer.sharing": sharing,
-        "trainer.update_mode gradient": update_mode == "gradient",
-    }
-    given = [option for option, on in others.items() if on]
-    if distilled and given:
-        other = given[0]
-        raise ConfigError(
-            f"trainer.distillation cannot be combined with {other}: distilled agents keep their "
-            "whole models and share no weights; remove one of them"
-        )
-
-
 def check_callbacks(callbacks: Sequence[Any]) -> None:
     """Refuse two callbacks with one state key: a checkpoint could not tell their states apart."""
     keys = [callback.state_key for callback in callbacks]
     twice = [key for key in keys if keys.count(key) > 1]
     if twice:
         raise ConfigError(f"trainer.callbacks: two callbacks have the state key {twice[0]}")
+
+
+def check_component_names(components: Sequence[Any]) -> None:
+    """Refuse round components whose names collide, with each other or the round state's keys."""
+    names = [component.name for component in components]
+    for name in names:
+        if names.count(name) > 1 or name in RESERVED_NAMES:
+            raise ConfigError(
+                f"trainer.components: a round component's name {name!r} is taken (by another "
+                f"component, or the round state: {', '.join(sorted(RESERVED_NAMES - {''}))})"
+            )
 
 
 def check_accelerator(accelerator: str) -> None:

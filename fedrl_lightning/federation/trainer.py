@@ -32,15 +32,12 @@ from fedrl_lightning.federation.round_metrics import (
     upgraded_row,
 )
 from fedrl_lightning.federation.sampling import sample_agents
-from fedrl_lightning.federation.server.base import ServerModel, server_model
-from fedrl_lightning.federation.server.distillation import DistillationSettings
-from fedrl_lightning.federation.server.gradient import check_update_mode
-from fedrl_lightning.federation.server.scopes import SharingScopes
+from fedrl_lightning.federation.server.base import ServerModel
+from fedrl_lightning.federation.server.choice import ServerChoice, Shared
 from fedrl_lightning.federation.settings_checks import (
     check_accelerator,
     check_callbacks,
-    check_cluster_options,
-    check_distillation_options,
+    check_component_names,
     check_executor_options,
     check_output_folder,
     check_round_options,
@@ -48,7 +45,6 @@ from fedrl_lightning.federation.settings_checks import (
 from fedrl_lightning.federation.strategies import RewardWeighted, Strategy
 from fedrl_lightning.federation.strategies.local_terms import STRATEGY_KEY
 from fedrl_lightning.learners import Learner
-from fedrl_lightning.policy.normalization import STATISTICS_BUFFERS as STATISTICS
 from fedrl_lightning.population.agents import AgentPopulation
 from fedrl_lightning.run.checkpoints import (
     ROUND_STATE_KEY,
@@ -128,28 +124,10 @@ class FederatedTrainer:
         default_root_dir: Folder under which ``lightning_logs/`` is created.
         keep_agent_checkpoints: Keep every agent's checkpoint in the run folder's ``agents/``
             instead of deleting it once aggregated.
-        personalization: Sharing scopes, by parameter-name patterns:
-            ``{agent: [policy.head.*]}`` keeps each agent's policy head to itself (FedPer);
-            ``task`` entries are aggregated over each task's agents only; the rest is
-            global. Agent-scoped values live in the run folder's ``personal/``, one file per
-            agent, and the rounds also report each evaluated agent's own policy
-            (``eval_reward_personalized``).
-        clusters: Clustered federation (IFCA) with this many global models, started
-            different: each sampled agent scores every one on its own episodes, trains the
-            best and sends it back with its choice; each model is aggregated over the agents
-            that chose it. Each agent deploys its last choice's model; the global model
-            (``eval_reward``) is the largest cluster's. ``None``: one global model.
-        distillation: Policy distillation (FedHPD) instead of weight averaging:
-            ``{probe_states: 1000, every_n_rounds: 1, kl_coef: 1.0, student_steps: 100,
-            student_lr: 0.01}`` (each optional). Every agent keeps its whole model to itself
-            in the run folder's ``personal/`` (its own sizes and learning rate with
-            ``data.model_heterogeneity``) and sends only its action distribution on probe
-            states drawn at the run's start (``probe_states.pt``); its fits add
-            ``kl_coef * KL(consensus || own policy)`` to their loss. The global model is a
-            student the server distills on the consensus (``student_steps``, FedDF). See
-            :class:`~fedrl_lightning.federation.server.distilled.DistilledModels`.
-        cluster_eval_episodes: With ``clusters``, episodes each agent scores each model on;
-            ``None``: 5. Their steps are counted in ``cluster_eval_steps``, not ``env_steps``.
+        server: The server's model, by ``class_path``: ``Shared`` (the default when
+            ``None``: shared weights, with sharing scopes for personalization), ``Clustered``
+            (IFCA), ``Gradient`` (agents send gradients) or ``Distilled`` (policy
+            distillation); see :mod:`~fedrl_lightning.federation.server.choice`.
         sharing: Shared trajectory replay: ``{share_fraction: 0.1, buffer_episodes: 500,
             replay_ratio: 0.5, rho_max: 1.0}`` (any key left out takes that value). Each
             sampled agent uploads each of its episodes with ``share_fraction``'s odds,
@@ -160,18 +138,14 @@ class FederatedTrainer:
             (REINFORCE's importance weights, V-trace for A2C and PPO, PPO's ratio against
             the stored log-probabilities). Rows report ``episodes_shared``,
             ``shared_bytes_up`` and ``shared_bytes_down``. ``None``: no sharing.
-        update_mode: What agents send: ``weights`` after their local fit, or ``gradient``,
-            their learner's loss gradient at the global weights over their episodes, with
-            no local step (gradient sharing; see :class:`GradientModel`). The strategy
-            aggregates the gradients and ``server_optimizer`` applies the result.
-        server_optimizer: With ``update_mode: gradient``, the optimizer that applies the
-            aggregated gradient: ``{name: sgd, lr: 0.01, momentum: 0.0}`` or ``{name: adam,
-            lr: 0.001, betas: [0.9, 0.999], eps: 1e-8}``; ``None``: that Adam. Its state is
-            saved in every round checkpoint.
         coverage: Report ``coverage`` every round: the fraction of the cells of a grid of
             20 per observation dimension (over the space's bounds, or where it has none the
             mean ± 3 std of the pooled observation statistics) that the training agents
             have visited so far. Agents send the ids of the cells they visited.
+        components: More round components, by ``class_path``
+            (:class:`~fedrl_lightning.federation.components.base.RoundComponent`): each gives
+            every sampled agent's fit its part, combines what they send back, and adds its
+            columns and its state to every round, after those above.
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -206,14 +180,10 @@ class FederatedTrainer:
         lr_schedule: Literal["constant", "linear"] = "constant",
         default_root_dir: str = ".",
         keep_agent_checkpoints: bool = False,
-        personalization: dict[str, list[str]] | None = None,
-        clusters: int | None = None,
-        cluster_eval_episodes: int | None = None,
+        server: ServerChoice | None = None,
         sharing: dict[str, float] | None = None,
-        update_mode: Literal["weights", "gradient"] = "weights",
-        server_optimizer: dict[str, Any] | None = None,
-        distillation: dict[str, Any] | None = None,
         coverage: bool = False,
+        components: list[RoundComponent] | None = None,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
         enable_progress_bar: bool = True,
@@ -255,34 +225,15 @@ class FederatedTrainer:
         self.lr_schedule = lr_schedule
         self.default_root_dir = Path(default_root_dir)
         self.keep_agent_checkpoints = keep_agent_checkpoints
-        self.scopes = SharingScopes(personalization)
-        check_cluster_options(clusters, cluster_eval_episodes, bool(self.scopes))
-        self.clusters, self.cluster_eval_episodes = clusters, cluster_eval_episodes
         self.components: list[RoundComponent] = []
         if sharing is not None:
             self.components.append(TrajectorySharing.from_spec(sharing))
         if coverage:
             self.components.append(Coverage())
-        self.update_mode = update_mode
-        self.server_optimizer = check_update_mode(
-            update_mode,
-            server_optimizer,
-            self.strategy,
-            clusters,
-            bool(self.scopes),
-            lr_schedule,
-            sharing is not None,
-        )
-        self.distillation = (
-            None if distillation is None else DistillationSettings.parse(distillation)
-        )
-        check_distillation_options(
-            self.distillation is not None,
-            clusters,
-            bool(self.scopes),
-            sharing is not None,
-            update_mode,
-        )
+        self.components += list(components or [])
+        check_component_names(self.components)
+        self.server_choice = server if server is not None else Shared()
+        self.server_choice.check(self)
         self.logger = logger
         self.callbacks = list(callbacks or [])
         check_callbacks(self.callbacks)
@@ -357,22 +308,10 @@ class FederatedTrainer:
                 f"data.num_agents ({population.num_agents})"
             )
         model.check_fits(population)
-        statistics = [f"{name}.{b}" for name in model.statistics_modules() for b in STATISTICS]
-        self.scopes.check(list(model.state_dict()), statistics, type(model).__name__)
         self.model, self.population = model, population
         for component in self.components:
             component.setup(self, model, population)
-        self.server = server_model(
-            model,
-            population,
-            self.strategy,
-            self.seed,
-            self.scopes,
-            self.clusters,
-            self.cluster_eval_episodes,
-            self.distillation,
-            self.server_optimizer,
-        )
+        self.server = self.server_choice.build(model, population, self.strategy, self.seed)
         self.run_config = run_config
         self.notices, self.should_stop, self.stop_reason = [], False, None
         probe_loggers(given_loggers(self.logger))

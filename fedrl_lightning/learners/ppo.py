@@ -152,7 +152,7 @@ class PPO(ActorCritic):
         if self.hparams.update_epochs != 1:
             raise ConfigError(
                 f"model.update_epochs ({self.hparams.update_epochs}) must be 1 with "
-                "trainer.update_mode gradient: the agents compute one gradient at the global "
+                "trainer.server Gradient: the agents compute one gradient at the global "
                 "weights, so further passes over the batch would repeat it"
             )
 

@@ -69,7 +69,7 @@ class AgentPopulation:
             ``heterogeneity``; each agent's own model gets its own value
             (``heterogeneity_mode`` says how), for example ``{hidden_dim: {choices: [32, 64,
             128]}, lr: [1e-3, 1e-2]}``. Agents with models of their own learn together only
-            through ``trainer.distillation``.
+            through ``trainer.server Distilled``.
         seed: The run seed, for ``sample`` (the command line links it from
             ``--seed_everything``).
     """

@@ -88,7 +88,7 @@ class Byzantine:
       uploads for trajectory sharing (``trainer.sharing``) have every reward multiplied
       by ``scale``: without sharing it changes nothing.
 
-    In policy distillation (``trainer.distillation``) an agent sends its action distribution
+    In policy distillation (``trainer.server Distilled``) an agent sends its action distribution
     ``p`` on the probe states instead of weights, and the update attacks apply to it, with the
     consensus ``c`` it was sent (uniform before the first) in the place of ``w``:
     ``sign_flip`` sends ``c - scale * (p - c)``, its negative entries set to 0 and each row

@@ -83,7 +83,7 @@ class TaskSet:
             raise ConfigError(
                 "data.task_conditioned: the tasks' observation and action spaces differ; a "
                 "task-conditioned policy needs them equal (scope the input and output layers "
-                "to the task instead: --trainer.personalization '{task: [...]}')"
+                "to the task instead: --trainer.server Shared --trainer.server.task [...])"
             )
 
     def __len__(self) -> int:

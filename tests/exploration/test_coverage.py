@@ -70,12 +70,14 @@ def test_curiosity_and_coverage_resume_bit_identically_after_sigkill(tmp_path):
 
 
 def test_an_agent_scoped_predictor_stays_with_its_agent(tmp_path):
-    scopes = "{agent: [curiosity.predictor.*]}"
+    scopes = "[curiosity.predictor.*]"
     result = run_cli(
         "fit",
         "--config",
         str(TINY_CURIOSITY_CONFIG),
-        "--trainer.personalization",
+        "--trainer.server",
+        "Shared",
+        "--trainer.server.agent",
         scopes,
         cwd=tmp_path,
     )

@@ -240,13 +240,13 @@ def test_evaluate_personalized_plays_each_agents_cluster(ifca_run):
 
 def test_each_agent_is_sent_every_clusters_model(ifca_run, tmp_path):
     """Traffic: two models sent per agent, twice one's; one cluster trains as a plain run."""
-    one = run_cli("fit", "--config", str(TINY_IFCA_CONFIG), "--trainer.clusters", "1", cwd=tmp_path)
+    one = run_cli("fit", "--config", str(TINY_IFCA_CONFIG), "--trainer.server.k", "1", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
     for two_clusters, one_cluster in zip(metrics(ifca_run), metrics(tmp_path), strict=True):
         assert int(two_clusters["bytes_sent"]) == 2 * int(one_cluster["bytes_sent"])
     plain = tmp_path / "plain"
     plain.mkdir()
-    overrides = ["--trainer.clusters", "null", "--trainer.cluster_eval_episodes", "null"]
+    overrides = ["--trainer.server", "null"]
     result = run_cli("fit", "--config", str(TINY_IFCA_CONFIG), *overrides, cwd=plain)
     assert result.returncode == 0, result.stderr
     # Scoring one model draws nothing from the fit's streams: the weights are a plain run's.

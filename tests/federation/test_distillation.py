@@ -105,7 +105,7 @@ def test_a_krum_consensus_is_one_agents_distribution(tmp_path):
     """Through the command line: Krum's consensus is what one of the round's agents sent."""
     args = ["fit", "--config", str(TINY_DISTILL_CONFIG), "--trainer.keep_agent_checkpoints=true"]
     args += ["--data.num_agents=6", "--trainer.agents_per_round=5", "--trainer.strategy=Krum"]
-    args += ["--trainer.distillation.consensus=strategy", "--trainer.strategy.num_byzantine=1"]
+    args += ["--trainer.server.consensus=strategy", "--trainer.strategy.num_byzantine=1"]
     result = run_cli(*args, "--data.byzantine={agents: [1], attack: sign_flip}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / RUN

@@ -10,6 +10,7 @@ from conftest import TINY_GRADIENT_CONFIG, TRAINER_KWARGS, run_cli
 from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce, load_module
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+from fedrl_lightning.federation.server.choice import Gradient
 from fedrl_lightning.federation.server.gradient import GradientModel, SendGradient
 from fedrl_lightning.federation.strategies import AgentUpdate, FedAvg
 from fedrl_lightning.federation.strategies.robust import FedMedian
@@ -133,8 +134,7 @@ def test_one_agent_one_batch_and_sgd_equals_one_local_sgd_step(tmp_path):
         agents_per_round=1,
         episodes_per_round=1,
         strategy=FedAvg(),
-        update_mode="gradient",
-        server_optimizer={"name": "sgd", "lr": 0.05},
+        server=Gradient(optimizer="sgd", lr=0.05),
         eval_episodes=1,
         default_root_dir=str(tmp_path / "gradient"),
         enable_progress_bar=False,

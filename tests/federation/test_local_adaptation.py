@@ -180,7 +180,8 @@ def test_each_agent_finetunes_its_tasks_policy_of_its_tasks_sizes(tmp_path):
     args += ["--data.tasks", tasks, "--data.num_agents", "2", "--data.max_episode_steps", "30"]
     args += ["--trainer.num_rounds", "2", "--trainer.agents_per_round", "2"]
     args += ["--trainer.episodes_per_round", "2", "--trainer.eval_episodes", "2"]
-    args += ["--trainer.personalization", "{task: [policy.hidden.*, policy.head.*, critic.0.*]}"]
+    args += ["--trainer.server", "Shared"]
+    args += ["--trainer.server.task", "[policy.hidden.*, policy.head.*, critic.0.*]"]
     result = run_cli("fit", *args, "--trainer.finetune_episodes", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (row, _) = metrics_without_timings(tmp_path)

@@ -164,7 +164,7 @@ def test_personal_heads_on_ray_match_sequential(tmp_path):
 
 @pytest.mark.parametrize(
     "consensus",
-    [[], ["--trainer.distillation.consensus=strategy", "--trainer.strategy=FedMedian"]],
+    [[], ["--trainer.server.consensus=strategy", "--trainer.strategy=FedMedian"]],
     ids=["mean", "median"],
 )
 def test_distillation_on_ray_matches_sequential(tmp_path, consensus):

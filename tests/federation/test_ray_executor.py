@@ -13,6 +13,7 @@ from faults import FlakyModule
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer
 from fedrl_lightning.federation.sampling import sample_agents
+from fedrl_lightning.federation.server.choice import Gradient
 from fedrl_lightning.federation.strategies import FedMedian
 from fedrl_lightning.run.console import quiet_lightning
 
@@ -83,8 +84,7 @@ def test_gradient_mode_on_ray_matches_sequential(tmp_path, local_ray):
     """Gradients, a sign-flipping agent and failing fits, FedMedian, Adam on the server."""
 
     def options():
-        optimizer = {"name": "adam", "lr": 0.01}
-        return {"update_mode": "gradient", "server_optimizer": optimizer, "strategy": FedMedian()}
+        return {"server": Gradient(optimizer="adam", lr=0.01), "strategy": FedMedian()}
 
     faults = {"crash_prob": 0.2, "nan_prob": 0.2}
     sequential_model, sequential = run(tmp_path, "sequential", trainer_options=options(), **faults)

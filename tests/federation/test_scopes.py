@@ -47,7 +47,7 @@ def test_scopes_match_names_by_pattern_and_the_rest_is_global():
     ("spec", "message"),
     [
         ({"agnet": ["policy.head.*"]}, "'agnet' is not a scope"),
-        ({"agent": "policy.head.*"}, "trainer.personalization.agent: give a list"),
+        ({"agent": "policy.head.*"}, "trainer.server.agent: give a list"),
         ({"agent": ["policy.hed.*"]}, "'policy.hed.*' matches no parameter of M"),
         ({"agent": ["policy.*"], "task": ["*.bias"]}, "matches patterns of two scopes"),
         ({"agent": ["policy.normalizer.*"]}, "holds running statistics"),
@@ -142,7 +142,7 @@ def test_an_agent_scoped_parameter_never_leaves_its_agent(personal_run, tmp_path
     shared = tmp_path / "shared"
     shared.mkdir()
     everything = run_cli(
-        "fit", "--config", str(TINY_PERSONAL_CONFIG), "--trainer.personalization", "{}", cwd=shared
+        "fit", "--config", str(TINY_PERSONAL_CONFIG), "--trainer.server", "null", cwd=shared
     )
     assert everything.returncode == 0, everything.stderr
     with open(shared / RUN / "metrics.csv") as f:

@@ -58,9 +58,9 @@ def build_parser(prog: str) -> CommandParser:
         type=bool,
         default=False,
         help="Evaluate what each agent would deploy: the global weights with its task's and its "
-        "own parameters (a run with --trainer.personalization), its cluster's model (a run "
-        "with --trainer.clusters), or its own whole model (a run with "
-        "--trainer.distillation); otherwise the global policy.",
+        "own parameters (a run with --trainer.server.agent), its cluster's model (a run "
+        "with --trainer.server Clustered), or its own whole model (a run with "
+        "--trainer.server Distilled); otherwise the global policy.",
     )
     parser.add_argument(
         "--finetune_episodes",

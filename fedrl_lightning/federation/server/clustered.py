@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 CLUSTER_EVAL_EPISODES = 5
-"""Episodes each agent scores each cluster's model on, unless ``trainer.cluster_eval_episodes``
+"""Episodes each agent scores each cluster's model on, unless ``trainer.server.eval_episodes``
 says otherwise."""
 
 
@@ -185,7 +185,7 @@ class ClusteredModel(ServerModel):
         """
         if len(population.task_sizes) > 1:
             raise ConfigError(
-                f"trainer.clusters: data.tasks gives {len(population.task_sizes)} tasks; "
+                f"trainer.server Clustered: data.tasks gives {len(population.task_sizes)} tasks; "
                 "clustered federation finds the agents' groups itself, from one task"
             )
         episodes = CLUSTER_EVAL_EPISODES if eval_episodes is None else eval_episodes
@@ -327,7 +327,7 @@ class ClusteredModel(ServerModel):
         if not isinstance(saved, list) or len(saved) != self.num_clusters:
             found = len(saved) if isinstance(saved, list) else "no"
             raise ConfigError(
-                f"trainer.clusters ({self.num_clusters}): the run being resumed has {found} "
+                f"trainer.server.k ({self.num_clusters}): the run being resumed has {found} "
                 "clusters"
             )
         self.states = [_detached(s) for s in saved]

@@ -28,13 +28,13 @@ __all__ = [
     "strategy_consensus",
 ]
 
-OPTION = "trainer.distillation"
+OPTION = "trainer.server"
 CONSENSUS = ("mean", "strategy")
 
 
 @dataclass(frozen=True)
 class DistillationSettings:
-    """``trainer.distillation``: how often agents exchange distributions, and how hard they pull.
+    """``trainer.server Distilled``'s settings: how often agents exchange, and how hard they pull.
 
     Attributes:
         probe_states: How many probe states the server draws at the run's start.

@@ -140,7 +140,7 @@ class DistilledModels(ServerModel):
     distributions).
 
     Args:
-        settings: ``trainer.distillation``.
+        settings: ``trainer.server Distilled``'s.
         module_class: The learner every agent trains.
         student_state: The global model's initial weights.
         student_hparams: The global model's hyperparameters.
@@ -197,16 +197,16 @@ class DistilledModels(ServerModel):
                 running statistics, or model hyperparameters that do not build a model.
         """
         if len(population.task_sizes) > 1 or population.tasks is not None:
-            raise ConfigError("trainer.distillation: data.tasks is not supported with it")
+            raise ConfigError("trainer.server Distilled: data.tasks is not supported with it")
         if population.continuous:
             raise ConfigError(
-                f"trainer.distillation: {population.env_id} has continuous actions; the "
+                f"trainer.server Distilled: {population.env_id} has continuous actions; the "
                 "consensus averages categorical distributions, so it needs discrete ones"
             )
         if model.statistics_modules():
             options = statistics_options(model.statistics_modules())
             raise ConfigError(
-                f"trainer.distillation: {type(model).__name__} keeps running statistics "
+                f"trainer.server Distilled: {type(model).__name__} keeps running statistics "
                 f"({', '.join(model.statistics_modules())}), which the server would pool; turn "
                 f"off {' and '.join(options)}"
             )
@@ -406,7 +406,7 @@ class DistilledModels(ServerModel):
                 had other hyperparameters.
         """
         if "agent_hparams" not in state:
-            raise ConfigError("trainer.distillation: the run being resumed did not distill")
+            raise ConfigError("trainer.server Distilled: the run being resumed did not distill")
         if [dict(h) for h in state["agent_hparams"]] != self.agent_hparams:
             raise ConfigError(
                 "data.model_heterogeneity: the agents' models differ from those of the run "

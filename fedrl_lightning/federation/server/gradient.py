@@ -20,7 +20,6 @@ from fedrl_lightning.federation.strategies.base import flatten
 from fedrl_lightning.federation.strategies.server_optimizers import (
     GradientOptimizer,
     ServerOptimizer,
-    server_optimizer_spec,
 )
 from fedrl_lightning.federation.updates import SENDS_KEY
 from fedrl_lightning.policy.normalization import STATISTICS_BUFFERS
@@ -30,75 +29,29 @@ if TYPE_CHECKING:
     from fedrl_lightning.learners import Learner
     from fedrl_lightning.population.agents import AgentPopulation
 
-__all__ = ["UPDATE_MODES", "GradientModel", "SendGradient", "check_update_mode"]
-
-UPDATE_MODES = ("weights", "gradient")
-"""What agents send: trained weights (the default), or their loss gradient."""
+__all__ = ["GradientModel", "SendGradient", "check_gradient_strategy"]
 
 
-def check_update_mode(
-    update_mode: str,
-    server_optimizer: Mapping[str, Any] | None,
-    strategy: Strategy,
-    clusters: int | None,
-    personalized: bool,
-    lr_schedule: str,
-    sharing: bool = False,
-) -> dict[str, Any] | None:
-    """Refuse gradient mode's options where they make no sense, and complete the optimizer's.
-
-    Args:
-        update_mode: ``trainer.update_mode``.
-        server_optimizer: ``trainer.server_optimizer``, as given.
-        strategy: ``trainer.strategy``.
-        clusters: ``trainer.clusters``.
-        personalized: Whether ``trainer.personalization`` scopes anything.
-        lr_schedule: ``trainer.lr_schedule``.
-        sharing: Whether ``trainer.sharing`` (shared trajectory replay) is on.
-
-    Returns:
-        In gradient mode, the server optimizer with every argument; ``None`` otherwise.
+def check_gradient_strategy(strategy: Strategy) -> None:
+    """Refuse a strategy that gradient sharing cannot honour.
 
     Raises:
-        ConfigError: One line naming the option that does not fit.
+        ConfigError: For a strategy that steps the weights with a server optimizer of its own,
+            or changes the agents' local steps (they take none).
     """
-    if update_mode not in UPDATE_MODES:
-        raise ConfigError(
-            f"trainer.update_mode must be one of {', '.join(UPDATE_MODES)}, got {update_mode!r}"
-        )
-    if update_mode == "weights":
-        if server_optimizer is not None:
-            raise ConfigError(
-                "trainer.server_optimizer is only used with trainer.update_mode gradient; "
-                "remove it, or set trainer.update_mode gradient"
-            )
-        return None
     name = type(strategy).__name__
     if isinstance(strategy, ServerOptimizer):
         raise ConfigError(
             f"trainer.strategy {name} steps the weights with a server optimizer of its own; "
-            "with trainer.update_mode gradient, trainer.server_optimizer applies the "
-            "aggregated gradient: choose an aggregating strategy (FedAvg, FedMedian, Krum, ...)"
+            "with trainer.server Gradient, the server's optimizer applies the aggregated "
+            "gradient: choose an aggregating strategy (FedAvg, FedMedian, Krum, ...)"
         )
     if strategy.proximal_mu or strategy.meta_step is not None:
         raise ConfigError(
             f"trainer.strategy {name} changes the agents' local steps, and with "
-            "trainer.update_mode gradient agents take none: choose an aggregating strategy "
+            "trainer.server Gradient agents take none: choose an aggregating strategy "
             "(FedAvg, FedMedian, Krum, ...)"
         )
-    refused = {
-        "trainer.clusters": clusters is not None,
-        "trainer.personalization": personalized,
-        "trainer.lr_schedule linear": lr_schedule != "constant",
-        "trainer.sharing": sharing,
-    }
-    for option, given in refused.items():
-        if given:
-            raise ConfigError(
-                f"{option} cannot be combined with trainer.update_mode gradient, which "
-                "applies one aggregated gradient to one global model; remove one of them"
-            )
-    return server_optimizer_spec(server_optimizer)
 
 
 @dataclass(frozen=True)
@@ -161,7 +114,7 @@ class GradientModel(SharedModel):
             population: The agents.
             strategy: Aggregates the agents' gradients.
             seed: The run seed.
-            server_optimizer: The optimizer, as :func:`check_update_mode` returns it.
+            server_optimizer: The optimizer, as ``server_optimizer_spec`` completes it.
 
         Raises:
             ConfigError: If the learner's hyperparameters do not fit gradient sharing.

@@ -35,7 +35,7 @@ class SharingScopes:
     def __init__(
         self,
         spec: Mapping[str, Sequence[str]] | None = None,
-        option: str = "trainer.personalization",
+        option: str = "trainer.server",
     ) -> None:
         self.option = option
         self.patterns: dict[Scope, tuple[str, ...]] = {}

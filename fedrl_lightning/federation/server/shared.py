@@ -176,8 +176,9 @@ class SharedModel(ServerModel):
             shapes = [tuple(state[name].shape) for state in states]
             if len(set(shapes)) > 1 and scopes.scope_of(name) == "global":
                 raise ConfigError(
-                    f"trainer.personalization: {name} has the shapes {shapes} in the tasks' "
-                    "models, whose spaces differ; scope it to the task ({task: [...]})"
+                    f"trainer.server: {name} has the shapes {shapes} in the tasks' "
+                    "models, whose spaces differ; scope it to the task "
+                    "(--trainer.server.task [...])"
                 )
         shared = cls(
             scopes,

@@ -4,9 +4,9 @@ Every server optimizer here is a ``torch.optim.Optimizer`` over the global param
 stepped once a round by :class:`ServerStep` with a gradient, as Reddi et al. (2021) write
 ``ServerOpt(w, -delta)``:
 
-- in gradient mode (``--trainer.update_mode gradient``), :class:`GradientOptimizer` steps
+- in gradient mode (``--trainer.server Gradient``), :class:`GradientOptimizer` steps
   along the strategy's aggregate of the agents' loss gradients with ``torch.optim``'s SGD or
-  Adam (``--trainer.server_optimizer``);
+  Adam (``--trainer.server.optimizer``);
 - a :class:`ServerOptimizer` strategy (FedAvgM, FedAdagrad, FedAdam, FedYogi, and Reptile)
   steps along the pseudo-gradient ``-delta``, the agents' episode-weighted mean change
   negated, with its own moment update (:class:`MomentRule`).
