@@ -5,7 +5,7 @@ Usage::
     nice -n 10 python benchmarks/curiosity.py [--variants rnd off ...] [--jobs 2]
 
 Each variant is a shipped config with overrides, fitted for seeds 42, 43 and 44 through the
-real command line (``--trainer.coverage`` is on in both configs). The run's ``last.ckpt`` is
+real command line (the ``Coverage`` component is in both configs). The run's ``last.ckpt`` is
 evaluated on 20 fresh episodes per agent, with seeds the run never used, actions sampled as
 in training (the deterministic policy on the same episodes beside it). Env steps are the
 run's own count, summed over all agents' training episodes. The coverage curves (the

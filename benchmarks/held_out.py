@@ -228,7 +228,7 @@ FIGURES: dict[str, Figure] = {
         "sharing",
         "CartPole-hetero PPO without sharing: env steps to a mean of 475",
         None,
-        overrides=("--trainer.sharing=null",),
+        overrides=("--trainer.components=[]",),
         steps_to=475.0,
         unit="env steps",
     ),

@@ -7,7 +7,7 @@ Usage::
 Each setting fits ``configs/cartpole_hetero_ppo_sharing.yaml`` (PPO, 10 agents, half-pole
 lengths 0.1-0.9, one agent a round) through the real command line, one run after another:
 
-- ``none``: sharing off (``--trainer.sharing null``), i.e. ``configs/cartpole_hetero_ppo.yaml``;
+- ``none``: sharing off (``--trainer.components []``), i.e. ``configs/cartpole_hetero_ppo.yaml``;
 - ``sharing``: the config as shipped, ``share_fraction`` 0.1;
 - ``poison_none`` / ``poison_sharing``: the same two with 3 of the 10 agents Byzantine,
   ``poison_trajectories`` with ``scale`` 10 (their uploads' rewards multiplied by 10);
@@ -36,13 +36,13 @@ CONFIG = Path("configs/cartpole_hetero_ppo_sharing.yaml")
 GOAL = 475.0
 POISON = ["--data.byzantine", "{agents: 3, attack: poison_trajectories, scale: 10}"]
 SETTINGS = {
-    "none": ["--trainer.sharing", "null"],
+    "none": ["--trainer.components", "[]"],
     "sharing": [],
-    "poison_none": ["--trainer.sharing", "null", *POISON],
+    "poison_none": ["--trainer.components", "[]", *POISON],
     "poison_sharing": POISON,
     "sharing_recent": [
-        "--trainer.sharing",
-        "{share_fraction: 0.1, buffer_episodes: 20, replay_ratio: 0.5}",
+        "--trainer.components",
+        "[{class_path: TrajectorySharing, init_args: {share_fraction: 0.1, buffer_episodes: 20}}]",
     ],
 }
 DEFAULT_SETTINGS = ["none", "sharing", "poison_none", "poison_sharing"]

@@ -4,6 +4,7 @@ from fedrl_lightning.deploy.loading import load_module
 from fedrl_lightning.federation import (
     BestCheckpoint,
     Callback,
+    Coverage,
     EarlyStopping,
     FedAdagrad,
     FedAdam,
@@ -20,7 +21,9 @@ from fedrl_lightning.federation import (
     Reptile,
     RewardWeighted,
     RoundCheckpoint,
+    RoundComponent,
     Strategy,
+    TrajectorySharing,
     TrustRegion,
 )
 from fedrl_lightning.learners import A2C, PPO, Learner, Reinforce
@@ -33,6 +36,7 @@ __all__ = [
     "AgentPopulation",
     "BestCheckpoint",
     "Callback",
+    "Coverage",
     "EarlyStopping",
     "EpisodeBatch",
     "EpisodeDataset",
@@ -53,7 +57,9 @@ __all__ = [
     "Reptile",
     "RewardWeighted",
     "RoundCheckpoint",
+    "RoundComponent",
     "Strategy",
+    "TrajectorySharing",
     "TrustRegion",
     "load_module",
 ]

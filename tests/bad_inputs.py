@@ -222,21 +222,80 @@ CASES: list[tuple[str, list[str], str]] = [
         "model.curiosity.intrinsic_gamma",
     ),
     # SimpleEnv's observations are unbounded, and tiny.yaml's REINFORCE keeps no statistics.
-    ("coverage", ["--trainer.coverage", "true"], "trainer.coverage"),
+    ("coverage", ["--trainer.components+", "Coverage"], "trainer.components Coverage"),
+    (
+        "coverage",
+        ["--trainer.coverage", "true"],
+        "trainer.coverage: now --trainer.components+ Coverage",
+    ),
     ("trainer value", ["--trainer.lr_schedule", "cosine"], "trainer.lr_schedule"),
     # Shared trajectory replay.
-    ("sharing", ["--trainer.sharing", "{share_fraction: 0}"], "trainer.sharing.share_fraction"),
-    ("sharing", ["--trainer.sharing", "{share_fraction: 1.5}"], "trainer.sharing.share_fraction"),
-    ("sharing", ["--trainer.sharing", "{buffer_episodes: 0}"], "trainer.sharing.buffer_episodes"),
-    ("sharing", ["--trainer.sharing", "{buffer_episodes: 2.5}"], "trainer.sharing.buffer_episodes"),
-    ("sharing", ["--trainer.sharing", "{replay_ratio: -1}"], "trainer.sharing.replay_ratio"),
-    ("sharing", ["--trainer.sharing", "{rho_max: 0}"], "trainer.sharing.rho_max"),
-    ("sharing", ["--trainer.sharing", "{rho_max: .inf}"], "trainer.sharing.rho_max"),
-    ("sharing", ["--trainer.sharing", "{buffer: 5}"], "trainer.sharing.buffer: unknown key"),
     (
         "sharing",
-        ["--trainer.sharing", "{}", "--data.num_agents", "4", "--data.tasks", "[{}, {}]"],
-        "trainer.sharing cannot be combined with data.tasks",
+        ["--trainer.components+", "TrajectorySharing", "--trainer.components.share_fraction", "0"],
+        "trainer.components TrajectorySharing.share_fraction",
+    ),
+    (
+        "sharing",
+        [
+            "--trainer.components+",
+            "TrajectorySharing",
+            "--trainer.components.share_fraction",
+            "1.5",
+        ],
+        "trainer.components TrajectorySharing.share_fraction",
+    ),
+    (
+        "sharing",
+        ["--trainer.components+", "TrajectorySharing", "--trainer.components.buffer_episodes", "0"],
+        "trainer.components TrajectorySharing.buffer_episodes",
+    ),
+    (
+        "sharing",
+        [
+            "--trainer.components+",
+            "TrajectorySharing",
+            "--trainer.components.buffer_episodes",
+            "2.5",
+        ],
+        "--trainer.components.buffer_episodes: expected an integer",
+    ),
+    (
+        "sharing",
+        ["--trainer.components+", "TrajectorySharing", "--trainer.components.replay_ratio", "-1"],
+        "trainer.components TrajectorySharing.replay_ratio",
+    ),
+    (
+        "sharing",
+        ["--trainer.components+", "TrajectorySharing", "--trainer.components.rho_max", "0"],
+        "trainer.components TrajectorySharing.rho_max",
+    ),
+    (
+        "sharing",
+        ["--trainer.components+", "TrajectorySharing", "--trainer.components.rho_max", ".inf"],
+        "trainer.components TrajectorySharing.rho_max",
+    ),
+    (
+        "sharing",
+        ["--trainer.components+", "TrajectorySharing", "--trainer.components.buffer", "5"],
+        "--trainer.components.buffer: not an argument",
+    ),
+    (
+        "sharing",
+        ["--trainer.sharing", "{share_fraction: 0.5}"],
+        "trainer.sharing: now --trainer.components+ TrajectorySharing",
+    ),
+    (
+        "sharing",
+        [
+            "--trainer.components+",
+            "TrajectorySharing",
+            "--data.num_agents",
+            "4",
+            "--data.tasks",
+            "[{}, {}]",
+        ],
+        "trainer.components TrajectorySharing cannot be combined with data.tasks",
     ),
     (
         "environment",
@@ -269,8 +328,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("gradient", [*GRADIENT, "--trainer.lr_schedule", "linear"], "trainer.lr_schedule linear"),
     (
         "gradient",
-        [*GRADIENT, "--trainer.sharing", "{share_fraction: 0.5}"],
-        "trainer.server Gradient cannot be combined with trainer.sharing",
+        [*GRADIENT, "--trainer.components+", "TrajectorySharing"],
+        "trainer.server Gradient cannot be combined with trainer.components TrajectorySharing",
     ),
     ("gradient", [*GRADIENT, "--model", "PPO"], "model.update_epochs (4) must be 1"),
     # Policy distillation and agents' own models.
@@ -281,8 +340,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("distillation", [*DISTILLED, "--trainer.server.student_lr", "0"], "server.student_lr"),
     (
         "distillation",
-        [*DISTILLED, "--trainer.sharing", "{share_fraction: 0.5}"],
-        "trainer.server Distilled cannot be combined with trainer.sharing",
+        [*DISTILLED, "--trainer.components+", "TrajectorySharing"],
+        "trainer.server Distilled cannot be combined with trainer.components TrajectorySharing",
     ),
     (
         "distillation",

@@ -19,8 +19,11 @@ RENAMED = {
     "trainer.distillation": "--trainer.server Distilled (its options: "
     "--trainer.server.kl_coef, .probe_states, .every_n_rounds, .student_steps, .student_lr, "
     ".consensus)",
+    "trainer.sharing": "--trainer.components+ TrajectorySharing (its options: "
+    "--trainer.components.share_fraction, .buffer_episodes, .replay_ratio, .rho_max)",
+    "trainer.coverage": "--trainer.components+ Coverage",
 }
-"""Each option that moved into ``trainer.server``, and what to give instead."""
+"""Each option that moved into ``trainer.server`` or ``trainer.components``, and its replacement."""
 
 
 def renamed_option(message: str) -> ConfigError | None:

@@ -6,6 +6,9 @@ from fedrl_lightning.federation.callbacks import (
     EarlyStopping,
     RoundCheckpoint,
 )
+from fedrl_lightning.federation.components.base import RoundComponent
+from fedrl_lightning.federation.components.coverage import Coverage
+from fedrl_lightning.federation.components.trajectory_sharing import TrajectorySharing
 from fedrl_lightning.federation.strategies import (
     AgentUpdate,
     FedAdagrad,
@@ -30,6 +33,7 @@ __all__ = [
     "AgentUpdate",
     "BestCheckpoint",
     "Callback",
+    "Coverage",
     "EarlyStopping",
     "FedAdagrad",
     "FedAdam",
@@ -46,6 +50,8 @@ __all__ = [
     "Reptile",
     "RewardWeighted",
     "RoundCheckpoint",
+    "RoundComponent",
     "Strategy",
+    "TrajectorySharing",
     "TrustRegion",
 ]

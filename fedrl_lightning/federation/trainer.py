@@ -12,8 +12,6 @@ from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.federation.callbacks import Callback
 from fedrl_lightning.federation.callbacks.run_callbacks import run_callbacks
 from fedrl_lightning.federation.components.base import FitPart, RoundComponent
-from fedrl_lightning.federation.components.coverage import Coverage
-from fedrl_lightning.federation.components.trajectory_sharing import TrajectorySharing
 from fedrl_lightning.federation.evaluation import RoundEvaluation, evaluated_agents
 from fedrl_lightning.federation.executors.base import Executor, SequentialExecutor
 from fedrl_lightning.federation.executors.ray import RayExecutor
@@ -128,24 +126,12 @@ class FederatedTrainer:
             ``None``: shared weights, with sharing scopes for personalization), ``Clustered``
             (IFCA), ``Gradient`` (agents send gradients) or ``Distilled`` (policy
             distillation); see :mod:`~fedrl_lightning.federation.server.choice`.
-        sharing: Shared trajectory replay: ``{share_fraction: 0.1, buffer_episodes: 500,
-            replay_ratio: 0.5, rho_max: 1.0}`` (any key left out takes that value). Each
-            sampled agent uploads each of its episodes with ``share_fraction``'s odds,
-            seeded, with its behaviour policy's log-probabilities, to a server-side FIFO
-            buffer of ``buffer_episodes``; each of the next round's agents is sent a seeded
-            sample of it, ``replay_ratio`` times its episodes per round, and trains on its
-            own episodes plus those, with off-policy corrections truncated at ``rho_max``
-            (REINFORCE's importance weights, V-trace for A2C and PPO, PPO's ratio against
-            the stored log-probabilities). Rows report ``episodes_shared``,
-            ``shared_bytes_up`` and ``shared_bytes_down``. ``None``: no sharing.
-        coverage: Report ``coverage`` every round: the fraction of the cells of a grid of
-            20 per observation dimension (over the space's bounds, or where it has none the
-            mean ± 3 std of the pooled observation statistics) that the training agents
-            have visited so far. Agents send the ids of the cells they visited.
-        components: More round components, by ``class_path``
-            (:class:`~fedrl_lightning.federation.components.base.RoundComponent`): each gives
-            every sampled agent's fit its part, combines what they send back, and adds its
-            columns and its state to every round, after those above.
+        components: Round components, by ``class_path``
+            (:class:`~fedrl_lightning.federation.components.base.RoundComponent`), in the
+            order they run: each gives every sampled agent's fit its part, combines what they
+            send back, and adds its columns and its state to every round. Shipped:
+            ``TrajectorySharing`` (shared trajectory replay) and ``Coverage`` (the fraction of
+            the observation space the training agents visited).
         logger: Where the rounds' metrics go besides ``metrics.csv``, which is always
             written: ``None`` or ``True``, TensorBoard in the run folder (when installed);
             ``False``, nowhere else; or any Lightning ``Logger``, or a list of them, by
@@ -181,8 +167,6 @@ class FederatedTrainer:
         default_root_dir: str = ".",
         keep_agent_checkpoints: bool = False,
         server: ServerChoice | None = None,
-        sharing: dict[str, float] | None = None,
-        coverage: bool = False,
         components: list[RoundComponent] | None = None,
         logger: LoggerOption = None,
         callbacks: list[Callback] | None = None,
@@ -225,12 +209,7 @@ class FederatedTrainer:
         self.lr_schedule = lr_schedule
         self.default_root_dir = Path(default_root_dir)
         self.keep_agent_checkpoints = keep_agent_checkpoints
-        self.components: list[RoundComponent] = []
-        if sharing is not None:
-            self.components.append(TrajectorySharing.from_spec(sharing))
-        if coverage:
-            self.components.append(Coverage())
-        self.components += list(components or [])
+        self.components: list[RoundComponent] = list(components or [])
         check_component_names(self.components)
         self.server_choice = server if server is not None else Shared()
         self.server_choice.check(self)

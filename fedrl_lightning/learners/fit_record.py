@@ -30,7 +30,7 @@ class FitRecord(L.LightningModule):
 
     Attributes:
         coverage_grid: The grid whose cells the fit's observations fall in are reported
-            (``trainer.coverage``); ``None``: none.
+            (the ``Coverage`` component); ``None``: none.
     """
 
     policy: MLPPolicy

@@ -85,7 +85,7 @@ class Byzantine:
     - ``random_action`` trains on episodes in which the agent acts uniformly at random;
     - ``reward_flip`` trains on negated rewards;
     - ``poison_trajectories`` trains and sends its weights honestly, but the episodes it
-      uploads for trajectory sharing (``trainer.sharing``) have every reward multiplied
+      uploads for trajectory sharing (``TrajectorySharing``) have every reward multiplied
       by ``scale``: without sharing it changes nothing.
 
     In policy distillation (``trainer.server Distilled``) an agent sends its action distribution

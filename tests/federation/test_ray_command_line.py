@@ -139,8 +139,9 @@ def fit_sequential_and_on_ray(tmp_path: Path, args: list[str]) -> tuple[Path, Pa
 
 def test_curiosity_with_shared_replay_on_ray_matches_sequential(tmp_path):
     """PPO with RND and trajectory sharing: replayed episodes' intrinsic returns are traced."""
-    sharing = "--trainer.sharing={share_fraction: 0.5, buffer_episodes: 4, replay_ratio: 1.0}"
-    args = ["--config", str(TINY_CURIOSITY_CONFIG), sharing]
+    sharing = ["--trainer.components+=TrajectorySharing", "--trainer.components.share_fraction=0.5"]
+    sharing += ["--trainer.components.buffer_episodes=4", "--trainer.components.replay_ratio=1.0"]
+    args = ["--config", str(TINY_CURIOSITY_CONFIG), *sharing]
     _, _, rows = fit_sequential_and_on_ray(tmp_path, args)
     assert sum(int(row["episodes_shared"]) for row in rows) > 0
     assert all(float(row["train_intrinsic_reward"]) > 0 for row in rows)

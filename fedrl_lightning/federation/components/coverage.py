@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Coverage", "CoveragePart"]
 
+OPTION = "trainer.components Coverage"
+"""The component as a user names it, for messages."""
+
 
 @dataclass(frozen=True)
 class CoveragePart(FitPart):
@@ -90,7 +93,7 @@ class Coverage(RoundComponent):
         """
         if len(low) > MAX_DIMS:
             raise ConfigError(
-                f"trainer.coverage: observations of {len(low)} dimensions make too many "
+                f"{OPTION}: observations of {len(low)} dimensions make too many "
                 f"cells ({BINS}^{len(low)}); coverage takes at most {MAX_DIMS}"
             )
         coverage = cls()
@@ -110,7 +113,7 @@ class Coverage(RoundComponent):
         size = model.hparams.observation_dim
         if low is None or low.ndim != 1 or low.shape[0] != size:
             raise ConfigError(
-                f"trainer.coverage needs a flat Box observation space of {size} values, the "
+                f"{OPTION} needs a flat Box observation space of {size} values, the "
                 f"model's observation_dim; got {space}"
             )
         assert high is not None  # a Box, with a low bound, has a high one
@@ -129,7 +132,7 @@ class Coverage(RoundComponent):
         """Refuse an unbounded space when the model keeps no observation statistics."""
         if not self.bounded and observation_statistics(statistics) is None:
             raise ConfigError(
-                "trainer.coverage: the observation space is unbounded, and the grid takes such "
+                f"{OPTION}: the observation space is unbounded, and the grid takes such "
                 "bounds from observation statistics; set model.normalize_observations or "
                 "model.curiosity"
             )

@@ -42,6 +42,8 @@ SHARED_EPISODES_KEY = "shared_episodes"
 """The agent checkpoint's entry of the episodes it uploads."""
 
 DEFAULTS = {"share_fraction": 0.1, "buffer_episodes": 500, "replay_ratio": 0.5, "rho_max": 1.0}
+OPTION = "trainer.components TrajectorySharing"
+"""The component as a user names it, for messages."""
 SHARING_COLUMNS = ("episodes_shared", "shared_bytes_up", "shared_bytes_down")
 """The numeric columns a round's row has with sharing on."""
 
@@ -116,7 +118,7 @@ class SharingPart(FitPart):
 
 
 class TrajectorySharing(RoundComponent):
-    """Shared trajectory replay, a round component (``trainer.sharing``).
+    """Shared trajectory replay, a round component (``--trainer.components+ TrajectorySharing``).
 
     Each sampled agent uploads a seeded fraction of its episodes (:func:`upload_choice`),
     with the behaviour policy's log-probabilities, in its checkpoint. After a round is
@@ -146,29 +148,17 @@ class TrajectorySharing(RoundComponent):
         replay_ratio: float = DEFAULTS["replay_ratio"],
         rho_max: float = DEFAULTS["rho_max"],
     ) -> None:
-        options = _checked(
-            {
-                "share_fraction": share_fraction,
-                "buffer_episodes": buffer_episodes,
-                "replay_ratio": replay_ratio,
-                "rho_max": rho_max,
-            }
-        )
-        self.share_fraction = float(options["share_fraction"])
-        self.replay_ratio = float(options["replay_ratio"])
-        self.rho_max = float(options["rho_max"])
-        self.buffer = TrajectoryBuffer(int(options["buffer_episodes"]))
+        _check_ranges(share_fraction, buffer_episodes, replay_ratio, rho_max)
+        self.share_fraction = float(share_fraction)
+        self.replay_ratio = float(replay_ratio)
+        self.rho_max = float(rho_max)
+        self.buffer = TrajectoryBuffer(buffer_episodes)
         self.episodes_per_round = 0
         self.replay_episodes = 0
         self.seed = 0
         self.layout: EpisodeLayout | None = None
         self._sent_bytes: dict[int, int] = {}
         self._columns: dict[str, int] = dict.fromkeys(SHARING_COLUMNS, 0)
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> TrajectorySharing:
-        """The component a ``{share_fraction, ...}`` mapping describes, each key checked."""
-        return cls(**_checked(dict(spec)))
 
     @override
     def setup(self, trainer: FederatedTrainer, model: Learner, population: AgentPopulation) -> None:
@@ -179,7 +169,7 @@ class TrajectorySharing(RoundComponent):
         """
         if population.tasks is not None:
             raise ConfigError(
-                "trainer.sharing cannot be combined with data.tasks: agents replay each "
+                f"{OPTION} cannot be combined with data.tasks: agents replay each "
                 "other's episodes, which needs one environment's spaces; remove one of them"
             )
         self.episodes_per_round, self.seed = trainer.episodes_per_round, trainer.seed
@@ -237,31 +227,28 @@ def _uploads(update: AgentUpdate, name: str) -> tuple[StoredEpisode, ...]:
     return episodes
 
 
-def _checked(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` over the defaults, each refused in one line unless in its range."""
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
+def _check_ranges(
+    share_fraction: float, buffer_episodes: int, replay_ratio: float, rho_max: float
+) -> None:
+    """Refuse, in one line, a setting outside its range (jsonargparse has checked the types).
+
+    Raises:
+        ConfigError: Naming the setting.
+    """
+    for name, value in {
+        "share_fraction": share_fraction,
+        "replay_ratio": replay_ratio,
+        "rho_max": rho_max,
+    }.items():
+        if not math.isfinite(value):
+            raise ConfigError(f"{OPTION}.{name} must be a finite number, got {value!r}")
+    if not 0 < share_fraction <= 1:
+        raise ConfigError(f"{OPTION}.share_fraction must be in (0, 1], got {share_fraction}")
+    if isinstance(buffer_episodes, bool) or buffer_episodes < 1:
         raise ConfigError(
-            f"trainer.sharing.{unknown[0]}: unknown key; expected {', '.join(DEFAULTS)}"
+            f"{OPTION}.buffer_episodes must be a positive integer, got {buffer_episodes}"
         )
-    options = DEFAULTS | options
-    for name, value in options.items():
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not math.isfinite(value):
-            raise ConfigError(f"trainer.sharing.{name} must be a number, got {value!r}")
-    if not 0 < options["share_fraction"] <= 1:
-        raise ConfigError(
-            f"trainer.sharing.share_fraction must be in (0, 1], got {options['share_fraction']}"
-        )
-    buffer = options["buffer_episodes"]
-    if buffer != int(buffer) or buffer < 1:
-        raise ConfigError(
-            f"trainer.sharing.buffer_episodes must be a positive integer, got {buffer}"
-        )
-    if options["replay_ratio"] < 0:
-        raise ConfigError(
-            f"trainer.sharing.replay_ratio must not be negative, got {options['replay_ratio']}"
-        )
-    if options["rho_max"] <= 0:
-        raise ConfigError(f"trainer.sharing.rho_max must be positive, got {options['rho_max']}")
-    return options
+    if replay_ratio < 0:
+        raise ConfigError(f"{OPTION}.replay_ratio must not be negative, got {replay_ratio}")
+    if rho_max <= 0:
+        raise ConfigError(f"{OPTION}.rho_max must be positive, got {rho_max}")

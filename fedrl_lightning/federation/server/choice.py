@@ -60,7 +60,8 @@ class ServerChoice(ABC):
             reason = self.refused_components.get(component.name)
             if reason is not None:
                 raise ConfigError(
-                    f"{self.option} cannot be combined with trainer.{component.name}: "
+                    f"{self.option} cannot be combined with trainer.components "
+                    f"{type(component).__name__}: "
                     f"{reason}; remove one of them"
                 )
 
