@@ -230,6 +230,19 @@ def test_a_chosen_class_gets_its_own_defaults(tmp_path, args, expected):
         assert section["init_args"][name] == value, name
 
 
+def test_a_command_s_chosen_class_is_not_the_next_command_s_default(tmp_path):
+    """A process builds the parser once (``FedRLCLI.setup_parser``) and each command parses
+    with a copy: ``--model PPO`` makes PPO the default of its own copy only."""
+    printed = ["fit", "--config", str(TINY_CONFIG), "--print_config"]
+    before = run_cli(*printed, cwd=tmp_path)
+    ppo = run_cli(*printed, "--model", "PPO", cwd=tmp_path)
+    after = run_cli(*printed, cwd=tmp_path)
+    assert before.returncode == ppo.returncode == after.returncode == 0, ppo.stderr
+    assert yaml.safe_load(ppo.stdout)["model"]["class_path"] == "fedrl_lightning.PPO"
+    assert yaml.safe_load(after.stdout)["model"]["class_path"] == "fedrl_lightning.Reinforce"
+    assert after.stdout == before.stdout
+
+
 def test_help_lists_every_subcommand(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0

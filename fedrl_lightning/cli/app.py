@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import importlib
 import logging
@@ -94,6 +95,10 @@ class FedRLArgumentParser(LightningArgumentParser):
 SUBCLASS_DEFAULTS: dict[str, type] = {"trainer.strategy": RewardWeighted, "model": Reinforce}
 """The class each subclass-mode option has when the command line names none."""
 
+_Parsers = tuple[LightningArgumentParser, dict[str, LightningArgumentParser], dict[str, list[str]]]
+_BUILT_PARSERS: dict[str, _Parsers] = {}
+"""The parsers this process built, by their arguments: :meth:`FedRLCLI.setup_parser`."""
+
 
 class FedRLCLI(LightningCLI):
     """The LightningCLI of federated runs.
@@ -126,6 +131,31 @@ class FedRLCLI(LightningCLI):
             auto_configure_optimizers=False,
             load_from_checkpoint_support=False,
             args=args,
+        )
+
+    @override
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        """Build the parser once a process; each command parses with a copy of it.
+
+        Building it (jsonargparse reads the signature and docstring of every class) costs
+        more than parsing a refused command; a process that runs :func:`main` many times
+        (the tests run it hundreds of times) builds it once. Each command gets a deep copy,
+        so its changes to its parser (:meth:`_parse` sets defaults) stay its own. The parser
+        holds plain values and classes only (jsonargparse keeps a ``lazy_instance`` default
+        as its ``class_path``), so copying it builds nothing.
+        """
+        key = repr((add_subcommands, main_kwargs, subparser_kwargs))
+        if key not in _BUILT_PARSERS:
+            super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+            _BUILT_PARSERS[key] = (
+                self.parser,
+                getattr(self, "_subcommand_parsers", {}),
+                getattr(self, "_subcommand_method_arguments", {}),
+            )
+        self.parser, self._subcommand_parsers, self._subcommand_method_arguments = copy.deepcopy(
+            _BUILT_PARSERS[key]
         )
 
     @override
