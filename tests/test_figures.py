@@ -267,3 +267,34 @@ def test_the_index_names_unmeasured_benchmarks_without_numbers():
         assert (ROOT / "benchmarks" / script).is_file(), script
         assert f"`benchmarks/{script}`" in unmeasured
     assert not any(ch.isdigit() for ch in unmeasured.replace("A2C", ""))  # no figures
+
+
+def test_restamp_records_a_rewritten_config_only_when_its_run_is_unchanged(tmp_path, monkeypatch):
+    """``held_out.py --restamp`` changes a results file's config hash only for the same run."""
+    import held_out
+
+    name = "simple_conflict_ifca"
+    measured = json.loads(protocol.results_path(name).read_text())
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path)
+    path = protocol.results_path(name)
+    figure = FIGURES[name]
+
+    path.write_text(json.dumps(measured))
+    assert "nothing to do" in held_out.restamp(name, figure)
+
+    # A run that changed: the fingerprint differs, and the file is left as it was.
+    moved = measured | {"config_hash": "0" * 16, "fingerprint": "f" * 16}
+    path.write_text(json.dumps(moved))
+    assert "re-measure it" in held_out.restamp(name, figure)
+    assert json.loads(path.read_text()) == moved
+
+    # The same run under a rewritten config: restamped, the old hash kept, the numbers as they were.
+    if check_figures.fingerprint(figure.path) != measured["fingerprint"]:
+        pytest.skip("another kind of machine: the recorded fingerprint cannot match here")
+    rewritten = measured | {"config_hash": "0" * 16}
+    path.write_text(json.dumps(rewritten))
+    assert "restamped" in held_out.restamp(name, figure)
+    after = json.loads(path.read_text())
+    assert after["config_hash"] == measured["config_hash"]
+    assert after["restamped"][-1]["from_config_hash"] == "0" * 16
+    assert after["per_seed"] == measured["per_seed"] and after["summary"] == measured["summary"]
