@@ -60,24 +60,32 @@ class FirstObservations(RoundComponent):
     def state_dict(self):
         return {"received": torch.tensor(self.received), "rounds": list(self.rounds)}
 
+    def load_state_dict(self, state):
+        self.received, self.rounds = int(state["received"]), list(state["rounds"])
 
-def test_a_component_of_its_own_gets_parts_replies_columns_and_state(tmp_path):
+
+def fit_with_component(root, num_rounds, ckpt_path=None):
     agents = AgentPopulation("CartPole-v1", num_agents=3, max_episode_steps=20)
     torch.manual_seed(0)
     model = Reinforce.for_population(agents, hidden_dim=8)
     component = FirstObservations()
     trainer = FederatedTrainer(
-        num_rounds=2,
+        num_rounds=num_rounds,
         agents_per_round=2,
         episodes_per_round=1,
         eval_episodes=1,
         components=[component],
-        default_root_dir=str(tmp_path),
+        default_root_dir=str(root),
         enable_progress_bar=False,
         seed=3,
     )
     with quiet_lightning(verbose=False):
-        history = trainer.fit(model, agents)
+        history = trainer.fit(model, agents, ckpt_path=ckpt_path)
+    return trainer, component, history
+
+
+def test_a_component_of_its_own_gets_parts_replies_columns_and_state(tmp_path):
+    trainer, component, history = fit_with_component(tmp_path, num_rounds=2)
     assert [row["observations_received"] for row in history] == [2, 4]
     assert "observations_received" in trainer.metric_names()
     state = load_checkpoint(trainer.run_dir / "checkpoints" / "last.ckpt")["fedrl"]
@@ -90,3 +98,23 @@ def test_a_component_may_not_take_a_name_of_the_round_state(tmp_path, name):
     component.name = name
     with pytest.raises(ConfigError, match="trainer.components"):
         FederatedTrainer(components=[component], default_root_dir=str(tmp_path))
+
+
+def test_a_component_of_its_own_resumes_with_the_run(tmp_path):
+    """Its state travels in the round checkpoint: a resumed run ends as the whole run does."""
+    whole, whole_component, _ = fit_with_component(tmp_path / "whole", num_rounds=3)
+    first, _, _ = fit_with_component(tmp_path / "resumed", num_rounds=2)
+    last = first.run_dir / "checkpoints" / "last.ckpt"
+    resumed, component, history = fit_with_component(
+        tmp_path / "resumed", num_rounds=3, ckpt_path=str(last)
+    )
+    assert [row["observations_received"] for row in history][-1] == 6
+    assert (component.received, component.rounds) == (6, [1, 2, 3])
+    assert (component.received, component.rounds) == (
+        whole_component.received,
+        whole_component.rounds,
+    )
+    expected = load_checkpoint(whole.run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    actual = load_checkpoint(resumed.run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
