@@ -454,9 +454,9 @@ class FederatedTrainer:
         evaluation = self._evaluation(model, population)
         first = self.completed_rounds + 1
         pending = None
+        started = time.perf_counter()  # a round's time includes submitting its fits
         if first <= self.num_rounds and not self.should_stop:
             pending = self._submit_round(first, model, executor)
-        started = time.perf_counter()
         try:
             for round_idx in range(first, self.num_rounds + 1):
                 if self.should_stop or pending is None:  # a callback ended the run
