@@ -175,10 +175,7 @@ class Gradient(ServerChoice):
             spec["momentum"] = momentum
         else:
             spec |= {"betas": list(betas), "eps": eps}
-        try:
-            self.optimizer = server_optimizer_spec(spec)
-        except ConfigError as err:  # its messages name the option it had before
-            raise ConfigError(str(err).replace("trainer.server_optimizer", OPTION)) from None
+        self.optimizer = server_optimizer_spec(spec, option=OPTION)
 
     def check(self, trainer: FederatedTrainer) -> None:
         """Refuse strategies that step the weights or change the local steps, and LR schedules.

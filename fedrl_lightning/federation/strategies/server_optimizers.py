@@ -50,7 +50,7 @@ __all__ = [
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 """The server optimizers by name, as ``torch.optim`` implements them."""
 
-OPTION = "trainer.server_optimizer"
+OPTION = "trainer.server"
 """The option :func:`server_optimizer_spec` checks."""
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sgd": {"lr": 0.01, "momentum": 0.0},
@@ -58,12 +58,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def server_optimizer_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+def server_optimizer_spec(spec: Mapping[str, Any] | None, option: str = OPTION) -> dict[str, Any]:
     """``spec`` checked and completed with its optimizer's defaults.
 
     Args:
         spec: ``{name: sgd, lr: ..., momentum: ...}`` or ``{name: adam, lr: ..., betas:
             [b1, b2], eps: ...}``; ``None``: Adam with ``lr`` 0.001.
+        option: The option that gave ``spec``, for messages.
 
     Returns:
         The name and every argument, such as ``{"name": "sgd", "lr": 0.1, "momentum": 0.0}``.
@@ -74,17 +75,17 @@ def server_optimizer_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
     spec = dict(spec or {"name": "adam"})
     name = spec.pop("name", None)
     if name not in OPTIMIZERS:
-        raise ConfigError(f"{OPTION}.name must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+        raise ConfigError(f"{option}.name must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
     unknown = sorted(set(spec) - set(DEFAULTS[name]))
     if unknown:
         raise ConfigError(
-            f"{OPTION}.{unknown[0]}: unknown key for {name}; expected name, "
+            f"{option}.{unknown[0]}: unknown key for {name}; expected name, "
             f"{', '.join(DEFAULTS[name])}"
         )
     options = {**DEFAULTS[name], **spec}
-    check_positive(f"{OPTION}.lr", options["lr"])
+    check_positive(f"{option}.lr", options["lr"])
     if name == "sgd":
-        check_decay(f"{OPTION}.momentum", options["momentum"])
+        check_decay(f"{option}.momentum", options["momentum"])
     if name == "adam":
         betas = options["betas"]
         if not (
@@ -92,8 +93,8 @@ def server_optimizer_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
             and len(betas) == 2
             and all(_number(b) and 0 <= b < 1 for b in betas)
         ):
-            raise ConfigError(f"{OPTION}.betas must be two numbers in [0, 1), got {betas!r}")
-        check_positive(f"{OPTION}.eps", options["eps"])
+            raise ConfigError(f"{option}.betas must be two numbers in [0, 1), got {betas!r}")
+        check_positive(f"{option}.eps", options["eps"])
         options["betas"] = [float(b) for b in betas]
     return {"name": name, **{k: v if isinstance(v, list) else float(v) for k, v in options.items()}}
 
