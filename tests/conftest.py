@@ -4,12 +4,14 @@ import io
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from in_process import (  # noqa: F401  (cli_env and CliProcess: for the tests)
+    SHARED_RAY,
     TESTS,
     CliProcess,
     cli_env,
@@ -57,6 +59,37 @@ def _restore_process_state():
     logging and torch's settings as it found them (in-process commands change some)."""
     with restored_process_state():
         yield
+
+
+@pytest.fixture(scope="session")
+def _shared_ray_instance() -> Iterator[None]:
+    """Starts the test process's shared Ray instance (before any test's own state is taken,
+    which would drop the logging handlers it adds), and stops it at the end of the session."""
+    SHARED_RAY.start()
+    yield
+    SHARED_RAY.stop()
+
+
+@pytest.fixture
+def shared_ray(_shared_ray_instance: None) -> Iterator[None]:
+    """The test's Ray runs, in this process and through ``run_cli``, join one Ray instance.
+
+    It is started at the first test that asks for it and kept for the next (its workers stay
+    warm), or started again where a test in between stopped it; see ``in_process.SharedRay``.
+    """
+    SHARED_RAY.start()
+    SHARED_RAY.joined = True
+    try:
+        yield
+    finally:
+        SHARED_RAY.joined = False
+
+
+@pytest.fixture
+def no_ray() -> None:
+    """No Ray initialised in this process: the test's commands start their own (or join a
+    cluster by its address)."""
+    SHARED_RAY.stop()
 
 
 def run_main(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:

@@ -236,6 +236,63 @@ def _ray_is_running() -> bool:
     return ray is not None and ray.is_initialized()
 
 
+class SharedRay:
+    """One local Ray instance per test process, for the Ray tests to join.
+
+    A command that starts Ray of its own pays for it: Ray's processes start, then each worker
+    imports torch and Lightning, about ten seconds a run on two cores. Where this process has
+    initialised Ray, the command's Ray executor joins it instead (as a driver on a cluster
+    would) and finds its workers warm. The instance has what the command would have started
+    for ``--trainer.num_workers 2``: two CPUs, no dashboard, nothing of the workers' output on
+    the driver; ``tests/`` is on its workers' ``PYTHONPATH`` (for ``faults``).
+
+    The tests that need a Ray of the command's own (or a cluster) stop it first
+    (:meth:`stop`); :func:`run_in_process` stops it too for a command of a test that did not
+    ask to join it, so that such a command starts its own as a user's would.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+        self.joined = False
+
+    def start(self) -> None:
+        """Start the instance, unless it runs."""
+        if self.started:
+            return
+        if _ray_is_running():
+            raise RuntimeError("Ray is initialized in this process, but not as the shared Ray")
+        import ray
+
+        previous = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), previous or ""])
+        try:
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+        finally:
+            if previous is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = previous
+        self.started = True
+
+    def stop(self) -> None:
+        """Shut the instance down, if it runs."""
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+
+
+SHARED_RAY = SharedRay()
+"""The test process's shared Ray instance (``conftest.py``'s ``shared_ray`` fixture)."""
+
+
 def _exit_code(done: SystemExit) -> int:
     """The exit code the interpreter gives ``raise SystemExit(code)``."""
     if done.code is None:
@@ -259,7 +316,9 @@ def run_in_process(
     Returns:
         What a subprocess would have returned: the exit code, and stdout and stderr as text.
     """
-    if _ray_is_running():  # the command's Ray executor would join it instead of starting its own
+    if not SHARED_RAY.joined:  # the command starts a Ray of its own, if it uses one
+        SHARED_RAY.stop()
+    if _ray_is_running() and not SHARED_RAY.joined:  # which the command's executor would join
         raise RuntimeError("Ray is initialized in this process; shut it down before run_cli")
     modules = set(sys.modules)
     cwd = Path(cwd).resolve()

@@ -24,7 +24,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TESTS, TINY_CONFIG, cli_command, cli_env, metrics_without_timings, run_cli
+from conftest import (
+    SHARED_RAY,
+    TESTS,
+    TINY_CONFIG,
+    cli_command,
+    cli_env,
+    metrics_without_timings,
+    run_cli,
+)
 
 from fedrl_lightning.federation.sampling import sample_agents
 from fedrl_lightning.seeding import Stream, derive_seed
@@ -126,6 +134,7 @@ def cluster() -> Iterator[RayCluster]:
     """
     if not Path("/proc/self/stat").exists():
         pytest.skip("reads /proc")
+    SHARED_RAY.stop()  # the runs join the cluster, or start a Ray of their own
     before = descendants(os.getpid())
     folder = Path(tempfile.mkdtemp(prefix="fedrl-ray-", dir="/tmp"))  # short socket paths
     (folder / "fits").mkdir()

@@ -1,7 +1,8 @@
 """The Ray executor through the command line: the same run as the sequential executor.
 
-Apart from tests/federation/test_ray_executor.py, whose module-wide Ray instance runs in this
-process: a command run in this process (``run_cli``) must start and stop its own.
+The runs join the test process's shared Ray instance (``shared_ray``), whose workers stay
+warm from one run to the next, as a driver joins a cluster; the first starts a Ray of its own,
+as a user's command does, and stops it.
 """
 
 import csv
@@ -38,15 +39,17 @@ def without_times(history):
     [TINY_CONFIG, TINY_PPO_CONFIG, TINY_TASKS_CONFIG, TINY_SHARING_CONFIG, TINY_CURIOSITY_CONFIG],
     ids=["reinforce", "ppo_norm", "tasks", "sharing", "curiosity"],
 )
-def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config):
+def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, config, request):
     """Three rounds on Ray, round 3 redone in this process: the sequential run's result.
 
     Also for PPO with observation and reward normalisation (whose statistics the server
     pools), two hidden layers and a linear learning-rate schedule, and for shared
     trajectory replay (the replayed episodes travel to the workers, the uploads back).
     Resuming from round 2's checkpoint keeps ``num_rounds``, so the schedule is the
-    sequential run's.
+    sequential run's. The first (REINFORCE) starts and stops a Ray of its own; the others
+    join the shared one.
     """
+    request.getfixturevalue("no_ray" if config == TINY_CONFIG else "shared_ray")
     if config == TINY_CONFIG:
         sequential = tiny_run[0]
     else:
@@ -94,7 +97,7 @@ def test_ray_through_the_command_line_matches_sequential(tmp_path, tiny_run, con
         assert torch.equal(ray_weights["state_dict"][key], value), key
 
 
-def test_a_run_that_callbacks_stop_on_ray_matches_sequential(tmp_path):
+def test_a_run_that_callbacks_stop_on_ray_matches_sequential(tmp_path, shared_ray):
     """Early stopping at round 10 of 12, while round 11's fits already run on the workers."""
     args = ["--config", str(TINY_CALLBACKS_CONFIG), "--trainer.num_rounds", "12"]
     args += ["--trainer.episodes_per_round", "5", "--data.max_episode_steps", "80"]
@@ -137,7 +140,7 @@ def fit_sequential_and_on_ray(tmp_path: Path, args: list[str]) -> tuple[Path, Pa
     return sequential, on_ray, rows
 
 
-def test_curiosity_with_shared_replay_on_ray_matches_sequential(tmp_path):
+def test_curiosity_with_shared_replay_on_ray_matches_sequential(tmp_path, shared_ray):
     """PPO with RND and trajectory sharing: replayed episodes' intrinsic returns are traced."""
     sharing = ["--trainer.components+=TrajectorySharing", "--trainer.components.share_fraction=0.5"]
     sharing += ["--trainer.components.buffer_episodes=4", "--trainer.components.replay_ratio=1.0"]
@@ -147,7 +150,7 @@ def test_curiosity_with_shared_replay_on_ray_matches_sequential(tmp_path):
     assert all(float(row["train_intrinsic_reward"]) > 0 for row in rows)
 
 
-def test_personal_heads_on_ray_match_sequential(tmp_path):
+def test_personal_heads_on_ray_match_sequential(tmp_path, shared_ray):
     """Each agent's own head travels back from its worker to the run's personal store."""
     args = ["--config", str(TINY_PERSONAL_CONFIG), "--trainer.num_rounds", "6"]
     sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, args)
@@ -168,7 +171,7 @@ def test_personal_heads_on_ray_match_sequential(tmp_path):
     [[], ["--trainer.server.consensus=strategy", "--trainer.strategy=FedMedian"]],
     ids=["mean", "median"],
 )
-def test_distillation_on_ray_matches_sequential(tmp_path, consensus):
+def test_distillation_on_ray_matches_sequential(tmp_path, consensus, shared_ray):
     """Own models of different sizes, distributions and the student; every agent every round.
 
     Agent 1 sends seeded noise instead of its distribution (a Byzantine attack); the
@@ -194,7 +197,7 @@ def test_distillation_on_ray_matches_sequential(tmp_path, consensus):
     assert torch.equal(consensus[0]["consensus"], consensus[1]["consensus"])
 
 
-def test_clusters_on_ray_match_sequential(tmp_path):
+def test_clusters_on_ray_match_sequential(tmp_path, shared_ray):
     """Every cluster's model travels to the workers with its task; each choice comes back."""
     args = ["--config", str(TINY_IFCA_CONFIG), "--trainer.num_rounds", "6"]
     sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, args)
@@ -216,7 +219,7 @@ def test_clusters_on_ray_match_sequential(tmp_path):
     ],
     ids=["reptile", "per_fedavg"],
 )
-def test_local_adaptation_and_meta_learning_on_ray_match_sequential(tmp_path, strategy):
+def test_local_adaptation_and_meta_learning_on_ray_match_sequential(tmp_path, strategy, shared_ray):
     """Per-FedAvg's meta step travels to the workers; fine-tuning runs in this process."""
     args = ["--config", str(TINY_CONFIG), "--trainer.num_rounds", "4", *strategy]
     args += ["--trainer.finetune_episodes", "2"]

@@ -1,14 +1,10 @@
-"""The Ray executor from Python, on a Ray instance of this process shared by the module.
+"""The Ray executor from Python, on the test process's shared Ray instance (``shared_ray``).
 
-The command-line runs on Ray are in tests/federation/test_ray_command_line.py: a command run
-in this process must start its own Ray, not join this one.
+The command-line runs on Ray are in tests/federation/test_ray_command_line.py.
 """
-
-import os
 
 import pytest
 import torch
-from conftest import TESTS
 from faults import FlakyModule
 
 from fedrl_lightning import AgentPopulation, FederatedTrainer
@@ -23,20 +19,6 @@ ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 
 AGENTS_PER_ROUND = 4
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A 2-CPU Ray instance whose workers can import the tests' fault injection."""
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), previous or ""])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-    if previous is None:
-        del os.environ["PYTHONPATH"]
-    else:
-        os.environ["PYTHONPATH"] = previous
 
 
 def run(tmp_path, executor, num_rounds=3, round_timeout=None, trainer_options=None, **faults):
@@ -69,7 +51,7 @@ def without_times(history):
     return [{k: v for k, v in row.items() if k != "round_time"} for row in history]
 
 
-def test_ray_gives_the_same_weights_and_metrics_as_sequential(tmp_path, local_ray):
+def test_ray_gives_the_same_weights_and_metrics_as_sequential(tmp_path, shared_ray):
     faults = {"crash_prob": 0.2, "nan_prob": 0.2}  # failures must match too
     sequential_model, sequential = run(tmp_path, "sequential", num_rounds=4, **faults)
     ray_model, on_ray = run(tmp_path, "ray", num_rounds=4, **faults)
@@ -80,7 +62,7 @@ def test_ray_gives_the_same_weights_and_metrics_as_sequential(tmp_path, local_ra
         assert torch.equal(ray_model.state_dict()[key], value), key
 
 
-def test_gradient_mode_on_ray_matches_sequential(tmp_path, local_ray):
+def test_gradient_mode_on_ray_matches_sequential(tmp_path, shared_ray):
     """Gradients, a sign-flipping agent and failing fits, FedMedian, Adam on the server."""
 
     def options():
@@ -98,7 +80,7 @@ def test_gradient_mode_on_ray_matches_sequential(tmp_path, local_ray):
         assert torch.equal(ray_model.state_dict()[key], value), key
 
 
-def test_a_lost_worker_fails_its_agent_only(tmp_path, local_ray):
+def test_a_lost_worker_fails_its_agent_only(tmp_path, shared_ray):
     _, history = run(tmp_path, "ray", num_rounds=2, exit_prob=0.3)
     lost = [row for row in history if row["num_failed_agents"]]
     assert lost, "no worker was lost; pick another seed"
@@ -109,7 +91,7 @@ def test_a_lost_worker_fails_its_agent_only(tmp_path, local_ray):
         )
 
 
-def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, local_ray):
+def test_a_hanging_fit_times_out_and_the_round_goes_on(tmp_path, shared_ray):
     # With this seed, of the 4 agents sampled (0, 3, 4, 5) only agent 4 draws below 0.2 (as
     # a sequential run with crash_prob 0.2 shows), so only it hangs, and the other three finish
     # on the second CPU whatever order Ray runs them in.
