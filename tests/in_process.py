@@ -134,7 +134,8 @@ def restored_process_state() -> Iterator[None]:
             if handler is not None:  # None: not installed from Python, cannot be reinstalled
                 signal.signal(signum, handler)
         for logger, (level, logger_handlers, propagate) in loggers.items():
-            logger.setLevel(level)
+            if logger.level != level:  # setLevel clears every logger's cache: thousands here
+                logger.setLevel(level)
             logger.propagate = propagate
             for handler in list(logger.handlers):
                 if handler not in logger_handlers and not _pytest_handler(handler):

@@ -247,7 +247,9 @@ class FedRLCLI(LightningCLI):
                 chosen[key] = getattr(importlib.import_module(module), name)
         if not chosen:
             return config, args
-        self._parser("fit").set_defaults({key: lazy_instance(cls) for key, cls in chosen.items()})
+        self._parser("fit").set_defaults(
+            {key: {"class_path": f"{cls.__module__}.{cls.__name__}"} for key, cls in chosen.items()}
+        )
         for key, cls in chosen.items():
             args, notices = fit_config_sections(args, key, cls)
             for notice in notices:
