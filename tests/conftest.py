@@ -198,3 +198,21 @@ def tiny_run(tmp_path_factory):
     result = run_cli("fit", "--config", str(TINY_CONFIG), cwd=cwd)
     assert result.returncode == 0, result.stderr
     return cwd, result
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker under ``--dist loadgroup``, every ``xdist_group`` test must carry
+    its group in its node id, which is how xdist keeps a group on one worker (the Ray tests
+    share one Ray instance, one at a time): a pytest whose node ids xdist cannot extend
+    would spread them silently."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    ungrouped = [
+        i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid
+    ]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist could not put {ungrouped[0]} in its xdist_group (this pytest "
+            "keeps node ids apart from xdist): install the versions in constraints.txt"
+        )
