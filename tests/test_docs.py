@@ -187,6 +187,15 @@ def check_cli(args: list[str], cwd: Path) -> None:
 PYTEST_OPTIONS_WITH_VALUES = {"-m", "-k", "-n", "-p", "--durations"}
 
 
+def check_install(args: list[str], command: list[str]) -> None:
+    """``pip install`` (or ``uv pip install``) with the constraints, of extras that exist."""
+    assert args[0] == "install" and "-c" in args and "constraints.txt" in args, command
+    for arg in args:
+        if arg.startswith(".["):
+            extras = set(arg[2:-1].split(","))
+            assert extras <= EXTRAS, f"no such extra: {extras - EXTRAS}"
+
+
 def check_command(command: list[str], cwd: Path) -> None:
     program, args = command[0], command[1:]
     python = program in {"python", "python3", ".venv/bin/python"}
@@ -195,11 +204,10 @@ def check_command(command: list[str], cwd: Path) -> None:
     elif program == "fedrl":
         check_cli(args, cwd)
     elif program in {"pip", ".venv/bin/pip"}:
-        assert args[0] == "install" and "-c" in args and "constraints.txt" in args, command
-        for arg in args:
-            if arg.startswith(".["):
-                extras = set(arg[2:-1].split(","))
-                assert extras <= EXTRAS, f"no such extra: {extras - EXTRAS}"
+        check_install(args, command)
+    elif program == ".venv/bin/uv":
+        assert args[0] == "pip", command
+        check_install(args[1:], command)
     elif python and args[:2] == ["-m", "venv"]:
         pass
     elif python and args[:2] == ["-m", "pytest"]:
