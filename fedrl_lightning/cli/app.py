@@ -197,8 +197,10 @@ class FedRLCLI(LightningCLI):
                     raise ConfigError(
                         f"--ckpt_path {path}: the config it saved is not usable ({err})"
                     ) from None
-                args += self._drop_ray_options(own=fit.trainer, merged=self.config.fit.trainer)
-                self.config, args = self._parse(parser, args)
+                reset = self._drop_ray_options(own=fit.trainer, merged=self.config.fit.trainer)
+                if reset:
+                    args += reset
+                    self.config, args = self._parse(parser, args)
                 # Both sides as this parser writes them: a config saved by an older version
                 # (a flat ``model`` section, say) compares by meaning, not by spelling.
                 saved_now = self._dump_fit_config(
