@@ -66,8 +66,9 @@ class LinearSchedule:
     def __call__(self, step: int) -> float:
         """ε after ``step`` of the agent's env steps (``step >= 0``)."""
         duration = self.fraction * self.total_steps
-        progress = 1.0 if duration == 0 else min(max(step, 0) / duration, 1.0)
-        return self.start + (self.end - self.start) * progress
+        if step >= duration:
+            return self.end
+        return self.start + (self.end - self.start) * max(step, 0) / duration
 
 
 def epsilon_greedy(
