@@ -68,7 +68,7 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     if tau == 1.0:
         for target_tensor, online_tensor in parameters:
             target_tensor.copy_(online_tensor)
-    elif parameters:
+    elif parameters:  # one fused kernel for all tensors: SAC and TD3 call this every update
         torch._foreach_lerp_([t for t, _ in parameters], [o for _, o in parameters], tau)
     for target_tensor, online_tensor in buffers:
         target_tensor.copy_(online_tensor)

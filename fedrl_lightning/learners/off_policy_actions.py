@@ -64,7 +64,14 @@ class LinearSchedule:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     def __call__(self, step: int) -> float:
-        """ε after ``step`` of the agent's env steps (``step >= 0``)."""
+        """ε for the agent's env step ``step``.
+
+        Args:
+            step: How many env steps the agent has taken in the whole run (not this round).
+
+        Returns:
+            ε, in ``[0, 1]``; exactly ``end`` from the end of the line on.
+        """
         duration = self.fraction * self.total_steps
         if step >= duration:
             return self.end
