@@ -47,7 +47,12 @@ __all__ = ["ReplayBatch", "ReplayBuffer"]
 
 _OBSERVATION_DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
 _ACTION_DTYPES = {"float32": torch.float32, "int64": torch.int64}
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.uint8: np.uint8, torch.int64: np.int64}
 _FIELDS = ("observations", "actions", "rewards", "terminated", "truncated", "final_rows")
+
+
+def _numpy_dtype(dtype: torch.dtype) -> Any:
+    return _NUMPY_DTYPES[dtype]
 
 
 class ReplayBatch(NamedTuple):
@@ -160,25 +165,30 @@ class ReplayBuffer:
         """How many transitions are stored: filled rows times ``num_envs``."""
         return self._rows() * self.num_envs
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes its arrays hold: they grow with the steps added, up to ``buffer_size``."""
+        arrays = (*self._data.values(), self._pool, self._last_next)
+        return sum(array.nbytes for array in arrays)
+
     def _rows(self) -> int:
         return self.buffer_size if self.full else self.pos
 
     def _clear(self) -> None:
-        n = self.num_envs
-        self._data: dict[str, torch.Tensor] = {
-            "observations": torch.empty(
-                (0, n, *self.observation_shape), dtype=self.observation_dtype
-            ),
-            "actions": torch.empty((0, n, *self.action_shape), dtype=self.action_dtype),
-            "rewards": torch.empty((0, n), dtype=torch.float32),
-            "terminated": torch.empty((0, n), dtype=torch.bool),
-            "truncated": torch.empty((0, n), dtype=torch.bool),
+        n, obs_shape = self.num_envs, self.observation_shape
+        obs_dtype = _numpy_dtype(self.observation_dtype)
+        self._data: dict[str, np.ndarray] = {
+            "observations": np.empty((0, n, *obs_shape), obs_dtype),
+            "actions": np.empty((0, n, *self.action_shape), _numpy_dtype(self.action_dtype)),
+            "rewards": np.empty((0, n), np.float32),
+            "terminated": np.empty((0, n), np.bool_),
+            "truncated": np.empty((0, n), np.bool_),
             # the pool row holding the transition's next observation; -1: the following row
-            "final_rows": torch.empty((0, n), dtype=torch.int32),
+            "final_rows": np.empty((0, n), np.int32),
         }
-        self._pool = torch.empty((0, *self.observation_shape), dtype=self.observation_dtype)
+        self._pool = np.empty((0, *obs_shape), obs_dtype)
         self._free_pool_rows: list[int] = []
-        self._last_next = torch.empty((n, *self.observation_shape), dtype=self.observation_dtype)
+        self._last_next = np.zeros((n, *obs_shape), obs_dtype)
 
     def _grow(self, rows: int) -> None:
         """Allocate at least ``rows`` rows, doubling, at most ``buffer_size``."""
@@ -188,37 +198,33 @@ class ReplayBuffer:
         new = min(self.buffer_size, max(rows, 2 * allocated))
         for name, old in self._data.items():
             fill = -1 if name == "final_rows" else 0  # a new row has no pooled observation
-            grown = torch.full((new, *old.shape[1:]), fill, dtype=old.dtype)
+            grown = np.full((new, *old.shape[1:]), fill, old.dtype)
             grown[:allocated] = old
             self._data[name] = grown
 
-    def _to_pool(self, observations: torch.Tensor) -> torch.Tensor:
-        """Put observations in the pool; their pool rows, as ``int32``."""
+    def _to_pool(self, observations: np.ndarray) -> np.ndarray:
+        """Put observations in the pool; their pool rows."""
         rows: list[int] = []
         for observation in observations:
             if not self._free_pool_rows:
                 size = self._pool.shape[0]
-                grown = torch.empty(
-                    (max(8, 2 * size), *self.observation_shape), dtype=self._pool.dtype
-                )
+                grown = np.empty((max(8, 2 * size), *self.observation_shape), self._pool.dtype)
                 grown[:size] = self._pool
                 self._pool = grown
                 self._free_pool_rows = list(range(grown.shape[0] - 1, size - 1, -1))
             row = self._free_pool_rows.pop()
             self._pool[row] = observation
             rows.append(row)
-        return torch.tensor(rows, dtype=torch.int32)
+        return np.array(rows, np.int32)
 
-    def _checked(
-        self, name: str, value: Any, shape: tuple[int, ...], dtype: torch.dtype
-    ) -> torch.Tensor:
-        tensor = torch.as_tensor(value)
+    def _checked(self, name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        array = np.asarray(value)
         expected = (self.num_envs, *shape)
-        if tuple(tensor.shape) != expected:
-            raise ValueError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}")
-        if dtype in (torch.int64, torch.bool) and tensor.is_floating_point():
-            raise ValueError(f"{name} must hold integers or booleans, got {tensor.dtype}")
-        return tensor.to(dtype)
+        if array.shape != expected:
+            raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
+        if np.issubdtype(array.dtype, np.floating) and dtype in (np.int64, np.bool_):
+            raise ValueError(f"{name} must hold integers or booleans, got {array.dtype}")
+        return array.astype(dtype, copy=False)
 
     def add(
         self,
@@ -229,7 +235,7 @@ class ReplayBuffer:
         terminated: Any,
         truncated: Any,
     ) -> None:
-        """Add one step of all envs.
+        """Add one step of all envs (numpy arrays, tensors or nested lists).
 
         Args:
             obs: ``[num_envs, *observation_shape]``, the observations the actions were taken in.
@@ -243,39 +249,42 @@ class ReplayBuffer:
         Raises:
             ValueError: If an argument has the wrong shape (or floats for integer actions).
         """
-        obs_t = self._checked("obs", obs, self.observation_shape, self.observation_dtype)
-        next_t = self._checked("next_obs", next_obs, self.observation_shape, self.observation_dtype)
-        actions_t = self._checked("actions", actions, self.action_shape, self.action_dtype)
-        rewards_t = self._checked("rewards", rewards, (), torch.float32)
-        terminated_t = self._checked("terminated", terminated, (), torch.bool)
-        truncated_t = self._checked("truncated", truncated, (), torch.bool)
-        data = self._data
-        previous = (self.pos - 1) % self.buffer_size
-        if len(self) and previous != self.pos:
+        obs_dtype = self._data["observations"].dtype
+        obs_a = self._checked("obs", obs, self.observation_shape, obs_dtype)
+        next_a = self._checked("next_obs", next_obs, self.observation_shape, obs_dtype)
+        actions_a = self._checked(
+            "actions", actions, self.action_shape, self._data["actions"].dtype.type
+        )
+        rewards_a = self._checked("rewards", rewards, (), np.float32)
+        terminated_a = self._checked("terminated", terminated, (), np.bool_)
+        truncated_a = self._checked("truncated", truncated, (), np.bool_)
+        data, pos = self._data, self.pos
+        previous = (pos - 1) % self.buffer_size
+        if len(self) and previous != pos:
             # the newest step's next observations that this step's do not continue
-            breaks = (obs_t != self._last_next).flatten(1).any(1)
+            breaks = (obs_a != self._last_next).reshape(self.num_envs, -1).any(axis=1)
             if breaks.any():
                 data["final_rows"][previous, breaks] = self._to_pool(self._last_next[breaks])
-        self._grow(self.pos + 1)
-        overwritten = data["final_rows"][self.pos]
-        self._free_pool_rows.extend(overwritten[overwritten >= 0].tolist())
-        data["observations"][self.pos] = obs_t
-        data["actions"][self.pos] = actions_t
-        data["rewards"][self.pos] = rewards_t
-        data["terminated"][self.pos] = terminated_t
-        data["truncated"][self.pos] = truncated_t
-        data["final_rows"][self.pos] = -1
-        self._last_next = next_t.clone()
-        self.pos = (self.pos + 1) % self.buffer_size
+        self._grow(pos + 1)
+        overwritten = data["final_rows"][pos]
+        if (overwritten >= 0).any():
+            self._free_pool_rows.extend(overwritten[overwritten >= 0].tolist())
+            overwritten[:] = -1
+        data["observations"][pos] = obs_a
+        data["actions"][pos] = actions_a
+        data["rewards"][pos] = rewards_a
+        data["terminated"][pos] = terminated_a
+        data["truncated"][pos] = truncated_a
+        self._last_next[:] = next_a
+        self.pos = (pos + 1) % self.buffer_size
         self.full = self.full or self.pos == 0
 
-    def _next_observations(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
+    def _next_observations(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
         """The next observations of the transitions at ``(rows, envs)``."""
-        data = self._data
-        following = data["observations"][(rows + 1) % self._rows(), envs]
-        pool_rows = data["final_rows"][rows, envs]
+        following = self._data["observations"][(rows + 1) % self._rows(), envs]
+        pool_rows = self._data["final_rows"][rows, envs]
         kept = pool_rows >= 0
-        following[kept] = self._pool[pool_rows[kept].long()]
+        following[kept] = self._pool[pool_rows[kept]]
         newest = rows == (self.pos - 1) % self.buffer_size
         following[newest] = self._last_next[envs[newest]]
         return following
@@ -318,58 +327,72 @@ class ReplayBuffer:
             raise ValueError(f"n_step must be an integer of at least 1, got {n_step!r}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
-        flat = torch.randint(len(self), (batch_size,), generator=generator)
+        flat = torch.randint(len(self), (batch_size,), generator=generator).numpy()
         rows, envs = flat // self.num_envs, flat % self.num_envs
         data = self._data
+        if n_step == 1:
+            rewards, last, steps = data["rewards"][rows, envs], rows, np.ones_like(rows)
+        else:
+            rewards, last, steps = self._n_step(rows, envs, n_step, gamma)
+        discounts = (gamma ** steps.astype(np.float64)).astype(np.float32)
+        return ReplayBatch(
+            observations=torch.from_numpy(data["observations"][rows, envs]),
+            actions=torch.from_numpy(data["actions"][rows, envs]),
+            rewards=torch.from_numpy(rewards),
+            next_observations=torch.from_numpy(self._next_observations(last, envs)),
+            dones=torch.from_numpy(data["terminated"][last, envs].astype(np.float32)),
+            discounts=torch.from_numpy(discounts),
+        )
+
+    def _n_step(
+        self, rows: np.ndarray, envs: np.ndarray, n_step: int, gamma: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The discounted reward sums, the last rows and the steps taken of n-step draws."""
+        data = self._data
         # [B, n_step]: the rows each transition may run through, and where it must stop
-        span = (rows[:, None] + torch.arange(n_step)) % self._rows()
-        env_span = envs[:, None].expand_as(span)
+        span = (rows[:, None] + np.arange(n_step)) % self._rows()
+        env_span = np.broadcast_to(envs[:, None], span.shape)
         stops = (
             data["terminated"][span, env_span]
             | data["truncated"][span, env_span]
             | (data["final_rows"][span, env_span] >= 0)
             | (span == (self.pos - 1) % self.buffer_size)
         )
-        taken = torch.ones_like(stops)
-        taken[:, 1:] = (~stops[:, :-1]).cumprod(dim=1).bool()
-        steps = taken.sum(dim=1)
-        powers = gamma ** torch.arange(n_step, dtype=torch.float64)
-        weights = torch.where(taken, powers, 0.0).to(torch.float32)
-        last = span.gather(1, (steps - 1)[:, None]).squeeze(1)
-        return ReplayBatch(
-            observations=data["observations"][rows, envs],
-            actions=data["actions"][rows, envs],
-            rewards=(weights * data["rewards"][span, env_span]).sum(dim=1),
-            next_observations=self._next_observations(last, envs),
-            dones=data["terminated"][last, envs].to(torch.float32),
-            discounts=(gamma ** steps.to(torch.float64)).to(torch.float32),
-        )
+        taken = np.ones_like(stops)
+        taken[:, 1:] = np.logical_and.accumulate(~stops[:, :-1], axis=1)
+        steps = taken.sum(axis=1)
+        weights = np.where(taken, gamma ** np.arange(n_step, dtype=np.float64), 0.0)
+        sums = (weights.astype(np.float32) * data["rewards"][span, env_span]).sum(axis=1)
+        last = span[np.arange(len(rows)), steps - 1]
+        return sums.astype(np.float32), last, steps
 
-    def state_dict(self) -> dict[str, Any]:
-        """The buffer's settings, positions and filled contents: tensors and plain values.
-
-        Only the filled rows are held (copies, not views of the ring), so the saved size
-        follows what the buffer holds; the pooled next observations are held in the order
-        of their transitions.
-        """
-        rows = self._rows()
-        state: dict[str, Any] = {
+    def _settings(self) -> dict[str, Any]:
+        return {
             "buffer_size": self.buffer_size,
             "num_envs": self.num_envs,
             "observation_shape": list(self.observation_shape),
             "action_shape": list(self.action_shape),
             "observation_dtype": str(self.observation_dtype).removeprefix("torch."),
             "action_dtype": str(self.action_dtype).removeprefix("torch."),
-            "pos": self.pos,
-            "full": self.full,
-            "last_next_observations": self._last_next.clone(),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The buffer's settings, positions and filled contents: tensors and plain values.
+
+        Only the filled rows are held (copies, not views of the ring), so the saved size
+        follows what the buffer holds; the pooled next observations are held in the order
+        of their transitions (``final_index``: row times ``num_envs`` plus env).
+        """
+        rows = self._rows()
+        state = self._settings()
+        state.update(pos=self.pos, full=self.full)
+        state["last_next_observations"] = torch.from_numpy(self._last_next.copy())
         for name in _FIELDS[:-1]:
-            state[name] = self._data[name][:rows].clone()
-        final_rows = self._data["final_rows"][:rows].flatten()
-        kept = torch.nonzero(final_rows >= 0).squeeze(1)
-        state["final_index"] = kept
-        state["final_observations"] = self._pool[final_rows[kept].long()].clone()
+            state[name] = torch.from_numpy(self._data[name][:rows].copy())
+        final_rows = self._data["final_rows"][:rows].reshape(-1)
+        kept = np.flatnonzero(final_rows >= 0)
+        state["final_index"] = torch.from_numpy(kept.astype(np.int64))
+        state["final_observations"] = torch.from_numpy(self._pool[final_rows[kept]])
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -379,15 +402,7 @@ class ReplayBuffer:
             ValueError: If the settings differ from this buffer's, or an entry is missing or
                 misshapen; the message names it.
         """
-        settings = {
-            "buffer_size": self.buffer_size,
-            "num_envs": self.num_envs,
-            "observation_shape": list(self.observation_shape),
-            "action_shape": list(self.action_shape),
-            "observation_dtype": str(self.observation_dtype).removeprefix("torch."),
-            "action_dtype": str(self.action_dtype).removeprefix("torch."),
-        }
-        for name, value in settings.items():
+        for name, value in self._settings().items():
             if state_dict.get(name) != value:
                 raise ValueError(f"replay state has {name} {state_dict.get(name)!r}, not {value!r}")
         pos, full = state_dict.get("pos"), state_dict.get("full")
@@ -397,32 +412,30 @@ class ReplayBuffer:
             or not isinstance(full, bool)
         ):
             raise ValueError(f"replay state has pos {pos!r} and full {full!r}")
-        rows = self.buffer_size if full else pos
-        self._clear()
-        self.pos, self.full = pos, full
-        self._grow(rows)
-        for name in (*_FIELDS[:-1], "last_next_observations", "final_index", "final_observations"):
+        tensors = (*_FIELDS[:-1], "last_next_observations", "final_index", "final_observations")
+        for name in tensors:
             if not isinstance(state_dict.get(name), torch.Tensor):
                 raise ValueError(f"replay state has no tensor {name!r}")
-        for name in _FIELDS[:-1]:
-            value = state_dict[name]
-            expected = self._data[name][:rows]
+        rows = self.buffer_size if full else pos
+        self._clear()
+        self._grow(rows)
+        shapes = {name: array[:rows] for name, array in self._data.items()}
+        shapes["last_next_observations"] = self._last_next
+        for name, expected in shapes.items():
+            if name == "final_rows":
+                continue
+            value = state_dict[name].numpy()
             if value.shape != expected.shape or value.dtype != expected.dtype:
-                raise ValueError(f"replay state's {name} is {tuple(value.shape)} {value.dtype}")
-            expected.copy_(value)
-        last_next = state_dict["last_next_observations"]
-        if last_next.shape != self._last_next.shape:
-            raise ValueError(f"replay state's last_next_observations is {tuple(last_next.shape)}")
-        self._last_next = last_next.to(self.observation_dtype).clone()
-        index = state_dict["final_index"].long()
-        if index.numel() and (index.min() < 0 or index.max() >= rows * self.num_envs):
+                raise ValueError(f"replay state's {name} is {value.shape} {value.dtype}")
+            expected[...] = value
+        index = state_dict["final_index"].numpy()
+        finals = state_dict["final_observations"].numpy()
+        if index.ndim != 1 or ((index < 0) | (index >= rows * self.num_envs)).any():
             raise ValueError("replay state's final_index points outside the filled rows")
-        finals = state_dict["final_observations"]
-        if finals.shape != (index.numel(), *self.observation_shape):
-            raise ValueError(f"replay state's final_observations is {tuple(finals.shape)}")
-        final_rows = self._data["final_rows"]
-        final_rows[:rows] = -1
-        final_rows[:rows].view(-1)[index] = self._to_pool(finals)
+        if finals.shape != (len(index), *self.observation_shape):
+            raise ValueError(f"replay state's final_observations is {finals.shape}")
+        self._data["final_rows"][:rows].reshape(-1)[index] = self._to_pool(finals)
+        self.pos, self.full = pos, full
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (all of it, or the old file)."""
@@ -438,17 +451,21 @@ class ReplayBuffer:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
             raise ValueError(f"{path} does not hold a replay buffer's state")
+        size, num_envs = state.get("buffer_size"), state.get("num_envs")
         observation_dtype = _OBSERVATION_DTYPES.get(state.get("observation_dtype", ""))
         action_dtype = _ACTION_DTYPES.get(state.get("action_dtype", ""))
-        if observation_dtype is None or action_dtype is None:
-            raise ValueError(f"{path} does not hold a replay buffer's dtypes")
+        obs_shape, action_shape = state.get("observation_shape"), state.get("action_shape")
+        if (
+            not isinstance(size, int)
+            or not isinstance(num_envs, int)
+            or observation_dtype is None
+            or action_dtype is None
+            or not isinstance(obs_shape, list)
+            or not isinstance(action_shape, list)
+        ):
+            raise ValueError(f"{path} does not hold a replay buffer's settings")
         buffer = cls(
-            state.get("buffer_size"),
-            tuple(state.get("observation_shape", ())),
-            tuple(state.get("action_shape", ())),
-            state.get("num_envs"),
-            observation_dtype,
-            action_dtype,
+            size, tuple(obs_shape), tuple(action_shape), num_envs, observation_dtype, action_dtype
         )
         buffer.load_state_dict(state)
         return buffer
