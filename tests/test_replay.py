@@ -140,42 +140,56 @@ def test_n_step_runs_across_the_wrap() -> None:
 
 
 def test_a_step_that_does_not_continue_keeps_the_previous_next_observation() -> None:
-    # gymnasium's next-step auto-reset: the reset step is not added, the next obs differs
-    buffer = ReplayBuffer(4, (1,))
+    # gymnasium's next-step auto-reset: the reset step is not added, so a final observation
+    # may equal the reset one (then nothing is kept apart), and a step may not continue the
+    # previous one though nothing ended (then its next observation is kept apart)
+    buffer = ReplayBuffer(6, (1,))
     one_env(buffer, 0, 1, 1)
-    one_env(buffer, 1, 2, 2, terminated=True)
-    one_env(buffer, 2, 3, 3)  # the final obs 2 equals the reset obs: no copy needed
-    one_env(buffer, 9, 10, 4)  # does not continue 2 -> 3 though nothing ended
-    batch = draw(buffer, 4, n_step=2)
+    one_env(buffer, 1, 2, 2, terminated=True)  # reset to 2
+    one_env(buffer, 2, 3, 3, truncated=True)  # reset to 3
+    one_env(buffer, 3, 4, 4)
+    one_env(buffer, 9, 10, 5)
+    batch = draw(buffer, 4, n_step=3)
     assert transitions(batch) == {
-        0: (1 + 0.5 * 2, 2, 1, 0.25),
+        0: (1 + 0.5 * 2, 2, 1, 0.25),  # stops at the termination
         1: (2, 2, 1, 0.5),
-        2: (3, 3, 0, 0.5),  # stops: its next observation is not the following row
-        9: (4, 10, 0, 0.5),
+        2: (3, 3, 0, 0.5),  # stops at the truncation, bootstrapped from its final 3
+        3: (4, 4, 0, 0.5),  # stops: its next observation is not the following row
+        9: (5, 10, 0, 0.5),
     }
-    assert buffer.state_dict()["final_index"].tolist() == [2]
+    assert buffer.state_dict()["final_index"].tolist() == [3]
+
+
+def test_overwritten_final_observations_are_reused() -> None:
+    buffer = ReplayBuffer(3, (1,))
+    sizes = []
+    for step in range(60):  # one-step episodes: every transition keeps a final observation
+        one_env(buffer, 2 * step, 2 * step + 1, 0, terminated=True)
+        sizes.append(buffer.nbytes)
+    assert sizes[10] == sizes[-1]
+    assert buffer.state_dict()["final_observations"].flatten().tolist() == [115, 117]
 
 
 def test_save_and_load_restore_exactly(tmp_path) -> None:
     buffer = two_env_buffer()
     path = tmp_path / "replay.pt"
-    buffer.save(path)
-    state = torch.load(path, weights_only=True)
-    assert set(state) == set(buffer.state_dict())
-    loaded = ReplayBuffer.load(path)
-    assert (loaded.pos, loaded.full, len(loaded)) == (buffer.pos, buffer.full, len(buffer))
-    for _ in range(5):  # the same batches, and the same after more steps wrap both rings
-        generator = torch.Generator().manual_seed(7)
-        first = buffer.sample(8, generator, n_step=2, gamma=0.9)
-        second = loaded.sample(8, generator.manual_seed(7), n_step=2, gamma=0.9)
-        for a, b in zip(first, second, strict=True):
-            assert a.dtype == b.dtype and torch.equal(a, b)
-        for target in (buffer, loaded):
-            target.add([[12], [203]], [[13], [0]], [1, 2], [0.5, 0.25], [0, 0], [0, 1])
-    assert loaded.full
-    for name, value in buffer.state_dict().items():
-        other = loaded.state_dict()[name]
-        assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
+    for _ in range(2):  # half full, then after the ring wrapped
+        buffer.save(path)
+        assert set(torch.load(path, weights_only=True)) == set(buffer.state_dict())
+        loaded = ReplayBuffer.load(path)
+        assert (loaded.pos, loaded.full, len(loaded)) == (buffer.pos, buffer.full, len(buffer))
+        for _ in range(5):  # the same batches, and the same after more steps
+            generator = torch.Generator().manual_seed(7)
+            first = buffer.sample(8, generator, n_step=2, gamma=0.9)
+            second = loaded.sample(8, generator.manual_seed(7), n_step=2, gamma=0.9)
+            for a, b in zip(first, second, strict=True):
+                assert a.dtype == b.dtype and torch.equal(a, b)
+            for target in (buffer, loaded):
+                target.add([[12], [203]], [[13], [0]], [1, 2], [0.5, 0.25], [0, 0], [0, 1])
+        for name, value in buffer.state_dict().items():
+            other = loaded.state_dict()[name]
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
+    assert buffer.full
 
 
 def test_memory_and_disk_follow_what_is_filled(tmp_path) -> None:
