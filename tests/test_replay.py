@@ -1,5 +1,6 @@
 """The per-agent replay buffer: next observations, dones, n-step returns, the ring, saving."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -268,3 +269,34 @@ def test_uint8_space_is_stored_as_uint8_with_continuous_actions() -> None:
 def test_bad_input_is_named(make, message) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_a_vector_env_s_transitions_come_back_exactly() -> None:
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.make("CartPole-v1", max_episode_steps=15)] * 2,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    buffer = ReplayBuffer.from_spaces(
+        64, envs.single_observation_space, envs.single_action_space, 2
+    )
+    recorded, ends = {}, np.zeros(2, dtype=int)
+    obs, _ = envs.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # wraps the ring; episodes end by termination and by truncation
+        actions = rng.integers(0, 2, size=2)
+        next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+        real_next = next_obs.copy()
+        for env in np.flatnonzero(terminated | truncated):
+            real_next[env] = infos["final_obs"][env]
+        buffer.add(obs, real_next, actions, rewards, terminated, truncated)
+        ends += [(terminated & ~truncated).sum(), truncated.sum()]
+        for env in range(2):
+            recorded[obs[env].tobytes()] = (real_next[env], actions[env], terminated[env])
+        obs = next_obs
+    envs.close()
+    assert (ends > 2).all()  # terminations and truncations both
+    batch = draw(buffer, 6)
+    for i in range(len(batch.rewards)):
+        next_obs, action, terminated = recorded[batch.observations[i].numpy().tobytes()]
+        assert np.array_equal(batch.next_observations[i].numpy(), next_obs)
+        assert (batch.actions[i].item(), batch.dones[i].item()) == (action, float(terminated))

@@ -12,8 +12,9 @@ How it is stored:
   observation of an episode that ended (the env auto-reset, so the following row holds the
   reset observation), or any step whose ``obs`` does not continue the previous step's
   ``next_obs``. The buffer decides by comparing the two, so it never relies on the caller's
-  auto-reset mode. These few observations sit in a small pool that grows and shrinks with
-  the episode ends held, so its size follows the number of episodes, not of steps.
+  auto-reset mode. These few observations sit in a small pool whose rows are reused once
+  the transitions holding them are overwritten, so its size follows the episode ends held,
+  not the steps.
 - The newest step's next observations have no following row yet; they are kept as one row
   per env until the next :meth:`~ReplayBuffer.add` (which moves those that do not continue
   into the pool).
@@ -21,6 +22,12 @@ How it is stored:
   takes its next observation from the row just written, which is right because that row is
   the continuation the comparison above checked. The oldest remaining transition takes its
   next observation from the row after it, which is still intact.
+
+With a gymnasium vector env, use same-step auto-reset
+(``autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP``, the semantics of SB3's vector
+envs and of the gymnasium that CleanRL pins) and pass as ``next_obs`` the final observations
+(``infos["final_obs"]``) of the envs that ended. In the default next-step mode an env's reset
+step is no transition, and with several envs it cannot be left out of a row.
 
 The rows are allocated as they fill (doubling, up to ``buffer_size``), and
 :meth:`~ReplayBuffer.state_dict` holds only the filled rows, so a buffer costs memory and disk
@@ -48,7 +55,8 @@ __all__ = ["ReplayBatch", "ReplayBuffer"]
 _OBSERVATION_DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
 _ACTION_DTYPES = {"float32": torch.float32, "int64": torch.int64}
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.uint8: np.uint8, torch.int64: np.int64}
-_FIELDS = ("observations", "actions", "rewards", "terminated", "truncated", "final_rows")
+_STEP_FIELDS = ("observations", "actions", "rewards", "terminated", "truncated")
+"""What each row holds of each env's step (beside ``final_rows``, the pool row or -1)."""
 
 
 def _numpy_dtype(dtype: torch.dtype) -> Any:
@@ -387,7 +395,7 @@ class ReplayBuffer:
         state = self._settings()
         state.update(pos=self.pos, full=self.full)
         state["last_next_observations"] = torch.from_numpy(self._last_next.copy())
-        for name in _FIELDS[:-1]:
+        for name in _STEP_FIELDS:
             state[name] = torch.from_numpy(self._data[name][:rows].copy())
         final_rows = self._data["final_rows"][:rows].reshape(-1)
         kept = np.flatnonzero(final_rows >= 0)
@@ -412,7 +420,7 @@ class ReplayBuffer:
             or not isinstance(full, bool)
         ):
             raise ValueError(f"replay state has pos {pos!r} and full {full!r}")
-        tensors = (*_FIELDS[:-1], "last_next_observations", "final_index", "final_observations")
+        tensors = (*_STEP_FIELDS, "last_next_observations", "final_index", "final_observations")
         for name in tensors:
             if not isinstance(state_dict.get(name), torch.Tensor):
                 raise ValueError(f"replay state has no tensor {name!r}")
