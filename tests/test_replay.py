@@ -75,6 +75,8 @@ def test_next_observations_and_dones_by_hand() -> None:
         202: (10, 203, 0, 0.5),
     }
     assert torch.equal(batch.actions, batch.observations[:, 0].long() % 3)
+    counts = torch.unique(batch.observations, return_counts=True)[1]
+    assert len(counts) == 10 and counts.min() > 20 and counts.max() < 60  # 40 each, uniform
     assert batch.observations.dtype == batch.next_observations.dtype == torch.float32
     # each observation is stored once; only the two episodes' final ones are kept apart
     state = buffer.state_dict()
@@ -300,3 +302,14 @@ def test_a_vector_env_s_transitions_come_back_exactly() -> None:
         next_obs, action, terminated = recorded[batch.observations[i].numpy().tobytes()]
         assert np.array_equal(batch.next_observations[i].numpy(), next_obs)
         assert (batch.actions[i].item(), batch.dones[i].item()) == (action, float(terminated))
+
+
+def test_a_file_that_is_not_a_replay_buffer_is_refused(tmp_path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(ValueError, match="does not hold a replay buffer's settings"):
+        ReplayBuffer.load(path)
+    state = two_env_buffer().state_dict()
+    state["final_index"] = torch.tensor([10])
+    with pytest.raises(ValueError, match="final_index points outside the filled rows"):
+        ReplayBuffer(8, (1,), num_envs=2).load_state_dict(state)
