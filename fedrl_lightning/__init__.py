@@ -26,12 +26,13 @@ from fedrl_lightning.federation import (
     TrajectorySharing,
     TrustRegion,
 )
-from fedrl_lightning.learners import A2C, PPO, Learner, Reinforce
+from fedrl_lightning.learners import A2C, DQN, PPO, Learner, Reinforce
 from fedrl_lightning.population.agents import AgentPopulation
 from fedrl_lightning.rollouts.dataset import EpisodeBatch, EpisodeDataset
 
 __all__ = [
     "A2C",
+    "DQN",
     "PPO",
     "AgentPopulation",
     "BestCheckpoint",

@@ -33,6 +33,7 @@ class Stream(IntEnum):
     PROBE_STATES = 18  # the probe states of distillation, drawn once at the run's start
     MODEL_HETEROGENEITY = 19  # sampled per-agent model hyperparameters
     AGENT_MODEL = 20  # the initial weights of each agent's own model, in distillation
+    REPLAY_SAMPLE = 21  # the minibatches an off-policy learner draws from its replay buffer
 
 
 def derive_seed(run_seed: int, round_idx: int, agent_id: int, stream: Stream) -> int:

@@ -33,6 +33,31 @@ TINY_IFCA_CONFIG = TESTS / "configs" / "tiny_ifca.yaml"  # two clusters (IFCA), 
 TINY_SHARING_CONFIG = TESTS / "configs" / "tiny_sharing.yaml"  # shared trajectory replay
 TINY_GRADIENT_CONFIG = TESTS / "configs" / "tiny_gradient.yaml"  # gradient mode, an attacker
 TINY_DISTILL_CONFIG = TESTS / "configs" / "tiny_distill.yaml"  # distillation, own models
+TINY_DQN_CONFIG = TESTS / "configs" / "tiny_dqn.yaml"  # DQN, each agent's replay across rounds
+
+
+def assert_same_memory(expected_run: Path, actual_run: Path) -> None:
+    """The two runs' agents' memory files (``memory/``) hold the same rounds, tensors and values."""
+    folder = Path("lightning_logs/version_0/memory")
+    names = sorted(p.name for p in (expected_run / folder).iterdir())
+    assert names and sorted(p.name for p in (actual_run / folder).iterdir()) == names
+
+    def same(expected: object, actual: object, where: str) -> None:
+        if isinstance(expected, torch.Tensor):
+            assert isinstance(actual, torch.Tensor) and torch.equal(actual, expected), where
+        elif isinstance(expected, dict):
+            assert isinstance(actual, dict) and actual.keys() == expected.keys(), where
+            for key, value in expected.items():
+                same(value, actual[key], f"{where}.{key}")
+        else:
+            assert actual == expected, where
+
+    for name in names:
+        same(
+            torch.load(expected_run / folder / name, weights_only=True),
+            torch.load(actual_run / folder / name, weights_only=True),
+            name,
+        )
 
 
 def cli_command(*args: str) -> list[str]:

@@ -10,6 +10,7 @@ from conftest import (
     TINY_CALLBACKS_CONFIG,
     TINY_CONFIG,
     TINY_DISTILL_CONFIG,
+    TINY_DQN_CONFIG,
     TINY_GRADIENT_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
@@ -17,6 +18,7 @@ from conftest import (
     TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
     CliProcess,
+    assert_same_memory,
     metrics_without_timings,
     run_cli,
 )
@@ -320,6 +322,13 @@ def test_the_shared_trajectory_buffer_resumes_bit_identically_after_sigkill(tmp_
     assert_same_files({"buffer": (0, expected)}, {"buffer": (0, actual)})
     rows = metrics_without_timings(reference)
     assert all(int(row["shared_bytes_down"]) > 0 for row in rows[1:])
+
+
+@pytest.mark.slow
+def test_dqn_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path):
+    """Each agent's replay buffer (wrapping), target network and step count too."""
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_DQN_CONFIG)
+    assert_same_memory(reference, killed)
 
 
 @pytest.mark.slow

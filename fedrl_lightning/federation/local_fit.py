@@ -10,12 +10,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from fedrl_lightning.federation.messages import LocalFit, StateDict
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.population.agents import AgentPopulation
-from fedrl_lightning.rollouts.dataset import EpisodeDataset
 from fedrl_lightning.run.checkpoints import atomic_save, policy_checkpoint
 from fedrl_lightning.seeding import Stream, derive_seed
 
@@ -41,7 +40,7 @@ class AgentFit:
         population: The agents' environments.
         module: The agent's learner.
         start: The weights the fit starts from: the global ones, until a part changes them.
-        dataset: The agent's episodes, once trained.
+        dataset: The agent's data (its learner's ``rollout_dataset``), once trained.
         update: After training, what the agent sends back: its trained ``state_dict``,
             until a part changes it.
         origin: What ``update`` is a change from (the start weights, until a part changes
@@ -53,7 +52,7 @@ class AgentFit:
     population: AgentPopulation
     module: Learner
     start: StateDict
-    dataset: EpisodeDataset | None = None
+    dataset: IterableDataset | None = None
     update: StateDict = field(default_factory=dict)
     origin: StateDict = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
@@ -121,17 +120,7 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     options: dict[str, Any] = {}
     for part in parts:
         options |= part.dataset_options()
-    fit.dataset = EpisodeDataset(
-        env=env,
-        policy=module.policy,
-        num_episodes=task.num_episodes,
-        episodes_per_update=population.episodes_per_update,
-        gamma=module.hparams.gamma,
-        env_seed=fit.seed(Stream.ENV),
-        action_seed=fit.seed(Stream.ACTIONS),
-        random_actions=byzantine.acts_randomly(task.agent_id),
-        **options,
-    )
+    fit.dataset = module.rollout_dataset(env, fit, **options)
     trainer = L.Trainer(
         max_epochs=1,
         logger=False,

@@ -211,6 +211,7 @@ class FederatedTrainer:
         self.keep_agent_checkpoints = keep_agent_checkpoints
         self.components: list[RoundComponent] = list(components or [])
         check_component_names(self.components)
+        self._learner_components: list[RoundComponent] = []  # the model's, set by fit
         self.server_choice = server if server is not None else Shared()
         self.server_choice.check(self)
         self.logger = logger
@@ -288,7 +289,9 @@ class FederatedTrainer:
             )
         model.check_fits(population)
         self.model, self.population = model, population
-        for component in self.components:
+        self._learner_components = model.round_components()
+        check_component_names([*self.components, *self._learner_components])
+        for component in [*self.components, *self._learner_components]:
             component.setup(self, model, population)
         self.server = self.server_choice.build(model, population, self.strategy, self.seed)
         self.run_config = run_config
@@ -344,8 +347,8 @@ class FederatedTrainer:
 
     @property
     def round_components(self) -> list[RoundComponent]:
-        """The server model, then the other round components, in the order they run."""
-        return [self.server, *self.components]
+        """The server model, the components given, then the learner's, in the order they run."""
+        return [self.server, *self.components, *self._learner_components]
 
     def metric_names(self) -> list[str]:
         """The numeric columns of this run's metrics rows, for callbacks that monitor one."""

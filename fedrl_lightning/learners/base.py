@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Self, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Self, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 from lightning.pytorch.utilities import AttributeDict
 from lightning.pytorch.utilities.model_helpers import _restricted_classmethod
 from torch.distributions import Distribution
+from torch.utils.data import IterableDataset
 from torchmetrics import MeanMetric
 from typing_extensions import override
 
@@ -18,10 +20,13 @@ from fedrl_lightning.exploration import Curiosity, CuriosityOptions
 from fedrl_lightning.learners.federated_updates import FederatedUpdates
 from fedrl_lightning.learners.fit_record import FitRecord
 from fedrl_lightning.policy.networks import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
-from fedrl_lightning.rollouts.dataset import EpisodeBatch
+from fedrl_lightning.rollouts.dataset import EpisodeBatch, EpisodeDataset
 from fedrl_lightning.rollouts.returns import truncated_importance_weights
+from fedrl_lightning.seeding import Stream
 
 if TYPE_CHECKING:
+    from fedrl_lightning.federation.components.base import RoundComponent
+    from fedrl_lightning.federation.local_fit import AgentFit
     from fedrl_lightning.population.agents import AgentPopulation
 
 __all__ = ["ENV_HPARAMS", "Learner", "env_hparams"]
@@ -54,6 +59,9 @@ class Learner(FederatedUpdates, FitRecord):
 
     policy: MLPPolicy
     curiosity: Curiosity | None
+    trains_on_episodes: ClassVar[bool] = True
+    """Whether its dataset yields whole episodes (:class:`EpisodeBatch`), which trajectory
+    sharing, coverage and running statistics read; ``False`` for the off-policy learners."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -128,6 +136,37 @@ class Learner(FederatedUpdates, FitRecord):
         options = CuriosityOptions.of(hp.curiosity)
         self.curiosity = options.build(hp.observation_dim, hp.num_actions, hp.continuous)
         self.intrinsic_reward = MeanMetric(nan_strategy="disable")
+
+    def rollout_dataset(
+        self, env: gym.Env | gym.vector.VectorEnv, fit: AgentFit, **options: Any
+    ) -> IterableDataset:
+        """The dataset of one local fit: what the agent collects with the live policy.
+
+        The episodic learners get ``trainer.episodes_per_round`` whole episodes, in batches
+        of ``data.episodes_per_update`` (:class:`EpisodeDataset`).
+
+        Args:
+            env: The agent's environment, or a vector env of copies of it.
+            fit: The local fit: its agent, round, seeds and population.
+            **options: :class:`EpisodeDataset` arguments the round components set
+                (shared episodes to replay, episodes to keep for sharing).
+        """
+        population = fit.population
+        return EpisodeDataset(
+            env=env,
+            policy=self.policy,
+            num_episodes=fit.task.num_episodes,
+            episodes_per_update=population.episodes_per_update,
+            gamma=self.hparams.gamma,
+            env_seed=fit.seed(Stream.ENV),
+            action_seed=fit.seed(Stream.ACTIONS),
+            random_actions=population.byzantine.acts_randomly(fit.task.agent_id),
+            **options,
+        )
+
+    def round_components(self) -> list[RoundComponent]:
+        """Round components this learner needs in every run (the off-policy agents' memory)."""
+        return []
 
     def seed_run(self, run_seed: int) -> None:
         """Rebuild what derives from the run seed alone: RND's target network, if any."""

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedrl_lightning.learners.off_policy_actions import Bound
+from fedrl_lightning.policy.networks import dueling_q
 
 __all__ = [
     "default_target_entropy",
@@ -145,21 +146,6 @@ def td_loss(
     if kind == "mse":
         return F.mse_loss(q, target)
     raise ValueError(f"kind must be 'huber' or 'mse', got {kind!r}")
-
-
-def dueling_q(values: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
-    """Combines dueling heads: ``Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a')`` (Wang et al. 2016).
-
-    Args:
-        values: ``[batch]`` or ``[batch, 1]`` state values.
-        advantages: ``[batch, num_actions]`` advantages.
-
-    Returns:
-        ``[batch, num_actions]`` action values.
-    """
-    if values.dim() == advantages.dim() - 1:
-        values = values.unsqueeze(-1)
-    return values + advantages - advantages.mean(dim=-1, keepdim=True)
 
 
 @torch.no_grad()

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NumpyActor", "NumpyCategoricalActor", "NumpyGaussianActor", "NumpyUniformActor"]
+__all__ = [
+    "NumpyActor",
+    "NumpyCategoricalActor",
+    "NumpyGaussianActor",
+    "NumpyGreedyActor",
+    "NumpyUniformActor",
+]
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -122,6 +128,27 @@ class NumpyCategoricalActor(NumpyActor):
         top = logits.max(axis=-1, keepdims=True)
         log_normalizer = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
         return logits[np.arange(len(actions)), actions] - log_normalizer
+
+
+class NumpyGreedyActor(NumpyCategoricalActor):
+    """Takes the action of the largest output, a Q-network's greedy action; draws no noise.
+
+    Its noise is zeros, so sampling is the argmax, and the log-probability of the action it
+    takes is 0 (it is deterministic).
+    """
+
+    def noise(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Zeros: a greedy actor draws nothing."""
+        return np.zeros((count, self.output_dim), np.float32)
+
+    def sample(self, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """The greedy actions, ``argmax`` of the outputs (the first of tied maxima)."""
+        return self.outputs(observations).argmax(axis=-1)
+
+    def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """0 for the greedy action, ``-inf`` for any other."""
+        greedy = self.outputs(observations).argmax(axis=-1)
+        return np.where(greedy == actions, 0.0, -np.inf).astype(np.float32)
 
 
 class NumpyGaussianActor(NumpyActor):

@@ -16,11 +16,12 @@ from fedrl_lightning.policy.actors import (
     NumpyActor,
     NumpyCategoricalActor,
     NumpyGaussianActor,
+    NumpyGreedyActor,
     NumpyUniformActor,
 )
 from fedrl_lightning.policy.normalization import ObservationNormalizer
 
-__all__ = ["CategoricalMLPPolicy", "GaussianMLPPolicy", "MLPPolicy"]
+__all__ = ["CategoricalMLPPolicy", "GaussianMLPPolicy", "MLPPolicy", "QPolicy", "dueling_q"]
 
 
 class MLPPolicy(nn.Module, ABC):
@@ -179,6 +180,75 @@ class CategoricalMLPPolicy(MLPPolicy):
     def random_actor(self) -> NumpyCategoricalActor:
         """A numpy actor with all-zero weights: equal logits, so uniform actions."""
         return NumpyCategoricalActor(**self._zero_weights())
+
+
+def dueling_q(values: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """Combines dueling heads: ``Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a')`` (Wang et al. 2016).
+
+    Args:
+        values: ``[batch]`` or ``[batch, 1]`` state values.
+        advantages: ``[batch, num_actions]`` advantages.
+
+    Returns:
+        ``[batch, num_actions]`` action values.
+    """
+    if values.dim() == advantages.dim() - 1:
+        values = values.unsqueeze(-1)
+    return values + advantages - advantages.mean(dim=-1, keepdim=True)
+
+
+class QPolicy(CategoricalMLPPolicy):
+    """A Q-network over ``num_actions`` discrete actions that acts greedily: DQN's policy.
+
+    ``head`` gives the action values, or with ``dueling`` the advantages, beside a
+    ``value_head`` for the state value (Wang et al. 2016): ``Q = V + A - mean(A)``. Either way
+    the greedy action is the argmax of ``head``'s output, so acting, evaluating and exporting
+    read only the trunk and ``head``, as for any categorical policy. Its distribution puts all
+    the probability on that action.
+
+    Args:
+        observation_dim: Size of a flat observation.
+        num_actions: Number of discrete actions.
+        hidden_dim: Width of each hidden ReLU layer.
+        num_layers: Number of hidden layers.
+        dueling: Separate value and advantage heads.
+        normalize_observations: Standardise observations with running statistics.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int,
+        num_actions: int,
+        hidden_dim: int,
+        num_layers: int = 1,
+        dueling: bool = False,
+        normalize_observations: bool = False,
+    ) -> None:
+        super().__init__(
+            observation_dim, num_actions, hidden_dim, num_layers, normalize_observations
+        )
+        self.value_head = nn.Linear(hidden_dim, 1) if dueling else None
+
+    def q_values(self, observations: torch.Tensor) -> torch.Tensor:
+        """``[..., num_actions]`` action values."""
+        features = self.features(observations)
+        advantages = self.head(features)
+        if self.value_head is None:
+            return advantages
+        return dueling_q(self.value_head(features), advantages)
+
+    def forward(self, observations: torch.Tensor) -> Categorical:
+        """The greedy policy: probability 1 on the argmax of the values."""
+        greedy = self.logits(observations).argmax(dim=-1)
+        return Categorical(probs=nn.functional.one_hot(greedy, self.head.out_features).float())
+
+    def act(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """The greedy actions, sampled or not."""
+        return self.logits(observations).argmax(dim=-1)
+
+    def actor(self) -> NumpyGreedyActor:
+        """A numpy actor that acts greedily with the live weights."""
+        return NumpyGreedyActor(**self._numpy_weights())
 
 
 class GaussianMLPPolicy(MLPPolicy):

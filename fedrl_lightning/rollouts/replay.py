@@ -457,8 +457,21 @@ class ReplayBuffer:
             ValueError: If the file does not hold a replay buffer's state.
         """
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        return cls.from_state_dict(state, str(path))
+
+    @classmethod
+    def from_state_dict(cls, state: Any, source: str = "replay state") -> ReplayBuffer:
+        """The buffer whose :meth:`state_dict` ``state`` is, settings included.
+
+        Args:
+            state: What :meth:`state_dict` returned (loaded with ``weights_only=True``).
+            source: Where it came from, for messages.
+
+        Raises:
+            ValueError: If ``state`` is not a replay buffer's state.
+        """
         if not isinstance(state, dict):
-            raise ValueError(f"{path} does not hold a replay buffer's state")
+            raise ValueError(f"{source} does not hold a replay buffer's state")
         size, num_envs = state.get("buffer_size"), state.get("num_envs")
         observation_dtype = _OBSERVATION_DTYPES.get(state.get("observation_dtype", ""))
         action_dtype = _ACTION_DTYPES.get(state.get("action_dtype", ""))
@@ -471,7 +484,7 @@ class ReplayBuffer:
             or not isinstance(obs_shape, list)
             or not isinstance(action_shape, list)
         ):
-            raise ValueError(f"{path} does not hold a replay buffer's settings")
+            raise ValueError(f"{source} does not hold a replay buffer's settings")
         buffer = cls(
             size, tuple(obs_shape), tuple(action_shape), num_envs, observation_dtype, action_dtype
         )

@@ -8,7 +8,7 @@ import pickle
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -22,6 +22,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "load_checkpoint",
+    "load_plain",
     "policy_checkpoint",
     "serialize",
     "temporary_path",
@@ -126,6 +127,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             message names the file.
     """
     path = Path(path)
+    checkpoint = load_plain(path)
+    _check_contents(checkpoint, path)
+    return cast(dict[str, Any], checkpoint)  # _check_contents refuses anything but a dict
+
+
+def load_plain(path: str | Path) -> object:
+    """Load a ``torch.save`` file of tensors and plain values, with ``weights_only=True``.
+
+    Raises:
+        ConfigError: If the file is missing or unreadable; the message names the file.
+    """
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path}: no such file")
     try:
@@ -137,7 +150,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path}: not a readable checkpoint (not a torch.save archive)"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ConfigError(
             f"checkpoint {path}: refused to load ({_unpickler_reason(err)})"
@@ -145,8 +158,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as err:  # a damaged archive fails anywhere in the unpickler
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"checkpoint {path}: not a readable checkpoint ({reason})") from None
-    _check_contents(checkpoint, path)
-    return checkpoint
 
 
 def _check_contents(checkpoint: object, path: Path) -> None:

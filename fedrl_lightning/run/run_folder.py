@@ -27,6 +27,7 @@ UNFINISHED_FILES = (
     "checkpoints/*.ckpt",
     "agents/*.ckpt",
     "personal/*.ckpt",
+    "memory/*.ckpt",
     "probe_states.pt",
 )
 
@@ -83,6 +84,11 @@ class RunFolder:
     def personal(self) -> Path:
         """The agents' own parameters (agent-scoped), one file per agent."""
         return self.path / "personal"
+
+    @property
+    def memory(self) -> Path:
+        """What off-policy agents keep between their rounds (replay, targets), one file each."""
+        return self.path / "memory"
 
     @property
     def agents(self) -> Path:

@@ -21,7 +21,7 @@ from fedrl_lightning.federation.components.trajectory_buffer import (
     unpack_episodes,
 )
 from fedrl_lightning.federation.messages import AgentUpdate
-from fedrl_lightning.rollouts.dataset import StoredEpisode
+from fedrl_lightning.rollouts.dataset import EpisodeDataset, StoredEpisode
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class SharingPart(FitPart):
 
     @override
     def report(self, fit: AgentFit) -> dict[str, Any]:
-        if not self.share_fraction or fit.dataset is None:
+        if not self.share_fraction or not isinstance(fit.dataset, EpisodeDataset):
             return {}
         kept = fit.dataset.kept
         uploaded = upload_choice(len(kept), self.share_fraction, fit.seed(Stream.SHARE_UPLOAD))
@@ -165,8 +165,14 @@ class TrajectorySharing(RoundComponent):
         """Start empty, for ``model``'s spaces and the trainer's episodes per round.
 
         Raises:
-            ConfigError: In a multi-task federation.
+            ConfigError: In a multi-task federation, or with a learner that does not train on
+                whole episodes (the off-policy learners).
         """
+        if not model.trains_on_episodes:
+            raise ConfigError(
+                f"{OPTION} shares whole episodes, and model {type(model).__name__} trains on "
+                "its replay buffer's transitions; remove one of them"
+            )
         if population.tasks is not None:
             raise ConfigError(
                 f"{OPTION} cannot be combined with data.tasks: agents replay each "

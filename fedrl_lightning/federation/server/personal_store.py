@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.run.checkpoints import atomic_save, load_checkpoint
+from fedrl_lightning.run.checkpoints import atomic_save, load_checkpoint, load_plain
 from fedrl_lightning.run.run_folder import RunFolder
 
 __all__ = ["PersonalStore", "personal_file", "recover_run_store"]
@@ -18,9 +18,13 @@ __all__ = ["PersonalStore", "personal_file", "recover_run_store"]
 FILE = re.compile(r"agent-(\d+)(\.round-\d+\.pending)?\.ckpt")
 
 
-def personal_file(round_idx: int, state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """What an agent's personal file holds: the round that wrote it, and the parameters."""
-    return {"round": round_idx, "state_dict": state}
+def personal_file(round_idx: int, state: Any, key: str = "state_dict") -> dict[str, Any]:
+    """What an agent's file holds: the round that wrote it, and its values under ``key``.
+
+    ``state_dict`` for parameters (named tensors, checked as such when loaded), ``memory``
+    for an off-policy agent's memory (tensors and plain values).
+    """
+    return {"round": round_idx, key: state}
 
 
 class PersonalStore:
@@ -40,11 +44,14 @@ class PersonalStore:
     round it resumes.
 
     Args:
-        folder: The store's folder, ``<run>/personal``.
+        folder: The store's folder, ``<run>/personal`` (or ``<run>/memory``).
+        key: Where each file holds the agent's values: ``state_dict`` for parameters,
+            ``memory`` for an off-policy agent's memory.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, key: str = "state_dict") -> None:
         self.folder = Path(folder)
+        self.key = key
 
     def path(self, agent: int) -> Path:
         """Agent ``agent``'s committed file."""
@@ -117,26 +124,37 @@ class PersonalStore:
                 path.unlink(missing_ok=True)
 
     @staticmethod
-    def save(path: Path, round_idx: int, state: dict[str, torch.Tensor]) -> None:
-        """Write an agent's values of round ``round_idx`` to ``path``, atomically."""
-        atomic_save(personal_file(round_idx, state), path)
+    def save(path: Path, round_idx: int, state: Any, key: str = "state_dict") -> None:
+        """Write an agent's values of round ``round_idx`` to ``path`` under ``key``, atomically."""
+        atomic_save(personal_file(round_idx, state, key), path)
 
-    @staticmethod
-    def _read(path: Path) -> tuple[int, dict[str, torch.Tensor]]:
-        checkpoint = load_checkpoint(path)
-        return int(checkpoint.get("round", 0)), checkpoint["state_dict"]
+    def _read(self, path: Path) -> tuple[int, Any]:
+        if self.key == "state_dict":  # parameters: checked as named tensors
+            checkpoint: Any = load_checkpoint(path)
+        else:
+            checkpoint = load_plain(path)
+            if not isinstance(checkpoint, dict) or self.key not in checkpoint:
+                raise ConfigError(f"{path}: damaged (no {self.key!r} entry)")
+        return int(checkpoint.get("round", 0)), checkpoint[self.key]
 
 
 def recover_run_store(
-    checkpoint: Path, versions: dict[int, int], completed_round: int, kept: str
+    checkpoint: Path,
+    versions: dict[int, int],
+    completed_round: int,
+    kept: str,
+    folder: str = "personal",
+    key: str = "state_dict",
 ) -> None:
-    """Bring the personal store of ``checkpoint``'s run folder to that checkpoint.
+    """Bring the store in ``checkpoint``'s run folder (its ``folder``) to that checkpoint.
 
     Args:
         checkpoint: The round checkpoint being resumed.
         versions: The round each agent's values are from, as the checkpoint records.
         completed_round: The checkpoint's round.
-        kept: What the agents keep in ``personal/``, for the error message.
+        kept: What the agents keep in the store, for the error message.
+        folder: The store's folder in the run folder: ``personal`` or ``memory``.
+        key: Where its files hold the agents' values (see :class:`PersonalStore`).
 
     Raises:
         ConfigError: If the checkpoint lies outside its run folder, or the agents' values
@@ -146,6 +164,6 @@ def recover_run_store(
     if run is None:
         raise ConfigError(
             f"--ckpt_path {checkpoint}: its agents keep {kept} in their run folder's "
-            "personal/; resume from the checkpoint inside that folder"
+            f"{folder}/; resume from the checkpoint inside that folder"
         )
-    PersonalStore(run.personal).recover(versions, completed_round)
+    PersonalStore(run.path / folder, key).recover(versions, completed_round)
