@@ -12,6 +12,8 @@ SMALL = [
     "--trainer.eval_episodes", "1",
     "--data.episodes_per_update", "2",
 ]  # fmt: skip
+# An off-policy learner counts env steps, not episodes: 60 an agent, learning after 30.
+OFF_POLICY_SMALL = ["--model.steps_per_round", "60", "--model.learning_starts", "30"]
 
 
 def test_every_environment_has_a_config():
@@ -30,14 +32,20 @@ def test_every_environment_has_a_config():
         "lunarlander_ppo",
         "mountaincar_rnd",
         "mountaincar_continuous_rnd",
+        "cartpole_hetero_dqn",
     } <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.stem)
 def test_a_tiny_fit_runs_on_each_shipped_config(tmp_path, config):
-    result = run_cli("fit", "--config", str(config), *SMALL, cwd=tmp_path)
+    off_policy = "fedrl_lightning.DQN" in config.read_text()
+    small = [*SMALL, *OFF_POLICY_SMALL] if off_policy else SMALL
+    result = run_cli("fit", "--config", str(config), *small, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "lightning_logs/version_0/metrics.csv") as f:
         (row,) = list(csv.DictReader(f))
-    assert int(row["episodes"]) == 4
+    if off_policy:
+        assert int(row["env_steps"]) == 120 and int(row["episodes"]) >= 2
+    else:
+        assert int(row["episodes"]) == 4
     assert float(row["eval_reward_min"]) <= float(row["eval_reward"])
