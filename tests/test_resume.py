@@ -327,7 +327,8 @@ def test_the_shared_trajectory_buffer_resumes_bit_identically_after_sigkill(tmp_
 @pytest.mark.slow
 def test_dqn_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path):
     """Each agent's replay buffer (wrapping), target network and step count too."""
-    reference, killed, _ = killed_against_reference(tmp_path, TINY_DQN_CONFIG)
+    steps = ["--model.steps_per_round", "60"]  # 720 steps over 12 rounds: the rings wrap
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_DQN_CONFIG, *steps)
     assert_same_memory(reference, killed)
 
 

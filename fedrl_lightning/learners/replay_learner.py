@@ -210,9 +210,18 @@ class ReplayLearner(Learner):
         return lambda observation, step: space.sample()
 
     def _record_steps(self, batch: StepsBatch) -> None:
-        """Count the item's env steps and finished episodes, and record their returns."""
+        """Count the item's env steps and episodes, and record the finished episodes' returns.
+
+        The episode the fit ends in counts as one (the fit's end truncates it). Its partial
+        return is recorded only when no episode finished in the fit, so that every fit reports
+        a return.
+        """
         self._step_values["episode_return"].append(batch.episode_returns)
         self.num_episodes += len(batch.episode_returns)
+        if len(batch.cut_return):
+            if self.num_episodes == 0:
+                self._step_values["episode_return"].append(batch.cut_return)
+            self.num_episodes += 1
         self.num_steps += batch.num_steps
         self.agent_steps = batch.agent_steps
 

@@ -36,12 +36,16 @@ class StepsBatch(NamedTuple):
         episode_returns: ``[episodes]`` float32 undiscounted returns of the episodes that
             ended since the previous item.
         num_steps: Env steps taken since the previous item.
+        cut_return: On the fit's last item, ``[1]`` float32: the return so far of the episode
+            the fit ends in, which the next fit does not continue (it resets the env), so the
+            fit's end truncates it; ``[0]`` otherwise, or when the fit ends with an episode.
     """
 
     transitions: ReplayBatch | None
     agent_steps: int
     episode_returns: torch.Tensor
     num_steps: int
+    cut_return: torch.Tensor = torch.zeros(0)
 
 
 def training_points(
@@ -133,7 +137,7 @@ class TransitionDataset(IterableDataset):
         generator = torch.Generator().manual_seed(self.sample_seed)
         observation, _ = self.env.reset(seed=self.env_seed)
         returns: list[float] = []
-        episode_return, steps = 0.0, 0
+        episode_return, episode_steps, steps = 0.0, 0, 0
         agent_step = self.start_step
         for _ in range(self.num_steps):
             action = self.act(observation, agent_step)
@@ -144,10 +148,11 @@ class TransitionDataset(IterableDataset):
             )  # fmt: skip
             agent_step += 1
             steps += 1
+            episode_steps += 1
             episode_return += float(reward)
             if terminated or truncated:
                 returns.append(episode_return)
-                episode_return = 0.0
+                episode_return, episode_steps = 0.0, 0
                 observation, _ = self.env.reset()
             else:
                 observation = next_observation
@@ -162,7 +167,8 @@ class TransitionDataset(IterableDataset):
                     )
                     yield StepsBatch(transitions, agent_step, _returns(returns), steps)
                     returns, steps = [], 0
-        yield StepsBatch(None, agent_step, _returns(returns), steps)
+        cut = _returns([episode_return] if episode_steps else [])
+        yield StepsBatch(None, agent_step, _returns(returns), steps, cut)
 
 
 def _returns(returns: list[float]) -> torch.Tensor:
