@@ -41,6 +41,7 @@ TOPICS = {
     "evaluation_speed": "Evaluation speed",
     "rollout": "Rollout throughput",
     "local_fit": "A local fit's fixed cost",
+    "replay_memory": "Replay buffers: disk, not memory",
 }
 
 INTROS = {
@@ -73,6 +74,11 @@ with one that balances every pole for 500 steps.""",
 `benchmarks/local_fit_overhead.py` runs the real local fit (build the module and a fresh
 `lightning.Trainer`, fit, save the agent checkpoint) hundreds of times on one-step episodes,
 so what it measures is the fixed cost of a fit, and whether memory grows over many of them.""",
+    "replay_memory": """\
+`benchmarks/replay_memory.py` fits DQN populations of different sizes, the same number of
+agents sampled every round, each in a fresh process. Every agent keeps its replay buffer in the
+run folder between its rounds (`memory/`), read only for its own fit: the population's size
+should cost disk, not memory.""",
 }
 
 NOT_YET_MEASURED = {

@@ -112,8 +112,14 @@ class AgentMemory(RoundComponent):
         """Start with no agent's memory.
 
         Raises:
-            ConfigError: If the run has more than one task (their spaces may differ).
+            ConfigError: If the run has more than one task (their spaces may differ), or
+                fine-tunes after each round (a local fit outside any agent's memory).
         """
+        if trainer.finetune_episodes:
+            raise ConfigError(
+                f"trainer.finetune_episodes cannot be used with model {type(model).__name__} "
+                "yet: its agents train from the replay buffers they keep; leave it at 0"
+            )
         if population.tasks is not None:
             raise ConfigError(
                 f"model {type(model).__name__} cannot train on data.tasks yet: each agent's "
