@@ -1,27 +1,49 @@
+"""Shared helpers and fixtures of the tests.
+
+The xdist controller loads this file too, but runs no test: so that it does not spend seconds
+on torch and Lightning before starting the workers, the heavy modules are imported by
+:func:`pytest_configure` in the processes that run tests (as early as before: ahead of
+collection), and the names from ``in_process`` resolve on first use (``__getattr__``).
+"""
+
+from __future__ import annotations
+
 import contextlib
 import csv
+import importlib
 import io
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import pytest
-import torch
-from in_process import (  # noqa: F401  (cli_env and CliProcess: for the tests)
-    SHARED_RAY,
-    TESTS,
-    CliProcess,
-    cli_env,
-    restored_process_state,
-    run_in_process,
-)
 
-from fedrl_lightning import AgentPopulation, FederatedTrainer, Reinforce
-from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
-from fedrl_lightning.run.console import quiet_lightning
+if TYPE_CHECKING:
+    import lightning as L
+    import torch
+
+    from fedrl_lightning import FederatedTrainer
+
+TESTS = Path(__file__).parent
+IN_PROCESS = {"SHARED_RAY", "CliProcess", "cli_env", "restored_process_state", "run_in_process"}
+"""Names the tests import from here that live in ``in_process``."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in IN_PROCESS:
+        return getattr(importlib.import_module("in_process"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import the command and the heavy modules, unless this is the xdist controller."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    importlib.import_module("in_process")
+
 
 TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
 TINY_PPO_CONFIG = TESTS / "configs" / "tiny_ppo.yaml"  # PPO, normalisation, linear lr
@@ -38,6 +60,8 @@ TINY_DQN_CONFIG = TESTS / "configs" / "tiny_dqn.yaml"  # DQN, each agent's repla
 
 def assert_same_memory(expected_run: Path, actual_run: Path) -> None:
     """The two runs' agents' memory files (``memory/``) hold the same rounds, tensors and values."""
+    import torch
+
     folder = Path("lightning_logs/version_0/memory")
     names = sorted(p.name for p in (expected_run / folder).iterdir())
     assert names and sorted(p.name for p in (actual_run / folder).iterdir()) == names
@@ -75,6 +99,8 @@ def run_cli(
     ``env`` adds environment variables. The exit code, stdout and stderr are those a
     subprocess would give (tests/in_process.py).
     """
+    from in_process import run_in_process
+
     return run_in_process(*args, cwd=cwd, env=env)
 
 
@@ -82,6 +108,8 @@ def run_cli(
 def _restore_process_state():
     """Each test leaves the working folder, environment, random states, signal handlers,
     logging and torch's settings as it found them (in-process commands change some)."""
+    from in_process import restored_process_state
+
     with restored_process_state():
         yield
 
@@ -90,6 +118,8 @@ def _restore_process_state():
 def _shared_ray_instance() -> Iterator[None]:
     """Starts the test process's shared Ray instance (before any test's own state is taken,
     which would drop the logging handlers it adds), and stops it at the end of the session."""
+    from in_process import SHARED_RAY
+
     SHARED_RAY.start()
     yield
     SHARED_RAY.stop()
@@ -102,6 +132,8 @@ def shared_ray(_shared_ray_instance: None) -> Iterator[None]:
     It is started at the first test that asks for it and kept for the next (its workers stay
     warm), or started again where a test in between stopped it; see ``in_process.SharedRay``.
     """
+    from in_process import SHARED_RAY
+
     SHARED_RAY.start()
     SHARED_RAY.joined = True
     try:
@@ -114,6 +146,8 @@ def shared_ray(_shared_ray_instance: None) -> Iterator[None]:
 def no_ray() -> None:
     """No Ray initialised in this process: the test's commands start their own (or join a
     cluster by its address)."""
+    from in_process import SHARED_RAY
+
     SHARED_RAY.stop()
 
 
@@ -156,6 +190,10 @@ def fit_cartpole_federation(
     Returns:
         The metrics, and the trainer (its ``run_dir`` holds the run).
     """
+    import torch
+
+    from fedrl_lightning import AgentPopulation, FederatedTrainer
+
     population = AgentPopulation(env_id="CartPole-v1", num_agents=num_agents)
     trainer = FederatedTrainer(
         num_rounds=num_rounds,
@@ -173,6 +211,10 @@ def fit_cartpole_federation(
 
 def fit_locally(module: L.LightningModule, dataloader: object) -> L.Trainer:
     """Fit ``module`` for one epoch with a quiet, bare Trainer, as an agent's local fit does."""
+    import lightning as L
+
+    from fedrl_lightning.run.console import quiet_lightning
+
     trainer = L.Trainer(
         max_epochs=1,
         logger=False,
@@ -201,6 +243,10 @@ def fit_one_agent(
     byzantine: dict | None = None,
 ) -> Path:
     """Fit agent ``agent_id`` of a 4-agent Simple population for 3 episodes, as round 3 does."""
+    from fedrl_lightning import AgentPopulation, Reinforce
+    from fedrl_lightning.federation.local_fit import LocalFit, fit_agent
+    from fedrl_lightning.run.console import quiet_lightning
+
     task = LocalFit(
         agent_id=agent_id,
         round_idx=3,
