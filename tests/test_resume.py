@@ -11,6 +11,7 @@ from conftest import (
     TINY_CONFIG,
     TINY_DISTILL_CONFIG,
     TINY_DQN_CONFIG,
+    TINY_SAC_CONFIG,
     TINY_GRADIENT_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
@@ -328,6 +329,14 @@ def test_the_shared_trajectory_buffer_resumes_bit_identically_after_sigkill(tmp_
 def test_dqn_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path):
     """Each agent's replay buffer (wrapping), target network and step count too."""
     reference, killed, _ = killed_against_reference(tmp_path, TINY_DQN_CONFIG)
+    assert_same_memory(reference, killed)
+
+
+@pytest.mark.slow
+def test_sac_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path):
+    """Each agent's buffer, target critics, temperature and update count too."""
+    short = ["--model.steps_per_round", "40", "--data.max_episode_steps", "20"]
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_SAC_CONFIG, *short)
     assert_same_memory(reference, killed)
 
 

@@ -16,6 +16,7 @@ from conftest import (
     TINY_CURIOSITY_CONFIG,
     TINY_DISTILL_CONFIG,
     TINY_DQN_CONFIG,
+    TINY_SAC_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
@@ -237,6 +238,18 @@ def test_local_adaptation_and_meta_learning_on_ray_match_sequential(tmp_path, st
 def test_dqn_on_ray_matches_sequential_with_every_agent_s_memory(tmp_path, shared_ray):
     """The agents' memory travels to the workers as bytes and comes back with the checkpoint."""
     sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(TINY_DQN_CONFIG)])
+    last = "lightning_logs/version_0/checkpoints/last.ckpt"
+    expected = torch.load(sequential / last, weights_only=True)["state_dict"]
+    actual = torch.load(on_ray / last, weights_only=True)["state_dict"]
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(actual[key], value), key
+    assert_same_memory(sequential, on_ray)
+
+
+def test_sac_on_ray_matches_sequential_with_every_agent_s_memory(tmp_path, shared_ray):
+    """The target critics and temperature travel with the agents' memory."""
+    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(TINY_SAC_CONFIG)])
     last = "lightning_logs/version_0/checkpoints/last.ckpt"
     expected = torch.load(sequential / last, weights_only=True)["state_dict"]
     actual = torch.load(on_ray / last, weights_only=True)["state_dict"]

@@ -112,8 +112,13 @@ class AgentMemory(RoundComponent):
         """Start with no agent's memory.
 
         Raises:
-            ConfigError: If the run has more than one task (their spaces may differ).
+            ConfigError: If the run has more than one task (their spaces may differ), or the
+                learner cannot take the strategy's local updates.
         """
+        from fedrl_lightning.learners.replay_learner import ReplayLearner
+
+        if isinstance(model, ReplayLearner):
+            model.check_strategy(trainer.strategy)
         if population.tasks is not None:
             raise ConfigError(
                 f"model {type(model).__name__} cannot train on data.tasks yet: each agent's "
