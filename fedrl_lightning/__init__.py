@@ -26,7 +26,7 @@ from fedrl_lightning.federation import (
     TrajectorySharing,
     TrustRegion,
 )
-from fedrl_lightning.learners import A2C, DQN, PPO, SAC, Learner, Reinforce
+from fedrl_lightning.learners import A2C, DQN, PPO, SAC, TD3, Learner, Reinforce
 from fedrl_lightning.population.agents import AgentPopulation
 from fedrl_lightning.rollouts.dataset import EpisodeBatch, EpisodeDataset
 
@@ -35,6 +35,7 @@ __all__ = [
     "DQN",
     "PPO",
     "SAC",
+    "TD3",
     "AgentPopulation",
     "BestCheckpoint",
     "Callback",

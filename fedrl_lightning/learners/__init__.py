@@ -8,12 +8,14 @@ from fedrl_lightning.learners.ppo import PPO
 from fedrl_lightning.learners.reinforce import Reinforce
 from fedrl_lightning.learners.replay_learner import ReplayLearner
 from fedrl_lightning.learners.sac import SAC
+from fedrl_lightning.learners.td3 import TD3
 
 __all__ = [
     "A2C",
     "DQN",
     "LEARNERS",
     "SAC",
+    "TD3",
     "ActorCritic",
     "Learner",
     "PPO",
@@ -21,5 +23,5 @@ __all__ = [
     "ReplayLearner",
 ]
 
-LEARNERS: tuple[type[Learner], ...] = (Reinforce, A2C, PPO, DQN, SAC)
+LEARNERS: tuple[type[Learner], ...] = (Reinforce, A2C, PPO, DQN, SAC, TD3)
 """The learners fedrl_lightning ships, which ``--model NAME`` and ``load_module`` know by name."""

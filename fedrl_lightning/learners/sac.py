@@ -11,21 +11,16 @@ from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
-from fedrl_lightning.learners.off_policy import (
-    default_target_entropy,
-    sac_entropy_loss,
-    sac_target,
-    td_loss,
-)
+from fedrl_lightning.learners.off_policy import default_target_entropy, sac_entropy_loss, sac_target
 from fedrl_lightning.learners.off_policy_actions import SquashedSample, squashed_gaussian_sample
-from fedrl_lightning.learners.twin_critic import TwinCriticLearner
+from fedrl_lightning.learners.twin_critic import ACTOR, TwinCriticLearner
 from fedrl_lightning.policy.bounded_actors import NumpySquashedGaussianActor
 from fedrl_lightning.policy.bounded_policies import SquashedGaussianPolicy, TwinCritic
 from fedrl_lightning.rollouts.transitions import StepsBatch
 
 __all__ = ["SAC"]
 
-CRITIC, ACTOR, TEMPERATURE = 0, 1, 2  # the optimizers, in configure_optimizers' order
+TEMPERATURE = 2  # the temperature's optimizer, after the critics' and the actor's
 
 
 class SAC(TwinCriticLearner):
@@ -174,8 +169,7 @@ class SAC(TwinCriticLearner):
     def _sample(self, observations: torch.Tensor) -> SquashedSample:
         """A reparameterised action of the live actor, drawn with the updates' generator."""
         mean, log_std = self.policy.mean_and_log_std(observations)
-        scale, bias = self.policy.action_scale, self.policy.action_bias
-        return squashed_gaussian_sample(mean, log_std, self.noise, bias - scale, bias + scale)
+        return squashed_gaussian_sample(mean, log_std, self.noise, *self.policy.bounds())
 
     @override
     def training_step(self, batch: StepsBatch, batch_idx: int) -> torch.Tensor | None:
@@ -202,9 +196,7 @@ class SAC(TwinCriticLearner):
                 data.rewards, data.dones, data.discounts, next_q1, next_q2,
                 next_action.log_prob, alpha,
             )  # fmt: skip
-        q1, q2 = self.critic(data.observations, data.actions)
-        critic_loss = td_loss(q1, target, "mse") + td_loss(q2, target, "mse")
-        self._step(CRITIC, critic_loss)
+        critic_loss = self._critic_step(data, target)
 
         action = self._sample(data.observations)
         q1_pi, q2_pi = self.critic(data.observations, action.action)

@@ -25,16 +25,19 @@ from typing_extensions import override
 
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.learners.meta_step import MetaStep
-from fedrl_lightning.learners.off_policy import polyak_update
+from fedrl_lightning.learners.off_policy import polyak_update, td_loss
 from fedrl_lightning.learners.replay_learner import ReplayLearner
 from fedrl_lightning.policy.bounded_actors import NumpyTanhActor
 from fedrl_lightning.policy.bounded_policies import BoundedPolicy, TwinCritic
+from fedrl_lightning.rollouts.replay import ReplayBatch
 from fedrl_lightning.rollouts.transitions import Act
 
 if TYPE_CHECKING:
     from fedrl_lightning.federation.strategies.base import Strategy
 
-__all__ = ["TwinCriticLearner"]
+__all__ = ["ACTOR", "CRITIC", "TwinCriticLearner"]
+
+CRITIC, ACTOR = 0, 1  # the optimizers, in configure_optimizers' order
 
 
 class TwinCriticLearner(ReplayLearner):
@@ -116,6 +119,17 @@ class TwinCriticLearner(ReplayLearner):
         optimizer.zero_grad()
         self.manual_backward(self._with_federated_terms(loss) if federated else loss)
         optimizer.step()
+
+    def _critic_step(self, data: ReplayBatch, target: torch.Tensor) -> torch.Tensor:
+        """Step both critics towards ``target``: the sum of their mean squared errors.
+
+        Returns:
+            The loss, which CleanRL sums (SB3 halves the sum; Adam hardly minds).
+        """
+        q1, q2 = self.critic(data.observations, data.actions)
+        loss = td_loss(q1, target, "mse") + td_loss(q2, target, "mse")
+        self._step(CRITIC, loss)
+        return loss
 
     def _update_targets(self) -> None:
         """Move every target network ``tau`` of the way to its online network."""

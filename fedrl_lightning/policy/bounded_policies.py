@@ -66,6 +66,10 @@ class BoundedPolicy(MLPPolicy):
         """Size of an action."""
         return len(self.action_low)
 
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[action_dim]`` lower and upper bounds, on the module's device."""
+        return self.action_bias - self.action_scale, self.action_bias + self.action_scale
+
     def squash(self, pre_tanh: torch.Tensor) -> torch.Tensor:
         """``c + s · tanh(u)``."""
         return self.action_bias + self.action_scale * torch.tanh(pre_tanh)
@@ -226,6 +230,10 @@ class TwinCritic(nn.Module):
         """``[batch]`` values of both critics."""
         inputs = torch.cat([observations, actions], dim=-1)
         return self.q1(inputs).squeeze(-1), self.q2(inputs).squeeze(-1)
+
+    def first(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[batch]`` values of the first critic alone (TD3's actor climbs it)."""
+        return self.q1(torch.cat([observations, actions], dim=-1)).squeeze(-1)
 
 
 def _critic(input_dim: int, hidden_dim: int, num_layers: int) -> nn.Sequential:

@@ -16,12 +16,13 @@ from conftest import (
     TINY_CURIOSITY_CONFIG,
     TINY_DISTILL_CONFIG,
     TINY_DQN_CONFIG,
-    TINY_SAC_CONFIG,
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_SAC_CONFIG,
     TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
+    TINY_TD3_CONFIG,
     assert_same_memory,
     metrics_without_timings,
     run_cli,
@@ -247,9 +248,12 @@ def test_dqn_on_ray_matches_sequential_with_every_agent_s_memory(tmp_path, share
     assert_same_memory(sequential, on_ray)
 
 
-def test_sac_on_ray_matches_sequential_with_every_agent_s_memory(tmp_path, shared_ray):
-    """The target critics and temperature travel with the agents' memory."""
-    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(TINY_SAC_CONFIG)])
+@pytest.mark.parametrize("config", [TINY_SAC_CONFIG, TINY_TD3_CONFIG], ids=["sac", "td3"])
+def test_sac_and_td3_on_ray_match_sequential_with_every_agent_s_memory(
+    tmp_path, shared_ray, config
+):
+    """The targets and SAC's temperature travel with the agents' memory."""
+    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(config)])
     last = "lightning_logs/version_0/checkpoints/last.ckpt"
     expected = torch.load(sequential / last, weights_only=True)["state_dict"]
     actual = torch.load(on_ray / last, weights_only=True)["state_dict"]

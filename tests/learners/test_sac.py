@@ -54,6 +54,10 @@ def squashed_by_hand(policy, observations, generator):
     return bias + scale * torch.tanh(pre_tanh), log_prob.sum(dim=1)
 
 
+def adam_optimizer(module, lr):
+    return torch.optim.Adam(module.parameters(), lr=lr)
+
+
 def adam_step(parameters, loss, lr):
     optimizer = torch.optim.Adam(parameters, lr=lr)
     optimizer.zero_grad()
