@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torchmetrics import MeanMetric
@@ -15,7 +15,7 @@ from fedrl_lightning.learners.off_policy import default_target_entropy, sac_entr
 from fedrl_lightning.learners.off_policy_actions import SquashedSample, squashed_gaussian_sample
 from fedrl_lightning.learners.twin_critic import ACTOR, TwinCriticLearner
 from fedrl_lightning.policy.bounded_actors import NumpySquashedGaussianActor
-from fedrl_lightning.policy.bounded_policies import SquashedGaussianPolicy, TwinCritic
+from fedrl_lightning.policy.bounded_policies import SquashedGaussianPolicy
 from fedrl_lightning.rollouts.transitions import StepsBatch
 
 __all__ = ["SAC"]
@@ -133,11 +133,6 @@ class SAC(TwinCriticLearner):
         hp = self.hparams
         value = 0.0 if hp.autotune else math.log(hp.alpha)
         return torch.tensor(value, requires_grad=hp.autotune)
-
-    @property
-    def target_critic(self) -> TwinCritic:
-        """The target critics, the agent's own."""
-        return cast(TwinCritic, self.targets["critic"])
 
     @override
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> SAC:

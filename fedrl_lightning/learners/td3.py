@@ -12,7 +12,7 @@ from fedrl_lightning.learners.off_policy import td3_target
 from fedrl_lightning.learners.off_policy_actions import smoothed_target_action
 from fedrl_lightning.learners.twin_critic import ACTOR, TwinCriticLearner
 from fedrl_lightning.policy.bounded_actors import NumpyTanhActor
-from fedrl_lightning.policy.bounded_policies import DeterministicPolicy, TwinCritic
+from fedrl_lightning.policy.bounded_policies import DeterministicPolicy
 from fedrl_lightning.rollouts.transitions import StepsBatch
 
 __all__ = ["TD3"]
@@ -121,11 +121,6 @@ class TD3(TwinCriticLearner):
     def target_policy(self) -> DeterministicPolicy:
         """The target actor, the agent's own."""
         return cast(DeterministicPolicy, self.targets["policy"])
-
-    @property
-    def target_critic(self) -> TwinCritic:
-        """The target critics, the agent's own."""
-        return cast(TwinCritic, self.targets["critic"])
 
     @override
     def _exploration_actor(self) -> NumpyTanhActor:

@@ -15,7 +15,7 @@ paired steps and gradient sharing assume one loss and one optimizer, and are ref
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -92,6 +92,11 @@ class TwinCriticLearner(ReplayLearner):
         self.critic = TwinCritic(hp.observation_dim, hp.num_actions, hp.hidden_dim, hp.num_layers)
         for name in targets:
             self._make_target(name)
+
+    @property
+    def target_critic(self) -> TwinCritic:
+        """The target critics, the agent's own."""
+        return cast(TwinCritic, self.targets["critic"])
 
     @override
     def _metrics(self) -> dict[str, MeanMetric]:

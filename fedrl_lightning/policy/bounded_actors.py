@@ -84,24 +84,13 @@ class NumpySquashedGaussianActor(NumpyTanhActor):
     The head's output holds the means, then the log standard deviations, which are clamped to
     ``[LOG_STD_MIN, LOG_STD_MAX]`` as the torch policy clamps them.
 
-    Args:
-        layers: ``(weight, bias)`` of each hidden layer, as for :class:`NumpyActor`.
-        head: ``(weight, bias)`` of the output layer, ``[2 · actions, hidden]`` and
-            ``[2 · actions]``.
-        action_low: ``[actions]`` lower bounds.
-        action_high: ``[actions]`` upper bounds.
-        normalization: ``(shift, scale)`` of the observations, as for :class:`NumpyActor`.
+    Built as :class:`NumpyTanhActor` (its ``noise_std`` unused), the head
+    ``[2 · actions, hidden]``.
     """
 
-    def __init__(
-        self,
-        layers: Sequence[tuple[np.ndarray, np.ndarray]],
-        head: tuple[np.ndarray, np.ndarray],
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        normalization: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> None:
-        super().__init__(layers, head, action_low, action_high, 1.0, normalization)
+    def noise(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Standard normal noise."""
+        return rng.standard_normal((count, self.output_dim), dtype=np.float32)
 
     def mean_and_log_std(self, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The Gaussian's mean and clamped log standard deviation, before the tanh."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,25 +36,27 @@ class BoundedPolicy(MLPPolicy):
 
     Args:
         observation_dim: Size of a flat observation.
-        output_dim: Size of the head's output.
+        action_dim: Size of an action; the head gives ``outputs_per_action`` times as many.
         hidden_dim: Width of each hidden ReLU layer.
         action_low: Lower bound of each action dimension.
         action_high: Upper bound of each action dimension.
         num_layers: Number of hidden layers.
     """
 
+    outputs_per_action: ClassVar[int] = 1
     action_scale: torch.Tensor
     action_bias: torch.Tensor
 
     def __init__(
         self,
         observation_dim: int,
-        output_dim: int,
+        action_dim: int,
         hidden_dim: int,
         action_low: Sequence[float],
         action_high: Sequence[float],
         num_layers: int = 2,
     ) -> None:
+        output_dim = self.outputs_per_action * action_dim
         super().__init__(observation_dim, output_dim, hidden_dim, num_layers)
         self.action_low = np.asarray(action_low, np.float32)
         self.action_high = np.asarray(action_high, np.float32)
@@ -106,29 +109,10 @@ class SquashedGaussianPolicy(BoundedPolicy):
     The head gives ``[μ, log σ]`` (CleanRL and SB3 have two linear heads on the same trunk,
     which is one layer of twice the width); ``log σ`` is clamped to ``[-20, 2]`` as SB3 does
     (CleanRL squashes it into ``[-5, 2]`` with a tanh). The deterministic action is
-    ``c + s · tanh(μ)``.
-
-    Args:
-        observation_dim: Size of a flat observation.
-        action_dim: Size of an action.
-        hidden_dim: Width of each hidden ReLU layer.
-        action_low: Lower bound of each action dimension.
-        action_high: Upper bound of each action dimension.
-        num_layers: Number of hidden layers.
+    ``c + s · tanh(μ)``. Built as :class:`BoundedPolicy`.
     """
 
-    def __init__(
-        self,
-        observation_dim: int,
-        action_dim: int,
-        hidden_dim: int,
-        action_low: Sequence[float],
-        action_high: Sequence[float],
-        num_layers: int = 2,
-    ) -> None:
-        super().__init__(
-            observation_dim, 2 * action_dim, hidden_dim, action_low, action_high, num_layers
-        )
+    outputs_per_action = 2
 
     def mean_and_log_std(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[..., action_dim]`` the Gaussian's mean and clamped log standard deviation."""
@@ -159,29 +143,7 @@ class SquashedGaussianPolicy(BoundedPolicy):
 
 
 class DeterministicPolicy(BoundedPolicy):
-    """TD3's actor: ``μ(s) = c + s · tanh(head(s))``.
-
-    Args:
-        observation_dim: Size of a flat observation.
-        action_dim: Size of an action.
-        hidden_dim: Width of each hidden ReLU layer.
-        action_low: Lower bound of each action dimension.
-        action_high: Upper bound of each action dimension.
-        num_layers: Number of hidden layers.
-    """
-
-    def __init__(
-        self,
-        observation_dim: int,
-        action_dim: int,
-        hidden_dim: int,
-        action_low: Sequence[float],
-        action_high: Sequence[float],
-        num_layers: int = 2,
-    ) -> None:
-        super().__init__(
-            observation_dim, action_dim, hidden_dim, action_low, action_high, num_layers
-        )
+    """TD3's actor: ``μ(s) = c + s · tanh(head(s))``, built as :class:`BoundedPolicy`."""
 
     def action(self, observations: torch.Tensor) -> torch.Tensor:
         """``[..., action_dim]`` the actor's actions."""

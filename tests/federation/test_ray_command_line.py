@@ -236,23 +236,14 @@ def test_local_adaptation_and_meta_learning_on_ray_match_sequential(tmp_path, st
         assert torch.equal(actual[key], value), key
 
 
-def test_dqn_on_ray_matches_sequential_with_every_agent_s_memory(tmp_path, shared_ray):
-    """The agents' memory travels to the workers as bytes and comes back with the checkpoint."""
-    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(TINY_DQN_CONFIG)])
-    last = "lightning_logs/version_0/checkpoints/last.ckpt"
-    expected = torch.load(sequential / last, weights_only=True)["state_dict"]
-    actual = torch.load(on_ray / last, weights_only=True)["state_dict"]
-    assert actual.keys() == expected.keys()
-    for key, value in expected.items():
-        assert torch.equal(actual[key], value), key
-    assert_same_memory(sequential, on_ray)
-
-
-@pytest.mark.parametrize("config", [TINY_SAC_CONFIG, TINY_TD3_CONFIG], ids=["sac", "td3"])
-def test_sac_and_td3_on_ray_match_sequential_with_every_agent_s_memory(
+@pytest.mark.parametrize(
+    "config", [TINY_DQN_CONFIG, TINY_SAC_CONFIG, TINY_TD3_CONFIG], ids=["dqn", "sac", "td3"]
+)
+def test_off_policy_on_ray_matches_sequential_with_every_agent_s_memory(
     tmp_path, shared_ray, config
 ):
-    """The targets and SAC's temperature travel with the agents' memory."""
+    """The agents' memory (buffer, targets, SAC's temperature) travels to the workers as bytes
+    and comes back with the checkpoint."""
     sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(config)])
     last = "lightning_logs/version_0/checkpoints/last.ckpt"
     expected = torch.load(sequential / last, weights_only=True)["state_dict"]

@@ -272,7 +272,12 @@ def test_a_trained_sac_loads_acts_evaluates_and_exports(sac_run, tmp_path):
     ],
 )
 def test_bad_sac_options_get_one_line_and_write_nothing(tmp_path, args, message):
-    result = run_cli("fit", "--config", str(TINY_SAC_CONFIG), *args, cwd=tmp_path)
+    assert_refused_in_one_line(tmp_path, TINY_SAC_CONFIG, args, message)
+
+
+def assert_refused_in_one_line(tmp_path, config, args, message):
+    """``fit --config config args`` exits 2 with one line holding ``message``, writing nothing."""
+    result = run_cli("fit", "--config", str(config), *args, cwd=tmp_path)
     assert result.returncode == 2, result.stdout
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "lightning_logs").exists()
