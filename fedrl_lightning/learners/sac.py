@@ -193,10 +193,11 @@ class SAC(TwinCriticLearner):
             )  # fmt: skip
         critic_loss = self._critic_step(data, target)
 
-        action = self._sample(data.observations)
-        q1_pi, q2_pi = self.critic(data.observations, action.action)
-        actor_loss = (alpha * action.log_prob - torch.minimum(q1_pi, q2_pi)).mean()
-        self._step(ACTOR, actor_loss)
+        with self._critics_frozen():
+            action = self._sample(data.observations)
+            q1_pi, q2_pi = self.critic(data.observations, action.action)
+            actor_loss = (alpha * action.log_prob - torch.minimum(q1_pi, q2_pi)).mean()
+            self._step(ACTOR, actor_loss)
 
         if hp.autotune:
             alpha_loss = sac_entropy_loss(self.log_alpha, action.log_prob, self.target_entropy)

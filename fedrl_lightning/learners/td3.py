@@ -154,9 +154,10 @@ class TD3(TwinCriticLearner):
 
         self.num_updates += 1
         if self.num_updates % hp.policy_delay == 0:
-            actions = self.policy.action(data.observations)
-            actor_loss = -self.critic.first(data.observations, actions).mean()
-            self._step(ACTOR, actor_loss)
+            with self._critics_frozen():
+                actions = self.policy.action(data.observations)
+                actor_loss = -self.critic.first(data.observations, actions).mean()
+                self._step(ACTOR, actor_loss)
             self._update_targets()
             self._record("actor_loss", actor_loss)
         self._record("loss", critic_loss)

@@ -14,7 +14,8 @@ paired steps and gradient sharing assume one loss and one optimizer, and are ref
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
@@ -125,6 +126,19 @@ class TwinCriticLearner(ReplayLearner):
         self.manual_backward(self._with_federated_terms(loss) if federated else loss)
         optimizer.step()
 
+    @contextmanager
+    def _critics_frozen(self) -> Iterator[None]:
+        """Within it, the critics take no gradients: for the actor's loss, which climbs them.
+
+        Their optimizer would not apply such gradients anyway; freezing only skips computing
+        them.
+        """
+        self.critic.requires_grad_(False)
+        try:
+            yield
+        finally:
+            self.critic.requires_grad_(True)
+
     def _critic_step(self, data: ReplayBatch, target: torch.Tensor) -> torch.Tensor:
         """Step both critics towards ``target``: the sum of their mean squared errors.
 
@@ -159,15 +173,23 @@ class TwinCriticLearner(ReplayLearner):
 
     @override
     def behaviour(self, env: gym.Env, seed: int) -> Act:
-        """Uniform random actions before ``learning_starts``, then the exploration actor's."""
-        actor = self._exploration_actor()
+        """Uniform random actions before ``learning_starts``, then the exploration actor's.
+
+        On CPU the numpy actor views the live weights; on an accelerator it holds a copy,
+        taken again after each update.
+        """
         rng = np.random.default_rng(seed)
         low, high = self.policy.action_low, self.policy.action_high
         learning_starts = self.hparams.learning_starts
+        live = self.device.type == "cpu"
+        actor, updates = self._exploration_actor(), self.num_updates
 
         def act(observation: np.ndarray, step: int) -> np.ndarray:
+            nonlocal actor, updates
             if step < learning_starts:
                 return rng.uniform(low, high).astype(np.float32)
+            if not live and updates != self.num_updates:
+                actor, updates = self._exploration_actor(), self.num_updates
             noise = actor.noise(rng, 1)[0]
             return actor.sample(np.asarray(observation, np.float32), noise)
 
