@@ -6,10 +6,10 @@ delay follow) and anything a subclass adds (SAC's temperature) are the agent's m
 
 The critics, the actor (and SAC's temperature) each have an Adam optimizer of their own, as in
 CleanRL. A step zeroes its own optimizer's gradients, back-propagates its loss (FedProx's
-proximal term included) and steps only that optimizer: the actor's loss also gives the critics
-gradients, which no optimizer applies, and the next critic step zeroes them first. Each
-parameter so gets FedProx's term exactly once per step of its own optimizer. Per-FedAvg's
-paired steps and gradient sharing assume one loss and one optimizer, and are refused.
+proximal term included) and steps only that optimizer; the actor's loss is computed with the
+critics frozen, so it gives them no gradient at all. Each parameter so gets FedProx's term
+exactly once per step of its own optimizer. Per-FedAvg's paired steps and gradient sharing
+assume one loss and one optimizer, and are refused.
 """
 
 from __future__ import annotations
