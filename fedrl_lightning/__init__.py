@@ -26,7 +26,7 @@ from fedrl_lightning.federation import (
     TrajectorySharing,
     TrustRegion,
 )
-from fedrl_lightning.learners import A2C, DQN, PPO, Learner, Reinforce
+from fedrl_lightning.learners import A2C, DQN, PPO, SAC, TD3, Learner, Reinforce
 from fedrl_lightning.population.agents import AgentPopulation
 from fedrl_lightning.rollouts.dataset import EpisodeBatch, EpisodeDataset
 
@@ -34,6 +34,8 @@ __all__ = [
     "A2C",
     "DQN",
     "PPO",
+    "SAC",
+    "TD3",
     "AgentPopulation",
     "BestCheckpoint",
     "Callback",

@@ -56,6 +56,8 @@ TINY_SHARING_CONFIG = TESTS / "configs" / "tiny_sharing.yaml"  # shared trajecto
 TINY_GRADIENT_CONFIG = TESTS / "configs" / "tiny_gradient.yaml"  # gradient mode, an attacker
 TINY_DISTILL_CONFIG = TESTS / "configs" / "tiny_distill.yaml"  # distillation, own models
 TINY_DQN_CONFIG = TESTS / "configs" / "tiny_dqn.yaml"  # DQN, each agent's replay across rounds
+TINY_SAC_CONFIG = TESTS / "configs" / "tiny_sac.yaml"  # SAC on Pendulum: targets, temperature
+TINY_TD3_CONFIG = TESTS / "configs" / "tiny_td3.yaml"  # TD3 on Pendulum: delayed actor, targets
 
 
 def assert_same_memory(expected_run: Path, actual_run: Path) -> None:

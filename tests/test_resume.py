@@ -15,8 +15,10 @@ from conftest import (
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_SAC_CONFIG,
     TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
+    TINY_TD3_CONFIG,
     CliProcess,
     assert_same_memory,
     metrics_without_timings,
@@ -329,6 +331,23 @@ def test_dqn_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path
     """Each agent's replay buffer (wrapping), target network and step count too."""
     steps = ["--model.steps_per_round", "60"]  # 720 steps over 12 rounds: the rings wrap
     reference, killed, _ = killed_against_reference(tmp_path, TINY_DQN_CONFIG, *steps)
+    assert_same_memory(reference, killed)
+
+
+SHORT_OFF_POLICY = ["--model.steps_per_round", "40", "--data.max_episode_steps", "20"]
+
+
+@pytest.mark.slow
+def test_sac_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path):
+    """Each agent's buffer, target critics, temperature and update count too."""
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_SAC_CONFIG, *SHORT_OFF_POLICY)
+    assert_same_memory(reference, killed)
+
+
+@pytest.mark.slow
+def test_td3_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path):
+    """Each agent's buffer, target actor and critics and update count (the delay's clock) too."""
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_TD3_CONFIG, *SHORT_OFF_POLICY)
     assert_same_memory(reference, killed)
 
 

@@ -25,7 +25,7 @@ import torch
 
 from fedrl_lightning.deploy.exported_policy import (
     ExportedCategoricalPolicy,
-    ExportedGaussianPolicy,
+    ExportedContinuousPolicy,
     ExportedPolicy,
 )
 from fedrl_lightning.errors import ConfigError
@@ -59,7 +59,7 @@ def describe(policy: ExportedPolicy, **provenance: Any) -> dict[str, Any]:
     if isinstance(policy, ExportedCategoricalPolicy):
         description.update(action="discrete", num_actions=policy.output_dim, noise="gumbel")
     else:
-        assert isinstance(policy, ExportedGaussianPolicy)  # the other kind there is
+        assert isinstance(policy, ExportedContinuousPolicy)  # the other kind there is
         description.update(
             action="continuous",
             action_dim=policy.output_dim,

@@ -13,12 +13,21 @@ import copy
 import torch
 from torch import nn
 
+from fedrl_lightning.policy.bounded_actors import LOG_STD_MAX, LOG_STD_MIN
+from fedrl_lightning.policy.bounded_policies import (
+    BoundedPolicy,
+    DeterministicPolicy,
+    SquashedGaussianPolicy,
+)
 from fedrl_lightning.policy.networks import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 
 __all__ = [
     "ExportedCategoricalPolicy",
+    "ExportedContinuousPolicy",
+    "ExportedDeterministicPolicy",
     "ExportedGaussianPolicy",
     "ExportedPolicy",
+    "ExportedSquashedGaussianPolicy",
     "exported_policy",
 ]
 
@@ -100,7 +109,14 @@ class ExportedCategoricalPolicy(ExportedPolicy):
         return torch.argmax(logits, dim=-1)
 
 
-class ExportedGaussianPolicy(ExportedPolicy):
+class ExportedContinuousPolicy(ExportedPolicy):
+    """A policy of continuous actions, ``float32 [batch, action_dim]`` within ``[low, high]``."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+
+
+class ExportedGaussianPolicy(ExportedContinuousPolicy):
     """Continuous actions, ``float32 [batch, action_dim]``, clipped to the action bounds.
 
     Without noise (or with zero noise) the action is the Gaussian's mean; with standard normal
@@ -113,8 +129,6 @@ class ExportedGaussianPolicy(ExportedPolicy):
     """
 
     std: torch.Tensor
-    low: torch.Tensor
-    high: torch.Tensor
 
     def __init__(self, policy: GaussianMLPPolicy) -> None:
         super().__init__(policy)
@@ -141,14 +155,104 @@ class ExportedGaussianPolicy(ExportedPolicy):
         return torch.maximum(torch.minimum(actions, self.high), self.low)
 
 
+class _ExportedTanhPolicy(ExportedContinuousPolicy):
+    """SAC's and TD3's actors: actions ``c + s · tanh(·)``, ``s`` and ``c`` from the bounds."""
+
+    scale: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, policy: BoundedPolicy) -> None:
+        super().__init__(policy)
+        self.output_dim = policy.action_dim
+        low = torch.as_tensor(policy.action_low, dtype=torch.float32)
+        high = torch.as_tensor(policy.action_high, dtype=torch.float32)
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+        self.register_buffer("scale", (high - low) / 2)
+        self.register_buffer("bias", (high + low) / 2)
+
+    def squash(self, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """``c + s · tanh(u)``, kept within the bounds against rounding."""
+        actions = self.bias + self.scale * torch.tanh(pre_tanh)
+        return torch.maximum(torch.minimum(actions, self.high), self.low)
+
+
+class ExportedSquashedGaussianPolicy(_ExportedTanhPolicy):
+    """SAC's actor: ``c + s · tanh(μ + σ · noise)``; without noise, ``c + s · tanh(μ)``.
+
+    With standard normal noise ``[batch, action_dim]`` it samples as
+    :class:`~fedrl_lightning.policy.bounded_actors.NumpySquashedGaussianActor` does.
+
+    Args:
+        policy: The trained SAC actor.
+    """
+
+    def __init__(self, policy: SquashedGaussianPolicy) -> None:
+        super().__init__(policy)
+        self.log_std_min, self.log_std_max = LOG_STD_MIN, LOG_STD_MAX
+
+    def forward(
+        self, observations: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Actions for ``[batch, observation_dim]`` observations.
+
+        Args:
+            observations: Raw observations, as the environment returns them.
+            noise: Standard normal noise ``[batch, action_dim]`` to sample; ``None``:
+                the deterministic action.
+
+        Returns:
+            The actions, ``float32 [batch, action_dim]``, within the action bounds.
+        """
+        outputs = self.outputs(observations)
+        mean = outputs[:, : self.output_dim]
+        if noise is not None:
+            log_std = torch.clamp(outputs[:, self.output_dim :], self.log_std_min, self.log_std_max)
+            mean = mean + torch.exp(log_std) * noise
+        return self.squash(mean)
+
+
+class ExportedDeterministicPolicy(_ExportedTanhPolicy):
+    """TD3's actor: ``c + s · tanh(head)``; with noise, ``+ s · noise``, clipped to the bounds.
+
+    The noise is in half-ranges of the bounds (TD3's exploration noise is 0.1 of standard
+    normal noise).
+
+    Args:
+        policy: The trained TD3 actor.
+    """
+
+    def __init__(self, policy: DeterministicPolicy) -> None:
+        super().__init__(policy)
+
+    def forward(
+        self, observations: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Actions for ``[batch, observation_dim]`` observations.
+
+        Args:
+            observations: Raw observations, as the environment returns them.
+            noise: Noise ``[batch, action_dim]`` in half-ranges to add; ``None``: none.
+
+        Returns:
+            The actions, ``float32 [batch, action_dim]``, within the action bounds.
+        """
+        actions = self.squash(self.outputs(observations))
+        if noise is not None:
+            actions = actions + self.scale * noise
+        return torch.maximum(torch.minimum(actions, self.high), self.low)
+
+
 def exported_policy(policy: MLPPolicy) -> ExportedPolicy:
     """The exportable module of ``policy``, in eval mode and without gradients.
 
     Args:
-        policy: A categorical or Gaussian MLP policy, such as ``load_module(path).policy``.
+        policy: A categorical, Gaussian, squashed Gaussian (SAC) or deterministic (TD3) MLP
+            policy, such as ``load_module(path).policy``.
 
     Returns:
-        An :class:`ExportedCategoricalPolicy` or :class:`ExportedGaussianPolicy`.
+        An :class:`ExportedCategoricalPolicy`, :class:`ExportedGaussianPolicy`,
+        :class:`ExportedSquashedGaussianPolicy` or :class:`ExportedDeterministicPolicy`.
 
     Raises:
         TypeError: For a policy of another kind.
@@ -157,4 +261,8 @@ def exported_policy(policy: MLPPolicy) -> ExportedPolicy:
         return ExportedCategoricalPolicy(policy)
     if isinstance(policy, GaussianMLPPolicy):
         return ExportedGaussianPolicy(policy)
+    if isinstance(policy, SquashedGaussianPolicy):
+        return ExportedSquashedGaussianPolicy(policy)
+    if isinstance(policy, DeterministicPolicy):
+        return ExportedDeterministicPolicy(policy)
     raise TypeError(f"cannot export a {type(policy).__name__}: not a categorical or Gaussian MLP")

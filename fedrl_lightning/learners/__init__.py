@@ -7,8 +7,21 @@ from fedrl_lightning.learners.dqn import DQN
 from fedrl_lightning.learners.ppo import PPO
 from fedrl_lightning.learners.reinforce import Reinforce
 from fedrl_lightning.learners.replay_learner import ReplayLearner
+from fedrl_lightning.learners.sac import SAC
+from fedrl_lightning.learners.td3 import TD3
 
-__all__ = ["A2C", "DQN", "LEARNERS", "ActorCritic", "Learner", "PPO", "Reinforce", "ReplayLearner"]
+__all__ = [
+    "A2C",
+    "DQN",
+    "LEARNERS",
+    "SAC",
+    "TD3",
+    "ActorCritic",
+    "Learner",
+    "PPO",
+    "Reinforce",
+    "ReplayLearner",
+]
 
-LEARNERS: tuple[type[Learner], ...] = (Reinforce, A2C, PPO, DQN)
+LEARNERS: tuple[type[Learner], ...] = (Reinforce, A2C, PPO, DQN, SAC, TD3)
 """The learners fedrl_lightning ships, which ``--model NAME`` and ``load_module`` know by name."""

@@ -34,6 +34,7 @@ from fedrl_lightning.seeding import Stream
 if TYPE_CHECKING:
     from fedrl_lightning.federation.components.base import RoundComponent
     from fedrl_lightning.federation.local_fit import AgentFit
+    from fedrl_lightning.federation.strategies.base import Strategy
     from fedrl_lightning.population.agents import AgentPopulation
 
 __all__ = ["ReplayLearner"]
@@ -76,10 +77,9 @@ class ReplayLearner(Learner):
             )
         if not 0 < hp.tau <= 1:
             raise ConfigError(f"model.tau must be in (0, 1], got {hp.tau}")
-        if hp.target_update_interval < 1:
-            raise ConfigError(
-                f"model.target_update_interval must be at least 1, got {hp.target_update_interval}"
-            )
+        interval = hp.get("target_update_interval", 1)  # TD3's targets follow its actor's
+        if interval < 1:
+            raise ConfigError(f"model.target_update_interval must be at least 1, got {interval}")
 
     def _make_target(self, name: str) -> None:
         """Give the online network ``name`` a target network: a frozen copy of it."""
@@ -108,6 +108,13 @@ class ReplayLearner(Learner):
                 f"model {type(self).__name__} steps one environment per agent; "
                 f"set data.num_envs to 1 (it is {population.num_envs})"
             )
+
+    def check_strategy(self, strategy: Strategy) -> None:
+        """Refuse a strategy whose local updates the learner cannot take (all it can here).
+
+        Raises:
+            ConfigError: Naming the strategy.
+        """
 
     @override
     def round_components(self) -> list[RoundComponent]:

@@ -19,8 +19,10 @@ from conftest import (
     TINY_IFCA_CONFIG,
     TINY_PERSONAL_CONFIG,
     TINY_PPO_CONFIG,
+    TINY_SAC_CONFIG,
     TINY_SHARING_CONFIG,
     TINY_TASKS_CONFIG,
+    TINY_TD3_CONFIG,
     assert_same_memory,
     metrics_without_timings,
     run_cli,
@@ -234,9 +236,15 @@ def test_local_adaptation_and_meta_learning_on_ray_match_sequential(tmp_path, st
         assert torch.equal(actual[key], value), key
 
 
-def test_dqn_on_ray_matches_sequential_with_every_agent_s_memory(tmp_path, shared_ray):
-    """The agents' memory travels to the workers as bytes and comes back with the checkpoint."""
-    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(TINY_DQN_CONFIG)])
+@pytest.mark.parametrize(
+    "config", [TINY_DQN_CONFIG, TINY_SAC_CONFIG, TINY_TD3_CONFIG], ids=["dqn", "sac", "td3"]
+)
+def test_off_policy_on_ray_matches_sequential_with_every_agent_s_memory(
+    tmp_path, shared_ray, config
+):
+    """The agents' memory (buffer, targets, SAC's temperature) travels to the workers as bytes
+    and comes back with the checkpoint."""
+    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(config)])
     last = "lightning_logs/version_0/checkpoints/last.ckpt"
     expected = torch.load(sequential / last, weights_only=True)["state_dict"]
     actual = torch.load(on_ray / last, weights_only=True)["state_dict"]

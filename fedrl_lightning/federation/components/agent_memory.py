@@ -112,9 +112,14 @@ class AgentMemory(RoundComponent):
         """Start with no agent's memory.
 
         Raises:
-            ConfigError: If the run has more than one task (their spaces may differ), or
-                fine-tunes after each round (a local fit outside any agent's memory).
+            ConfigError: If the run has more than one task (their spaces may differ),
+                fine-tunes after each round (a local fit outside any agent's memory), or the
+                learner cannot take the strategy's local updates.
         """
+        from fedrl_lightning.learners.replay_learner import ReplayLearner
+
+        if isinstance(model, ReplayLearner):
+            model.check_strategy(trainer.strategy)
         if trainer.finetune_episodes:
             raise ConfigError(
                 f"trainer.finetune_episodes cannot be used with model {type(model).__name__} "
