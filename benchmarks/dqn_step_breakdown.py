@@ -36,7 +36,13 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.loops import training_epoch_loop as epoch_loop_module
+from lightning.pytorch.loops.fetchers import _PrefetchDataFetcher
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+from lightning.pytorch.strategies import Strategy
+from lightning.pytorch.trainer.connectors.logger_connector.logger_connector import (
+    _LoggerConnector,
+)
 from milestones import read_metrics
 from torch import nn
 from vs_cleanrl_dqn import BATCH_SIZE, HIDDEN, our_fit_arguments
@@ -94,6 +100,12 @@ def instrument(timers: Timers) -> None:
     timers.patch(torch.Tensor, "backward", "autograd backward")
     timers.patch(torch.optim.Adam, "step", "Adam.step")
     timers.patch(_TrainingEpochLoop, "run", "epoch loop")
+    # inside Lightning's per-batch loop
+    timers.patch(epoch_loop_module, "is_param_in_hook_signature", "signature check")
+    for hook in ("on_batch_start", "on_batch_end", "update_train_step_metrics"):
+        timers.patch(_LoggerConnector, hook, "logger connector")
+    timers.patch(Strategy, "batch_to_device", "batch_to_device")
+    timers.patch(_PrefetchDataFetcher, "__next__", "fetch")
     timers.patch(L.Trainer, "fit", "Trainer.fit")
     steps_of = TransitionDataset.__iter__
 

@@ -158,6 +158,11 @@ def breakdown_rows(parts: dict[str, Any]) -> list[list[str]]:
         return float(seconds.get(name, 0.0))
 
     acting_parts = ("env.step", "acting", "ReplayBuffer.add", "ReplayBuffer.sample")
+    loop_fetch = s("fetch") - s("dataset")
+    loop_rest = (
+        s("epoch loop") - s("dataset") - s("DQN.training_step") - loop_fetch
+        - s("signature check") - s("logger connector") - s("batch_to_device")
+    )  # fmt: skip
     wrappers = ("optimizers()", "zero_grad", "manual_backward", "clip_gradients")
     entries = [
         ("env: `env.step` (CartPole and its wrappers)", s("env.step"), False),
@@ -191,10 +196,15 @@ def breakdown_rows(parts: dict[str, Any]) -> list[list[str]]:
             True,
         ),
         (
-            "Lightning's per-batch loop (epoch loop less dataset and training steps)",
+            "Lightning's per-batch loop (epoch loop less dataset and training steps), of which:",
             s("epoch loop") - s("dataset") - s("DQN.training_step"),
             True,
         ),
+        ("↳ `training_step`'s signature, inspected every batch", s("signature check"), True),
+        ("↳ the logger connector (the fit has no logger)", s("logger connector"), True),
+        ("↳ `batch_to_device` (our `transfer_batch_to_device` in it)", s("batch_to_device"), True),
+        ("↳ the fetch less the dataset: DataLoader, `default_convert`", loop_fetch, True),
+        ("↳ the rest: hook dispatch, progress counters, state checks", loop_rest, True),
         (
             f"each fit's set-up and tear-down in `Trainer.fit` ({fits} fits)",
             s("Trainer.fit") - s("epoch loop"),
