@@ -148,11 +148,13 @@ def lightning_seconds(parts: dict[str, Any]) -> float:
     )  # fmt: skip
 
 
-def breakdown_rows(parts: dict[str, Any]) -> list[list[str]]:
-    """The breakdown's rows: each part's µs per env step, its share and µs per update."""
-    seconds, calls, steps = parts["seconds"], parts["calls"], parts["steps"]
-    updates = calls.get("Adam.step", 0)
-    fits = calls.get("Trainer.fit", 0)
+def breakdown(parts: dict[str, Any]) -> list[tuple[str, float, bool]]:
+    """The parts of the rounds' time: a name, seconds, and whether it is paid per update.
+
+    The parts not marked ``↳`` add up to the rounds' time; those marked ``↳`` add up to
+    the part before them (Lightning's per-batch loop).
+    """
+    seconds, fits = parts["seconds"], parts["calls"].get("Trainer.fit", 0)
 
     def s(name: str) -> float:
         return float(seconds.get(name, 0.0))
@@ -164,7 +166,7 @@ def breakdown_rows(parts: dict[str, Any]) -> list[list[str]]:
         - s("signature check") - s("logger connector") - s("batch_to_device")
     )  # fmt: skip
     wrappers = ("optimizers()", "zero_grad", "manual_backward", "clip_gradients")
-    entries = [
+    return [
         ("env: `env.step` (CartPole and its wrappers)", s("env.step"), False),
         ("acting: ε-greedy numpy actor", s("acting"), False),
         ("`ReplayBuffer.add`", s("ReplayBuffer.add"), False),
@@ -216,8 +218,13 @@ def breakdown_rows(parts: dict[str, Any]) -> list[list[str]]:
             False,
         ),
     ]
+
+
+def breakdown_rows(parts: dict[str, Any]) -> list[list[str]]:
+    """The breakdown's rows: each part's µs per env step, its share and µs per update."""
+    steps, updates = parts["steps"], parts["calls"].get("Adam.step", 0)
     rows = []
-    for name, value, per_update in entries:
+    for name, value, per_update in breakdown(parts):
         share = value / parts["rounds_seconds"]
         each = f"{value / updates * 1e6:.0f} µs" if per_update and updates else ""
         rows.append([name, microseconds(value, steps), f"{share:.1%}", each])
