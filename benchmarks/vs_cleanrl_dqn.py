@@ -18,8 +18,8 @@ from the process's start to its end, and per step without its start-up: for Clea
 last ``SPS`` it prints (steps over the time since its loop started); for ours, the summed
 ``round_time`` of ``metrics.csv`` (each round's fit, aggregation and evaluation; the round's
 checkpoint is written after it). Each process's CPU time is kept too: on a shared core it
-leaves out the time the process waited while others ran. Then ``benchmarks/dqn_step_breakdown.py``, also pinned,
-times the parts of one more fit of ours.
+leaves out the time the process waited while others ran. Then
+``benchmarks/dqn_step_breakdown.py``, also pinned, times the parts of one more fit of ours.
 
 CleanRL's code is not part of this repository: pass the path of a copy, and a Python that
 runs it (CleanRL pins gymnasium 0.29.1, whose vector env gives ``final_observation``). Writes
