@@ -151,3 +151,25 @@ def test_fedprox_term_pulls_towards_the_anchor():
         return sum((p - anchor[n]).square().sum() for n, p in module.named_parameters())
 
     assert distance(held) < 0.5 * distance(free)
+
+
+def test_setting_attributes_on_a_learner_registers_as_nn_module_does():
+    """Learner's quick path for plain values leaves nn.Module's registration as it was."""
+    model = Reinforce(observation_dim=4, num_actions=2, hidden_dim=8)
+    keys = set(model.state_dict())
+    model._current_fx_name = "training_step"  # Lightning, around every hook
+    model.num_steps = 7
+    assert model.__dict__["_current_fx_name"] == "training_step" and model.num_steps == 7
+    assert set(model.state_dict()) == keys
+
+    model.extra = 1.5
+    model.extra = torch.nn.Linear(2, 1)  # a plain attribute becomes a submodule
+    assert "extra" not in model.__dict__ and "extra.weight" in model.state_dict()
+    model.extra = None
+    assert model._modules["extra"] is None and "extra.weight" not in model.state_dict()
+    model.scale = None
+    model.scale = torch.nn.Parameter(torch.ones(1))
+    assert "scale" not in model.__dict__ and "scale" in dict(model.named_parameters())
+    model.register_buffer("counts", torch.zeros(2))
+    with pytest.raises(TypeError):
+        model.counts = 3  # a buffer takes tensors only, as nn.Module says

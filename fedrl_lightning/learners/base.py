@@ -33,6 +33,8 @@ __all__ = ["ENV_HPARAMS", "Learner", "env_hparams"]
 
 ENV_HPARAMS = ("observation_dim", "num_actions", "continuous", "action_low", "action_high")
 """The hyperparameters that size a policy, which must match the agents' environment."""
+_PLAIN_VALUES = frozenset({str, int, float, bool, type(None)})
+"""Types whose values ``nn.Module.__setattr__`` never registers as parameters or submodules."""
 
 
 def env_hparams(population: AgentPopulation) -> dict[str, Any]:
@@ -71,6 +73,22 @@ class Learner(FederatedUpdates, FitRecord):
         # Features act() appends to every observation: a task-conditioned agent's task id.
         self.observation_suffix: np.ndarray | None = None
         self.curiosity = None
+
+    @override
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set an attribute; a plain value over a plain attribute skips ``nn.Module``'s checks.
+
+        Lightning sets ``_current_fx_name`` on the module around every hook it calls, dozens
+        of times a batch, and a fit counts its steps in plain attributes: through
+        ``nn.Module.__setattr__`` each set costs about ten times a plain one. A name already in
+        the instance's ``__dict__`` is no parameter, buffer or submodule, and a ``str``,
+        number, ``bool`` or ``None`` registers as none, so ``nn.Module`` would end in the same
+        ``object.__setattr__``.
+        """
+        if type(value) in _PLAIN_VALUES and name in self.__dict__:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     @property
     @override
