@@ -156,9 +156,15 @@ FIGURES: dict[str, Figure] = {
             max_env_steps=100_000,
         ),
         notes=(
-            "Not tuned: RL Zoo's settings for DQN on CartPole-v1 (one agent, 50k steps), with "
-            "each agent's exploration over its first 3,200 steps, tried once on seed 42 before "
-            "the held-out seeds. The actions of the fresh episodes are greedy, as DQN deploys."
+            "Missed, and not tuned yet: RL Zoo's settings for DQN on CartPole-v1 (one agent, "
+            "50k steps), each agent exploring over its first 3,200 steps, tried once on seed 42 "
+            "before the held-out seeds. The fresh episodes act greedily, as DQN deploys. With "
+            "these settings a single agent on the standard pole (no federation) also swings "
+            "between balancing the pole for 500 steps and dropping it early, from one round to "
+            "the next, so the miss is partly DQN's own instability here. To try on the tuning "
+            "seeds: a lower learning rate, fewer gradient steps per env step, a slower target, "
+            "keeping each agent's Adam moments between rounds (tried once on a single agent: "
+            "no visible change), and the target re-sync (sync_targets) that the figure leaves off."
         ),
     ),
     "acrobot_ppo": Figure(
