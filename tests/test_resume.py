@@ -326,15 +326,15 @@ def test_the_shared_trajectory_buffer_resumes_bit_identically_after_sigkill(tmp_
     assert all(int(row["shared_bytes_down"]) > 0 for row in rows[1:])
 
 
+# 40 steps a fit over 12 rounds, episodes of 20: the rings (of 150) wrap, truncations bootstrap.
+SHORT_OFF_POLICY = ["--model.steps_per_round", "40", "--data.max_episode_steps", "20"]
+
+
 @pytest.mark.slow
 def test_dqn_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path):
     """Each agent's replay buffer (wrapping), target network and step count too."""
-    steps = ["--model.steps_per_round", "60"]  # 720 steps over 12 rounds: the rings wrap
-    reference, killed, _ = killed_against_reference(tmp_path, TINY_DQN_CONFIG, *steps)
+    reference, killed, _ = killed_against_reference(tmp_path, TINY_DQN_CONFIG, *SHORT_OFF_POLICY)
     assert_same_memory(reference, killed)
-
-
-SHORT_OFF_POLICY = ["--model.steps_per_round", "40", "--data.max_episode_steps", "20"]
 
 
 @pytest.mark.slow
