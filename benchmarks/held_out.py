@@ -167,6 +167,17 @@ FIGURES: dict[str, Figure] = {
             "no visible change), and the target re-sync (sync_targets) that the figure leaves off."
         ),
     ),
+    "cartpole_hetero_dqn_sync_targets": Figure(
+        "cartpole_hetero_dqn.yaml",
+        "control",
+        "CartPole, 5 pole lengths, double DQN, targets re-synced to the received weights",
+        None,
+        overrides=("--model.init_args.sync_targets=true",),
+        notes=(
+            "The other choice of the figure above, measured once: every round each agent's "
+            "target network starts from the weights it receives, instead of its own target."
+        ),
+    ),
     "acrobot_ppo": Figure(
         "acrobot_ppo.yaml",
         "control",
