@@ -15,7 +15,15 @@ def fit_config(config: Path, seed: int | None, root: Path, *overrides: str) -> t
 
     Returns:
         The run folder and the command's wall time in seconds.
+
+    Raises:
+        FileExistsError: If ``root`` already holds runs: the fit would not be ``version_0``,
+            and the run read back would be a stale one (a killed earlier benchmark's).
     """
+    if (root / "lightning_logs").exists():
+        raise FileExistsError(
+            f"{root} already holds runs (a stale benchmark's?): remove it or choose another folder"
+        )
     started = time.perf_counter()
     subprocess.run(
         [
