@@ -127,6 +127,24 @@ def _shared_ray_instance() -> Iterator[None]:
     SHARED_RAY.stop()
 
 
+def _in_ray_group(item: pytest.Item | None) -> bool:
+    return item is not None and any(
+        mark.args[:1] == ("ray",) for mark in item.iter_markers("xdist_group")
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the last of a run of Ray tests (xdist runs the group in one go), stop the shared
+    Ray: idle, its processes would still take about a twentieth of a core from the tests
+    after it. A later test that asks for it starts it again."""
+    yield
+    if _in_ray_group(item) and not _in_ray_group(nextitem) and "in_process" in sys.modules:
+        from in_process import SHARED_RAY
+
+        SHARED_RAY.stop()
+
+
 @pytest.fixture
 def shared_ray(_shared_ray_instance: None) -> Iterator[None]:
     """The test's Ray runs, in this process and through ``run_cli``, join one Ray instance.
@@ -275,10 +293,15 @@ def tiny_run(tmp_path_factory):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On an xdist worker under ``--dist loadgroup``, every ``xdist_group`` test must carry
+    """The type check goes first: from a clean clone it is the longest single test (mypy
+    checks torch and Lightning too, about 45 s), and xdist hands out tests in this order, so
+    at the end it would run alone while the other worker has finished.
+
+    On an xdist worker under ``--dist loadgroup``, every ``xdist_group`` test must carry
     its group in its node id, which is how xdist keeps a group on one worker (the Ray tests
     share one Ray instance, one at a time): a pytest whose node ids xdist cannot extend
     would spread them silently."""
+    items.sort(key=lambda item: item.path.name != "test_typecheck.py")  # stable: the rest keep
     if not getattr(config.option, "loadgroup", False):
         return
     ungrouped = [

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from fedrl_lightning.federation.local_trainer import local_trainer
 from fedrl_lightning.federation.messages import LocalFit, StateDict
 from fedrl_lightning.learners import Learner
 from fedrl_lightning.population.agents import AgentPopulation
@@ -121,7 +121,7 @@ def _fit(task: LocalFit, population: AgentPopulation) -> Path:
     for part in parts:
         options |= part.dataset_options()
     fit.dataset = module.rollout_dataset(env, fit, **options)
-    trainer = L.Trainer(
+    trainer = local_trainer(
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,

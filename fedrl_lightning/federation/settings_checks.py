@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-
 from fedrl_lightning.errors import ConfigError
 from fedrl_lightning.extras import missing_extra
+from fedrl_lightning.federation.local_trainer import local_trainer
 from fedrl_lightning.run.console import quiet_lightning
 
 __all__ = [
@@ -89,7 +88,7 @@ def check_accelerator(accelerator: str) -> None:
     """
     try:
         with quiet_lightning(verbose=False):
-            L.Trainer(
+            local_trainer(
                 accelerator=accelerator,
                 devices=1,
                 logger=False,
