@@ -201,6 +201,20 @@ FIGURES: dict[str, Figure] = {
         Goal("IQM >= -200 within 300k steps", iqm=-200.0, seed_value=-200.0, max_env_steps=300_000),
         episodes=20,
     ),
+    "pendulum_hetero_sac": Figure(
+        "pendulum_hetero_sac.yaml",
+        "control",
+        "Pendulum, 5 gravities, SAC",
+        Goal("IQM >= -170 within 50k steps", iqm=-170.0, seed_value=-170.0, max_env_steps=50_000),
+        episodes=20,
+    ),
+    "pendulum_hetero_td3": Figure(
+        "pendulum_hetero_td3.yaml",
+        "control",
+        "Pendulum, 5 gravities, TD3",
+        Goal("IQM >= -170 within 50k steps", iqm=-170.0, seed_value=-170.0, max_env_steps=50_000),
+        episodes=20,
+    ),
     "lunarlander_ppo": Figure(
         "lunarlander_ppo.yaml",
         "control",
