@@ -328,13 +328,20 @@ def test_the_shared_trajectory_buffer_resumes_bit_identically_after_sigkill(tmp_
 
 # 40 steps a fit over 12 rounds, episodes of 20: the rings (of 150) wrap, truncations bootstrap.
 SHORT_OFF_POLICY = ["--model.steps_per_round", "40", "--data.max_episode_steps", "20"]
+OFF_POLICY_SHARING = [
+    "--trainer.components+", "TrajectorySharing", "--trainer.components.share_fraction", "0.5",
+]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_dqn_and_its_agents_memory_resume_bit_identically_after_sigkill(tmp_path):
-    """Each agent's replay buffer (wrapping), target network and step count too."""
-    reference, killed, _ = killed_against_reference(tmp_path, TINY_DQN_CONFIG, *SHORT_OFF_POLICY)
+    """Each agent's replay buffer (wrapping), target network and step count too, with
+    shared episodes joining the buffers."""
+    reference, killed, _ = killed_against_reference(
+        tmp_path, TINY_DQN_CONFIG, *SHORT_OFF_POLICY, *OFF_POLICY_SHARING
+    )
     assert_same_memory(reference, killed)
+    assert sum(int(row["episodes_shared"]) for row in metrics_without_timings(killed)) > 0
 
 
 @pytest.mark.slow

@@ -155,6 +155,13 @@ class Learner(FederatedUpdates, FitRecord):
         self.curiosity = options.build(hp.observation_dim, hp.num_actions, hp.continuous)
         self.intrinsic_reward = MeanMetric(nan_strategy="disable")
 
+    def most_episodes_per_fit(self, episodes_per_round: int) -> int:
+        """The most whole episodes one of its local fits finishes: ``episodes_per_round``.
+
+        Trajectory sharing refuses an agent that uploads more.
+        """
+        return episodes_per_round
+
     def rollout_dataset(
         self, env: gym.Env | gym.vector.VectorEnv, fit: AgentFit, **options: Any
     ) -> IterableDataset:

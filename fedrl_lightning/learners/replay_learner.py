@@ -165,18 +165,29 @@ class ReplayLearner(Learner):
                 target.load_state_dict(getattr(self, name).state_dict())
 
     @override
+    def most_episodes_per_fit(self, episodes_per_round: int) -> int:
+        """``steps_per_round``: a fit takes that many steps, an episode one at least."""
+        return int(self.hparams.steps_per_round)
+
+    @override
     def rollout_dataset(
         self, env: gym.Env | gym.vector.VectorEnv, fit: AgentFit, **options: Any
     ) -> IterableDataset:
         """``steps_per_round`` steps of ``env`` into the agent's buffer, and draws from it.
 
+        Args:
+            env: The agent's environment.
+            fit: The fit under way.
+            **options: Trajectory sharing's ``replay`` (other agents' episodes, which join
+                the buffer first) and ``keep_episodes`` (keep the fit's own to share).
+
         Raises:
             ConfigError: If ``env`` is a vector env (``data.num_envs`` above 1).
-            TypeError: If a round component sets episode options (none that runs with an
-                off-policy learner does).
+            TypeError: If a round component sets another option.
         """
-        if options:
-            raise TypeError(f"off-policy learners take no episode options, got {sorted(options)}")
+        unknown = sorted(set(options) - {"replay", "keep_episodes"})
+        if unknown:
+            raise TypeError(f"off-policy learners take no options {unknown}")
         if isinstance(env, gym.vector.VectorEnv):
             raise ConfigError(
                 f"model {type(self).__name__} steps one environment per agent; "
@@ -203,6 +214,8 @@ class ReplayLearner(Learner):
             gamma=hp.gamma,
             env_seed=fit.seed(Stream.ENV),
             sample_seed=fit.seed(Stream.REPLAY_SAMPLE),
+            replay=options.get("replay", ()),
+            keep_episodes=options.get("keep_episodes", False),
         )
 
     def behaviour(self, env: gym.Env, seed: int) -> Act:

@@ -5,11 +5,13 @@ loops. Each local fit takes ``num_steps`` steps of the agent's environment; afte
 ``train_freq``-th of the agent's own steps, once it has taken more than ``learning_starts``,
 it yields ``gradient_steps`` minibatches of ``batch_size`` transitions, drawn uniformly from
 the buffer. A time-limit truncation is stored as such, so the targets bootstrap through it.
+Episodes that other agents shared (trajectory sharing) join the buffer before the fit's own
+steps, and the fit's own whole episodes can be kept to share in turn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -17,9 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
+from fedrl_lightning.rollouts.dataset import StoredEpisode
 from fedrl_lightning.rollouts.replay import ReplayBatch, ReplayBuffer
 
-__all__ = ["StepsBatch", "TransitionDataset", "training_points"]
+__all__ = ["StepsBatch", "TransitionDataset", "add_episode", "training_points"]
 
 Act = Callable[[np.ndarray, int], Any]
 """The behaviour policy: ``act(observation, agent_step)`` gives the env's action."""
@@ -87,6 +90,11 @@ class TransitionDataset(IterableDataset):
         gamma: The discount of the n-step returns.
         env_seed: Seeds the environment's first reset.
         sample_seed: Seeds the minibatches' draws.
+        replay: Whole episodes other agents shared, added to the buffer, in order, before the
+            fit's own steps. They are not the agent's steps: ``learning_starts`` and
+            ``train_freq`` count its own only. Off-policy targets need no importance weights,
+            so their behaviour policies do not matter.
+        keep_episodes: Keep the fit's own whole episodes in :attr:`kept`, to share them.
     """
 
     def __init__(
@@ -104,6 +112,8 @@ class TransitionDataset(IterableDataset):
         gamma: float,
         env_seed: int,
         sample_seed: int,
+        replay: Sequence[StoredEpisode] = (),
+        keep_episodes: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(env, gym.vector.VectorEnv):
@@ -121,7 +131,12 @@ class TransitionDataset(IterableDataset):
         self.gamma = gamma
         self.env_seed = env_seed
         self.sample_seed = sample_seed
-        self._held = len(buffer)  # before this fit's steps
+        self.replay = tuple(replay)
+        self.keep_episodes = keep_episodes
+        self.kept: list[StoredEpisode] = []
+        """The fit's own whole episodes, once iterated with ``keep_episodes``."""
+        shared = sum(len(episode.rewards) for episode in self.replay)
+        self._held = min(len(buffer) + shared, buffer.buffer_size)  # before the fit's own steps
 
     def __len__(self) -> int:
         points = training_points(
@@ -134,11 +149,15 @@ class TransitionDataset(IterableDataset):
         return points * self.gradient_steps + 1
 
     def __iter__(self) -> Iterator[StepsBatch]:
+        for shared in self.replay:
+            add_episode(self.buffer, shared)
         generator = torch.Generator().manual_seed(self.sample_seed)
         observation, _ = self.env.reset(seed=self.env_seed)
         returns: list[float] = []
         episode_return, episode_steps, steps = 0.0, 0, 0
         agent_step = self.start_step
+        own: list[tuple[np.ndarray, Any, float]] = []  # the episode under way, to keep
+        self.kept = []
         for _ in range(self.num_steps):
             action = self.act(observation, agent_step)
             next_observation, reward, terminated, truncated, _ = self.env.step(action)
@@ -146,11 +165,18 @@ class TransitionDataset(IterableDataset):
                 observation[None], next_observation[None], np.asarray(action)[None],
                 [reward], [terminated], [truncated],
             )  # fmt: skip
+            if self.keep_episodes:
+                own.append((observation, action, float(reward)))
             agent_step += 1
             steps += 1
             episode_steps += 1
             episode_return += float(reward)
             if terminated or truncated:
+                if self.keep_episodes:
+                    self.kept.append(
+                        self._stored(own, bool(terminated), bool(truncated), next_observation)
+                    )
+                    own = []
                 returns.append(episode_return)
                 episode_return, episode_steps = 0.0, 0
                 observation, _ = self.env.reset()
@@ -169,6 +195,48 @@ class TransitionDataset(IterableDataset):
                     returns, steps = [], 0
         cut = _returns([episode_return] if episode_steps else [])
         yield StepsBatch(None, agent_step, _returns(returns), steps, cut)
+
+    def _stored(
+        self,
+        steps: list[tuple[np.ndarray, Any, float]],
+        terminated: bool,
+        truncated: bool,
+        final_observation: np.ndarray,
+    ) -> StoredEpisode:
+        """One of the fit's own whole episodes, as trajectory sharing sends it.
+
+        Its ``log_probs`` are zeros: no off-policy learner weighs a transition by its
+        behaviour policy.
+        """
+        observations, actions, rewards = zip(*steps, strict=True)
+        return StoredEpisode(
+            observations=torch.as_tensor(np.stack(observations), dtype=torch.float32),
+            actions=torch.as_tensor(np.stack(actions), dtype=self.buffer.action_dtype),
+            rewards=torch.tensor(rewards, dtype=torch.float32),
+            log_probs=torch.zeros(len(steps)),
+            terminated=terminated,
+            truncated=truncated,
+            final_observation=torch.as_tensor(final_observation, dtype=torch.float32),
+        )
+
+
+def add_episode(buffer: ReplayBuffer, episode: StoredEpisode) -> None:
+    """Add a whole episode's transitions to a one-env ``buffer``, its last step ending it.
+
+    Each step's next observation is the following step's, and the last one's the episode's
+    final observation; the last step is terminated or truncated as the episode was.
+    """
+    observations = episode.observations.numpy()
+    actions = episode.actions.numpy()
+    rewards = episode.rewards.numpy()
+    last = len(rewards) - 1
+    for t in range(len(rewards)):
+        ends = t == last
+        next_observation = episode.final_observation.numpy() if ends else observations[t + 1]
+        buffer.add(
+            observations[t : t + 1], next_observation[None], actions[t : t + 1],
+            rewards[t : t + 1], [ends and episode.terminated], [ends and episode.truncated],
+        )  # fmt: skip
 
 
 def _returns(returns: list[float]) -> torch.Tensor:

@@ -243,8 +243,12 @@ def test_off_policy_on_ray_matches_sequential_with_every_agent_s_memory(
     tmp_path, shared_ray, config
 ):
     """The agents' memory (buffer, targets, SAC's temperature) travels to the workers as bytes
-    and comes back with the checkpoint."""
-    sequential, on_ray, _ = fit_sequential_and_on_ray(tmp_path, ["--config", str(config)])
+    and comes back with the checkpoint; DQN's agents share episodes into their buffers."""
+    sharing = ["--trainer.components+=TrajectorySharing", "--trainer.components.share_fraction=0.5"]
+    dqn = config == TINY_DQN_CONFIG
+    args = ["--config", str(config), *(sharing if dqn else [])]
+    sequential, on_ray, rows = fit_sequential_and_on_ray(tmp_path, args)
+    assert not dqn or sum(int(row["episodes_shared"]) for row in rows) > 0
     last = "lightning_logs/version_0/checkpoints/last.ckpt"
     expected = torch.load(sequential / last, weights_only=True)["state_dict"]
     actual = torch.load(on_ray / last, weights_only=True)["state_dict"]

@@ -2,10 +2,12 @@ import io
 from types import SimpleNamespace
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from conftest import (
     TINY_CONFIG,
+    TINY_DQN_CONFIG,
     TINY_SHARING_CONFIG,
     TRAINER_KWARGS,
     metrics_without_timings,
@@ -29,6 +31,8 @@ from fedrl_lightning.federation.local_fit import AGENT_STATS_KEY, LocalFit, fit_
 from fedrl_lightning.federation.strategies import AgentUpdate
 from fedrl_lightning.federation.updates import InvalidUpdate, read_update
 from fedrl_lightning.rollouts.dataset import StoredEpisode
+from fedrl_lightning.rollouts.replay import ReplayBuffer
+from fedrl_lightning.rollouts.transitions import TransitionDataset
 from fedrl_lightning.run.checkpoints import atomic_save, policy_checkpoint, serialize
 from fedrl_lightning.run.console import quiet_lightning
 from fedrl_lightning.seeding import Stream, derive_seed
@@ -222,6 +226,83 @@ def test_a_local_fit_replays_shared_episodes_and_uploads_some_of_its_own(tmp_pat
         len(e.rewards) for e in alone.extras["sharing"]
     ]
     assert any(not torch.equal(alone.state_dict[k], replaying.state_dict[k]) for k in start)
+
+
+class Counter(gym.Env):
+    """Observation ``[1000 + t]`` after ``t`` steps, 100 more after each reset; reward 1; a
+    3-step time limit (truncated) on the first episode, then 2-step terminal ones."""
+
+    observation_space = gym.spaces.Box(-1e4, 1e4, (1,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0 if seed else self.t + 100
+        self.episode_t, self.limit = 0, 3 if seed else 2
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        self.episode_t += 1
+        ends = self.episode_t == self.limit
+        return self._obs(), 1.0, ends and self.limit == 2, ends and self.limit == 3, {}
+
+    def _obs(self):
+        return np.array([1000 + self.t], dtype=np.float32)
+
+
+def test_shared_episodes_join_an_off_policy_buffer_before_its_own_steps():
+    """Two shared episodes (terminated, then truncated), then the fit's own 6 steps: every
+    transition by hand, the shared ones counted for the first minibatch but not as the
+    agent's steps, and the fit's own whole episodes kept to share."""
+    shared = [
+        episode(5.0, steps=2),
+        episode(7.0, steps=1)._replace(terminated=False, truncated=True),
+    ]
+    shared = [e._replace(observations=e.observations[:, :1], final_observation=torch.ones(1))
+              for e in shared]  # fmt: skip
+    buffer = ReplayBuffer(20, (1,))
+    dataset = TransitionDataset(
+        Counter(), buffer, lambda observation, t: 1, num_steps=6, start_step=0, train_freq=1,
+        gradient_steps=1, learning_starts=0, batch_size=4, n_step=1, gamma=0.9, env_seed=1,
+        sample_seed=0, replay=shared, keep_episodes=True,
+    )  # fmt: skip
+    items = list(dataset)
+
+    # 3 shared transitions held: the first minibatch comes after the agent's first step
+    assert len(items) == len(dataset) == 6 + 1 and items[0].agent_steps == 1
+    state = buffer.state_dict()
+    assert state["observations"].flatten().tolist() == [5, 5, 7, 1000, 1001, 1002, 1103, 1104, 1205]
+    assert state["rewards"].flatten().tolist() == [5, 5, 7, 1, 1, 1, 1, 1, 1]
+    assert state["actions"].flatten().tolist() == [0, 1, 0, 1, 1, 1, 1, 1, 1]
+    assert state["terminated"].flatten().tolist() == [0, 1, 0, 0, 0, 0, 0, 1, 0]
+    assert state["truncated"].flatten().tolist() == [0, 0, 1, 0, 0, 1, 0, 0, 0]
+    # the shared episodes' final observations, and the own truncated one's, kept apart
+    assert state["final_observations"].flatten().tolist() == [1, 1, 1003, 1105]
+    kept = dataset.kept  # whole episodes only: the third, cut by the fit's end, is not
+    assert [e.observations.flatten().tolist() for e in kept] == [[1000, 1001, 1002], [1103, 1104]]
+    assert [(e.terminated, e.truncated) for e in kept] == [(False, True), (True, False)]
+    assert [e.final_observation.item() for e in kept] == [1003, 1105]
+    assert all(e.actions.dtype == torch.int64 and not e.log_probs.any() for e in kept)
+
+
+def test_an_off_policy_run_shares_into_its_agents_buffers(tmp_path):
+    """DQN with sharing: uploads and downloads counted, and an agent's buffer holds more
+    transitions than it took itself (the buffer holds all of them)."""
+    args = [
+        "fit", "--config", str(TINY_DQN_CONFIG), "--trainer.components+", "TrajectorySharing",
+        "--trainer.components.share_fraction", "0.5", "--trainer.components.replay_ratio", "1",
+        "--data.max_episode_steps", "20", "--model.init_args.buffer_size", "1000",
+    ]  # fmt: skip
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = metrics_without_timings(tmp_path)
+    assert all(int(row["episodes_shared"]) > 0 for row in rows)
+    assert int(rows[0]["shared_bytes_down"]) == 0 < int(rows[-1]["shared_bytes_down"])
+    files = sorted((tmp_path / RUN / "memory").glob("agent-*.ckpt"))
+    memories = [torch.load(path, weights_only=True)["memory"] for path in files]
+    held = [ReplayBuffer.from_state_dict(m["replay"], "memory") for m in memories]
+    assert any(len(b) > m["agent_steps"] for b, m in zip(held, memories, strict=True))
 
 
 POISON = ["--data.byzantine", "{agents: 3, attack: poison_trajectories, scale: 10}"]

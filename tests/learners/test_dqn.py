@@ -242,7 +242,6 @@ def test_persist_replay_off_starts_every_round_from_an_empty_buffer(dqn_run, tmp
         (["--model.buffer_size", "4"], "model.buffer_size (4) must be at least model.batch_size"),
         (["--data.num_envs", "2"], "model DQN steps one environment per agent"),
         (["--data.env_id", "Pendulum-v1"], "model DQN needs a discrete action space"),
-        (["--trainer.components", "[TrajectorySharing]"], "shares whole episodes, and model DQN"),
         (["--trainer.finetune_episodes", "2"], "trainer.finetune_episodes cannot be used with"),
     ],
 )

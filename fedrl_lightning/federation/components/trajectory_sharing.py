@@ -22,6 +22,7 @@ from fedrl_lightning.federation.components.trajectory_buffer import (
 )
 from fedrl_lightning.federation.messages import AgentUpdate
 from fedrl_lightning.rollouts.dataset import EpisodeDataset, StoredEpisode
+from fedrl_lightning.rollouts.transitions import TransitionDataset
 from fedrl_lightning.seeding import Stream, derive_seed
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class SharingPart(FitPart):
             its ``SHARE_UPLOAD`` stream; 0: none.
         rho_max: The truncation of replayed episodes' importance weights.
         layout: The spaces every uploaded episode must have.
-        most: The most episodes the agent may upload (its own episodes in the round).
+        most: The most episodes the agent may upload (as many as its fit can finish).
     """
 
     replay: tuple[StoredEpisode, ...]
@@ -93,7 +94,9 @@ class SharingPart(FitPart):
 
     @override
     def report(self, fit: AgentFit) -> dict[str, Any]:
-        if not self.share_fraction or not isinstance(fit.dataset, EpisodeDataset):
+        if not self.share_fraction or not isinstance(
+            fit.dataset, EpisodeDataset | TransitionDataset
+        ):
             return {}
         kept = fit.dataset.kept
         uploaded = upload_choice(len(kept), self.share_fraction, fit.seed(Stream.SHARE_UPLOAD))
@@ -120,13 +123,16 @@ class SharingPart(FitPart):
 class TrajectorySharing(RoundComponent):
     """Shared trajectory replay, a round component (``--trainer.components+ TrajectorySharing``).
 
-    Each sampled agent uploads a seeded fraction of its episodes (:func:`upload_choice`),
+    Each sampled agent uploads a seeded fraction of its whole episodes (:func:`upload_choice`),
     with the behaviour policy's log-probabilities, in its checkpoint. After a round is
     collected, its uploads join a bounded FIFO buffer (:class:`TrajectoryBuffer`), agent by
     agent in sampling order. Each of the next round's agents is sent a seeded sample of the
-    buffer, ``replay_ratio`` times its episodes per round, and trains on its own episodes
-    plus those, corrected for being off-policy (weights truncated at ``rho_max``). The
-    buffer lives in the round checkpoint, so a resumed run replays what it would have.
+    buffer, ``replay_ratio`` times ``episodes_per_round``. An on-policy learner trains on its
+    own episodes plus those, corrected for being off-policy (weights truncated at
+    ``rho_max``); an off-policy learner adds them to its replay buffer, where its targets
+    need no correction (Q-learning's and SAC's and TD3's critics' targets do not depend on the
+    policy that acted). The buffer lives in the round checkpoint, so a resumed run replays
+    what it would have.
 
     Its rows report ``episodes_shared`` (uploaded in the round), ``shared_bytes_up`` and
     ``shared_bytes_down``: the serialized size of the packed episodes the round's agents
@@ -154,6 +160,7 @@ class TrajectorySharing(RoundComponent):
         self.rho_max = float(rho_max)
         self.buffer = TrajectoryBuffer(buffer_episodes)
         self.episodes_per_round = 0
+        self.most_uploads = 0
         self.replay_episodes = 0
         self.seed = 0
         self.layout: EpisodeLayout | None = None
@@ -164,21 +171,21 @@ class TrajectorySharing(RoundComponent):
     def setup(self, trainer: FederatedTrainer, model: Learner, population: AgentPopulation) -> None:
         """Start empty, for ``model``'s spaces and the trainer's episodes per round.
 
+        Each agent is sent ``replay_ratio`` times ``trainer.episodes_per_round`` episodes a
+        round, whatever its learner: for an on-policy learner, as many as its own times the
+        ratio; an off-policy learner's fit takes ``steps_per_round`` steps instead, and the
+        shared episodes join its replay buffer.
+
         Raises:
-            ConfigError: In a multi-task federation, or with a learner that does not train on
-                whole episodes (the off-policy learners).
+            ConfigError: In a multi-task federation.
         """
-        if not model.trains_on_episodes:
-            raise ConfigError(
-                f"{OPTION} shares whole episodes, and model {type(model).__name__} trains on "
-                "its replay buffer's transitions; remove one of them"
-            )
         if population.tasks is not None:
             raise ConfigError(
                 f"{OPTION} cannot be combined with data.tasks: agents replay each "
                 "other's episodes, which needs one environment's spaces; remove one of them"
             )
         self.episodes_per_round, self.seed = trainer.episodes_per_round, trainer.seed
+        self.most_uploads = model.most_episodes_per_fit(trainer.episodes_per_round)
         self.replay_episodes = math.floor(self.replay_ratio * self.episodes_per_round + 0.5)
         self.buffer.episodes, self._sent_bytes = [], {}
         self.layout = EpisodeLayout.of_hparams(model.hparams)
@@ -190,9 +197,8 @@ class TrajectorySharing(RoundComponent):
         seed = derive_seed(self.seed, round_idx, agent, Stream.SHARE_SAMPLE)
         replay = tuple(self.buffer.sample(self.replay_episodes, seed))
         self._sent_bytes[round_idx] = self._sent_bytes.get(round_idx, 0) + packed_bytes(replay)
-        return SharingPart(
-            replay, self.share_fraction, self.rho_max, self.layout, self.episodes_per_round
-        )
+        most = self.most_uploads
+        return SharingPart(replay, self.share_fraction, self.rho_max, self.layout, most)
 
     @override
     def aggregate(self, updates: Sequence[AgentUpdate], round_idx: int) -> None:
