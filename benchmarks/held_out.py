@@ -215,6 +215,32 @@ FIGURES: dict[str, Figure] = {
         Goal("IQM >= -170 within 50k steps", iqm=-170.0, seed_value=-170.0, max_env_steps=50_000),
         episodes=20,
     ),
+    "pendulum_hetero_sac_alone": Figure(
+        "pendulum_hetero_sac.yaml",
+        "control",
+        "Pendulum, 5 gravities, SAC, each agent alone (no federation)",
+        None,
+        overrides=("--trainer.server=Shared", '--trainer.server.agent=["*"]'),
+        episodes=20,
+        notes=(
+            "The figure above without federation: every parameter stays with its agent "
+            "(agent-scoped), so each of the five learns from its own 10,000 steps only, and "
+            "each is evaluated with its own weights."
+        ),
+    ),
+    "pendulum_hetero_td3_alone": Figure(
+        "pendulum_hetero_td3.yaml",
+        "control",
+        "Pendulum, 5 gravities, TD3, each agent alone (no federation)",
+        None,
+        overrides=("--trainer.server=Shared", '--trainer.server.agent=["*"]'),
+        episodes=20,
+        notes=(
+            "The figure above without federation: every parameter stays with its agent, so "
+            "each of the five learns from its own 10,000 steps only, and each is evaluated "
+            "with its own weights."
+        ),
+    ),
     "lunarlander_ppo": Figure(
         "lunarlander_ppo.yaml",
         "control",
