@@ -43,6 +43,7 @@ TOPICS = {
     "local_fit": "A local fit's fixed cost",
     "replay_memory": "Replay buffers: disk, not memory",
     "dqn_speed": "DQN speed against CleanRL",
+    "sac_speed": "SAC speed against CleanRL",
 }
 
 INTROS = {
@@ -88,6 +89,15 @@ steps with CleanRL's hyperparameters (buffer 10,000, batch 128, an update every 
 each round of 10,000 steps, and that counts. What differs: CleanRL's hidden layers are 120 and
 84 wide, ours two of 120; ours steps a fused Adam. Per env step without start-up is, for
 CleanRL, its last printed `SPS`; for ours, the summed `round_time` of `metrics.csv`.""",
+    "sac_speed": """\
+`benchmarks/vs_cleanrl_sac.py` runs our SAC (`--model SAC`, a federation of one agent) and
+CleanRL's `sac_continuous_action.py` in turn, each a fresh process on one core, on Pendulum-v1
+for the same env steps with CleanRL's hyperparameters (two hidden layers of 256, batches of
+256, random actions for the first 5,000 steps and an update after every step from then on,
+actor 3e-4, critics 1e-3, the temperature tuned), both with a buffer of 100,000. CleanRL
+updates the actor and the temperature twice every second step, ours once a step: as many
+updates. Ours evaluates one episode after each round of 5,000 steps, and that counts. Per env
+step without start-up is timed as for DQN above.""",
 }
 
 NOT_YET_MEASURED = {

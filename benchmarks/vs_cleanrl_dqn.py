@@ -32,22 +32,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import resource
-import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from milestones import read_metrics
+from per_step_speed import COLUMNS, add_comparison, microseconds, run_in_turn
 from protocol import TableResults
 from vs_cleanrl import load, timestamped_lines
 
 DEFAULT_CLEANRL = Path("/work/cleanrl/dqn.py")
 DEFAULT_CLEANRL_PYTHON = "/work/cleanrl/.venv/bin/python"
-GOAL = 1.1
-"""The issue's goal: ours takes at most 1.1 times CleanRL's time per env step."""
 HIDDEN = 120
 """Our hidden layers' width (CleanRL's are 120 and 84)."""
 BATCH_SIZE = 128
@@ -64,7 +59,6 @@ SHARED = {
     "exploration_final_eps": ("end-e", "0.05"),
 }
 """Our option and CleanRL's, with the value both take (CleanRL's defaults)."""
-SPS = re.compile(r"^SPS: (\d+)")
 
 
 def our_fit_arguments(steps: int, steps_per_round: int, root: Path) -> list[str]:
@@ -113,50 +107,6 @@ def cleanrl_arguments(script: Path, steps: int) -> list[str]:
         "--no-cuda",
         *options,
     ]
-
-
-class Run(NamedTuple):
-    """One timed process, in seconds."""
-
-    wall: float
-    """From the process's start to its end."""
-    cpu: float
-    """The CPU time it used (user and system): not the time it waited for the core."""
-    loop: float
-    """Wall time without its start-up: our summed round times, or CleanRL's loop."""
-
-
-def children_cpu_seconds() -> float:
-    """User and system CPU seconds of this process's finished children."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_ours(steps: int, steps_per_round: int, workdir: Path) -> Run:
-    """Our fit as a fresh process; its loop is the summed ``round_time`` of ``metrics.csv``."""
-    root = workdir / "ours"
-    cpu = children_cpu_seconds()
-    _, seconds = timestamped_lines(our_fit_arguments(steps, steps_per_round, root), os.getcwd())
-    cpu = children_cpu_seconds() - cpu
-    run = max(root.glob("lightning_logs/version_*"), key=lambda p: p.stat().st_mtime)
-    rounds = sum(float(row["round_time"]) for row in read_metrics(run))
-    return Run(seconds, cpu, rounds)
-
-
-def run_cleanrl(python: str, script: Path, steps: int, workdir: Path) -> Run:
-    """CleanRL's ``dqn.py`` as a fresh process; its loop is ``steps`` over its last ``SPS``."""
-    cpu = children_cpu_seconds()
-    lines, seconds = timestamped_lines([python, *cleanrl_arguments(script, steps)], str(workdir))
-    cpu = children_cpu_seconds() - cpu
-    rates = [int(m[1]) for _, line in lines if (m := SPS.match(line))]
-    if not rates:
-        raise RuntimeError("CleanRL printed no SPS line: did it train at all?")
-    return Run(seconds, cpu, steps / rates[-1])
-
-
-def microseconds(seconds: float, steps: int) -> str:
-    """Seconds over ``steps`` as microseconds per step."""
-    return f"{seconds / steps * 1e6:.0f} µs"
 
 
 def lightning_seconds(parts: dict[str, Any]) -> float:
@@ -284,20 +234,16 @@ def main() -> None:
         "dqn_speed",
         "DQN: wall time per env step against CleanRL's dqn.py",
         "python benchmarks/vs_cleanrl_dqn.py",
-        ["run", "wall time", "CPU time", "per env step", "per env step, start-up left out"],
+        COLUMNS,
     )
-    ours: list[Run] = []
-    cleanrl: list[Run] = []
     with tempfile.TemporaryDirectory() as workdir:
-        for repeat in range(1, args.repeats + 1):
-            print(f"ours, run {repeat}: starting, {load()}", flush=True)
-            ours.append(run_ours(args.steps, args.steps_per_round, Path(workdir) / str(repeat)))
-            print(f"  {ours[-1]}", flush=True)
-            print(f"CleanRL, run {repeat}: starting, {load()}", flush=True)
-            cleanrl.append(
-                run_cleanrl(args.cleanrl_python, args.cleanrl, args.steps, Path(workdir))
-            )
-            print(f"  {cleanrl[-1]}", flush=True)
+        ours, cleanrl = run_in_turn(
+            lambda root: our_fit_arguments(args.steps, args.steps_per_round, root),
+            [args.cleanrl_python, *cleanrl_arguments(args.cleanrl, args.steps)],
+            args.steps,
+            args.repeats,
+            Path(workdir),
+        )
         print(f"breakdown of our fit: starting, {load()}", flush=True)
         lines, _ = timestamped_lines(
             [
@@ -310,37 +256,7 @@ def main() -> None:
         )
     parts = json.loads(lines[-1][1])
     updates = parts["calls"]["Adam.step"]
-    for who, runs in (("ours", ours), ("CleanRL's", cleanrl)):
-        for i, run in enumerate(runs, 1):
-            table.add_row(
-                f"{who}, run {i}",
-                f"{run.wall:.2f} s",
-                f"{run.cpu:.2f} s",
-                microseconds(run.wall, args.steps),
-                microseconds(run.loop, args.steps),
-            )
-    ratio = {
-        field: statistics.median(getattr(o, field) for o in ours)
-        / statistics.median(getattr(c, field) for c in cleanrl)
-        for field in Run._fields
-    }
-    met = "met" if ratio["loop"] <= GOAL else "missed"
-    table.add_row(
-        "ours / CleanRL's (medians)",
-        f"{ratio['wall']:.2f}x",
-        f"{ratio['cpu']:.2f}x",
-        f"{ratio['wall']:.2f}x",
-        f"{ratio['loop']:.2f}x",
-    )
-    table.add_note(
-        f"{args.steps:,} env steps each, {args.repeats} runs of each in turn, one core each. "
-        f"Goal: at most {GOAL}x CleanRL's time per env step: **{met}** without start-up "
-        f"({ratio['loop']:.2f}x); {ratio['wall']:.2f}x with it (starting Python and importing "
-        "torch, Lightning and the CLI count for ours, torch and tyro for CleanRL's). CPU time "
-        "is what each process used of its core, start-up included; wall time adds what it "
-        f"waited for the core while other processes ran on it (load average "
-        f"{table.results['load_before']:.2f} at the start)."
-    )
+    add_comparison(table, ours, cleanrl, args.steps, "torch and tyro")
     table.results["sections"] = [
         {
             "title": "Where our time per env step goes",

@@ -1,0 +1,128 @@
+"""Wall time per env step, updates included: our SAC against CleanRL's SAC, side by side.
+
+Usage::
+
+    python benchmarks/vs_cleanrl_sac.py [--cleanrl /work/cleanrl/sac_continuous_action.py]
+                                        [--cleanrl-python PY] [--steps 10000] [--repeats 3]
+                                        [--no-write]
+
+Both learn Pendulum-v1 for ``--steps`` env steps with CleanRL's hyperparameters: two hidden
+layers of 256, a buffer of 100,000 (CleanRL's default is a million: the buffer's size costs
+memory, not time), batches of 256, uniformly random actions for the first 5,000 steps and an
+update after every step from then on, the actor at 3e-4 and the critics at 1e-3, the
+temperature tuned, tau 0.005, gamma 0.99. CleanRL updates the actor and the temperature twice
+every second step, ours once a step (SB3's schedule): as many updates either way. Ours is
+``python -m fedrl_lightning fit --model SAC``: a federation of one agent, one agent a round,
+``--steps-per-round`` steps a round and one evaluation episode after each (whose time counts).
+Each run is timed as in ``vs_cleanrl_dqn.py`` (``per_step_speed.py``).
+
+CleanRL's code is not part of this repository: pass the path of a copy, and a Python that
+runs it. Writes ``benchmarks/results/sac_speed.json``, from which
+``benchmarks/render_figures.py`` makes ``docs/figures/sac_speed.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from per_step_speed import COLUMNS, add_comparison, run_in_turn
+from protocol import TableResults
+
+DEFAULT_CLEANRL = Path("/work/cleanrl/sac_continuous_action.py")
+DEFAULT_CLEANRL_PYTHON = "/work/cleanrl/.venv/bin/python"
+SHARED = {
+    "buffer_size": ("buffer-size", "100000"),
+    "batch_size": ("batch-size", "256"),
+    "learning_starts": ("learning-starts", "5000"),
+    "lr": ("policy-lr", "3e-4"),
+    "q_lr": ("q-lr", "1e-3"),
+    "tau": ("tau", "0.005"),
+    "gamma": ("gamma", "0.99"),
+    "target_update_interval": ("target-network-frequency", "1"),
+}
+"""Our option and CleanRL's, with the value both take (CleanRL's, but for the buffer)."""
+
+
+def our_fit_arguments(steps: int, steps_per_round: int, root: Path) -> list[str]:
+    """The command of our fit: ``steps`` env steps of one agent, CleanRL's hyperparameters."""
+    if steps % steps_per_round:
+        raise ValueError(f"--steps ({steps}) must be a multiple of {steps_per_round}")
+    model = {name: value for name, (_, value) in SHARED.items()} | {
+        "hidden_dim": "256",
+        "num_layers": "2",
+        "train_freq": "1",
+        "gradient_steps": "1",
+        "autotune": "true",
+        "steps_per_round": str(steps_per_round),
+    }
+    return [
+        sys.executable,
+        "-m",
+        "fedrl_lightning",
+        "fit",
+        "--model=SAC",
+        *(f"--model.{name}={value}" for name, value in model.items()),
+        "--data.env_id=Pendulum-v1",
+        "--data.num_agents=1",
+        "--trainer.agents_per_round=1",
+        f"--trainer.num_rounds={steps // steps_per_round}",
+        "--trainer.strategy=FedAvg",
+        "--trainer.eval_episodes=1",
+        "--trainer.eval_agents=1",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={root}",
+        "--seed_everything=1",
+    ]
+
+
+def cleanrl_arguments(script: Path, steps: int) -> list[str]:
+    """CleanRL's SAC options for ``steps`` steps of Pendulum-v1 on the CPU."""
+    options = [f"--{name}={value}" for name, value in SHARED.values()]
+    return [
+        str(script.resolve()),
+        "--env-id=Pendulum-v1",
+        f"--total-timesteps={steps}",
+        "--seed=1",
+        "--no-cuda",
+        *options,
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cleanrl", type=Path, default=DEFAULT_CLEANRL, help="CleanRL's SAC")
+    parser.add_argument("--cleanrl-python", default=DEFAULT_CLEANRL_PYTHON)
+    parser.add_argument("--steps", type=int, default=10_000, help="env steps of each run")
+    parser.add_argument("--steps-per-round", type=int, default=5_000)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each, in turn")
+    TableResults.add_no_write(parser)
+    args = parser.parse_args()
+    if not args.cleanrl.is_file():
+        print(f"CleanRL's SAC not found at {args.cleanrl}: comparison skipped")
+        return
+    table = TableResults(
+        "sac_speed",
+        "SAC: wall time per env step against CleanRL's sac_continuous_action.py",
+        "python benchmarks/vs_cleanrl_sac.py",
+        COLUMNS,
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        ours, cleanrl = run_in_turn(
+            lambda root: our_fit_arguments(args.steps, args.steps_per_round, root),
+            [args.cleanrl_python, *cleanrl_arguments(args.cleanrl, args.steps)],
+            args.steps,
+            args.repeats,
+            Path(workdir),
+        )
+    add_comparison(table, ours, cleanrl, args.steps, "torch, tyro and tensorboard")
+    print(json.dumps(table.results["rows"], indent=1))
+    if not args.no_write:
+        print(f"wrote {table.write(totals=True)}")
+
+
+if __name__ == "__main__":
+    main()
