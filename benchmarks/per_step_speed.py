@@ -7,10 +7,12 @@ core 0 with one thread, and writes the rows the two tables share.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import resource
 import statistics
+from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +21,10 @@ from milestones import read_metrics
 from protocol import TableResults
 from vs_cleanrl import load, timestamped_lines
 
+CLEANRL = Path("/work/cleanrl")
+"""Where the comparisons look for CleanRL's scripts by default (not part of this repository)."""
+CLEANRL_PYTHON = "/work/cleanrl/.venv/bin/python"
+"""A Python that runs them (CleanRL pins gymnasium 0.29.1)."""
 GOAL = 1.1
 """The issue's goal: ours takes at most 1.1 times CleanRL's time per env step."""
 SPS = re.compile(r"^SPS: (\d+)")
@@ -72,35 +78,57 @@ def microseconds(seconds: float, steps: int) -> str:
     return f"{seconds / steps * 1e6:.0f} µs"
 
 
+def parse_arguments(doc: str, script: str, steps: int, steps_per_round: int) -> Namespace | None:
+    """The command line of a comparison with CleanRL's ``script``, and its defaults.
+
+    Returns:
+        The arguments; ``None``, once said, where CleanRL's script is not found.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--cleanrl", type=Path, default=CLEANRL / script, help=f"CleanRL's {script}"
+    )
+    parser.add_argument("--cleanrl-python", default=CLEANRL_PYTHON)
+    parser.add_argument("--steps", type=int, default=steps, help="env steps of each run")
+    parser.add_argument("--steps-per-round", type=int, default=steps_per_round)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each, in turn")
+    TableResults.add_no_write(parser)
+    args = parser.parse_args()
+    if not args.cleanrl.is_file():
+        print(f"CleanRL's {script} not found at {args.cleanrl}: comparison skipped")
+        return None
+    return args
+
+
 def run_in_turn(
-    our_command: Callable[[Path], list[str]],
-    cleanrl: list[str],
-    steps: int,
-    repeats: int,
+    args: Namespace,
+    our_fit_arguments: Callable[[int, int, Path], list[str]],
+    cleanrl_arguments: Callable[[Path, int], list[str]],
     workdir: Path,
 ) -> tuple[list[Run], list[Run]]:
-    """Our fit and CleanRL's script in turn, ``repeats`` times each.
+    """Our fit and CleanRL's script in turn, ``args.repeats`` times each.
 
     Args:
-        our_command: Our fit's command, given the root folder its run goes under (a new
-            one each repeat, under ``workdir``).
-        cleanrl: CleanRL's command, run in ``workdir``.
-        steps: Env steps of each run.
-        repeats: Runs of each.
+        args: The command line (:func:`parse_arguments`).
+        our_fit_arguments: Our fit's command, from the steps, the steps a round and the root
+            folder its run goes under (a new one each repeat, under ``workdir``).
+        cleanrl_arguments: CleanRL's options, from its script and the steps; run in
+            ``workdir`` by ``args.cleanrl_python``.
         workdir: A scratch folder.
 
     Returns:
         Our runs and CleanRL's.
     """
+    cleanrl = [args.cleanrl_python, *cleanrl_arguments(args.cleanrl, args.steps)]
     ours: list[Run] = []
     theirs: list[Run] = []
-    for repeat in range(1, repeats + 1):
+    for repeat in range(1, args.repeats + 1):
         root = workdir / str(repeat) / "ours"
         print(f"ours, run {repeat}: starting, {load()}", flush=True)
-        ours.append(run_ours(our_command(root), root))
+        ours.append(run_ours(our_fit_arguments(args.steps, args.steps_per_round, root), root))
         print(f"  {ours[-1]}", flush=True)
         print(f"CleanRL, run {repeat}: starting, {load()}", flush=True)
-        theirs.append(run_cleanrl(cleanrl, steps, workdir))
+        theirs.append(run_cleanrl(cleanrl, args.steps, workdir))
         print(f"  {theirs[-1]}", flush=True)
     return ours, theirs
 

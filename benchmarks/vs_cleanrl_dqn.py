@@ -29,7 +29,6 @@ runs it (CleanRL pins gymnasium 0.29.1, whose vector env gives ``final_observati
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -37,12 +36,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from per_step_speed import COLUMNS, add_comparison, microseconds, run_in_turn
+from per_step_speed import COLUMNS, add_comparison, microseconds, parse_arguments, run_in_turn
 from protocol import TableResults
 from vs_cleanrl import load, timestamped_lines
 
-DEFAULT_CLEANRL = Path("/work/cleanrl/dqn.py")
-DEFAULT_CLEANRL_PYTHON = "/work/cleanrl/.venv/bin/python"
 HIDDEN = 120
 """Our hidden layers' width (CleanRL's are 120 and 84)."""
 BATCH_SIZE = 128
@@ -219,16 +216,8 @@ def breakdown_rows(parts: dict[str, Any]) -> list[list[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cleanrl", type=Path, default=DEFAULT_CLEANRL, help="CleanRL's dqn.py")
-    parser.add_argument("--cleanrl-python", default=DEFAULT_CLEANRL_PYTHON)
-    parser.add_argument("--steps", type=int, default=50_000, help="env steps of each run")
-    parser.add_argument("--steps-per-round", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each, in turn")
-    TableResults.add_no_write(parser)
-    args = parser.parse_args()
-    if not args.cleanrl.is_file():
-        print(f"CleanRL's dqn.py not found at {args.cleanrl}: comparison skipped")
+    args = parse_arguments(__doc__, "dqn.py", 50_000, 10_000)
+    if args is None:
         return
     table = TableResults(
         "dqn_speed",
@@ -237,13 +226,7 @@ def main() -> None:
         COLUMNS,
     )
     with tempfile.TemporaryDirectory() as workdir:
-        ours, cleanrl = run_in_turn(
-            lambda root: our_fit_arguments(args.steps, args.steps_per_round, root),
-            [args.cleanrl_python, *cleanrl_arguments(args.cleanrl, args.steps)],
-            args.steps,
-            args.repeats,
-            Path(workdir),
-        )
+        ours, cleanrl = run_in_turn(args, our_fit_arguments, cleanrl_arguments, Path(workdir))
         print(f"breakdown of our fit: starting, {load()}", flush=True)
         lines, _ = timestamped_lines(
             [

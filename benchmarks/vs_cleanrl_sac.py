@@ -23,17 +23,14 @@ runs it. Writes ``benchmarks/results/sac_speed.json``, from which
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
-from per_step_speed import COLUMNS, add_comparison, run_in_turn
+from per_step_speed import COLUMNS, add_comparison, parse_arguments, run_in_turn
 from protocol import TableResults
 
-DEFAULT_CLEANRL = Path("/work/cleanrl/sac_continuous_action.py")
-DEFAULT_CLEANRL_PYTHON = "/work/cleanrl/.venv/bin/python"
 SHARED = {
     "buffer_size": ("buffer-size", "100000"),
     "batch_size": ("batch-size", "256"),
@@ -93,16 +90,8 @@ def cleanrl_arguments(script: Path, steps: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cleanrl", type=Path, default=DEFAULT_CLEANRL, help="CleanRL's SAC")
-    parser.add_argument("--cleanrl-python", default=DEFAULT_CLEANRL_PYTHON)
-    parser.add_argument("--steps", type=int, default=10_000, help="env steps of each run")
-    parser.add_argument("--steps-per-round", type=int, default=5_000)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each, in turn")
-    TableResults.add_no_write(parser)
-    args = parser.parse_args()
-    if not args.cleanrl.is_file():
-        print(f"CleanRL's SAC not found at {args.cleanrl}: comparison skipped")
+    args = parse_arguments(__doc__, "sac_continuous_action.py", 10_000, 5_000)
+    if args is None:
         return
     table = TableResults(
         "sac_speed",
@@ -111,13 +100,7 @@ def main() -> None:
         COLUMNS,
     )
     with tempfile.TemporaryDirectory() as workdir:
-        ours, cleanrl = run_in_turn(
-            lambda root: our_fit_arguments(args.steps, args.steps_per_round, root),
-            [args.cleanrl_python, *cleanrl_arguments(args.cleanrl, args.steps)],
-            args.steps,
-            args.repeats,
-            Path(workdir),
-        )
+        ours, cleanrl = run_in_turn(args, our_fit_arguments, cleanrl_arguments, Path(workdir))
     add_comparison(table, ours, cleanrl, args.steps, "torch, tyro and tensorboard")
     print(json.dumps(table.results["rows"], indent=1))
     if not args.no_write:
