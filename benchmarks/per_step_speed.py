@@ -12,6 +12,7 @@ import os
 import re
 import resource
 import statistics
+import sys
 from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,40 @@ class Run(NamedTuple):
     """The CPU time it used (user and system): not the time it waited for the core."""
     loop: float
     """Wall time without its start-up: our summed round times, or CleanRL's loop."""
+
+
+def one_agent_fit(
+    learner: str, model: dict[str, str], env_id: str, steps: int, steps_per_round: int, root: Path
+) -> list[str]:
+    """Our fit as CleanRL's script runs: one agent, ``steps`` env steps of ``env_id``.
+
+    A federation of one agent, one agent a round, ``steps_per_round`` steps a round, one
+    evaluation episode after each; ``model`` is the learner's options.
+
+    Raises:
+        ValueError: If ``steps`` is not a whole number of rounds.
+    """
+    if steps % steps_per_round:
+        raise ValueError(f"--steps ({steps}) must be a multiple of {steps_per_round}")
+    options = model | {"steps_per_round": str(steps_per_round)}
+    return [
+        sys.executable,
+        "-m",
+        "fedrl_lightning",
+        "fit",
+        f"--model={learner}",
+        *(f"--model.{name}={value}" for name, value in options.items()),
+        f"--data.env_id={env_id}",
+        "--data.num_agents=1",
+        "--trainer.agents_per_round=1",
+        f"--trainer.num_rounds={steps // steps_per_round}",
+        "--trainer.strategy=FedAvg",
+        "--trainer.eval_episodes=1",
+        "--trainer.eval_agents=1",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={root}",
+        "--seed_everything=1",
+    ]
 
 
 def children_cpu_seconds() -> float:

@@ -36,7 +36,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from per_step_speed import COLUMNS, add_comparison, microseconds, parse_arguments, run_in_turn
+from per_step_speed import (
+    COLUMNS,
+    add_comparison,
+    microseconds,
+    one_agent_fit,
+    parse_arguments,
+    run_in_turn,
+)
 from protocol import TableResults
 from vs_cleanrl import load, timestamped_lines
 
@@ -60,36 +67,16 @@ SHARED = {
 
 def our_fit_arguments(steps: int, steps_per_round: int, root: Path) -> list[str]:
     """The command of our fit: ``steps`` env steps of one agent, CleanRL's hyperparameters."""
-    if steps % steps_per_round:
-        raise ValueError(f"--steps ({steps}) must be a multiple of {steps_per_round}")
     model = {name: value for name, (_, value) in SHARED.items()} | {
         "hidden_dim": str(HIDDEN),
         "num_layers": "2",
         "gradient_steps": "1",
-        "steps_per_round": str(steps_per_round),
         "exploration_steps": str(steps // 2),  # CleanRL's exploration_fraction 0.5
         "double_q": "false",
         "loss": "mse",
         "max_grad_norm": "null",
     }
-    return [
-        sys.executable,
-        "-m",
-        "fedrl_lightning",
-        "fit",
-        "--model=DQN",
-        *(f"--model.{name}={value}" for name, value in model.items()),
-        "--data.env_id=CartPole-v1",
-        "--data.num_agents=1",
-        "--trainer.agents_per_round=1",
-        f"--trainer.num_rounds={steps // steps_per_round}",
-        "--trainer.strategy=FedAvg",
-        "--trainer.eval_episodes=1",
-        "--trainer.eval_agents=1",
-        "--trainer.enable_progress_bar=false",
-        f"--trainer.default_root_dir={root}",
-        "--seed_everything=1",
-    ]
+    return one_agent_fit("DQN", model, "CartPole-v1", steps, steps_per_round, root)
 
 
 def cleanrl_arguments(script: Path, steps: int) -> list[str]:

@@ -24,11 +24,10 @@ runs it. Writes ``benchmarks/results/sac_speed.json``, from which
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-from per_step_speed import COLUMNS, add_comparison, parse_arguments, run_in_turn
+from per_step_speed import COLUMNS, add_comparison, one_agent_fit, parse_arguments, run_in_turn
 from protocol import TableResults
 
 SHARED = {
@@ -46,34 +45,14 @@ SHARED = {
 
 def our_fit_arguments(steps: int, steps_per_round: int, root: Path) -> list[str]:
     """The command of our fit: ``steps`` env steps of one agent, CleanRL's hyperparameters."""
-    if steps % steps_per_round:
-        raise ValueError(f"--steps ({steps}) must be a multiple of {steps_per_round}")
     model = {name: value for name, (_, value) in SHARED.items()} | {
         "hidden_dim": "256",
         "num_layers": "2",
         "train_freq": "1",
         "gradient_steps": "1",
         "autotune": "true",
-        "steps_per_round": str(steps_per_round),
     }
-    return [
-        sys.executable,
-        "-m",
-        "fedrl_lightning",
-        "fit",
-        "--model=SAC",
-        *(f"--model.{name}={value}" for name, value in model.items()),
-        "--data.env_id=Pendulum-v1",
-        "--data.num_agents=1",
-        "--trainer.agents_per_round=1",
-        f"--trainer.num_rounds={steps // steps_per_round}",
-        "--trainer.strategy=FedAvg",
-        "--trainer.eval_episodes=1",
-        "--trainer.eval_agents=1",
-        "--trainer.enable_progress_bar=false",
-        f"--trainer.default_root_dir={root}",
-        "--seed_everything=1",
-    ]
+    return one_agent_fit("SAC", model, "Pendulum-v1", steps, steps_per_round, root)
 
 
 def cleanrl_arguments(script: Path, steps: int) -> list[str]:
