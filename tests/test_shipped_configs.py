@@ -2,6 +2,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run_cli
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -38,7 +39,8 @@ def test_every_environment_has_a_config():
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.stem)
 def test_a_tiny_fit_runs_on_each_shipped_config(tmp_path, config):
-    off_policy = "fedrl_lightning.DQN" in config.read_text()
+    model = yaml.safe_load(config.read_text()).get("model") or {}
+    off_policy = model.get("class_path", "").rpartition(".")[2] in {"DQN", "SAC", "TD3"}
     small = [*SMALL, *OFF_POLICY_SMALL] if off_policy else SMALL
     result = run_cli("fit", "--config", str(config), *small, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
