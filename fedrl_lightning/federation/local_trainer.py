@@ -2,11 +2,12 @@
 
 Every ``lightning.Trainer`` looks up the callback factories that packages register under the
 ``lightning.pytorch.callbacks_factory`` entry point. Python's ``importlib.metadata`` reads the
-metadata of every installed distribution for that, on each call: about 12 ms with this
-project's dependencies, a fifth of a small local fit, and the outer loop builds a Trainer for
-every sampled agent of every round. :func:`local_trainer` finds the factories once per process
-and still calls them for each Trainer, so each gets fresh callbacks, as Lightning's own lookup
-gives them. A package installed while a run goes on is not seen until the next run.
+metadata of every installed distribution for that, on each call: about 6 ms with this
+project's dependencies (a Trainer took 7.2 ms to build, 1.1 ms without it), and the outer loop
+builds a Trainer for every sampled agent of every round. :func:`local_trainer` finds the
+factories once per process and still calls them for each Trainer, so each gets fresh
+callbacks, as Lightning's own lookup gives them. A package installed while a run goes on is
+not seen until the next run.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Self, cast
+from typing import IO, TYPE_CHECKING, Any, Self, cast
 
 import gymnasium as gym
 import numpy as np
@@ -61,9 +61,6 @@ class Learner(FederatedUpdates, FitRecord):
 
     policy: MLPPolicy
     curiosity: Curiosity | None
-    trains_on_episodes: ClassVar[bool] = True
-    """Whether its dataset yields whole episodes (:class:`EpisodeBatch`), which trajectory
-    sharing, coverage and running statistics read; ``False`` for the off-policy learners."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -75,7 +75,6 @@ class DQN(ReplayLearner):
     """
 
     policy: QPolicy
-    trains_on_episodes = False
 
     def __init__(
         self,

@@ -53,7 +53,6 @@ class TwinCriticLearner(ReplayLearner):
 
     policy: BoundedPolicy
     critic: TwinCritic
-    trains_on_episodes = False
 
     def __init__(self) -> None:
         super().__init__()
