@@ -294,8 +294,9 @@ def tiny_run(tmp_path_factory):
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The type check goes first: from a clean clone it is the longest single test (mypy
-    checks torch and Lightning too, about 45 s), and xdist hands out tests in this order, so
-    at the end it would run alone while the other worker has finished.
+    checks torch and Lightning too, about 45 s). xdist hands out the groups, then the other
+    tests in this order, so it starts early, instead of running alone at the end while the
+    other worker has nothing left.
 
     On an xdist worker under ``--dist loadgroup``, every ``xdist_group`` test must carry
     its group in its node id, which is how xdist keeps a group on one worker (the Ray tests
